@@ -1,0 +1,157 @@
+"""The ``cpm-exporter`` command. The only module that exits the process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from exporter import __version__
+from exporter.errors import ConfigError
+from exporter.settings import DEFAULT_PORT
+
+if TYPE_CHECKING:  # imported lazily at run time so that --help stays fast
+    from exporter.runtime import Runtime
+
+log = logging.getLogger("exporter")
+
+DESCRIPTION = f"""\
+Live cost per million tokens of AI workloads, as Prometheus metrics.
+
+  cpm-exporter demo                       simulated node: 8 H100, 4 vLLM servers (no GPU needed)
+  cpm-exporter run --config pricing.yaml  a real node, from your config
+  cpm-exporter check-config pricing.yaml  validate a config and print the effective prices
+
+Default listen port {DEFAULT_PORT} (not used by node_exporter 9100, dcgm-exporter 9400,
+OpenCost 9003 or kube-state-metrics 8080). Pages: / (live table), /metrics, /healthz.
+"""
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (e.g. 0.0.0.0:{DEFAULT_PORT}), got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cpm-exporter", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"cpm-exporter {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity (info)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run on a simulated node: no GPU, no cluster, made-up data")
+    demo.add_argument(
+        "--listen",
+        type=_listen,
+        default=("127.0.0.1", DEFAULT_PORT),
+        metavar="HOST:PORT",
+        help=f"where to serve / and /metrics (127.0.0.1:{DEFAULT_PORT})",
+    )
+    demo.add_argument(
+        "--tick-seconds", type=float, default=None, metavar="S", help="seconds between ticks (demo default 2)"
+    )
+
+    run = sub.add_parser("run", help="meter a real node from a config file (hot-reloaded)")
+    run.add_argument("--config", required=True, metavar="FILE", help="pricing and inventory YAML")
+    run.add_argument(
+        "--listen",
+        type=_listen,
+        default=("0.0.0.0", DEFAULT_PORT),
+        metavar="HOST:PORT",
+        help=f"where to serve / and /metrics (0.0.0.0:{DEFAULT_PORT})",
+    )
+    run.add_argument(
+        "--web.enable-lifecycle",
+        dest="lifecycle",
+        action="store_true",
+        help="accept POST /-/reload (off by default, as in Prometheus)",
+    )
+
+    check = sub.add_parser("check-config", help="validate a config; print every problem, or the price table")
+    check.add_argument("file", metavar="FILE")
+    return parser  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "check-config":
+            return _check(args.file)
+        if args.command == "demo":
+            return _demo(args.listen, args.tick_seconds)
+        return _run(args.config, args.listen, args.lifecycle)
+    except ConfigError as e:
+        print(f"cpm-exporter: invalid config\n{e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"cpm-exporter: {e}", file=sys.stderr)
+        return 1
+
+
+def _check(path: str) -> int:
+    from exporter.config import format_price_table, load_config
+
+    cfg = load_config(path)
+    print(format_price_table(cfg))
+    print(f"\n{path}: OK ({len(cfg.gpus)} GPUs, {len(cfg.workloads)} workloads, {len(cfg.targets)} targets)")
+    return 0
+
+
+def _demo(listen: tuple[str, int], tick_seconds: float | None) -> int:
+    from exporter.demo import DemoNode, start_demo
+    from exporter.runtime import Runtime
+
+    demo = start_demo(tick_seconds)
+    try:
+        runtime = Runtime(demo.load, mode="demo", node_source=DemoNode(demo))
+        print("*** SIMULATION: cpm-exporter demo — made-up GPUs, simulated vLLM servers ***", file=sys.stderr)
+        return _serve(runtime, listen, lifecycle=True)
+    finally:
+        demo.stop()
+
+
+def _run(path: str, listen: tuple[str, int], lifecycle: bool) -> int:
+    from exporter.config import load_config
+    from exporter.runtime import Runtime
+
+    runtime = Runtime(lambda: load_config(path), mode="run", watch_path=path)
+    return _serve(runtime, listen, lifecycle=lifecycle)
+
+
+def _serve(runtime: Runtime, listen: tuple[str, int], *, lifecycle: bool) -> int:
+    from exporter.exposition.server import serve
+
+    stop, reload_requested = threading.Event(), threading.Event()
+    server = serve(listen[0], listen[1], runtime.published, runtime.reload if lifecycle else None)
+    host, port = str(server.server_address[0]), server.server_address[1]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    print(f"cpm-exporter {__version__} serving http://{shown}:{port}/ (metrics at /metrics)", file=sys.stderr)
+    _on_signals(stop.set, reload_requested.set)
+    try:
+        runtime.run(stop, reload_requested)
+    finally:
+        server.shutdown()
+    return 0
+
+
+def _on_signals(on_stop: Callable[[], None], on_hup: Callable[[], None]) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: on_stop())
+    signal.signal(signal.SIGINT, lambda *_: on_stop())
+    signal.signal(signal.SIGHUP, lambda *_: on_hup())

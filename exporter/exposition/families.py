@@ -1,0 +1,168 @@
+"""The metric families we export: one table row each (name, type, help, labels, rows).
+
+Every line-level family carries LINE_LABELS; idle money has ``workload="idle"`` and the
+team/model ``__idle__``; owners past the cardinality cap fold into ``__overflow__``.
+The README's metric table is kept equal to this table by a test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from exporter.exposition.status import ExportView
+from exporter.meter.ledger import LineView
+from exporter.meter.money import to_usd
+
+LINE_LABELS = ("node", "namespace", "pod", "team", "model", "workload", "hardware", "capacity_class")
+Row = tuple[tuple[str, ...], float]
+NS = 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    name: str
+    type: str  # "counter" | "gauge"
+    help: str
+    labels: tuple[str, ...]
+    rows: Callable[[ExportView], Iterable[Row]]
+
+
+def line_values(node: str, v: LineView) -> tuple[str, ...]:
+    o = v.line.owner
+    return (node, o.namespace, o.pod, o.team, o.model, o.workload, v.line.hardware, v.line.capacity)
+
+
+def _per_line(
+    fn: Callable[[LineView], Iterable[tuple[tuple[str, ...], float | None]]],
+) -> Callable[[ExportView], Iterable[Row]]:
+    def rows(view: ExportView) -> Iterable[Row]:
+        node = view.meter.node
+        for v in view.meter.lines:
+            base = line_values(node, v)
+            for extra, value in fn(v):
+                if value is not None:
+                    yield base + extra, value
+
+    return rows
+
+
+def _cost(v: LineView) -> Iterable[tuple[tuple[str, ...], float | None]]:
+    return (((c,), to_usd(n)) for c, n in sorted(v.totals.cost.items()))
+
+
+def _gpu_seconds(v: LineView) -> Iterable[tuple[tuple[str, ...], float | None]]:
+    if v.line.owner.is_idle:
+        return [(("idle",), v.totals.held_ns / NS)]
+    return [(("held",), v.totals.held_ns / NS), (("busy",), v.totals.busy_ns / NS)]
+
+
+def _cpm(v: LineView) -> Iterable[tuple[tuple[str, ...], float | None]]:
+    g, split = v.gauges, v.split or "none"
+    return [
+        (("input", split), g.usd_per_million_input),
+        (("output", split), g.usd_per_million_output),
+        (("total", split), g.usd_per_million_total),
+    ]
+
+
+def _node(fn: Callable[[ExportView], float | None]) -> Callable[[ExportView], Iterable[Row]]:
+    def rows(view: ExportView) -> Iterable[Row]:
+        value = fn(view)
+        return [] if value is None else [((view.meter.node,), value)]
+
+    return rows
+
+
+def _const(fn: Callable[[ExportView], Iterable[Row]]) -> Callable[[ExportView], Iterable[Row]]:
+    return fn
+
+
+L = LINE_LABELS
+FAMILIES: tuple[Family, ...] = (
+    # -- counters: what PromQL aggregates across a fleet --------------------------------------
+    Family("cpm_cost_usd_total", "counter", "Money charged to an owner, by cost component, in USD.",
+           (*L, "component"), _per_line(_cost)),
+    Family("cpm_cost_by_direction_usd_total", "counter",
+           "Money charged to an owner split into input (prefill) and output (decode) tokens, in USD.",
+           (*L, "direction"),
+           _per_line(lambda v: [(("input",), to_usd(v.totals.cost_input)),
+                                (("output",), to_usd(v.totals.cost_output))]
+                     if not v.line.owner.is_idle else [])),
+    Family("cpm_tokens_total", "counter", "Tokens served, by direction (input = prompt, output = generated).",
+           (*L, "direction"),
+           _per_line(lambda v: [(("input",), v.totals.input_tokens), (("output",), v.totals.output_tokens)]
+                     if not v.line.owner.is_idle else [])),
+    Family("cpm_requests_total", "counter", "Finished requests (every finish reason).", L,
+           _per_line(lambda v: [((), v.totals.requests)] if not v.line.owner.is_idle else [])),
+    Family("cpm_gpu_seconds_total", "counter",
+           "GPU-seconds: held by an owner, busy within held, or idle (held by nobody).",
+           (*L, "state"), _per_line(_gpu_seconds)),
+    Family("cpm_bill_usd_total", "counter", "Everything charged on this node; equals the sum of cpm_cost_usd_total.",
+           ("node",), _node(lambda v: to_usd(v.meter.bill_nano))),
+    # -- live gauges over the window ------------------------------------------------------------
+    Family("cpm_usd_per_million_tokens", "gauge",
+           "Cost per million tokens over the window; split says how input/output money was divided.",
+           (*L, "direction", "split"), _per_line(_cpm)),
+    Family("cpm_tokens_per_second_per_user", "gauge",
+           "Interactivity at which the CPM was reached: tokens/s seen by one user, over the window.",
+           (*L, "method"),
+           _per_line(lambda v: [((v.gauges.interactivity_method,), v.gauges.tokens_per_second_per_user)])),
+    Family("cpm_usd_per_request", "gauge", "Cost per finished request over the window, in USD.", L,
+           _per_line(lambda v: [((), v.gauges.usd_per_request)])),
+    Family("cpm_burn_usd_per_hour", "gauge", "Spend rate over the window, in USD per hour (idle burn for idle).",
+           L, _per_line(lambda v: [((), v.gauges.burn_usd_per_hour)])),
+    Family("cpm_gpu_utilization_ratio", "gauge", "Busy GPU-seconds / held GPU-seconds over the window.", L,
+           _per_line(lambda v: [((), v.gauges.utilization)])),
+    Family("cpm_coverage_ratio", "gauge",
+           "Share of held GPU-seconds whose tokens could be read, over the window (provenance of CPMs).",
+           ("node",), _node(lambda v: v.meter.coverage)),
+    Family("cpm_window_seconds", "gauge", "Configured window of the live gauges, in seconds.", ("node",),
+           _node(lambda v: v.status.window_seconds)),
+    # -- prices and their provenance ------------------------------------------------------------
+    Family("cpm_price_info", "gauge",
+           "Price in use per hardware and capacity class; source=catalogue means a default, not your price.",
+           ("hardware", "capacity_class", "source", "reference", "date"),
+           _const(lambda v: [((p.hardware, p.capacity, p.source, p.reference, p.date), 1.0)
+                             for p in v.status.prices_in_use])),
+    Family("cpm_gpu_price_usd_per_hour", "gauge", "Price of one GPU-hour in use, in USD.",
+           ("hardware", "capacity_class", "source"),
+           _const(lambda v: [((p.hardware, p.capacity, p.source), float(p.usd_per_hour))
+                             for p in v.status.prices_in_use])),
+    Family("cpm_budget_usd_per_million_tokens", "gauge", "CPM budget from the config (for alerting).",
+           ("scope", "name"),
+           _const(lambda v: [*((("model", k), float(x)) for k, x in v.status.pricing.budgets.models.items()),
+                             *((("team", k), float(x)) for k, x in v.status.pricing.budgets.teams.items())])),
+    # -- self-metrics --------------------------------------------------------------------------
+    Family("cpm_target_up", "gauge", "1 if the last scrape of an inference target succeeded.",
+           ("target", "server"), _const(lambda v: [((t.name, t.server), float(t.up)) for t in v.status.targets])),
+    Family("cpm_target_scrape_duration_seconds", "gauge", "Duration of the last scrape of a target.",
+           ("target",), _const(lambda v: [((t.name,), t.duration_seconds) for t in v.status.targets])),
+    Family("cpm_target_scrape_errors_total", "counter", "Failed scrapes of a target, by reason.",
+           ("target", "reason"),
+           _const(lambda v: [((t.name, r), float(n)) for t in v.status.targets for r, n in sorted(t.errors.items())])),
+    Family("cpm_counter_resets_total", "counter", "Upstream counter resets seen (server restarts).",
+           ("target",), _const(lambda v: [((t,), float(n)) for t, n in sorted(v.meter.resets.items())])),
+    Family("cpm_input_rejected_total", "counter", "Inputs rejected (NaN, Inf, negative, implausible jumps).",
+           ("source", "reason"),
+           _const(lambda v: [((s, r), float(n)) for (s, r), n in sorted(v.meter.rejected.items())])),
+    Family("cpm_overflow_owners_total", "counter",
+           "Owner series folded into __overflow__ by the cardinality cap (money is kept).", (),
+           _const(lambda v: [((), float(v.meter.overflowed_owners))])),
+    Family("cpm_unpriced_gpu_seconds_total", "counter", "GPU-seconds with no price (charged nothing).", (),
+           _const(lambda v: [((), v.meter.unpriced_gpu_seconds)])),
+    Family("cpm_tick_duration_seconds", "gauge", "Duration of the last tick (sources, meter, render).", (),
+           _const(lambda v: [((), v.status.tick_seconds)])),
+    Family("cpm_ticks_total", "counter", "Ticks completed.", (), _const(lambda v: [((), float(v.status.ticks))])),
+    Family("cpm_config_last_reload_successful", "gauge", "1 if the last config load succeeded.", (),
+           _const(lambda v: [((), float(v.status.config_ok))])),
+    Family("cpm_config_last_reload_success_timestamp_seconds", "gauge",
+           "UNIX time of the last successful config load.", (),
+           _const(lambda v: [((), v.status.config_success_timestamp)])),
+    Family("cpm_config_hash", "gauge", "First 48 bits of the SHA-256 of the config in use.", (),
+           _const(lambda v: [((), float(int(v.status.config_sha256[:12] or "0", 16)))])),
+    Family("cpm_catalogue_info", "gauge", "Date of the default price catalogue shipped in this build.",
+           ("date",), _const(lambda v: [((v.status.pricing.catalogue_date,), 1.0)])),
+    Family("cpm_build_info", "gauge", "Build and mode (mode=demo means simulated data).",
+           ("version", "mode"), _const(lambda v: [((v.status.version, v.status.mode), 1.0)])),
+)  # fmt: skip

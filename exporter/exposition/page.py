@@ -1,0 +1,110 @@
+"""The landing page: a live table of what each model costs, server-rendered, no assets.
+
+Refreshes itself every tick (a meta refresh: no JavaScript, no external requests).
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime, timezone
+
+from exporter.exposition.status import ExportView
+from exporter.meter.ledger import LineView
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#1d2330}
+table{border-collapse:collapse;margin-top:1em}th,td{padding:.35em .8em;border-bottom:1px solid #dde}
+th{text-align:left;background:#f2f4f8}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.banner{background:#fff3cd;border:1px solid #e0c36b;padding:.6em 1em;font-weight:600}
+.warn{color:#a4400b}.idle td{color:#7a4a00;background:#fffaf0}small{color:#667}
+"""
+
+
+def _money(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None else f"${x:,.{digits}f}"
+
+
+def _num(x: float | None, fmt: str) -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def _row(v: LineView) -> str:
+    g, o = v.gauges, v.line.owner
+    cells = [
+        html.escape(o.model),
+        html.escape(o.team),
+        html.escape(f"{o.namespace}/{o.pod}"),
+        html.escape(f"{v.line.hardware} ({v.line.capacity})"),
+    ]
+    nums = [
+        _money(g.usd_per_million_input),
+        _money(g.usd_per_million_output),
+        _money(g.usd_per_million_total),
+        _num(g.tokens_per_second_per_user, ".1f"),
+        _num(None if g.utilization is None else g.utilization * 100, ".0f")
+        + ("" if g.utilization is None else " %"),
+        _money(g.burn_usd_per_hour, 2),
+    ]
+    tds = "".join(f"<td>{c}</td>" for c in cells) + "".join(f'<td class="n">{n}</td>' for n in nums)
+    return f"<tr>{tds}</tr>"
+
+
+def _idle_row(v: LineView) -> str:
+    label = f"idle — {html.escape(v.line.hardware)} ({html.escape(v.line.capacity)})"
+    burn = _money(v.gauges.burn_usd_per_hour, 2)
+    return f'<tr class="idle"><td colspan="9">{label}: GPUs held by no pod</td><td class="n">{burn}</td></tr>'
+
+
+def render_page(view: ExportView) -> bytes:
+    s, m = view.status, view.meter
+    served = sorted(
+        (v for v in m.lines if not v.line.owner.is_idle), key=lambda v: (v.line.owner.model, v.line.owner.pod)
+    )
+    idle = [v for v in m.lines if v.line.owner.is_idle]
+    idle_burn = sum(v.gauges.burn_usd_per_hour or 0.0 for v in idle)
+    when = datetime.fromtimestamp(m.end_ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    refresh = max(1, round(s.window_seconds / 12)) if s.window_seconds else 5
+    banner = (
+        '<p class="banner">SIMULATION — cpm-exporter demo: made-up GPUs and simulated vLLM servers.</p>'
+        if s.mode == "demo"
+        else ""
+    )
+    warnings = "".join(
+        f'<p class="warn">Price for {html.escape(p.hardware)}/{html.escape(p.capacity)} is a catalogue default '
+        f"(${p.usd_per_hour}/GPU-h, {html.escape(p.reference)}), not your price.</p>"
+        for p in s.prices_in_use
+        if p.source == "catalogue"
+    )
+    if not s.config_ok:
+        warnings += (
+            f'<p class="warn">Config reload failed; last good config kept: {html.escape(s.config_error)}</p>'
+        )
+    coverage = "–" if m.coverage is None else f"{m.coverage * 100:.0f} %"
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "model",
+            "team",
+            "pod",
+            "hardware",
+            "$/M input",
+            "$/M output",
+            "$/M total",
+            "tokens/s per user",
+            "utilisation",
+            "$/h",
+        )
+    )
+    rows = "".join(_row(v) for v in served) + "".join(_idle_row(v) for v in idle)
+    body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="{refresh}"><title>cpm-exporter — {html.escape(m.node)}</title>
+<style>{_STYLE}</style></head><body>{banner}
+<h1>Cost per million tokens — node {html.escape(m.node)}</h1>
+<p>Window {s.window_seconds:.0f} s · updated {when} · idle burn <b id="idle-burn">{_money(idle_burn, 2)}/h</b>
+· token coverage {coverage} · <a href="/metrics">/metrics</a></p>{warnings}
+<table id="cpm"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
+<p><small>cpm-exporter {html.escape(s.version)} · catalogue {html.escape(s.pricing.catalogue_date)}
+· CPM is always shown with the tokens/s per user at which it was reached.</small></p>
+</body></html>
+"""  # fmt: skip
+    return body.encode()

@@ -1,0 +1,53 @@
+"""Render the families to the Prometheus text format 0.0.4, once per tick."""
+
+from __future__ import annotations
+
+import math
+
+from exporter.exposition.families import FAMILIES, Family
+from exporter.exposition.status import ExportView
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def format_value(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    if not names:
+        return ""
+    inner = ",".join(f'{n}="{escape_label(v)}"' for n, v in zip(names, values, strict=True))
+    return "{" + inner + "}"
+
+
+def render_family(family: Family, view: ExportView) -> list[str]:
+    out = [f"# HELP {family.name} {escape_help(family.help)}", f"# TYPE {family.name} {family.type}"]
+    seen: set[tuple[str, ...]] = set()
+    for values, value in family.rows(view):
+        if values in seen:  # one series per label set, always (a duplicate fails the scrape)
+            continue
+        seen.add(values)
+        out.append(f"{family.name}{_labels(family.labels, values)} {format_value(value)}")
+    return out
+
+
+def render(view: ExportView) -> bytes:
+    lines: list[str] = []
+    for family in FAMILIES:
+        lines += render_family(family, view)
+    return ("\n".join(lines) + "\n").encode()

@@ -1,0 +1,200 @@
+"""One tick of GPU time and money → the pods that held it, or idle.
+
+A GPU-second belongs to the pod that holds the GPU, busy or not: it reserved it. A GPU
+no pod holds is idle, owned by the node. Each cost line is accrued exactly (carried
+remainder) and then split among holders by largest remainder, so every nano-dollar
+lands on exactly one owner.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+
+from exporter.meter.counters import Reading, delta
+from exporter.meter.money import Accruals, allocate, per_hour, usd
+from exporter.meter.proration import month_fraction
+from exporter.model import IDLE, GpuSample, Owner, Placement, PodUsage, TickInput
+from exporter.pricing import BYTES_PER_GB, PricingConfig
+
+NO_HARDWARE = "none"
+COMPONENTS = ("gpu", "energy", "egress", "cross_zone", "storage", "support", "overhead")
+JOULES_PER_KWH = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A series identity: who, on what hardware and capacity class."""
+
+    owner: Owner
+    hardware: str
+    capacity: str
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    line: Line
+    component: str
+    nano: int
+
+
+@dataclass(frozen=True, slots=True)
+class GpuTime:
+    line: Line
+    held_ns: int
+    busy_ns: int  # part of held_ns the GPU was busy (only where utilisation is known)
+    measured_ns: int  # part of held_ns whose utilisation is known
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    charges: tuple[Charge, ...]
+    times: tuple[GpuTime, ...]
+    unpriced: tuple[str, ...]  # gpu ids without a price this tick (charged $0, counted)
+
+
+def _holders(placements: Iterable[Placement]) -> dict[str, list[tuple[Owner, int]]]:
+    by_gpu: dict[str, list[tuple[Owner, int]]] = defaultdict(list)
+    for p in placements:
+        by_gpu[p.gpu_id].append((p.holder, p.weight))
+    return by_gpu
+
+
+def _gpu_exact(gpu: GpuSample, pricing: PricingConfig, dt_ns: int) -> dict[str, Fraction] | None:
+    price = pricing.gpu_price(gpu.hardware, gpu.capacity)
+    if price is None:
+        return None
+    gpu_cost = per_hour(price.usd_per_hour, dt_ns)
+    exact = {"gpu": gpu_cost, "overhead": gpu_cost * Fraction(pricing.overhead.percent) / 100}
+    if gpu.capacity == "owned":
+        exact["energy"] = _energy(gpu, pricing, dt_ns)
+    return exact
+
+
+def _energy(gpu: GpuSample, pricing: PricingConfig, dt_ns: int) -> Fraction:
+    owned = pricing.owned.get(gpu.hardware)
+    watts = gpu.power_watts if gpu.power_watts is not None else (owned.watts if owned else None)
+    if watts is None or watts <= 0:
+        return Fraction(0)
+    joules = Fraction(watts) * dt_ns / 10**9
+    kwh = joules * Fraction(pricing.energy.pue) / JOULES_PER_KWH
+    return kwh * usd(pricing.energy.usd_per_kwh)
+
+
+def _split(line_of: list[Line], amount: int, weights: list[int], component: str) -> list[Charge]:
+    shares = [amount] if len(weights) == 1 else allocate(amount, weights)
+    return [Charge(line, component, s) for line, s in zip(line_of, shares, strict=True) if s]
+
+
+class GpuAttributor:
+    """Owns the carried remainders of every GPU, node and pod cost line."""
+
+    def __init__(self) -> None:
+        self.accruals = Accruals()
+        self._net_readings: dict[tuple[str, str, str], Reading] = {}
+
+    def attribute(self, inp: TickInput, pricing: PricingConfig) -> Attribution:
+        dt = inp.dt_ns
+        holders = _holders(inp.placements)
+        charges: list[Charge] = []
+        times: list[GpuTime] = []
+        unpriced: list[str] = []
+        node_overhead = self._node_overhead_shares(inp, pricing)
+        for gpu, overhead_share in zip(inp.gpus, node_overhead, strict=True):
+            owners = holders.get(gpu.gpu_id) or [(IDLE, 1)]
+            lines = [Line(o, gpu.hardware, gpu.capacity) for o, _ in owners]
+            weights = [w for _, w in owners]
+            exact = _gpu_exact(gpu, pricing, dt)
+            if exact is None:
+                unpriced.append(gpu.gpu_id)
+                exact = {}
+            for component, amount in exact.items():
+                nano = self.accruals.accrue((gpu.gpu_id, component), amount)
+                charges += _split(lines, nano, weights, component)
+            charges += _split(lines, overhead_share, weights, "overhead")
+            times += _gpu_times(gpu, lines, weights, dt)
+        if not inp.gpus and node_overhead == []:
+            charges += self._overhead_without_gpus(inp, pricing)
+        charges += self._pod_charges(inp, pricing, _primary_hardware(inp))
+        charges += self._support(charges, pricing)
+        return Attribution(tuple(charges), tuple(times), tuple(unpriced))
+
+    def _node_overhead_shares(self, inp: TickInput, pricing: PricingConfig) -> list[int]:
+        """The node's $/node-hour overhead, split evenly over its GPUs (exactly)."""
+        if not inp.gpus:
+            return []
+        exact = per_hour(pricing.overhead.usd_per_node_hour, inp.dt_ns)
+        nano = self.accruals.accrue((inp.node, "node_overhead"), exact)
+        return allocate(nano, [1] * len(inp.gpus))
+
+    def _overhead_without_gpus(self, inp: TickInput, pricing: PricingConfig) -> list[Charge]:
+        exact = per_hour(pricing.overhead.usd_per_node_hour, inp.dt_ns)
+        nano = self.accruals.accrue((inp.node, "node_overhead"), exact)
+        return [Charge(Line(IDLE, NO_HARDWARE, NO_HARDWARE), "overhead", nano)] if nano else []
+
+    def _pod_charges(
+        self, inp: TickInput, pricing: PricingConfig, hardware: Mapping[Owner, tuple[str, str]]
+    ) -> list[Charge]:
+        charges: list[Charge] = []
+        months = month_fraction(inp.start_ns, inp.end_ns, pricing.month)
+        for pod in inp.pods:
+            hw, cap = hardware.get(pod.holder, (NO_HARDWARE, NO_HARDWARE))
+            line = Line(pod.holder, hw, cap)
+            gb = Fraction(pod.storage_bytes) / BYTES_PER_GB
+            storage = gb * usd(pricing.storage_usd_per_gb_month) * months
+            exact = {"storage": storage}
+            exact["egress"] = self._transfer(pod, "egress", pod.egress_bytes_total, pricing.egress_usd_per_gb)
+            exact["cross_zone"] = self._transfer(
+                pod, "cross_zone", pod.cross_zone_bytes_total, pricing.cross_zone_usd_per_gb
+            )
+            for component, amount in exact.items():
+                nano = self.accruals.accrue((pod.holder, component), amount)
+                if nano:
+                    charges.append(Charge(line, component, nano))
+        return charges
+
+    def _transfer(self, pod: PodUsage, kind: str, total: float | None, price: object) -> Fraction:
+        if total is None:
+            return Fraction(0)
+        key = (pod.holder.namespace, pod.holder.pod, kind)
+        cur = Reading(total)
+        moved = delta(self._net_readings.get(key), cur).amount
+        self._net_readings[key] = cur
+        return Fraction(moved) / BYTES_PER_GB * usd(price)  # type: ignore[arg-type]
+
+    def _support(self, charges: list[Charge], pricing: PricingConfig) -> list[Charge]:
+        """Support uplift: a percentage on everything else each line was charged."""
+        rate = Fraction(pricing.support_uplift_percent) / 100
+        if not rate:
+            return []
+        base: dict[Line, int] = defaultdict(int)
+        for c in charges:
+            base[c.line] += c.nano
+        out = []
+        for line, nano in base.items():
+            support = self.accruals.accrue((line, "support"), nano * rate)
+            if support:
+                out.append(Charge(line, "support", support))
+        return out
+
+
+def _gpu_times(gpu: GpuSample, lines: list[Line], weights: list[int], dt: int) -> list[GpuTime]:
+    held = [dt] if len(weights) == 1 else allocate(dt, weights)
+    if gpu.utilization is None:
+        return [GpuTime(line, h, 0, 0) for line, h in zip(lines, held, strict=True)]
+    busy_total = int(Fraction(min(max(gpu.utilization, 0.0), 1.0)) * dt)
+    busy = [busy_total] if len(weights) == 1 else allocate(busy_total, weights)
+    return [GpuTime(line, h, b, h) for line, h, b in zip(lines, held, busy, strict=True)]
+
+
+def _primary_hardware(inp: TickInput) -> dict[Owner, tuple[str, str]]:
+    """Each holder's main (hardware, capacity): where its storage and tokens are filed."""
+    gpus = {g.gpu_id: g for g in inp.gpus}
+    weight: dict[Owner, dict[tuple[str, str], int]] = defaultdict(lambda: defaultdict(int))
+    for p in inp.placements:
+        gpu = gpus.get(p.gpu_id)
+        if gpu is not None:
+            weight[p.holder][(gpu.hardware, gpu.capacity)] += p.weight
+    return {owner: max(w.items(), key=lambda kv: (kv[1], kv[0]))[0] for owner, w in weight.items()}

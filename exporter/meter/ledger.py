@@ -1,0 +1,290 @@
+"""The meter: one tick of inputs and prices in, cumulative ledger and live gauges out.
+
+Order of one tick: token deltas per model → GPU, node and pod cost lines per holder →
+split each holder's money and GPU time across the models it served (by tokens) → split
+each line's money into input and output → add to the ledger and the windows.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+
+from exporter.meter.attribution import Attribution, Charge, GpuAttributor, GpuTime, Line
+from exporter.meter.money import allocate
+from exporter.meter.tokens import ModelDelta, TokenMeter
+from exporter.meter.windows import LiveGauges, TickRecord, Window, held_and_busy
+from exporter.model import OVERFLOW, Owner, TickInput
+from exporter.pricing import PricingConfig
+
+NS_PER_S = 10**9
+UNKNOWN_MODEL = "__unknown__"
+PodKey = tuple[str, str]  # (namespace, pod)
+
+
+@dataclass(slots=True)
+class LineTotals:
+    """Cumulative since the exporter started; only ever grows."""
+
+    cost: Counter[str] = field(default_factory=Counter)  # component → nano-dollars
+    cost_input: int = 0
+    cost_output: int = 0
+    input_tokens: float = 0.0
+    output_tokens: float = 0.0
+    requests: float = 0.0
+    held_ns: int = 0
+    busy_ns: int = 0
+    last_ns: int = 0  # last tick that touched this line
+
+
+@dataclass(frozen=True, slots=True)
+class LineView:
+    line: Line
+    totals: LineTotals  # a copy: exposition may read it while the next tick runs
+    gauges: LiveGauges
+    split: str  # how this line's money was split into input/output lately
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSnapshot:
+    node: str
+    end_ns: int
+    lines: tuple[LineView, ...] = ()
+    resets: Mapping[str, int] = field(default_factory=dict)  # cumulative per target
+    rejected: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (source, reason)
+    coverage: float | None = None  # share of held GPU-seconds whose tokens we read (window)
+    overflowed_owners: int = 0
+    unpriced_gpu_seconds: float = 0.0
+    bill_nano: int = 0  # everything ever charged; equals Σ line costs exactly
+
+
+@dataclass(slots=True)
+class _TickLine:
+    charges: Counter[str] = field(default_factory=Counter)
+    time: list[int] = field(default_factory=lambda: [0, 0, 0])  # held, busy, measured
+    deltas: list[ModelDelta] = field(default_factory=list)
+
+
+class Meter:
+    """Pure with respect to the world: no I/O, no clock; state is in-memory only."""
+
+    def __init__(self, node: str, *, max_owners: int = 2000, retention_s: float = 600.0) -> None:
+        self.node = node
+        self.max_owners = max_owners
+        self.retention_ns = int(retention_s * NS_PER_S)
+        self._tokens = TokenMeter()
+        self._gpus = GpuAttributor()
+        self._totals: dict[Line, LineTotals] = {}
+        self._windows: dict[Line, Window] = {}
+        self._split: dict[Line, str] = {}
+        self._last_ratio: dict[Line, tuple[Fraction, Fraction]] = {}
+        self._last_model: dict[PodKey, str] = {}
+        self._admitted: set[Owner] = set()
+        self._coverage = Window()
+        self._resets: Counter[str] = Counter()
+        self._rejected: Counter[tuple[str, str]] = Counter()
+        self._overflowed = 0
+        self._unpriced_ns = 0
+        self._bill = 0
+        self._snapshot = MeterSnapshot(node=node, end_ns=0)
+
+    def tick(self, inp: TickInput, pricing: PricingConfig, window_s: float) -> MeterSnapshot:
+        if inp.dt_ns < 0:  # 0 is the baseline tick at start: readings, no money
+            self._rejected[("clock", "non_positive_tick")] += 1
+            return self._snapshot
+        tok = self._tokens.tick(inp.scrapes, inp.start_ns / NS_PER_S, inp.dt_ns / NS_PER_S)
+        self._resets.update(tok.resets)
+        self._rejected.update(tok.rejected)
+        att = self._gpus.attribute(inp, pricing)
+        self._unpriced_ns += inp.dt_ns * len(att.unpriced)
+        lines = self._by_model(att, tok.deltas, _primary_lines(att))
+        window_ns = int(window_s * NS_PER_S)
+        for line, tl in lines.items():
+            self._book(line, tl, inp, pricing, window_ns)
+        self._book_coverage(att.times, tok.read_pods, inp, window_ns)
+        self._expire(inp.end_ns)
+        self._snapshot = self._snap(inp.end_ns)
+        return self._snapshot
+
+    # -- splitting a holder's tick across the models it served ---------------------------
+
+    def _by_model(
+        self, att: Attribution, deltas: tuple[ModelDelta, ...], primary: Mapping[PodKey, Line]
+    ) -> dict[Line, _TickLine]:
+        served: dict[PodKey, dict[Owner, float]] = defaultdict(lambda: defaultdict(float))
+        out: dict[Line, _TickLine] = defaultdict(_TickLine)
+        for d in deltas:
+            pod = (d.owner.namespace, d.owner.pod)
+            served[pod][d.owner] += d.tokens
+            if d.tokens:
+                self._last_model[pod] = d.owner.model
+            base = primary.get(pod) or Line(d.owner, "none", "none")
+            out[self._admit(replace(base, owner=d.owner))].deltas.append(d)
+        for c in att.charges:
+            for line, nano in self._models_of(c.line, c.nano, served):
+                out[line].charges[c.component] += nano
+        for t in att.times:
+            for i, amount in enumerate((t.held_ns, t.busy_ns, t.measured_ns)):
+                for line, part in self._models_of(t.line, amount, served):
+                    out[line].time[i] += part
+        return out
+
+    def _models_of(
+        self, line: Line, amount: int, served: Mapping[PodKey, Mapping[Owner, float]]
+    ) -> list[tuple[Line, int]]:
+        if line.owner.is_idle:
+            return [(line, amount)]
+        pod = (line.owner.namespace, line.owner.pod)
+        models = {o: w for o, w in served.get(pod, {}).items() if w > 0}
+        if not models:
+            model = line.owner.model or self._last_model.get(pod, UNKNOWN_MODEL)
+            return [(self._admit(replace(line, owner=replace(line.owner, model=model))), amount)]
+        owners = sorted(models, key=lambda o: o.model)
+        shares = allocate(amount, [Fraction(models[o]) for o in owners])
+        return [(self._admit(replace(line, owner=o)), s) for o, s in zip(owners, shares, strict=True)]
+
+    def _admit(self, line: Line) -> Line:
+        """Bound label cardinality: owners past the cap fold into one overflow owner."""
+        if line.owner in self._admitted or line.owner.is_idle:
+            return line
+        if len(self._admitted) < self.max_owners:
+            self._admitted.add(line.owner)
+            return line
+        self._overflowed += 1
+        return replace(line, owner=OVERFLOW)
+
+    # -- booking --------------------------------------------------------------------------
+
+    def _book(
+        self, line: Line, tl: _TickLine, inp: TickInput, pricing: PricingConfig, window_ns: int
+    ) -> None:
+        totals = self._totals.setdefault(line, LineTotals())
+        d = _sum_deltas(tl.deltas)
+        cost = sum(tl.charges.values())
+        cost_in, cost_out = self._direction_split(line, cost, d, tl.deltas, pricing)
+        totals.cost.update(tl.charges)
+        totals.cost_input += cost_in
+        totals.cost_output += cost_out
+        totals.input_tokens += d.input_tokens
+        totals.output_tokens += d.output_tokens
+        totals.requests += d.requests
+        totals.held_ns += tl.time[0]
+        totals.busy_ns += tl.time[1]
+        totals.last_ns = inp.end_ns
+        self._bill += cost
+        running = sum(x.running or 0.0 for x in tl.deltas) * inp.dt_ns / NS_PER_S
+        record = TickRecord(
+            end_ns=inp.end_ns,
+            dt_ns=inp.dt_ns,
+            cost=cost,
+            cost_input=cost_in,
+            cost_output=cost_out,
+            input_tokens=d.input_tokens,
+            output_tokens=d.output_tokens,
+            requests=d.requests,
+            itl_seconds=d.itl_seconds,
+            itl_count=d.itl_count,
+            running_seconds=running,
+            held_ns=tl.time[0],
+            busy_ns=tl.time[1],
+            measured_ns=tl.time[2],
+        )
+        self._windows.setdefault(line, Window()).add(record, window_ns)
+
+    def _direction_split(
+        self, line: Line, cost: int, d: ModelDelta, deltas: list[ModelDelta], pricing: PricingConfig
+    ) -> tuple[int, int]:
+        """Input vs output money: by measured prefill/decode time, else by token weight."""
+        if line.owner.is_idle:
+            return 0, 0  # idle money served no direction
+        weights: tuple[Fraction, Fraction] | None = None
+        if deltas and all(x.has_phase_time for x in deltas) and d.prefill_seconds + d.decode_seconds > 0:
+            weights, self._split[line] = (
+                (Fraction(d.prefill_seconds), Fraction(d.decode_seconds)),
+                "phase_time",
+            )
+        elif d.tokens > 0:
+            w = Fraction(pricing.output_input_weight)
+            weights = (Fraction(d.input_tokens), w * Fraction(d.output_tokens))
+            self._split[line] = "token_weight"
+        if weights is not None:
+            self._last_ratio[line] = weights
+        weights = weights or self._last_ratio.get(line) or (Fraction(1), Fraction(1))
+        cost_in, cost_out = allocate(cost, list(weights))
+        return cost_in, cost_out
+
+    def _book_coverage(
+        self, times: tuple[GpuTime, ...], read: frozenset[PodKey], inp: TickInput, window_ns: int
+    ) -> None:
+        held = [t for t in times if not t.line.owner.is_idle]
+        covered = sum(t.held_ns for t in held if (t.line.owner.namespace, t.line.owner.pod) in read)
+        self._coverage.add(
+            TickRecord(
+                end_ns=inp.end_ns, dt_ns=inp.dt_ns, held_ns=sum(t.held_ns for t in held), busy_ns=covered
+            ),
+            window_ns,
+        )
+
+    def _expire(self, now_ns: int) -> None:
+        """Forget lines untouched for the retention period, so their series go stale."""
+        old = [line for line, t in self._totals.items() if now_ns - t.last_ns > self.retention_ns]
+        for line in old:
+            del self._totals[line]
+            self._windows.pop(line, None)
+
+    def _snap(self, end_ns: int) -> MeterSnapshot:
+        views = tuple(
+            LineView(line, _copy(t), self._windows[line].gauges(), self._split.get(line, ""))
+            for line, t in self._totals.items()
+        )
+        cov = held_and_busy(self._coverage)
+        return MeterSnapshot(
+            node=self.node,
+            end_ns=end_ns,
+            lines=views,
+            resets=dict(self._resets),
+            rejected=dict(self._rejected),
+            coverage=cov[1] / cov[0] if cov[0] else None,
+            overflowed_owners=self._overflowed,
+            unpriced_gpu_seconds=self._unpriced_ns / NS_PER_S,
+            bill_nano=self._bill,
+        )
+
+
+def _primary_lines(att: Attribution) -> dict[PodKey, Line]:
+    """Where a pod's tokens are filed: the hardware line it held most GPU time on."""
+    held: dict[PodKey, Counter[Line]] = defaultdict(Counter)
+    for t in att.times:
+        if not t.line.owner.is_idle:
+            held[(t.line.owner.namespace, t.line.owner.pod)][t.line] += t.held_ns
+    return {pod: c.most_common(1)[0][0] for pod, c in held.items()}
+
+
+def _sum_deltas(deltas: list[ModelDelta]) -> ModelDelta:
+    if len(deltas) == 1:
+        return deltas[0]
+    total = ModelDelta(owner=OVERFLOW)
+    for x in deltas:
+        total = ModelDelta(
+            owner=x.owner,
+            input_tokens=total.input_tokens + x.input_tokens,
+            output_tokens=total.output_tokens + x.output_tokens,
+            requests=total.requests + x.requests,
+            prefill_seconds=total.prefill_seconds + x.prefill_seconds,
+            decode_seconds=total.decode_seconds + x.decode_seconds,
+            itl_seconds=total.itl_seconds + x.itl_seconds,
+            itl_count=total.itl_count + x.itl_count,
+        )
+    return total
+
+
+def _copy(t: LineTotals) -> LineTotals:
+    return LineTotals(
+        Counter(t.cost), t.cost_input, t.cost_output, t.input_tokens, t.output_tokens, t.requests,
+        t.held_ns, t.busy_ns, t.last_ns,
+    )  # fmt: skip
+
+
+__all__ = ["Charge", "LineTotals", "LineView", "Meter", "MeterSnapshot"]

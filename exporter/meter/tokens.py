@@ -1,0 +1,123 @@
+"""Token, request and latency deltas per model from the targets' cumulative counters.
+
+A target whose scrape failed, or whose numbers are not valid counters (NaN, ±Inf,
+negative), is skipped whole for the tick: its last readings stay, so its counters freeze
+and resume without loss when it comes back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from exporter.meter.counters import Reading, delta, is_valid_counter
+from exporter.model import ModelCounters, Owner, TargetScrape
+
+# Increments beyond this many tokens per second of tick are a bogus upstream value
+# (reliability §b.4): the new value becomes the baseline, the jump is not counted.
+MAX_TOKENS_PER_SECOND = 10_000_000
+COUNTER_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "requests",
+    "prefill_seconds",
+    "decode_seconds",
+    "itl_seconds",
+    "itl_count",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDelta:
+    """What one model served in one tick, already attributed to its owner."""
+
+    owner: Owner
+    input_tokens: float = 0.0
+    output_tokens: float = 0.0
+    requests: float = 0.0
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    itl_seconds: float = 0.0
+    itl_count: float = 0.0
+    running: float | None = None
+    has_phase_time: bool = False  # the server exports prefill and decode time
+
+    @property
+    def tokens(self) -> float:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class TokenTick:
+    deltas: tuple[ModelDelta, ...]
+    resets: Counter[str]  # target → counter resets seen this tick
+    rejected: Counter[tuple[str, str]]  # (target, reason) → rejected inputs
+    read_pods: frozenset[tuple[str, str]]  # (namespace, pod) whose tokens we could read
+
+
+def _invalid_reason(models: Iterable[ModelCounters]) -> str:
+    for m in models:
+        for name in COUNTER_FIELDS:
+            value = getattr(m, name)
+            if not is_valid_counter(value):
+                return "nan" if math.isnan(value) else ("inf" if math.isinf(value) else "negative")
+        if m.running is not None and not (math.isfinite(m.running) and m.running >= 0):
+            return "bad_gauge"
+    return ""
+
+
+class TokenMeter:
+    """Keeps the last reading of every (target, model, counter) to compute deltas."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str, str], Reading] = {}
+
+    def tick(self, scrapes: Iterable[TargetScrape], start_s: float, dt_s: float) -> TokenTick:
+        deltas: list[ModelDelta] = []
+        resets: Counter[str] = Counter()
+        rejected: Counter[tuple[str, str]] = Counter()
+        read: set[tuple[str, str]] = set()
+        for scrape in scrapes:
+            if not scrape.ok:
+                continue
+            reason = _invalid_reason(scrape.models)
+            if reason:
+                rejected[(scrape.target, reason)] += 1
+                continue
+            read.add((scrape.holder.namespace, scrape.holder.pod))
+            for m in scrape.models:
+                d, n_resets, jump = self._model_delta(scrape, m, start_s, dt_s)
+                resets[scrape.target] += n_resets
+                if jump:
+                    rejected[(scrape.target, "implausible_jump")] += 1
+                deltas.append(d)
+        return TokenTick(tuple(deltas), resets, rejected, frozenset(read))
+
+    def _model_delta(
+        self, scrape: TargetScrape, m: ModelCounters, start_s: float, dt_s: float
+    ) -> tuple[ModelDelta, int, bool]:
+        owner = replace(scrape.holder, model=m.model or scrape.holder.model)
+        amounts: dict[str, float] = {}
+        reset = False
+        for name in COUNTER_FIELDS:
+            value = getattr(m, name)
+            if value is None:
+                continue
+            key = (scrape.target, m.model, name)
+            d = delta(self._last.get(key), Reading(value, m.created), born_after=start_s)
+            self._last[key] = Reading(value, m.created)
+            amounts[name] = d.amount
+            reset = reset or d.reset
+        jump = amounts.get("input_tokens", 0) + amounts.get("output_tokens", 0) > MAX_TOKENS_PER_SECOND * max(
+            dt_s, 1.0
+        )
+        if jump:
+            amounts = {}
+        phase = m.prefill_seconds is not None and m.decode_seconds is not None
+        md = ModelDelta(owner=owner, running=m.running, has_phase_time=phase, **amounts)
+        return md, int(reset), jump
+
+    def forget_targets(self, keep: set[str]) -> None:
+        self._last = {k: v for k, v in self._last.items() if k[0] in keep}

@@ -1,0 +1,118 @@
+"""Records passed between layers: sources produce them, the meter consumes them.
+
+All are frozen, slotted dataclasses of plain values. Sources know nothing of money; the
+meter knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CAPACITY_CLASSES = ("on_demand", "spot", "reserved", "contract", "owned")
+WORKLOAD_KINDS = ("inference", "training")
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who a dollar is charged to. The idle owner has ``workload == "idle"``."""
+
+    namespace: str
+    pod: str
+    team: str
+    model: str
+    workload: str = "inference"
+
+    @property
+    def is_idle(self) -> bool:
+        return self.workload == "idle"
+
+
+IDLE = Owner(namespace="", pod="", team="__idle__", model="__idle__", workload="idle")
+OVERFLOW_NAME = "__overflow__"
+OVERFLOW = Owner(namespace=OVERFLOW_NAME, pod=OVERFLOW_NAME, team=OVERFLOW_NAME, model=OVERFLOW_NAME)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSample:
+    """One billable GPU unit as seen this tick (a whole GPU, later a MIG slice)."""
+
+    gpu_id: str
+    hardware: str
+    capacity: str
+    utilization: float | None = None  # 0..1 busy fraction over the tick; None = unknown
+    power_watts: float | None = None  # for owned hardware's energy component
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """``holder`` holds ``gpu_id`` with an integer share ``weight`` (time-sliced GPUs)."""
+
+    gpu_id: str
+    holder: Owner
+    weight: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PodUsage:
+    """Non-GPU resources a pod consumed: cumulative counters and current capacity."""
+
+    holder: Owner
+    storage_bytes: float = 0.0  # provisioned capacity right now (PVCs)
+    egress_bytes_total: float | None = None  # cumulative, from cAdvisor (node issue)
+    cross_zone_bytes_total: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCounters:
+    """Cumulative counters one inference target exports for one model (engines summed).
+
+    ``created`` is the upstream ``_created`` timestamp (or process start): when it changes,
+    the counters restarted from zero even if they already overtook their old values.
+    Histogram sums are seconds; counts are observations.
+    """
+
+    model: str
+    input_tokens: float
+    output_tokens: float
+    requests: float | None = None
+    created: float | None = None
+    prefill_seconds: float | None = None  # sum of per-request prefill time
+    decode_seconds: float | None = None  # sum of per-request decode time
+    itl_seconds: float | None = None  # inter-token latency histogram _sum
+    itl_count: float | None = None  # ... and _count
+    running: float | None = None  # gauge: requests in the batch right now
+
+
+@dataclass(frozen=True, slots=True)
+class TargetScrape:
+    """The result of scraping one inference target in one tick.
+
+    A failed scrape has ``ok == False`` and no models: it is discarded whole, so the
+    meter freezes that target's counters rather than resetting them.
+    """
+
+    target: str
+    holder: Owner
+    server: str  # entry of the SERVERS table that matched ("vllm"), "" if unknown
+    ok: bool
+    models: tuple[ModelCounters, ...] = ()
+    error_reason: str = ""
+    error: str = ""
+    duration_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TickInput:
+    """Everything the meter needs for one tick; times are wall-clock UNIX nanoseconds."""
+
+    start_ns: int
+    end_ns: int
+    node: str
+    gpus: tuple[GpuSample, ...]
+    placements: tuple[Placement, ...]
+    scrapes: tuple[TargetScrape, ...] = ()
+    pods: tuple[PodUsage, ...] = field(default_factory=tuple)
+
+    @property
+    def dt_ns(self) -> int:
+        return self.end_ns - self.start_ns

@@ -1,0 +1,212 @@
+"""The tick loop: sources → meter → exposition, plus hot reload of the config.
+
+Each tick reads the node and every target (in parallel, each bounded by its own
+deadline), runs the meter once, renders /metrics and the landing page once, and swaps
+them in. A reload (SIGHUP, file change, POST /-/reload) validates the whole new config
+before swapping it in; a broken one keeps the last good config and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from exporter import __version__
+from exporter.errors import ConfigError
+from exporter.exposition.page import render_page
+from exporter.exposition.render import render
+from exporter.exposition.server import Published
+from exporter.exposition.status import ExportView, RuntimeStatus, TargetStatus
+from exporter.meter.ledger import Meter, MeterSnapshot
+from exporter.model import TargetScrape, TickInput
+from exporter.pricing import GpuPrice
+from exporter.settings import ExporterConfig
+from exporter.sources import inference
+from exporter.sources.inventory import NodeSource, StaticInventory
+from exporter.sources.textformat import FetchLimits, fetch_text
+
+log = logging.getLogger(__name__)
+Loader = Callable[[], ExporterConfig]
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """Identity of the config file's content as the filesystem sees it (follows symlinks)."""
+
+    mtime_ns: int
+    size: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: str) -> FileStamp | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return cls(st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class Runtime:
+    def __init__(
+        self,
+        load: Loader,
+        *,
+        mode: str = "run",
+        node_source: NodeSource | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        fetch: inference.Fetch = fetch_text,
+        watch_path: str | None = None,
+    ) -> None:
+        self._load = load
+        self.mode = mode
+        self.config = load()  # the first load must succeed: the CLI reports its ConfigError
+        self._node = node_source or StaticInventory()
+        self._clock = clock
+        self._fetch = fetch
+        self._watch_path = watch_path
+        self._stamp = FileStamp.of(watch_path) if watch_path else None
+        self.meter = Meter(self.config.node, max_owners=self.config.max_owners)
+        self.published = Published()
+        self._lock = threading.Lock()
+        self._config_ok = True
+        self._config_error = ""
+        self._config_success_ts = time.time()
+        self._target_errors: dict[str, Counter[str]] = {}
+        self._last_end_ns: int | None = None
+        self._ticks = 0
+        self._tick_seconds = 0.0
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="scrape")
+        self._warn_catalogue(self.config)
+
+    # -- config -------------------------------------------------------------------------------
+
+    def reload(self) -> tuple[bool, str]:
+        """Load and validate the config; swap it in only if it is wholly valid."""
+        try:
+            cfg = self._load()
+        except ConfigError as e:
+            with self._lock:
+                self._config_ok, self._config_error = False, str(e)
+            log.error("config reload failed, keeping the last good config: %s", e)
+            return False, str(e)
+        with self._lock:
+            changed = cfg.sha256 != self.config.sha256
+            self.config = cfg
+            self._config_ok, self._config_error = True, ""
+            self._config_success_ts = time.time()
+        if changed:
+            log.info("config reloaded path=%s sha256=%s", cfg.path, cfg.sha256[:12])
+            self._warn_catalogue(cfg)
+        return True, "config reloaded" if changed else "config unchanged"
+
+    def reload_if_changed(self) -> None:
+        if not self._watch_path:
+            return
+        stamp = FileStamp.of(self._watch_path)
+        if stamp != self._stamp:
+            self._stamp = stamp
+            self.reload()
+
+    def _warn_catalogue(self, cfg: ExporterConfig) -> None:
+        for p in prices_in_use(cfg):
+            if p.source == "catalogue":
+                log.warning(
+                    "price for hardware=%s capacity=%s is the catalogue default $%s/GPU-h (%s, %s): "
+                    "set pricing.gpus.%s.%s to your real price",
+                    p.hardware, p.capacity, p.usd_per_hour, p.reference, p.date, p.hardware, p.capacity,
+                )  # fmt: skip
+
+    # -- one tick -----------------------------------------------------------------------------
+
+    def tick(self) -> MeterSnapshot:
+        began = time.perf_counter()
+        with self._lock:
+            cfg = self.config
+        end_ns = self._clock()
+        start_ns = end_ns if self._last_end_ns is None else min(self._last_end_ns, end_ns)
+        scrapes = self._scrape_all(cfg)
+        inp = TickInput(
+            start_ns=start_ns,
+            end_ns=end_ns,
+            node=cfg.node,
+            gpus=self._node.gpus(cfg),
+            placements=self._node.placements(cfg),
+            scrapes=scrapes,
+            pods=self._node.pods(cfg),
+        )
+        snapshot = self.meter.tick(inp, cfg.pricing, cfg.window_seconds)
+        self._last_end_ns = end_ns
+        self._ticks += 1
+        view = ExportView(snapshot, self._status(cfg, scrapes))
+        self.published.publish(render(view), render_page(view))
+        self._tick_seconds = time.perf_counter() - began
+        return snapshot
+
+    def _scrape_all(self, cfg: ExporterConfig) -> tuple[TargetScrape, ...]:
+        limits = FetchLimits(cfg.limits.timeout_seconds, cfg.limits.max_body_bytes, cfg.limits.max_samples)
+        futures = [self._pool.submit(inference.scrape, t, limits, self._fetch) for t in cfg.targets]
+        scrapes = tuple(f.result() for f in futures)
+        for s in scrapes:
+            errors = self._target_errors.setdefault(s.target, Counter())
+            if not s.ok:
+                if not errors or s.error_reason not in errors:
+                    log.warning("target=%s down reason=%s: %s", s.target, s.error_reason, s.error)
+                errors[s.error_reason] += 1
+        return scrapes
+
+    def _status(self, cfg: ExporterConfig, scrapes: tuple[TargetScrape, ...]) -> RuntimeStatus:
+        targets = tuple(
+            TargetStatus(
+                s.target, s.server, s.ok, s.duration_seconds, dict(self._target_errors[s.target]), s.error
+            )
+            for s in scrapes
+        )
+        with self._lock:
+            ok, err, ts = self._config_ok, self._config_error, self._config_success_ts
+        return RuntimeStatus(
+            mode=self.mode,
+            version=__version__,
+            pricing=cfg.pricing,
+            prices_in_use=prices_in_use(cfg),
+            targets=targets,
+            config_ok=ok,
+            config_success_timestamp=ts,
+            config_sha256=cfg.sha256,
+            config_error=err,
+            tick_seconds=self._tick_seconds,
+            ticks=self._ticks,
+            window_seconds=cfg.window_seconds,
+        )
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, reload_requested: threading.Event | None = None) -> None:
+        """Tick every ``tick_seconds`` until ``stop`` is set; a slow tick never piles up."""
+        self.tick()  # baseline: readings and a first page at once, no money yet
+        next_at = time.monotonic()
+        while not stop.is_set():
+            next_at += self.config.tick_seconds
+            if stop.wait(max(0.0, next_at - time.monotonic())):
+                break
+            if reload_requested is not None and reload_requested.is_set():
+                reload_requested.clear()
+                self.reload()
+            self.reload_if_changed()
+            try:
+                self.tick()
+            except Exception:  # a bug in one tick must not kill the exporter; it is logged loudly
+                log.exception("tick failed")
+            next_at = max(next_at, time.monotonic() - self.config.tick_seconds)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def prices_in_use(cfg: ExporterConfig) -> tuple[GpuPrice, ...]:
+    pairs = sorted({(g.hardware, g.capacity) for g in cfg.gpus})
+    found = (cfg.pricing.gpu_price(hw, cap) for hw, cap in pairs)
+    return tuple(p for p in found if p is not None)

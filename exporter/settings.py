@@ -1,0 +1,67 @@
+"""The exporter's whole configuration as frozen records (built by ``config.load_config``).
+
+Split from ``config.py`` so that the runtime and the meter can import the shapes without
+pulling in YAML parsing and validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from exporter.model import Owner
+from exporter.pricing import PricingConfig
+
+DEFAULT_PORT = 9433  # not 9100 (node), 9400 (dcgm), 9003 (OpenCost), 8080 (kube-state-metrics)
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeLimits:
+    timeout_seconds: float = 2.0  # whole request, connect to last byte
+    max_body_bytes: int = 32 * 2**20  # counted after decompression
+    max_samples: int = 500_000  # lines in the payload
+
+
+@dataclass(frozen=True, slots=True)
+class StaticGpu:
+    gpu_id: str
+    hardware: str
+    capacity: str
+    utilization: float | None = None  # static busy fraction when nothing measures it
+    power_watts: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """An inference server's /metrics endpoint and the owner its tokens belong to."""
+
+    name: str
+    url: str
+    owner: Owner
+    server: str = "auto"  # a key of sources.servers.SERVERS, or "auto" to detect
+
+
+@dataclass(frozen=True, slots=True)
+class StaticWorkload:
+    owner: Owner
+    gpus: tuple[tuple[str, int], ...] = ()  # (gpu_id, share weight)
+    storage_gb: Decimal = Decimal(0)
+    targets: tuple[Target, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ExporterConfig:
+    pricing: PricingConfig
+    node: str = "node"
+    tick_seconds: float = 5.0
+    window_seconds: float = 60.0
+    limits: ScrapeLimits = field(default_factory=ScrapeLimits)
+    gpus: tuple[StaticGpu, ...] = ()
+    workloads: tuple[StaticWorkload, ...] = ()
+    max_owners: int = 2000  # cardinality cap: owners beyond it fold into __overflow__
+    path: str = ""  # file it came from ("<embedded demo>" for the demo)
+    sha256: str = ""  # of the file's bytes; exported as cpm_config_hash
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        return tuple(t for w in self.workloads for t in w.targets)

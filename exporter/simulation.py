@@ -1,0 +1,254 @@
+"""A simulated vLLM server: the real vLLM v1 exposition, with counters that move.
+
+Used by the demo (traffic from a load profile) and by the tests (traffic driven request
+by request, so the truth is known exactly). Names, labels and types follow vLLM 0.33.0
+(``../shared/reference/vllm.md``); the values are made up.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+               40.0, 80.0)  # fmt: skip
+LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
+                   240.0, 480.0, 960.0, 1920.0, 7680.0)  # fmt: skip
+FINISH_REASONS = ("stop", "length", "abort", "error", "repetition")
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """A demo traffic profile: mean request rate with a slow swell, and per-request shape."""
+
+    requests_per_second: float
+    prompt_tokens: int
+    output_tokens: int
+    itl_seconds: float  # inter-token latency
+    prefill_seconds: float
+    restart_every_seconds: float = 0.0  # 0: never restarts
+    seed: int = 0
+
+
+class Histogram:
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self.counts = [0] * len(buckets)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float, times: int = 1) -> None:
+        for i, le in enumerate(self.buckets):
+            if value <= le:
+                self.counts[i] += times
+        self.sum += value * times
+        self.count += times
+
+    def lines(self, name: str, labels: str) -> list[str]:
+        out = [
+            f'{name}_bucket{{{labels},le="{le}"}} {c:.1f}'
+            for le, c in zip(self.buckets, self.counts, strict=True)
+        ]
+        out += [
+            f'{name}_bucket{{{labels},le="+Inf"}} {self.count:.1f}',
+            f"{name}_count{{{labels}}} {self.count:.1f}",
+        ]
+        return [*out, f"{name}_sum{{{labels}}} {self.sum!r}"]
+
+
+class SimVllm:
+    """One vLLM engine's counters. Thread-safe; ``text()`` renders the exposition."""
+
+    def __init__(self, model: str, load: Load | None = None, *, clock: float | None = None) -> None:
+        self.model = model
+        self.load = load
+        self._lock = threading.Lock()
+        self._rng = random.Random(load.seed if load else 0)
+        now = time.time() if clock is None else clock
+        self._started = now
+        self._last_advance = now
+        self._owed = 0.0
+        self.restarts = 0
+        self._zero(now)
+
+    def _zero(self, now: float) -> None:
+        self.created = now
+        self.prompt_tokens = 0
+        self.generation_tokens = 0
+        self.success = dict.fromkeys(FINISH_REASONS, 0)
+        self.running = 0.0
+        self.itl = Histogram(ITL_BUCKETS)
+        self.prefill = Histogram(LATENCY_BUCKETS)
+        self.decode = Histogram(LATENCY_BUCKETS)
+
+    def serve(
+        self, prompt: int, output: int, *, itl: float = 0.03, prefill: float = 0.2, reason: str = "stop"
+    ) -> None:
+        """Account one finished request."""
+        with self._lock:
+            self._serve(prompt, output, itl, prefill, reason)
+
+    def _serve(self, prompt: int, output: int, itl: float, prefill: float, reason: str) -> None:
+        self.prompt_tokens += prompt
+        self.generation_tokens += output
+        self.success[reason] += 1
+        if output > 1:
+            self.itl.observe(itl, output - 1)
+        self.prefill.observe(prefill)
+        self.decode.observe(itl * max(output - 1, 0))
+
+    def restart(self, now: float | None = None) -> None:
+        """The server restarts: every counter back to zero, with a new ``_created``."""
+        with self._lock:
+            self.restarts += 1
+            self._zero(time.time() if now is None else now)
+
+    def advance(self, now: float) -> None:
+        """Demo traffic: serve what the load profile owes since the last call."""
+        if self.load is None:
+            return
+        with self._lock:
+            self._advance(self.load, now)
+
+    def _advance(self, load: Load, now: float) -> None:
+        elapsed = max(0.0, now - self._last_advance)
+        self._last_advance = now
+        if load.restart_every_seconds and now - self.created >= load.restart_every_seconds:
+            self.restarts += 1
+            self._zero(now)
+        swell = 1.0 + 0.35 * math.sin((now - self._started) / 45.0 + load.seed)
+        self._owed += load.requests_per_second * swell * elapsed
+        while self._owed >= 1.0:
+            self._owed -= 1.0
+            jitter = self._rng.uniform(0.6, 1.4)
+            out = max(1, round(load.output_tokens * jitter))
+            reason = "length" if jitter > 1.35 else "stop"
+            itl = load.itl_seconds * self._rng.uniform(0.8, 1.25) * swell
+            self._serve(
+                round(load.prompt_tokens * self._rng.uniform(0.5, 1.5)),
+                out,
+                itl,
+                load.prefill_seconds,
+                reason,
+            )
+        latency = load.prefill_seconds + load.output_tokens * load.itl_seconds
+        self.running = round(load.requests_per_second * swell * latency, 1)
+
+    @property
+    def utilization(self) -> float:
+        """A plausible GPU busy fraction for the demo's GPUs: grows with concurrency."""
+        return min(0.97, 0.04 + self.running / 120.0)
+
+    def text(self) -> str:
+        with self._lock:
+            return self._text()
+
+    def _text(self) -> str:
+        lab = f'engine="0",model_name="{self.model}"'
+        out: list[str] = []
+
+        def family(name: str, kind: str, help_: str, samples: list[str]) -> None:
+            out.extend([f"# HELP {name} {help_}", f"# TYPE {name} {kind}", *samples])
+
+        def counter(base: str, help_: str, value: float) -> None:
+            family(f"{base}_total", "counter", help_, [f"{base}_total{{{lab}}} {float(value)!r}"])
+            family(f"{base}_created", "gauge", help_, [f"{base}_created{{{lab}}} {self.created!r}"])
+
+        family(
+            "vllm:num_requests_running",
+            "gauge",
+            "Number of requests in model execution batches.",
+            [f"vllm:num_requests_running{{{lab}}} {self.running!r}"],
+        )
+        family(
+            "vllm:num_requests_waiting",
+            "gauge",
+            "Number of requests waiting to be processed.",
+            [f"vllm:num_requests_waiting{{{lab}}} 0.0"],
+        )
+        family(
+            "vllm:kv_cache_usage_perc",
+            "gauge",
+            "KV-cache usage. 1 means 100 percent usage.",
+            [f"vllm:kv_cache_usage_perc{{{lab}}} {min(1.0, self.running / 200):.4f}"],
+        )
+        counter("vllm:prompt_tokens", "Number of prefill tokens processed.", self.prompt_tokens)
+        counter("vllm:generation_tokens", "Number of generation tokens processed.", self.generation_tokens)
+        family(
+            "vllm:request_success_total",
+            "counter",
+            "Count of successfully processed requests.",
+            [
+                f'vllm:request_success_total{{engine="0",finished_reason="{r}",model_name="{self.model}"}} {n:.1f}'
+                for r, n in self.success.items()
+            ],
+        )
+        family(
+            "vllm:inter_token_latency_seconds",
+            "histogram",
+            "Histogram of inter-token latency in seconds.",
+            self.itl.lines("vllm:inter_token_latency_seconds", lab),
+        )
+        family(
+            "vllm:request_prefill_time_seconds",
+            "histogram",
+            "Histogram of time spent in PREFILL phase for request.",
+            self.prefill.lines("vllm:request_prefill_time_seconds", lab),
+        )
+        family(
+            "vllm:request_decode_time_seconds",
+            "histogram",
+            "Histogram of time spent in DECODE phase for request.",
+            self.decode.lines("vllm:request_decode_time_seconds", lab),
+        )
+        return "\n".join(out) + "\n"
+
+
+class SimServer:
+    """Serves one SimVllm's /metrics on loopback, as a real vLLM API server would."""
+
+    def __init__(self, sim: SimVllm, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.sim = sim
+        handler = _handler(sim)
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name=f"sim-{sim.model}", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}/metrics"
+
+    def start(self) -> SimServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _handler(sim: SimVllm) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        timeout = 10.0
+
+        def do_GET(self) -> None:
+            if self.path != "/metrics":
+                self.send_error(404)
+                return
+            sim.advance(time.time())
+            body = sim.text().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Handler

@@ -1,0 +1,1 @@
+"""Sources read the world and know nothing of money; they never import meter or exposition."""

@@ -1,0 +1,241 @@
+"""HTTP GET of one /metrics payload, with hard limits. Standard library only.
+
+* One deadline covers the whole request, connect to last byte: every socket operation
+  waits at most until that deadline, so a target trickling one byte a second fails on
+  time (reason "timeout"). Not covered: the DNS lookup, which the system resolver bounds.
+* The body cap counts bytes after decompression (as Prometheus's ``readResponse`` does):
+  gzip is inflated with ``max_length``, so a gzip bomb stops at the cap, never allocated.
+* Redirects are never followed (reason "redirect") and proxy variables are ignored:
+  ``http.client`` does neither.
+* We ask for the plain text format, never OpenMetrics: prometheus_client 0.23 to 0.26
+  print ``vllm:`` as ``vllm_`` in OpenMetrics sample names.
+
+Every failure is a FetchError with one of the reasons "connect", "timeout", "http_status",
+"redirect", "content_type", "body_too_large", "truncated" or "decode" (bad gzip, invalid
+UTF-8, a malformed HTTP response).
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+import zlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from exporter import __version__
+from exporter.errors import FetchError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
+
+_HEADERS = {
+    "Accept": "text/plain;version=0.0.4;q=1.0, */*;q=0.1",
+    "Accept-Encoding": "gzip",
+    "User-Agent": f"cpm-exporter/{__version__}",
+    "Connection": "close",
+}
+_CHUNK = 64 * 1024
+# Media types that are certainly not an exposition: an error page or an API answer.
+_NOT_EXPOSITION = frozenset({"text/html", "application/xhtml+xml", "application/json"})
+_GZIP = frozenset({"gzip", "x-gzip"})
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLimits:
+    """Bounds on one scrape of one target."""
+
+    timeout_seconds: float = 2.0
+    max_body_bytes: int = 32 * 2**20  # after decompression
+    max_samples: int = 500_000  # lines; enforced by parse_wanted, carried here with the others
+
+
+def fetch_text(url: str, limits: FetchLimits) -> str:
+    """GET ``url`` and return its body as text, or raise FetchError."""
+    host, port, target = _split(url)
+    deadline = time.monotonic() + limits.timeout_seconds
+    conn = _DeadlineConnection(host, port, deadline)
+    try:
+        try:
+            conn.connect()
+        except TimeoutError as e:
+            raise _timeout(url, limits) from e
+        except OSError as e:  # refused, unreachable, DNS (socket.gaierror)
+            raise FetchError(f"{url}: cannot connect: {e}", "connect") from e
+        body = _exchange(conn, target, url, limits)
+    except TimeoutError as e:
+        raise _timeout(url, limits) from e
+    except http.client.RemoteDisconnected as e:
+        raise FetchError(f"{url}: closed the connection without a response", "connect") from e
+    except http.client.IncompleteRead as e:
+        raise FetchError(f"{url}: body ended early ({e!r})", "truncated") from e
+    except http.client.HTTPException as e:
+        raise FetchError(f"{url}: malformed HTTP response ({e!r})", "decode") from e
+    except OSError as e:  # reset in the middle of the response
+        raise FetchError(f"{url}: connection lost while reading: {e}", "truncated") from e
+    finally:
+        conn.close()
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FetchError(f"{url}: body is not UTF-8 ({e.reason} at byte {e.start})", "decode") from None
+
+
+def _split(url: str) -> tuple[str, int, str]:
+    """(host, port, request target) of an http:// URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 80
+    except ValueError as e:
+        raise FetchError(f"{url}: invalid URL: {e}", "connect") from None
+    if parts.scheme != "http" or not parts.hostname:
+        raise FetchError(f"{url}: only http://host[:port]/path URLs are supported", "connect")
+    if parts.username is not None:
+        raise FetchError(f"{url}: credentials in the URL are not supported", "connect")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.hostname, port, target
+
+
+def _timeout(url: str, limits: FetchLimits) -> FetchError:
+    return FetchError(f"{url}: no complete response within {limits.timeout_seconds:g} s", "timeout")
+
+
+def _exchange(conn: http.client.HTTPConnection, target: str, url: str, limits: FetchLimits) -> bytes:
+    """Send the request, check the response head, read the body within the cap."""
+    conn.request("GET", target, headers=_HEADERS)
+    # "Connection: close" hands the socket to the response: closing it is ours to do.
+    with conn.getresponse() as resp:
+        _check_head(resp, url)
+        return _read_body(resp, url, limits)
+
+
+def _read_body(resp: http.client.HTTPResponse, url: str, limits: FetchLimits) -> bytes:
+    encoding = (resp.getheader("Content-Encoding") or "identity").strip().lower()
+    if encoding in _GZIP:
+        sink: _Sink = _Inflater(limits.max_body_bytes, url)
+    elif encoding == "identity":
+        if resp.length is not None and resp.length > limits.max_body_bytes:
+            raise _too_large(url, limits.max_body_bytes, f"Content-Length is {resp.length}")
+        sink = _Sink(limits.max_body_bytes, url)
+    else:
+        raise FetchError(f"{url}: unsupported Content-Encoding {encoding!r}", "decode")
+    while chunk := resp.read(_CHUNK):
+        sink.feed(chunk)
+    # http.client returns b"" instead of raising when a Content-Length body ends early.
+    if resp.length:
+        raise FetchError(f"{url}: body ended {resp.length} bytes short of its Content-Length", "truncated")
+    return sink.finish()
+
+
+def _check_head(resp: http.client.HTTPResponse, url: str) -> None:
+    if 300 <= resp.status < 400:
+        where = resp.getheader("Location", "(no Location)")
+        raise FetchError(f"{url}: HTTP {resp.status} redirect to {where} (not followed)", "redirect")
+    if resp.status != 200:
+        raise FetchError(f"{url}: HTTP {resp.status} {resp.reason}", "http_status")
+    media = (resp.getheader("Content-Type") or "").split(";", 1)[0].strip().lower()
+    if media in _NOT_EXPOSITION:
+        raise FetchError(f"{url}: Content-Type {media} is not a metrics exposition", "content_type")
+
+
+def _too_large(url: str, cap: int, detail: str) -> FetchError:
+    return FetchError(f"{url}: body larger than the limit of {cap} bytes ({detail})", "body_too_large")
+
+
+class _Sink:
+    """Collects body bytes, failing as soon as they exceed the cap."""
+
+    def __init__(self, cap: int, url: str) -> None:
+        self._room = cap
+        self._cap = cap
+        self._url = url
+        self._parts: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        self._take(data)
+
+    def finish(self) -> bytes:
+        return b"".join(self._parts)
+
+    def _take(self, data: bytes) -> None:
+        self._room -= len(data)
+        if self._room < 0:
+            raise _too_large(self._url, self._cap, "after decompression")
+        self._parts.append(data)
+
+
+class _Inflater(_Sink):
+    """Gunzips as bytes arrive, never producing more than the room left plus one byte."""
+
+    def __init__(self, cap: int, url: str) -> None:
+        super().__init__(cap, url)
+        self._member = zlib.decompressobj(_GZIP_WBITS)
+        self._started = False  # has the current gzip member received any input?
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self._inflate(data)
+        except zlib.error as e:
+            raise FetchError(f"{self._url}: bad gzip body: {e}", "decode") from None
+
+    def _inflate(self, data: bytes) -> None:
+        while data:
+            self._started = True
+            # max_length=0 would mean "no limit"; room + 1 >= 1 because _take raises below 0.
+            self._take(self._member.decompress(data, self._room + 1))
+            if self._member.eof:  # RFC 1952 allows several members back to back
+                data = self._member.unused_data
+                self._member = zlib.decompressobj(_GZIP_WBITS)
+                self._started = False
+            else:
+                data = self._member.unconsumed_tail
+
+    def finish(self) -> bytes:
+        if self._started:
+            raise FetchError(f"{self._url}: gzip body ends in the middle of a stream", "decode")
+        return super().finish()
+
+
+class _DeadlineSocket(socket.socket):
+    """A socket whose every send and receive waits at most until one shared deadline."""
+
+    deadline: float
+
+    @classmethod
+    def adopt(cls, sock: socket.socket, deadline: float) -> _DeadlineSocket:
+        adopted = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        adopted.deadline = deadline
+        return adopted
+
+    def _arm(self) -> None:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("deadline passed")
+        self.settimeout(remaining)
+
+    # http.client reads through socket.makefile(), whose SocketIO calls recv_into.
+    def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
+        self._arm()
+        return super().recv_into(buffer, nbytes, flags)
+
+    def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
+        self._arm()
+        super().sendall(data, flags)
+
+
+class _DeadlineConnection(http.client.HTTPConnection):
+    """An HTTPConnection whose socket obeys one deadline for connect, send and receive."""
+
+    def __init__(self, host: str, port: int, deadline: float) -> None:
+        super().__init__(host, port, timeout=max(deadline - time.monotonic(), 0.001))
+        self._deadline = deadline
+
+    def connect(self) -> None:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("deadline passed before connecting")
+        raw = socket.create_connection((self.host, self.port), timeout=remaining)
+        self.sock = _DeadlineSocket.adopt(raw, self._deadline)

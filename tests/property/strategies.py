@@ -1,0 +1,66 @@
+"""Hypothesis strategies: random fleets, prices, tick lengths and upstream counter histories."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import strategies as st
+
+from exporter.model import GpuSample, Owner, Placement
+from exporter.pricing import GpuPrice, Overhead, PricingConfig
+
+HARDWARE = ("H100", "B200")
+CAPACITIES = ("on_demand", "spot")
+
+
+def decimals(max_value: str, places: int = 9) -> st.SearchStrategy[Decimal]:
+    return st.decimals(min_value=Decimal(0), max_value=Decimal(max_value), places=places, allow_nan=False)
+
+
+@st.composite
+def pricing(draw: st.DrawFn) -> PricingConfig:
+    gpu_prices = {
+        (hw, cap): GpuPrice(hw, cap, draw(decimals("50")), "config", "test")
+        for hw in HARDWARE
+        for cap in CAPACITIES
+    }
+    return PricingConfig(
+        gpu_prices=gpu_prices,
+        storage_usd_per_gb_month=draw(decimals("1")),
+        month=draw(st.sampled_from(["calendar", "730h"])),
+        support_uplift_percent=draw(decimals("40", 3)),
+        overhead=Overhead(usd_per_node_hour=draw(decimals("5")), percent=draw(decimals("30", 3))),
+        output_input_weight=draw(decimals("10", 2)),
+    )
+
+
+owners = st.builds(
+    Owner,
+    namespace=st.sampled_from(["a", "b"]),
+    pod=st.sampled_from(["p0", "p1", "p2", "p3"]),
+    team=st.just("t"),
+    model=st.sampled_from(["", "m0"]),
+)
+
+
+@st.composite
+def fleet(draw: st.DrawFn) -> tuple[tuple[GpuSample, ...], tuple[Placement, ...]]:
+    n = draw(st.integers(min_value=0, max_value=6))
+    gpus = tuple(
+        GpuSample(
+            str(i),
+            draw(st.sampled_from(HARDWARE)),
+            draw(st.sampled_from(CAPACITIES)),
+            utilization=draw(st.none() | st.floats(min_value=0, max_value=1)),
+        )
+        for i in range(n)
+    )
+    placements: list[Placement] = []
+    for g in gpus:
+        for holder in draw(st.lists(owners, max_size=3, unique_by=lambda o: (o.namespace, o.pod))):
+            placements.append(Placement(g.gpu_id, holder, draw(st.integers(min_value=1, max_value=5))))
+    return gpus, tuple(placements)
+
+
+# Tick lengths in nanoseconds: sub-second to a few minutes, deliberately irregular.
+tick_ns = st.integers(min_value=1, max_value=300 * 10**9)
