@@ -1,7 +1,6 @@
 """The YAML config loader: records for a valid file, and one ConfigError naming every problem."""
 
 # Expected messages stay on one line each, so a failure diff reads like the user's output.
-# ruff: noqa: E501
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ The servers are ``http.server`` threads on 127.0.0.1 with a free port; only they
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import socket
 import threading
@@ -48,10 +49,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.seen.append((self.path, dict(self.headers.items())))
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client hung up
             self.server.routes[self.path](self)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -128,6 +127,15 @@ def test_chunked_transfer_is_read(server: Server) -> None:
     assert fetch_text(route(server, "/metrics", chunked), FetchLimits()) == "a 1\nb 2\n"
 
 
+@pytest.mark.parametrize("media", [None, "application/openmetrics-text; version=1.0.0", "text/plain"])
+def test_a_missing_or_other_content_type_is_left_to_the_parser(server: Server, media: str | None) -> None:
+    def raw(h: Handler) -> None:
+        typed = f"Content-Type: {media}\r\n" if media else ""
+        h.wfile.write(f"HTTP/1.1 200 OK\r\n{typed}Content-Length: {len(PAYLOAD)}\r\n\r\n".encode() + PAYLOAD)
+
+    assert fetch_text(route(server, "/metrics", raw), FetchLimits()) == PAYLOAD.decode()
+
+
 def test_an_empty_200_is_an_empty_text(server: Server) -> None:
     assert fetch_text(route(server, "/metrics", lambda h: h.reply(b"")), FetchLimits()) == ""
 
@@ -135,7 +143,9 @@ def test_an_empty_200_is_an_empty_text(server: Server) -> None:
 def test_proxy_variables_are_ignored(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.setenv(name, "http://127.0.0.1:9")  # discard port: nothing listens
-    assert fetch_text(route(server, "/metrics", lambda h: h.reply(PAYLOAD)), FetchLimits()) == PAYLOAD.decode()
+    assert (
+        fetch_text(route(server, "/metrics", lambda h: h.reply(PAYLOAD)), FetchLimits()) == PAYLOAD.decode()
+    )
 
 
 # --- Connect and HTTP status -----------------------------------------------------------------
@@ -158,7 +168,17 @@ def test_a_dns_failure_is_a_connect_failure(monkeypatch: pytest.MonkeyPatch) -> 
     assert "Name or service not known" in str(error)
 
 
-@pytest.mark.parametrize("url", ["https://127.0.0.1/metrics", "ftp://x/y", "http:///metrics", "http://u:p@h/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/metrics",
+        "ftp://x/y",
+        "http:///metrics",
+        "http://u:p@h/",
+        "http://h/a b",
+        "http://[::1",
+    ],
+)
 def test_unsupported_urls_are_refused_before_connecting(url: str) -> None:
     assert fails(url).reason == "connect"
 
@@ -212,14 +232,19 @@ def test_a_slowloris_body_fails_at_the_deadline(server: Server) -> None:
 
 def test_a_slowloris_status_line_fails_at_the_deadline(server: Server) -> None:
     began = time.monotonic()
-    error = fails(route(server, "/metrics", lambda h: trickle(h, b"HTTP/1.1 200 OK\r\n" * 100)), FetchLimits(0.5))
+    error = fails(
+        route(server, "/metrics", lambda h: trickle(h, b"HTTP/1.1 200 OK\r\n" * 100)), FetchLimits(0.5)
+    )
     assert error.reason == "timeout"
     assert time.monotonic() - began < 2.0
 
 
 def test_a_server_that_never_answers_times_out(server: Server) -> None:
+    def silent(h: Handler) -> None:
+        h.server.stop.wait(10)
+
     began = time.monotonic()
-    error = fails(route(server, "/metrics", lambda h: h.server.stop.wait(10) and None), FetchLimits(0.3))
+    error = fails(route(server, "/metrics", silent), FetchLimits(0.3))
     assert error.reason == "timeout"
     assert time.monotonic() - began < 2.0
 
@@ -280,6 +305,10 @@ def test_a_gzip_bomb_stops_at_the_limit_without_inflating_it(server: Server) -> 
     assert peak < 3 * FetchLimits().max_body_bytes  # 4 GiB inflated would not fit
 
 
+def test_the_gzip_bomb_helper_is_valid_gzip_while_its_trailer_holds() -> None:
+    assert gzip.decompress(gzip_bomb(2)) == bytes(2 * MB)
+
+
 def test_the_gzip_bomb_helper_really_inflates_to_its_size() -> None:
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     # One byte short of the end, so zlib stops before checking the bogus trailer.
@@ -329,8 +358,12 @@ def test_invalid_utf8_is_a_decode_failure(server: Server) -> None:
     ids=["garbage", "cut", "trailing"],
 )
 def test_bad_gzip_is_a_decode_failure(server: Server, body: bytes) -> None:
-    assert fails(route(server, "/metrics", lambda h: h.reply(body, Content_Encoding="gzip"))).reason == "decode"
+    assert (
+        fails(route(server, "/metrics", lambda h: h.reply(body, Content_Encoding="gzip"))).reason == "decode"
+    )
 
 
 def test_an_unknown_content_encoding_is_a_decode_failure(server: Server) -> None:
-    assert fails(route(server, "/metrics", lambda h: h.reply(PAYLOAD, Content_Encoding="br"))).reason == "decode"
+    assert (
+        fails(route(server, "/metrics", lambda h: h.reply(PAYLOAD, Content_Encoding="br"))).reason == "decode"
+    )

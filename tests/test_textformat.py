@@ -118,6 +118,8 @@ def test_an_invalid_wanted_name_is_a_caller_bug() -> None:
         parse_wanted("m 1\n", {"m{"})
     with pytest.raises(ValueError, match="not a metric name"):
         parse_wanted("m 1\n", {""})
+    with pytest.raises(TypeError, match="not one str"):
+        parse_wanted("m 1\n", "m")
 
 
 def test_names_with_colons() -> None:
@@ -324,6 +326,11 @@ def test_more_lines_than_max_samples_is_refused() -> None:
     error = info.value
     assert error.reason == "sample_limit"
     assert "11 lines, more than the limit of 10" in str(error)
+
+
+def test_a_million_lines_hit_the_default_sample_limit_before_any_parsing() -> None:
+    error = refused("m 1\n" * 1_000_000)  # would also be a duplicate series, were it parsed
+    assert error.reason == "sample_limit"
 
 
 def test_openmetrics_eof_and_blank_lines_are_comments_to_us() -> None:

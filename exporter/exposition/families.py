@@ -141,7 +141,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("cpm_target_scrape_errors_total", "counter", "Failed scrapes of a target, by reason.",
            ("target", "reason"),
            _const(lambda v: [((t.name, r), float(n)) for t in v.status.targets for r, n in sorted(t.errors.items())])),
-    Family("cpm_counter_resets_total", "counter", "Upstream counter resets seen (server restarts).",
+    Family("cpm_upstream_resets_total", "counter", "Upstream counter resets seen (server restarts).",
            ("target",), _const(lambda v: [((t,), float(n)) for t, n in sorted(v.meter.resets.items())])),
     Family("cpm_input_rejected_total", "counter", "Inputs rejected (NaN, Inf, negative, implausible jumps).",
            ("source", "reason"),

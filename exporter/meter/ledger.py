@@ -93,6 +93,7 @@ class Meter:
     def tick(self, inp: TickInput, pricing: PricingConfig, window_s: float) -> MeterSnapshot:
         if inp.dt_ns < 0:  # 0 is the baseline tick at start: readings, no money
             self._rejected[("clock", "non_positive_tick")] += 1
+            self._snapshot = replace(self._snapshot, rejected=dict(self._rejected))
             return self._snapshot
         tok = self._tokens.tick(inp.scrapes, inp.start_ns / NS_PER_S, inp.dt_ns / NS_PER_S)
         self._resets.update(tok.resets)

@@ -9,6 +9,8 @@
   ``http.client`` does neither.
 * We ask for the plain text format, never OpenMetrics: prometheus_client 0.23 to 0.26
   print ``vllm:`` as ``vllm_`` in OpenMetrics sample names.
+* Content-Type is refused only when it is certainly not an exposition (an HTML error page
+  served with 200, JSON); a missing or other type is left to the parser to judge.
 
 Every failure is a FetchError with one of the reasons "connect", "timeout", "http_status",
 "redirect", "content_type", "body_too_large", "truncated" or "decode" (bad gzip, invalid
@@ -86,6 +88,8 @@ def fetch_text(url: str, limits: FetchLimits) -> str:
 
 def _split(url: str) -> tuple[str, int, str]:
     """(host, port, request target) of an http:// URL."""
+    if any(c <= " " or c > "~" for c in url):  # http.client would refuse it later, less clearly
+        raise FetchError(f"{url!r}: invalid URL: spaces, control or non-ASCII characters", "connect")
     try:
         parts = urlsplit(url)
         port = parts.port or 80

@@ -83,11 +83,11 @@ def rendered(draw: st.DrawFn) -> tuple[list[Sample], str]:
     samples = draw(SAMPLES)
     lines = []
     for s in samples:
-        pairs = draw(
-            st.permutations([f'{k}{draw(blank())}={draw(blank())}"{escape(v)}"' for k, v in s.labels.items()])
-        )
+        rendered_pairs = [f'{k}{draw(blank())}={draw(blank())}"{escape(v)}"' for k, v in s.labels.items()]
+        pairs: list[str] = draw(st.permutations(rendered_pairs))
         trailing = draw(st.sampled_from(["", ",", " ,\t"])) if pairs else ""  # "{,}" is invalid
-        labels = "{" + ",".join(pairs) + trailing + "}" if pairs or draw(st.booleans()) else ""
+        braces = bool(pairs) or draw(st.booleans())  # "m{} 1" is valid too
+        labels = "{" + ",".join(pairs) + trailing + "}" if braces else ""
         stamp = draw(st.sampled_from(["", " 1763904812345", "\t-1"]))
         lines.append(f"{s.name}{labels}{draw(blank(minimum=not labels))}{s.value!r}{stamp}{draw(blank())}")
         if draw(st.booleans()):

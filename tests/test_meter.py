@@ -1,0 +1,230 @@
+"""The meter on hand-built ticks: who pays, how money splits, what is rejected."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+
+import pytest
+
+from exporter.meter.ledger import Meter, MeterSnapshot
+from exporter.model import OVERFLOW, GpuSample, ModelCounters, Owner, Placement, TargetScrape, TickInput
+from exporter.pricing import GpuPrice, PricingConfig
+
+T0 = 1_767_225_600 * 10**9
+S = 10**9
+H100 = GpuPrice("H100", "on_demand", Decimal("3.60"), "config", "test")  # $0.001 per GPU-second
+PRICES = PricingConfig(gpu_prices={("H100", "on_demand"): H100}, output_input_weight=Decimal(4))
+A = Owner("search", "a-0", "search", "llama")
+B = Owner("chat", "b-0", "chat", "qwen")
+
+
+def gpus(n: int, util: float | None = None) -> tuple[GpuSample, ...]:
+    return tuple(GpuSample(str(i), "H100", "on_demand", utilization=util) for i in range(n))
+
+
+def counters(model: str, i: float, o: float, **kw: float) -> ModelCounters:
+    return ModelCounters(model, i, o, **kw)  # type: ignore[arg-type]
+
+
+def scrape(owner: Owner, *models: ModelCounters, ok: bool = True, name: str = "") -> TargetScrape:
+    return TargetScrape(name or owner.pod, owner, "vllm", ok, tuple(models))
+
+
+def run(
+    meter: Meter, *ticks: tuple[tuple[GpuSample, ...], tuple[Placement, ...], tuple[TargetScrape, ...]]
+) -> MeterSnapshot:
+    snap = MeterSnapshot("n", 0)
+    t = T0
+    for g, p, s in ticks:
+        snap = meter.tick(TickInput(t, t + 10 * S, "n", g, p, s), PRICES, 60)
+        t += 10 * S
+    return snap
+
+
+def line(snap: MeterSnapshot, pod: str, model: str | None = None):  # type: ignore[no-untyped-def]
+    found = [
+        v for v in snap.lines if v.line.owner.pod == pod and (model is None or v.line.owner.model == model)
+    ]
+    assert len(found) == 1, [v.line for v in snap.lines]
+    return found[0]
+
+
+def test_held_gpus_are_charged_to_the_holder_and_the_rest_is_idle() -> None:
+    snap = run(Meter("n"), (gpus(3), (Placement("0", A), Placement("1", A)), ()))
+    assert line(snap, "a-0").totals.cost["gpu"] == 20_000_000  # 2 GPUs x 10 s x $0.001
+    idle = line(snap, "")
+    assert idle.line.owner.is_idle and idle.totals.cost["gpu"] == 10_000_000
+    assert snap.bill_nano == 30_000_000
+
+
+def test_a_time_sliced_gpu_splits_by_share_exactly() -> None:
+    snap = run(Meter("n"), (gpus(1), (Placement("0", A, 1), Placement("0", B, 2)), ()))
+    a, b = line(snap, "a-0").totals, line(snap, "b-0").totals
+    assert a.cost["gpu"] + b.cost["gpu"] == 10_000_000
+    assert (a.cost["gpu"], b.cost["gpu"]) == (
+        3_333_333,
+        6_666_667,
+    )  # the unit left goes to the larger remainder
+    assert a.held_ns + b.held_ns == 10 * S
+
+
+def test_a_pod_serving_several_models_splits_by_token_share() -> None:
+    m = Meter("n")
+    tick0 = (gpus(1), (Placement("0", A),), (scrape(A, counters("x", 0, 0), counters("y", 0, 0)),))
+    tick1 = (gpus(1), (Placement("0", A),), (scrape(A, counters("x", 300, 0), counters("y", 100, 0)),))
+    snap = run(m, tick0, tick1)
+    x, y = line(snap, "a-0", "x").totals, line(snap, "a-0", "y").totals
+    assert (x.cost["gpu"], y.cost["gpu"]) == (7_500_000, 2_500_000)  # second tick: 3:1 by tokens
+    # first tick: no tokens yet (baseline) → the pod's declared model pays
+    assert line(snap, "a-0", "llama").totals.cost["gpu"] == 10_000_000
+
+
+def test_a_pod_that_serves_nothing_still_pays_under_its_declared_model() -> None:
+    snap = run(Meter("n"), (gpus(1), (Placement("0", A),), (scrape(A, counters("llama", 0, 0)),)))
+    v = line(snap, "a-0")
+    assert v.totals.cost["gpu"] == 10_000_000
+    assert v.gauges.usd_per_million_total is None  # no tokens: no CPM, never Inf or NaN
+    assert v.gauges.burn_usd_per_hour == pytest.approx(3.60)
+
+
+def test_input_output_split_by_phase_time_then_by_token_weight() -> None:
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+    base = counters("llama", 0, 0, prefill_seconds=0, decode_seconds=0)
+    timed = counters("llama", 1000, 1000, prefill_seconds=1, decode_seconds=3)
+    snap = run(m, (g, p, (scrape(A, base),)), (g, p, (scrape(A, timed),)))
+    v = line(snap, "a-0")
+    assert v.split == "phase_time"
+    # tick 1 (no traffic) splits evenly; tick 2 by time 1:3
+    assert (v.totals.cost_input, v.totals.cost_output) == (5_000_000 + 2_500_000, 5_000_000 + 7_500_000)
+
+    m2 = Meter("n")
+    snap = run(
+        m2, (g, p, (scrape(A, counters("llama", 0, 0)),)), (g, p, (scrape(A, counters("llama", 400, 100)),))
+    )
+    v = line(snap, "a-0")
+    assert v.split == "token_weight"  # weight 4: 400 : 4 x 100
+    assert v.totals.cost_input - 5_000_000 == v.totals.cost_output - 5_000_000 == 5_000_000
+
+
+def test_cpm_and_interactivity_over_the_window() -> None:
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+    c0 = counters("llama", 0, 0, requests=0, itl_seconds=0, itl_count=0)
+    c1 = counters("llama", 6000, 4000, requests=10, itl_seconds=80, itl_count=4000)
+    snap = run(m, (g, p, (scrape(A, c0),)), (g, p, (scrape(A, c1),)))
+    gauges = line(snap, "a-0").gauges
+    assert gauges.usd_per_million_total == pytest.approx(0.020 / 10_000 * 1e6)  # $0.02 over 10k tokens
+    assert gauges.usd_per_request == pytest.approx(0.002)
+    assert gauges.tokens_per_second_per_user == pytest.approx(50.0)  # 1 / 20 ms
+    assert gauges.interactivity_method == "inter_token_latency"
+
+
+def test_interactivity_falls_back_to_output_rate_per_running_request() -> None:
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+    snap = run(m, (g, p, (scrape(A, counters("llama", 0, 0, running=4)),)),
+               (g, p, (scrape(A, counters("llama", 0, 800, running=4)),)))  # fmt: skip
+    gauges = line(snap, "a-0").gauges
+    # 800 tokens over a 20 s window (baseline tick included) with 4 running: 10 tokens/s per user
+    assert gauges.tokens_per_second_per_user == pytest.approx(800 / 20 / 4)
+    assert gauges.interactivity_method == "output_rate_per_running_request"
+
+
+@pytest.mark.parametrize(("value", "reason"), [(math.nan, "nan"), (math.inf, "inf"), (-5.0, "negative")])
+def test_bad_numbers_reject_the_whole_target_and_freeze_it(value: float, reason: str) -> None:
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+    good = (g, p, (scrape(A, counters("llama", 100, 10)),))
+    snap = run(m, good, (g, p, (scrape(A, counters("llama", 200, 20)),)))
+    before = line(snap, "a-0").totals.input_tokens
+    snap = m.tick(
+        TickInput(T0 + 20 * S, T0 + 30 * S, "n", g, p, (scrape(A, counters("llama", value, 30)),)), PRICES, 60
+    )
+    assert snap.rejected[("a-0", reason)] == 1
+    assert line(snap, "a-0").totals.input_tokens == before  # frozen, not reset
+    snap = m.tick(
+        TickInput(T0 + 30 * S, T0 + 40 * S, "n", g, p, (scrape(A, counters("llama", 250, 25)),)), PRICES, 60
+    )
+    assert line(snap, "a-0").totals.input_tokens == before + 50  # resumes without loss
+
+
+def test_a_failed_scrape_freezes_counters_and_the_next_good_one_adds_the_gap() -> None:
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+    snap = run(
+        m,
+        (g, p, (scrape(A, counters("llama", 100, 10)),)),
+        (g, p, (scrape(A, ok=False),)),
+        (g, p, (scrape(A, counters("llama", 160, 16)),)),
+    )
+    assert line(snap, "a-0").totals.input_tokens == 60
+    assert line(snap, "a-0").totals.output_tokens == 6
+
+
+def test_a_restart_counts_as_restart_from_zero_and_is_counted() -> None:
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+    snap = run(
+        m,
+        (g, p, (scrape(A, counters("llama", 1000, 100, created=1.0)),)),
+        (g, p, (scrape(A, counters("llama", 1100, 110, created=1.0)),)),
+        (g, p, (scrape(A, counters("llama", 1500, 150, created=2.0)),)),  # restarted and overtook
+    )
+    assert line(snap, "a-0").totals.input_tokens == 100 + 1500
+    assert snap.resets["a-0"] == 1
+
+
+def test_an_implausible_jump_is_rejected_and_rebaselined() -> None:
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+    snap = run(
+        m,
+        (g, p, (scrape(A, counters("llama", 100, 10)),)),
+        (g, p, (scrape(A, counters("llama", 1e15, 10)),)),
+        (g, p, (scrape(A, counters("llama", 1e15 + 50, 10)),)),
+    )
+    assert snap.rejected[("a-0", "implausible_jump")] == 1
+    assert line(snap, "a-0").totals.input_tokens == 50
+
+
+def test_owners_past_the_cap_fold_into_overflow_and_money_is_kept() -> None:
+    m = Meter("n", max_owners=3)
+    owners = [Owner("ns", f"p{i}", "t", "m") for i in range(10)]
+    g = gpus(10)
+    p = tuple(Placement(str(i), o) for i, o in enumerate(owners))
+    snap = run(m, (g, p, ()))
+    assert len([v for v in snap.lines if v.line.owner != OVERFLOW]) == 3
+    overflow = [v for v in snap.lines if v.line.owner == OVERFLOW]
+    assert len(overflow) == 1 and overflow[0].totals.cost["gpu"] == 7 * 10_000_000
+    assert snap.overflowed_owners > 0
+    assert snap.bill_nano == 10 * 10_000_000
+
+
+def test_a_baseline_tick_of_zero_length_charges_nothing() -> None:
+    m = Meter("n")
+    snap = m.tick(TickInput(T0, T0, "n", gpus(2), (), ()), PRICES, 60)
+    assert snap.bill_nano == 0
+    snap = m.tick(TickInput(T0, T0 - 1, "n", gpus(2), (), ()), PRICES, 60)
+    assert snap.rejected[("clock", "non_positive_tick")] == 1
+
+
+def test_utilisation_is_busy_over_held() -> None:
+    snap = run(Meter("n"), (gpus(2, util=0.25), (Placement("0", A), Placement("1", A)), ()))
+    v = line(snap, "a-0")
+    assert v.gauges.utilization == pytest.approx(0.25)
+    assert v.totals.busy_ns == 5 * S
+
+
+def test_an_unpriced_gpu_costs_nothing_and_is_counted() -> None:
+    g = (GpuSample("0", "MI355X", "spot"),)
+    snap = run(Meter("n"), (g, (), ()))
+    assert snap.bill_nano == 0
+    assert snap.unpriced_gpu_seconds == 10
+
+
+def test_coverage_is_the_share_of_held_time_whose_tokens_we_read() -> None:
+    g, p = gpus(2), (Placement("0", A), Placement("1", B))
+    snap = run(Meter("n"), (g, p, (scrape(A, counters("llama", 0, 0)), scrape(B, ok=False))))
+    assert snap.coverage == pytest.approx(0.5)

@@ -1,0 +1,135 @@
+"""Every worked example in the README's formula table, recomputed through the real code."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+
+from exporter.meter.attribution import GpuAttributor
+from exporter.meter.ledger import Meter
+from exporter.meter.money import allocate, to_usd
+from exporter.model import GpuSample, ModelCounters, Owner, Placement, PodUsage, TargetScrape, TickInput
+from exporter.pricing import Energy, GpuPrice, Overhead, OwnedHardware, PricingConfig
+
+APRIL = 1_775_001_600 * 10**9  # 2026-04-01T00:00:00Z: a 30-day month
+S = 10**9
+POD = Owner("search", "llama-70b-0", "search", "llama")
+
+
+def h100(price: str = "4.50", **kw: object) -> PricingConfig:
+    row = GpuPrice("H100", "on_demand", Decimal(price), "config", "readme")
+    return PricingConfig(gpu_prices={("H100", "on_demand"): row}, **kw)  # type: ignore[arg-type]
+
+
+def one_tick(
+    prices: PricingConfig, n_gpus: int = 8, held: int = 4, pods: tuple[PodUsage, ...] = ()
+) -> dict[str, int]:
+    gpus = tuple(GpuSample(str(i), "H100", "on_demand") for i in range(n_gpus))
+    placements = tuple(Placement(str(i), POD) for i in range(held))
+    att = GpuAttributor().attribute(TickInput(APRIL, APRIL + 5 * S, "n", gpus, placements, (), pods), prices)
+    out: dict[str, int] = {}
+    for c in att.charges:
+        if c.line.owner == POD:
+            out[c.component] = out.get(c.component, 0) + c.nano
+    return out
+
+
+def test_1_gpu_cost() -> None:
+    assert to_usd(one_tick(h100())["gpu"]) == 0.025
+
+
+def test_2_overhead() -> None:
+    percent = one_tick(h100(overhead=Overhead(percent=Decimal(5))))["overhead"]
+    assert to_usd(percent) == 0.00125
+    node = one_tick(h100(overhead=Overhead(usd_per_node_hour=Decimal("0.40"))), held=1)["overhead"]
+    assert to_usd(node) == pytest.approx(0.0000694, abs=5e-8)
+
+
+def test_3_storage_in_a_30_day_month() -> None:
+    pod = PodUsage(POD, storage_bytes=400 * 2**30)
+    nano = one_tick(h100(storage_usd_per_gb_month=Decimal("0.08")), pods=(pod,))["storage"]
+    assert to_usd(nano) == pytest.approx(0.0000617, abs=1e-7)
+
+
+def test_4_support() -> None:
+    assert to_usd(one_tick(h100(support_uplift_percent=Decimal(10)))["support"]) == 0.0025
+
+
+def test_5_energy_of_an_owned_gpu() -> None:
+    row = GpuPrice("H100", "owned", Decimal(1), "config", "readme")
+    prices = PricingConfig(
+        gpu_prices={("H100", "owned"): row}, energy=Energy(Decimal("0.12"), Decimal("1.3"))
+    )
+    gpu = GpuSample("0", "H100", "owned", power_watts=700)
+    att = GpuAttributor().attribute(TickInput(APRIL, APRIL + 5 * S, "n", (gpu,), ()), prices)
+    energy = sum(c.nano for c in att.charges if c.component == "energy")
+    assert to_usd(energy) == pytest.approx(0.000152, abs=1e-6)
+
+
+def test_6_owned_gpu_hour() -> None:
+    owned = OwnedHardware(capex_usd=Decimal(30000), amortisation_years=Decimal(4))
+    assert float(owned.usd_per_hour) == pytest.approx(0.8556, abs=1e-4)
+
+
+def test_7_exact_split() -> None:
+    assert allocate(10_000_000, [1, 2]) == [3_333_333, 6_666_667]
+
+
+def _served(meter: Meter, prices: PricingConfig, c0: ModelCounters, c1: ModelCounters):  # type: ignore[no-untyped-def]
+    gpu, place = (GpuSample("0", "H100", "on_demand"),), (Placement("0", POD),)
+    # A zero-length baseline tick (as at start-up), then one 10 s tick that served c1 - c0.
+    for start, c in ((APRIL + 10 * S, c0), (APRIL, c1)):
+        scrape = TargetScrape("t", POD, "vllm", True, (c,))
+        snap = meter.tick(TickInput(start, APRIL + 10 * S, "n", gpu, place, (scrape,)), prices, 10)
+    return snap.lines[0]
+
+
+def test_8_input_output_split() -> None:
+    c0 = ModelCounters("llama", 0, 0, prefill_seconds=0, decode_seconds=0)
+    v = _served(
+        Meter("n"), h100("3.60"), c0, ModelCounters("llama", 100, 100, prefill_seconds=1, decode_seconds=3)
+    )
+    assert Fraction(v.totals.cost_input, v.totals.cost_input + v.totals.cost_output) == Fraction(1, 4)
+    v = _served(Meter("n"), h100("3.60"), ModelCounters("llama", 0, 0), ModelCounters("llama", 400, 100))
+    assert v.totals.cost_input == v.totals.cost_output
+
+
+def test_9_10_11_cpm_per_request_and_interactivity() -> None:
+    c0 = ModelCounters("llama", 0, 0, requests=0, itl_seconds=0, itl_count=0)
+    c1 = ModelCounters("llama", 6000, 4000, requests=10, itl_seconds=80, itl_count=4000)
+    # $7.20/h for 10 s = $0.02 in the (10 s) window
+    v = _served(Meter("n"), h100("7.20"), c0, c1)
+    assert v.gauges.usd_per_million_total == pytest.approx(2.00)
+    assert v.gauges.usd_per_request == pytest.approx(0.002)
+    assert v.gauges.tokens_per_second_per_user == pytest.approx(50)
+
+
+def test_12_utilisation_and_its_cost_multiplier() -> None:
+    gpu = (GpuSample("0", "H100", "on_demand", utilization=0.30),)
+    snap = Meter("n").tick(
+        TickInput(APRIL, APRIL + 10 * S, "n", gpu, (Placement("0", POD),)), h100("3.60"), 10
+    )
+    v = snap.lines[0]
+    assert v.gauges.utilization == pytest.approx(0.30)
+    cost_per_busy_second = sum(v.totals.cost.values()) / (v.totals.busy_ns / S)
+    list_price_per_second = 1_000_000  # $3.60/h in nano-dollars per second
+    assert round(cost_per_busy_second / list_price_per_second, 2) == 3.33
+
+
+def test_13_offline_cpm_from_the_design_example() -> None:
+    """8 GPUs at $4.50/h for an hour serving 3,000 tok/s/GPU at 70 % → $0.595/M, metered."""
+    tokens = 3000 * 8 * 3600 * 7 // 10
+    assert tokens == 60_480_000
+    gpus = tuple(GpuSample(str(i), "H100", "on_demand") for i in range(8))
+    place = tuple(Placement(str(i), POD) for i in range(8))
+    meter = Meter("n")
+    for i, out in enumerate((0, tokens)):
+        scrape = TargetScrape("t", POD, "vllm", True, (ModelCounters("llama", 0, float(out)),))
+        snap = meter.tick(
+            TickInput(APRIL + i * 3600 * S, APRIL + (i + 1) * 3600 * S, "n", gpus, place, (scrape,)),
+            h100(),
+            3600,
+        )
+    assert round(snap.lines[0].gauges.usd_per_million_total, 3) == 0.595

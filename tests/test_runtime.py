@@ -1,0 +1,180 @@
+"""The tick loop with injected fetch and clock: sources → meter → exposition, no network."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.config import load_config_text
+from exporter.errors import FetchError
+from exporter.runtime import Runtime
+from exporter.settings import ExporterConfig
+from exporter.simulation import SimVllm
+from exporter.sources.textformat import FetchLimits
+
+CONFIG = """
+node: test-node
+tick_seconds: 5
+window_seconds: 60
+pricing:
+  catalogue: true
+  gpus: {H100: {on_demand: 3.60}}
+inventory:
+  gpus: [{hardware: H100, count: 4, capacity: on_demand}, {hardware: B200, count: 1, capacity: spot}]
+  workloads:
+    - {pod: good-0, namespace: a, team: a, model: m-good, gpus: ["0"], targets: [{url: "http://good:1/metrics"}]}
+    - {pod: bad-0, namespace: b, team: b, model: m-bad, gpus: ["1"], targets: [{url: "http://bad:1/metrics"}]}
+"""
+
+
+class World:
+    """Fake network and clock: each URL answers from a SimVllm, or raises."""
+
+    def __init__(self) -> None:
+        self.now_ns = 1_767_225_600 * 10**9
+        self.sims = {"http://good:1/metrics": SimVllm("m-good"), "http://bad:1/metrics": SimVllm("m-bad")}
+        self.broken: set[str] = set()
+
+    def fetch(self, url: str, limits: FetchLimits) -> str:
+        if url in self.broken:
+            raise FetchError(f"{url}: connection refused", reason="connect")
+        return self.sims[url].text()
+
+    def clock(self) -> int:
+        return self.now_ns
+
+    def advance(self, seconds: int) -> None:
+        self.now_ns += seconds * 10**9
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def make(world: World, text: str = CONFIG) -> Runtime:
+    def load() -> ExporterConfig:
+        return load_config_text(text)
+
+    return Runtime(load, clock=world.clock, fetch=world.fetch)
+
+
+def samples(rt: Runtime) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    cur = rt.published.current
+    assert cur is not None
+    out = {}
+    for fam in text_string_to_metric_families(cur.metrics.decode()):
+        for s in fam.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(rt: Runtime, name: str, **labels: str) -> float:
+    found = [v for (n, ls), v in samples(rt).items() if n == name and set(labels.items()) <= ls]
+    assert len(found) == 1, (name, labels, len(found))
+    return found[0]
+
+
+def test_one_bad_target_never_stops_the_others(world: World) -> None:
+    rt = make(world)
+    rt.tick()
+    world.sims["http://good:1/metrics"].serve(100, 10)
+    world.sims["http://bad:1/metrics"].serve(100, 10)
+    world.advance(5)
+    rt.tick()
+    world.broken.add("http://bad:1/metrics")
+    world.sims["http://good:1/metrics"].serve(50, 5)
+    world.sims["http://bad:1/metrics"].serve(50, 5)
+    world.advance(5)
+    rt.tick()
+    assert value(rt, "cpm_tokens_total", pod="good-0", direction="input") == 150
+    assert value(rt, "cpm_tokens_total", pod="bad-0", direction="input") == 100  # frozen
+    assert value(rt, "cpm_target_up", target="bad-0") == 0
+    assert value(rt, "cpm_target_up", target="good-0") == 1
+    assert value(rt, "cpm_target_scrape_errors_total", target="bad-0", reason="connect") == 1
+    world.broken.clear()
+    world.advance(5)
+    rt.tick()
+    assert value(rt, "cpm_tokens_total", pod="bad-0", direction="input") == 150  # the gap, once
+
+
+def test_money_follows_the_clock_and_is_conserved(world: World) -> None:
+    rt = make(world)
+    rt.tick()
+    world.advance(10)
+    rt.tick()
+    costs = [v for (n, _), v in samples(rt).items() if n == "cpm_cost_usd_total"]
+    bill = value(rt, "cpm_bill_usd_total")
+    assert sum(costs) == pytest.approx(bill)
+    # 4 H100 at $3.60 for 10 s = $0.04 of GPU; the B200 spot is priced by the catalogue
+    assert value(rt, "cpm_cost_usd_total", pod="good-0", component="gpu") == pytest.approx(0.01)
+    assert value(rt, "cpm_gpu_seconds_total", workload="idle", hardware="H100", state="idle") == 20
+
+
+def test_catalogue_prices_are_flagged(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    rt = make(world)
+    rt.tick()
+    assert value(rt, "cpm_price_info", hardware="B200", capacity_class="spot", source="catalogue") == 1
+    assert value(rt, "cpm_price_info", hardware="H100", capacity_class="on_demand", source="config") == 1
+    assert any("catalogue default" in r.getMessage() for r in caplog.records)
+    cur = rt.published.current
+    assert cur is not None and b"catalogue default" in cur.page
+
+
+def test_a_broken_reload_keeps_the_last_good_config(world: World) -> None:
+    texts = iter([CONFIG, CONFIG.replace("3.60", "-1"), CONFIG.replace("3.60", "7.20")])
+    holder = {"text": next(texts)}
+
+    def load() -> ExporterConfig:
+        return load_config_text(holder["text"])
+
+    rt = Runtime(load, clock=world.clock, fetch=world.fetch)
+    rt.tick()
+    holder["text"] = next(texts)
+    ok, message = rt.reload()
+    assert not ok and "on_demand" in message
+    world.advance(10)
+    rt.tick()
+    assert value(rt, "cpm_config_last_reload_successful") == 0
+    assert value(rt, "cpm_gpu_price_usd_per_hour", hardware="H100") == 3.6  # last good price kept
+    assert value(rt, "cpm_cost_usd_total", pod="good-0", component="gpu") == pytest.approx(0.01)
+    holder["text"] = next(texts)
+    assert rt.reload()[0]
+    world.advance(10)
+    rt.tick()
+    assert value(rt, "cpm_config_last_reload_successful") == 1
+    assert value(rt, "cpm_cost_usd_total", pod="good-0", component="gpu") == pytest.approx(
+        0.03
+    )  # new price from the swap
+
+
+@pytest.fixture
+def demo_output() -> Iterator[bytes]:
+    from exporter.demo import DemoNode, start_demo
+
+    demo = start_demo()
+    try:
+        rt = Runtime(demo.load, mode="demo", node_source=DemoNode(demo))
+        rt.tick()
+        for sim in demo.servers.values():
+            sim.sim.serve(1000, 100)
+        rt.tick()
+        cur = rt.published.current
+        assert cur is not None
+        yield cur.metrics
+    finally:
+        demo.stop()
+
+
+def test_promtool_accepts_our_exposition(demo_output: bytes) -> None:
+    result = subprocess.run(
+        ["promtool", "check", "metrics"], input=demo_output, capture_output=True, check=False
+    )
+    assert result.returncode == 0, result.stderr.decode()
+
+
+def test_the_demo_labels_itself_a_simulation(demo_output: bytes) -> None:
+    assert b'cpm_build_info{version="' in demo_output and b'mode="demo"' in demo_output
