@@ -105,3 +105,10 @@ def test_every_profile_wants_created_and_histogram_parts() -> None:
     wanted = SERVERS["vllm"].wanted()
     assert {"vllm:prompt_tokens_created", "vllm:inter_token_latency_seconds_sum"} <= wanted
     assert "vllm:time_per_output_token_seconds_count" in wanted  # the v0 name, still read
+
+
+def test_huge_model_names_are_truncated() -> None:
+    sim = SimVllm("x" * 100_000)
+    sim.serve(10, 1)
+    (m,) = read_payload(sim.text(), "vllm", 10_000)
+    assert m.model == "x" * 128 and m.input_tokens == 10

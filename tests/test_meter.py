@@ -228,3 +228,32 @@ def test_coverage_is_the_share_of_held_time_whose_tokens_we_read() -> None:
     g, p = gpus(2), (Placement("0", A), Placement("1", B))
     snap = run(Meter("n"), (g, p, (scrape(A, counters("llama", 0, 0)), scrape(B, ok=False))))
     assert snap.coverage == pytest.approx(0.5)
+
+
+def test_gauges_of_a_model_that_stopped_serving_decay_with_the_window() -> None:
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+    snap = run(m, (g, p, (scrape(A, counters("x", 0, 0)),)), (g, p, (scrape(A, counters("x", 100, 100)),)))
+    assert line(snap, "a-0", "x").gauges.usd_per_million_total is not None
+    t = T0 + 20 * S
+    for _ in range(8):  # 80 s of silence > the 60 s window
+        snap = m.tick(TickInput(t, t + 10 * S, "n", g, p, (scrape(A, counters("x", 100, 100)),)), PRICES, 60)
+        t += 10 * S
+    assert line(snap, "a-0", "x").gauges.usd_per_million_total is None
+    assert line(snap, "a-0", "x").gauges.burn_usd_per_hour == 0
+
+
+def test_expired_owners_make_room_under_the_cap() -> None:
+    m = Meter("n", max_owners=2, retention_s=30)
+    t = T0
+    for i in range(6):  # a new pod every tick, each gone after its tick (pod churn)
+        owner = Owner("ns", f"p{i}", "t", "m")
+        snap = m.tick(TickInput(t, t + 10 * S, "n", gpus(1), (Placement("0", owner),)), PRICES, 60)
+        t += 10 * S
+    # Without expiry every pod after p1 would fold into __overflow__ forever; with it the
+    # newest pod gets its own series again, and no more than the cap is ever admitted.
+    assert line(snap, "p5").line.owner.pod == "p5"
+    named = {
+        v.line.owner.pod for v in snap.lines if v.line.owner not in (OVERFLOW,) and not v.line.owner.is_idle
+    }
+    assert len(named) <= 2

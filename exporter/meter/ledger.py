@@ -104,6 +104,9 @@ class Meter:
         window_ns = int(window_s * NS_PER_S)
         for line, tl in lines.items():
             self._book(line, tl, inp, pricing, window_ns)
+        for line, window in self._windows.items():
+            if line not in lines:  # quiet this tick: its window still slides, so gauges decay
+                window.add(TickRecord(end_ns=inp.end_ns, dt_ns=inp.dt_ns), window_ns)
         self._book_coverage(att.times, tok.read_pods, inp, window_ns)
         self._expire(inp.end_ns)
         self._snapshot = self._snap(inp.end_ns)
@@ -234,6 +237,10 @@ class Meter:
         for line in old:
             del self._totals[line]
             self._windows.pop(line, None)
+            self._split.pop(line, None)
+            self._last_ratio.pop(line, None)
+        if old:  # owners whose every line expired leave room under the cardinality cap
+            self._admitted &= {line.owner for line in self._totals}
 
     def _snap(self, end_ns: int) -> MeterSnapshot:
         views = tuple(

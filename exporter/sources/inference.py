@@ -18,6 +18,8 @@ from exporter.sources.textformat import FetchLimits, Sample, fetch_text, has_pre
 
 log = logging.getLogger(__name__)
 Fetch = Callable[[str, FetchLimits], str]
+# Upstream label values become our label values: bound their length (cardinality and size).
+MAX_LABEL_LENGTH = 128
 _WANTED = {name: profile.wanted() | {PROCESS_START} for name, profile in SERVERS.items()}
 
 
@@ -40,7 +42,8 @@ def read_payload(text: str, server: str, max_samples: int) -> list[ModelCounters
         if s.name == PROCESS_START:
             started = s.value
             continue
-        by_model[s.labels.get(profile.model_label, "")][s.name] += s.value
+        model = s.labels.get(profile.model_label, "")[:MAX_LABEL_LENGTH]
+        by_model[model][s.name] += s.value
     if not any(_first(series, profile.input_tokens) is not None for series in by_model.values()):
         raise ParseError(f"payload has no {profile.input_tokens[0]} series", reason="no_token_counters")
     return [_model_counters(model, series, profile, started) for model, series in sorted(by_model.items())]
