@@ -143,7 +143,16 @@ def _serve(runtime: Runtime, listen: tuple[str, int], *, lifecycle: bool) -> int
     host, port = str(server.server_address[0]), server.server_address[1]
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
     print(f"cpm-exporter {__version__} serving http://{shown}:{port}/ (metrics at /metrics)", file=sys.stderr)
-    _on_signals(stop.set, reload_requested.set)
+
+    def on_stop() -> None:
+        stop.set()
+        runtime.wake()
+
+    def on_hup() -> None:
+        reload_requested.set()
+        runtime.wake()
+
+    _on_signals(on_stop, on_hup)
     try:
         runtime.run(stop, reload_requested)
     finally:

@@ -182,9 +182,9 @@ def _read_root(p: Problems, root: Node) -> ExporterConfig | None:
 
 def _read_limits(p: Problems, node: Node | None, tick: Decimal) -> ScrapeLimits:
     m = yn.fields(p, node, "limits", _LIMITS) if node is not None else None
-    if m is None:
-        return ScrapeLimits()
     default = ScrapeLimits()
+    if m is None:  # the default timeout never exceeds the tick either
+        return ScrapeLimits(timeout_seconds=min(default.timeout_seconds, float(tick)))
     timeout = yn.optional(
         m,
         "scrape_timeout_seconds",

@@ -73,7 +73,9 @@ class Runtime:
         self._stamp = FileStamp.of(watch_path) if watch_path else None
         self.meter = Meter(self.config.node, max_owners=self.config.max_owners)
         self.published = Published()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the config and its status
+        self._reload_lock = threading.Lock()  # one reload at a time, load and swap together
+        self._wake = threading.Event()
         self._config_ok = True
         self._config_error = ""
         self._config_success_ts = time.time()
@@ -88,6 +90,12 @@ class Runtime:
 
     def reload(self) -> tuple[bool, str]:
         """Load and validate the config; swap it in only if it is wholly valid."""
+        with self._reload_lock:
+            return self._reload()
+
+    def _reload(self) -> tuple[bool, str]:
+        if self._watch_path:  # what we load now is what the file poll has seen
+            self._stamp = FileStamp.of(self._watch_path)
         try:
             cfg = self._load()
         except ConfigError as e:
@@ -108,9 +116,7 @@ class Runtime:
     def reload_if_changed(self) -> None:
         if not self._watch_path:
             return
-        stamp = FileStamp.of(self._watch_path)
-        if stamp != self._stamp:
-            self._stamp = stamp
+        if FileStamp.of(self._watch_path) != self._stamp:
             self.reload()
 
     def _warn_catalogue(self, cfg: ExporterConfig) -> None:
@@ -186,23 +192,30 @@ class Runtime:
 
     # -- the loop -----------------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Make ``run`` look at its events now (a signal arrived), not at the next tick."""
+        self._wake.set()
+
     def run(self, stop: threading.Event, reload_requested: threading.Event | None = None) -> None:
         """Tick every ``tick_seconds`` until ``stop`` is set; a slow tick never piles up."""
         self.tick()  # baseline: readings and a first page at once, no money yet
-        next_at = time.monotonic()
+        next_at = time.monotonic() + self.config.tick_seconds
         while not stop.is_set():
-            next_at += self.config.tick_seconds
-            if stop.wait(max(0.0, next_at - time.monotonic())):
+            self._wake.wait(max(0.0, next_at - time.monotonic()))
+            self._wake.clear()
+            if stop.is_set():
                 break
             if reload_requested is not None and reload_requested.is_set():
                 reload_requested.clear()
                 self.reload()
+            if time.monotonic() < next_at:
+                continue  # woken early by a signal: the tick keeps its schedule
             self.reload_if_changed()
             try:
                 self.tick()
             except Exception:  # a bug in one tick must not kill the exporter; it is logged loudly
                 log.exception("tick failed")
-            next_at = max(next_at, time.monotonic() - self.config.tick_seconds)
+            next_at = max(next_at + self.config.tick_seconds, time.monotonic())
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 

@@ -105,6 +105,7 @@ def make_handler(published: Published, reload: Reload | None) -> type[BaseHTTPRe
 class ExporterHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # the default 5 drops concurrent scrapers into a 1 s SYN retry
 
 
 def serve(host: str, port: int, published: Published, reload: Reload | None) -> ExporterHTTPServer:

@@ -1,0 +1,145 @@
+"""The demo's landing page in a real headless Chromium (Debian chromium + chromedriver, Selenium).
+
+Checks what a person opening http://127.0.0.1:PORT/ sees: the title, the SIMULATION banner, the
+#cpm table with one row per demo model ($ per million tokens and tokens/s per user for the
+models that serve, "–" for the idle canary), the idle row, a working /metrics link, and that
+the page refreshes itself (its "updated" time changes without the test reloading it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+from exporter.demo import DEMO_LOADS
+
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--window-size=1400,900",
+)
+SERVING = {model for model, load in DEMO_LOADS.values() if load is not None}
+IDLE_MODELS = {model for model, load in DEMO_LOADS.values() if load is None}
+MONEY = re.compile(r"^\$\d[\d,]*\.\d+$")
+NUMBER = re.compile(r"^\d+(\.\d+)?$")
+# Everything the assertions read, in one script run: never a stale element mid-refresh.
+READ_PAGE = """
+return {
+  origin: performance.timeOrigin,
+  title: document.title,
+  banner: (document.querySelector('.banner') || {}).innerText || '',
+  text: document.body ? document.body.innerText : '',
+  head: Array.from(document.querySelectorAll('#cpm thead th')).map(th => th.innerText.trim()),
+  rows: Array.from(document.querySelectorAll('#cpm tbody tr')).map(tr => ({
+    cls: tr.className, cells: Array.from(tr.cells).map(td => td.innerText.trim())})),
+  metricsLinks: Array.from(document.querySelectorAll('a[href="/metrics"]')).length,
+};
+"""
+
+
+@pytest.fixture(scope="module")
+def demo(demo_process) -> Iterator[Any]:
+    exporter = demo_process(0.5, wait=False)  # starts while Chromium starts
+    try:
+        yield exporter.wait_ready()
+    finally:
+        exporter.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(demo: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    chromium, chromedriver = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+    for tool in (chromium, chromedriver):
+        if not tool.exists():
+            pytest.fail(
+                f"{tool} is missing: run .ci/run (apt-get install chromium chromium-driver)", pytrace=False
+            )
+    workdir = tmp_path_factory.mktemp("chromium")
+    options = Options()
+    options.binary_location = str(chromium)
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={workdir / 'profile'}"):
+        options.add_argument(flag)
+    # An explicit driver path: Selenium Manager never runs (it would try to download one).
+    service = Service(str(chromedriver), log_output=str(workdir / "chromedriver.log"))
+    driver = webdriver.Chrome(service=service, options=options)
+    try:
+        driver.set_page_load_timeout(20)
+        yield driver
+    finally:
+        driver.quit()  # ends Chromium, then stops chromedriver by its PID
+
+
+def read(driver: webdriver.Chrome) -> dict[str, Any]:
+    page: dict[str, Any] = driver.execute_script(READ_PAGE)
+    return page
+
+
+def updated(page: dict[str, Any]) -> str:
+    m = re.search(r"updated (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC)", page["text"])
+    assert m, page["text"]
+    return m.group(1)
+
+
+def test_landing_page_in_chromium(demo, browser: webdriver.Chrome, wait_for) -> None:
+    browser.get(demo.url + "/")
+
+    def filled() -> dict[str, Any] | None:
+        """The page once every serving model has its $/M and tokens/s (the first ticks have none)."""
+        page = read(browser)
+        by_model = {r["cells"][0]: r["cells"] for r in page["rows"] if r["cls"] != "idle" and r["cells"]}
+        ok = set(by_model) >= SERVING and all(MONEY.match(by_model[m][6]) and NUMBER.match(by_model[m][7])
+                                              for m in SERVING)  # fmt: skip
+        return page if ok else None
+
+    page = wait_for(filled, 30, interval=0.25, what="every demo model's row to show $/M and tokens/s")
+    assert page["title"] == "cpm-exporter — demo-node"
+    assert "SIMULATION" in page["banner"]
+    head = page["head"]
+    assert head[:4] == ["model", "team", "pod", "hardware"]
+    col = {name: i for i, name in enumerate(head)}
+    rows = [r["cells"] for r in page["rows"] if r["cls"] != "idle"]
+    assert sorted(r[0] for r in rows) == sorted(SERVING | IDLE_MODELS), "one row per demo model"
+    for cells in rows:
+        assert len(cells) == len(head), cells
+        assert MONEY.match(cells[col["$/h"]].removesuffix("/h")), cells
+        if cells[0] in SERVING:
+            for name in ("$/M input", "$/M output", "$/M total"):
+                assert MONEY.match(cells[col[name]]), (name, cells)
+            assert float(cells[col["tokens/s per user"]]) > 0, cells
+        else:  # holds a GPU, serves nothing: no CPM, only burn
+            assert cells[col["$/M total"]] == "–", cells
+            assert cells[col["tokens/s per user"]] == "–", cells
+    idle = [r["cells"] for r in page["rows"] if r["cls"] == "idle"]
+    assert len(idle) == 1, page["rows"]
+    assert idle[0][0].startswith("idle — H100 (on_demand)"), idle
+    assert MONEY.match(idle[0][-1]), idle
+
+    # The page refreshes itself: its "updated" time changes while the test only watches.
+    first_origin, first_updated = page["origin"], updated(page)
+    wait_for(
+        lambda: (p := read(browser))["origin"] != first_origin and updated(p) != first_updated,
+        20,
+        interval=0.25,
+        what="the page to reload itself with a newer 'updated' time",
+    )
+
+    # The /metrics link works.
+    assert page["metricsLinks"] == 1
+    wait_for(lambda: browser.find_element(By.CSS_SELECTOR, 'a[href="/metrics"]').click() is None, 10)
+    wait_for(lambda: browser.current_url == demo.url + "/metrics", 10, what="navigation to /metrics")
+    text = wait_for(lambda: browser.find_element(By.TAG_NAME, "body").text, 10)
+    assert "# TYPE cpm_cost_usd_total counter" in text
+    assert 'cpm_build_info{version="' in text and 'mode="demo"' in text
