@@ -15,7 +15,9 @@ from exporter.meter.ledger import LineView
 from exporter.meter.money import to_usd
 
 LINE_LABELS = ("node", "namespace", "pod", "team", "model", "workload", "hardware", "capacity_class")
-Row = tuple[tuple[str, ...], float]
+# (base label values, extra label values, value): the base is shared by every series of a
+# line, so the renderer escapes it once per line rather than once per series.
+Row = tuple[tuple[str, ...], tuple[str, ...], float]
 NS = 1e9
 
 
@@ -42,7 +44,7 @@ def _per_line(
             base = line_values(node, v)
             for extra, value in fn(v):
                 if value is not None:
-                    yield base + extra, value
+                    yield base, extra, value
 
     return rows
 
@@ -69,13 +71,20 @@ def _cpm(v: LineView) -> Iterable[tuple[tuple[str, ...], float | None]]:
 def _node(fn: Callable[[ExportView], float | None]) -> Callable[[ExportView], Iterable[Row]]:
     def rows(view: ExportView) -> Iterable[Row]:
         value = fn(view)
-        return [] if value is None else [((view.meter.node,), value)]
+        return [] if value is None else [((), (view.meter.node,), value)]
 
     return rows
 
 
-def _const(fn: Callable[[ExportView], Iterable[Row]]) -> Callable[[ExportView], Iterable[Row]]:
-    return fn
+def _const(
+    fn: Callable[[ExportView], Iterable[tuple[tuple[str, ...], float]]],
+) -> Callable[[ExportView], Iterable[Row]]:
+    """Families not per line: every label is an 'extra' label."""
+
+    def rows(view: ExportView) -> Iterable[Row]:
+        return (((), values, value) for values, value in fn(view))
+
+    return rows
 
 
 L = LINE_LABELS

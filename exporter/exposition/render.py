@@ -28,26 +28,32 @@ def format_value(value: float) -> str:
     return repr(value)
 
 
-def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
-    if not names:
-        return ""
-    inner = ",".join(f'{n}="{escape_label(v)}"' for n, v in zip(names, values, strict=True))
-    return "{" + inner + "}"
+def _pairs(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    return ",".join(f'{n}="{escape_label(v)}"' for n, v in zip(names, values, strict=True))
 
 
-def render_family(family: Family, view: ExportView) -> list[str]:
+def render_family(family: Family, view: ExportView, prefixes: dict[tuple[str, ...], str]) -> list[str]:
+    """One family's lines. ``prefixes`` caches escaped base labels across families."""
     out = [f"# HELP {family.name} {escape_help(family.help)}", f"# TYPE {family.name} {family.type}"]
-    seen: set[tuple[str, ...]] = set()
-    for values, value in family.rows(view):
-        if values in seen:  # one series per label set, always (a duplicate fails the scrape)
+    seen: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
+    for base, extra, value in family.rows(view):
+        if (base, extra) in seen:  # one series per label set, always (a duplicate fails the scrape)
             continue
-        seen.add(values)
-        out.append(f"{family.name}{_labels(family.labels, values)} {format_value(value)}")
+        seen.add((base, extra))
+        prefix = prefixes.get(base)
+        if prefix is None:
+            prefix = prefixes[base] = _pairs(family.labels[: len(base)], base)
+        rest = _pairs(family.labels[len(base) :], extra)
+        labels = (
+            f"{{{prefix},{rest}}}" if prefix and rest else (f"{{{prefix or rest}}}" if prefix or rest else "")
+        )
+        out.append(f"{family.name}{labels} {format_value(value)}")
     return out
 
 
 def render(view: ExportView) -> bytes:
     lines: list[str] = []
+    prefixes: dict[tuple[str, ...], str] = {}  # every line family starts with LINE_LABELS
     for family in FAMILIES:
-        lines += render_family(family, view)
+        lines += render_family(family, view, prefixes)
     return ("\n".join(lines) + "\n").encode()

@@ -12,9 +12,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import NamedTuple
 
 from exporter.meter.counters import Reading, delta
-from exporter.meter.money import Accruals, allocate, per_hour, usd
+from exporter.meter.money import Accruals, Exact, allocate, exact, nano, per_hour, times, weight
 from exporter.meter.proration import month_fraction
 from exporter.model import IDLE, GpuSample, Owner, Placement, PodUsage, TickInput
 from exporter.pricing import BYTES_PER_GB, PricingConfig
@@ -24,9 +25,8 @@ COMPONENTS = ("gpu", "energy", "egress", "cross_zone", "storage", "support", "ov
 JOULES_PER_KWH = 3_600_000
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
-    """A series identity: who, on what hardware and capacity class."""
+class Line(NamedTuple):
+    """A series identity: who, on what hardware and capacity class (a hot dict key)."""
 
     owner: Owner
     hardware: str
@@ -62,15 +62,15 @@ def _holders(placements: Iterable[Placement]) -> dict[str, list[tuple[Owner, int
     return by_gpu
 
 
-def _gpu_exact(gpu: GpuSample, pricing: PricingConfig, dt_ns: int) -> dict[str, Fraction] | None:
+def _gpu_exact(gpu: GpuSample, pricing: PricingConfig, dt_ns: int) -> dict[str, Exact] | None:
     price = pricing.gpu_price(gpu.hardware, gpu.capacity)
     if price is None:
         return None
     gpu_cost = per_hour(price.usd_per_hour, dt_ns)
-    exact = {"gpu": gpu_cost, "overhead": gpu_cost * Fraction(pricing.overhead.percent) / 100}
+    amounts = {"gpu": gpu_cost, "overhead": times(gpu_cost, Fraction(pricing.overhead.percent) / 100)}
     if gpu.capacity == "owned":
-        exact["energy"] = _energy(gpu, pricing, dt_ns)
-    return exact
+        amounts["energy"] = exact(_energy(gpu, pricing, dt_ns))
+    return amounts
 
 
 def _energy(gpu: GpuSample, pricing: PricingConfig, dt_ns: int) -> Fraction:
@@ -80,7 +80,7 @@ def _energy(gpu: GpuSample, pricing: PricingConfig, dt_ns: int) -> Fraction:
         return Fraction(0)
     joules = Fraction(watts) * dt_ns / 10**9
     kwh = joules * Fraction(pricing.energy.pue) / JOULES_PER_KWH
-    return kwh * usd(pricing.energy.usd_per_kwh)
+    return kwh * Fraction(*nano(pricing.energy.usd_per_kwh))
 
 
 def _split(line_of: list[Line], amount: int, weights: list[int], component: str) -> list[Charge]:
@@ -115,7 +115,7 @@ class GpuAttributor:
                 charges += _split(lines, nano, weights, component)
             charges += _split(lines, overhead_share, weights, "overhead")
             times += _gpu_times(gpu, lines, weights, dt)
-        if not inp.gpus and node_overhead == []:
+        if not inp.gpus:
             charges += self._overhead_without_gpus(inp, pricing)
         charges += self._pod_charges(inp, pricing, _primary_hardware(inp))
         charges += self._support(charges, pricing)
@@ -138,31 +138,36 @@ class GpuAttributor:
         self, inp: TickInput, pricing: PricingConfig, hardware: Mapping[Owner, tuple[str, str]]
     ) -> list[Charge]:
         charges: list[Charge] = []
-        months = month_fraction(inp.start_ns, inp.end_ns, pricing.month)
+        # Per GiB of the tick: the price and the month fraction are the same for every pod.
+        storage_per_gib = times(nano(pricing.storage_usd_per_gb_month), month_fraction(
+            inp.start_ns, inp.end_ns, pricing.month) / BYTES_PER_GB)  # fmt: skip
+        egress_per_byte = times(nano(pricing.egress_usd_per_gb), Fraction(1, BYTES_PER_GB))
+        cross_zone_per_byte = times(nano(pricing.cross_zone_usd_per_gb), Fraction(1, BYTES_PER_GB))
         for pod in inp.pods:
             hw, cap = hardware.get(pod.holder, (NO_HARDWARE, NO_HARDWARE))
             line = Line(pod.holder, hw, cap)
-            gb = Fraction(pod.storage_bytes) / BYTES_PER_GB
-            storage = gb * usd(pricing.storage_usd_per_gb_month) * months
-            exact = {"storage": storage}
-            exact["egress"] = self._transfer(pod, "egress", pod.egress_bytes_total, pricing.egress_usd_per_gb)
-            exact["cross_zone"] = self._transfer(
-                pod, "cross_zone", pod.cross_zone_bytes_total, pricing.cross_zone_usd_per_gb
-            )
-            for component, amount in exact.items():
-                nano = self.accruals.accrue((pod.holder, component), amount)
-                if nano:
-                    charges.append(Charge(line, component, nano))
+            amounts = {
+                "storage": _scaled(storage_per_gib, pod.storage_bytes),
+                "egress": _scaled(egress_per_byte, self._moved(pod, "egress", pod.egress_bytes_total)),
+                "cross_zone": _scaled(
+                    cross_zone_per_byte, self._moved(pod, "cross_zone", pod.cross_zone_bytes_total)
+                ),
+            }
+            for component, amount in amounts.items():
+                whole = self.accruals.accrue((pod.holder, component), amount)
+                if whole:
+                    charges.append(Charge(line, component, whole))
         return charges
 
-    def _transfer(self, pod: PodUsage, kind: str, total: float | None, price: object) -> Fraction:
+    def _moved(self, pod: PodUsage, kind: str, total: float | None) -> float:
+        """Bytes a pod sent since the last tick, from a cumulative counter (resets handled)."""
         if total is None:
-            return Fraction(0)
+            return 0.0
         key = (pod.holder.namespace, pod.holder.pod, kind)
         cur = Reading(total)
         moved = delta(self._net_readings.get(key), cur).amount
         self._net_readings[key] = cur
-        return Fraction(moved) / BYTES_PER_GB * usd(price)  # type: ignore[arg-type]
+        return moved
 
     def _support(self, charges: list[Charge], pricing: PricingConfig) -> list[Charge]:
         """Support uplift: a percentage on everything else each line was charged."""
@@ -173,18 +178,26 @@ class GpuAttributor:
         for c in charges:
             base[c.line] += c.nano
         out = []
-        for line, nano in base.items():
-            support = self.accruals.accrue((line, "support"), nano * rate)
+        for line, whole in base.items():
+            support = self.accruals.accrue((line, "support"), times((whole, 1), rate))
             if support:
                 out.append(Charge(line, "support", support))
         return out
+
+
+def _scaled(per_unit: Exact, units: float) -> Exact:
+    """``units`` (bytes, whole in practice) times an exact price per unit."""
+    n = weight(units)
+    if isinstance(n, int):
+        return per_unit[0] * n, per_unit[1]
+    return per_unit[0] * n.numerator, per_unit[1] * n.denominator
 
 
 def _gpu_times(gpu: GpuSample, lines: list[Line], weights: list[int], dt: int) -> list[GpuTime]:
     held = [dt] if len(weights) == 1 else allocate(dt, weights)
     if gpu.utilization is None:
         return [GpuTime(line, h, 0, 0) for line, h in zip(lines, held, strict=True)]
-    busy_total = int(Fraction(min(max(gpu.utilization, 0.0), 1.0)) * dt)
+    busy_total = int(min(max(gpu.utilization, 0.0), 1.0) * dt)  # a measurement, not money
     busy = [busy_total] if len(weights) == 1 else allocate(busy_total, weights)
     return [GpuTime(line, h, b, h) for line, h, b in zip(lines, held, busy, strict=True)]
 

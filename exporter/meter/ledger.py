@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from exporter.meter.attribution import Attribution, Charge, GpuAttributor, GpuTime, Line
-from exporter.meter.money import allocate
+from exporter.meter.money import allocate, weight
 from exporter.meter.tokens import ModelDelta, TokenMeter
 from exporter.meter.windows import LiveGauges, TickRecord, Window, held_and_busy
 from exporter.model import OVERFLOW, Owner, TickInput
@@ -28,7 +28,7 @@ PodKey = tuple[str, str]  # (namespace, pod)
 class LineTotals:
     """Cumulative since the exporter started; only ever grows."""
 
-    cost: Counter[str] = field(default_factory=Counter)  # component → nano-dollars
+    cost: dict[str, int] = field(default_factory=dict)  # component → nano-dollars
     cost_input: int = 0
     cost_output: int = 0
     input_tokens: float = 0.0
@@ -60,9 +60,22 @@ class MeterSnapshot:
     bill_nano: int = 0  # everything ever charged; equals Σ line costs exactly
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The model lines a holder's line splits into this tick, and their token weights."""
+
+    lines: tuple[Line, ...]
+    weights: tuple[int | Fraction, ...]
+
+    def split(self, amount: int) -> list[tuple[Line, int]] | zip[tuple[Line, int]]:
+        if len(self.lines) == 1:
+            return [(self.lines[0], amount)]
+        return zip(self.lines, allocate(amount, self.weights), strict=True)
+
+
 @dataclass(slots=True)
 class _TickLine:
-    charges: Counter[str] = field(default_factory=Counter)
+    charges: dict[str, int] = field(default_factory=dict)  # plain dicts: Counter is slow here
     time: list[int] = field(default_factory=lambda: [0, 0, 0])  # held, busy, measured
     deltas: list[ModelDelta] = field(default_factory=list)
 
@@ -79,7 +92,7 @@ class Meter:
         self._totals: dict[Line, LineTotals] = {}
         self._windows: dict[Line, Window] = {}
         self._split: dict[Line, str] = {}
-        self._last_ratio: dict[Line, tuple[Fraction, Fraction]] = {}
+        self._last_ratio: dict[Line, tuple[int | Fraction, int | Fraction]] = {}
         self._last_model: dict[PodKey, str] = {}
         self._admitted: set[Owner] = set()
         self._coverage = Window()
@@ -124,30 +137,35 @@ class Meter:
             served[pod][d.owner] += d.tokens
             if d.tokens:
                 self._last_model[pod] = d.owner.model
-            base = primary.get(pod) or Line(d.owner, "none", "none")
-            out[self._admit(replace(base, owner=d.owner))].deltas.append(d)
+            base = primary.get(pod)
+            hw, cap = (base.hardware, base.capacity) if base else ("none", "none")
+            out[self._admit(Line(d.owner, hw, cap))].deltas.append(d)
+        plans: dict[Line, _Plan] = {}
         for c in att.charges:
-            for line, nano in self._models_of(c.line, c.nano, served):
-                out[line].charges[c.component] += nano
+            plan = plans.get(c.line) or plans.setdefault(c.line, self._model_plan(c.line, served))
+            for line, part in plan.split(c.nano):
+                charges = out[line].charges
+                charges[c.component] = charges.get(c.component, 0) + part
         for t in att.times:
+            plan = plans.get(t.line) or plans.setdefault(t.line, self._model_plan(t.line, served))
             for i, amount in enumerate((t.held_ns, t.busy_ns, t.measured_ns)):
-                for line, part in self._models_of(t.line, amount, served):
+                for line, part in plan.split(amount):
                     out[line].time[i] += part
         return out
 
-    def _models_of(
-        self, line: Line, amount: int, served: Mapping[PodKey, Mapping[Owner, float]]
-    ) -> list[tuple[Line, int]]:
+    def _model_plan(self, line: Line, served: Mapping[PodKey, Mapping[Owner, float]]) -> _Plan:
+        """Where a holder's money goes this tick: its models by token share, else one model."""
         if line.owner.is_idle:
-            return [(line, amount)]
+            return _Plan((line,), ())
         pod = (line.owner.namespace, line.owner.pod)
         models = {o: w for o, w in served.get(pod, {}).items() if w > 0}
         if not models:
             model = line.owner.model or self._last_model.get(pod, UNKNOWN_MODEL)
-            return [(self._admit(replace(line, owner=replace(line.owner, model=model))), amount)]
+            owner = line.owner if model == line.owner.model else line.owner._replace(model=model)
+            return _Plan((self._admit(Line(owner, line.hardware, line.capacity)),), ())
         owners = sorted(models, key=lambda o: o.model)
-        shares = allocate(amount, [Fraction(models[o]) for o in owners])
-        return [(self._admit(replace(line, owner=o)), s) for o, s in zip(owners, shares, strict=True)]
+        lines = tuple(self._admit(Line(o, line.hardware, line.capacity)) for o in owners)
+        return _Plan(lines, tuple(weight(models[o]) for o in owners))
 
     def _admit(self, line: Line) -> Line:
         """Bound label cardinality: owners past the cap fold into one overflow owner."""
@@ -157,7 +175,7 @@ class Meter:
             self._admitted.add(line.owner)
             return line
         self._overflowed += 1
-        return replace(line, owner=OVERFLOW)
+        return Line(OVERFLOW, line.hardware, line.capacity)
 
     # -- booking --------------------------------------------------------------------------
 
@@ -168,7 +186,8 @@ class Meter:
         d = _sum_deltas(tl.deltas)
         cost = sum(tl.charges.values())
         cost_in, cost_out = self._direction_split(line, cost, d, tl.deltas, pricing)
-        totals.cost.update(tl.charges)
+        for component, nano in tl.charges.items():
+            totals.cost[component] = totals.cost.get(component, 0) + nano
         totals.cost_input += cost_in
         totals.cost_output += cost_out
         totals.input_tokens += d.input_tokens
@@ -180,21 +199,21 @@ class Meter:
         self._bill += cost
         running = sum(x.running or 0.0 for x in tl.deltas) * inp.dt_ns / NS_PER_S
         record = TickRecord(
-            end_ns=inp.end_ns,
-            dt_ns=inp.dt_ns,
-            cost=cost,
-            cost_input=cost_in,
-            cost_output=cost_out,
-            input_tokens=d.input_tokens,
-            output_tokens=d.output_tokens,
-            requests=d.requests,
-            itl_seconds=d.itl_seconds,
-            itl_count=d.itl_count,
-            running_seconds=running,
-            held_ns=tl.time[0],
-            busy_ns=tl.time[1],
-            measured_ns=tl.time[2],
-        )
+            inp.end_ns,
+            inp.dt_ns,
+            cost,
+            cost_in,
+            cost_out,
+            d.input_tokens,
+            d.output_tokens,
+            d.requests,
+            d.itl_seconds,
+            d.itl_count,
+            running,
+            tl.time[0],
+            tl.time[1],
+            tl.time[2],
+        )  # fmt: skip  (positional: this runs for every line every tick)
         self._windows.setdefault(line, Window()).add(record, window_ns)
 
     def _direction_split(
@@ -203,19 +222,23 @@ class Meter:
         """Input vs output money: by measured prefill/decode time, else by token weight."""
         if line.owner.is_idle:
             return 0, 0  # idle money served no direction
-        weights: tuple[Fraction, Fraction] | None = None
+        weights: tuple[int | Fraction, int | Fraction] | None = None
         if deltas and all(x.has_phase_time for x in deltas) and d.prefill_seconds + d.decode_seconds > 0:
-            weights, self._split[line] = (
-                (Fraction(d.prefill_seconds), Fraction(d.decode_seconds)),
-                "phase_time",
-            )
+            weights = (weight(d.prefill_seconds), weight(d.decode_seconds))
+            self._split[line] = "phase_time"
         elif d.tokens > 0:
-            w = Fraction(pricing.output_input_weight)
-            weights = (Fraction(d.input_tokens), w * Fraction(d.output_tokens))
+            weights = (
+                weight(d.input_tokens),
+                Fraction(pricing.output_input_weight) * weight(d.output_tokens),
+            )
             self._split[line] = "token_weight"
         if weights is not None:
             self._last_ratio[line] = weights
-        weights = weights or self._last_ratio.get(line) or (Fraction(1), Fraction(1))
+        if not cost:
+            return 0, 0
+        weights = weights or self._last_ratio.get(line)
+        if weights is None:  # never served: an even split (the odd unit to input, as allocate would)
+            return cost - cost // 2, cost // 2
         cost_in, cost_out = allocate(cost, list(weights))
         return cost_in, cost_out
 
@@ -270,9 +293,14 @@ def _primary_lines(att: Attribution) -> dict[PodKey, Line]:
     return {pod: c.most_common(1)[0][0] for pod, c in held.items()}
 
 
+_NOTHING_SERVED = ModelDelta(owner=OVERFLOW)
+
+
 def _sum_deltas(deltas: list[ModelDelta]) -> ModelDelta:
     if len(deltas) == 1:
         return deltas[0]
+    if not deltas:
+        return _NOTHING_SERVED
     total = ModelDelta(owner=OVERFLOW)
     for x in deltas:
         total = ModelDelta(
@@ -290,7 +318,7 @@ def _sum_deltas(deltas: list[ModelDelta]) -> ModelDelta:
 
 def _copy(t: LineTotals) -> LineTotals:
     return LineTotals(
-        Counter(t.cost), t.cost_input, t.cost_output, t.input_tokens, t.output_tokens, t.requests,
+        dict(t.cost), t.cost_input, t.cost_output, t.input_tokens, t.output_tokens, t.requests,
         t.held_ns, t.busy_ns, t.last_ns,
     )  # fmt: skip
 

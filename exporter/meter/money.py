@@ -2,28 +2,44 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 
 NANO_PER_USD = 10**9
 NS_PER_HOUR = 3600 * 10**9
 ZERO = Fraction(0)
+# An exact amount of nano-dollars as (numerator, denominator > 0): plain integers, because
+# Fraction's normalisation on every operation was most of a tick's time.
+Exact = tuple[int, int]
 
 
-def usd(amount: Decimal | int) -> Fraction:
-    """A dollar amount from config as an exact fraction of nano-dollars."""
-    return Fraction(amount) * NANO_PER_USD
+@lru_cache(maxsize=4096)
+def nano(usd: Decimal | int) -> Exact:
+    """A dollar amount from config as exact nano-dollars."""
+    f = Fraction(usd) * NANO_PER_USD
+    return f.numerator, f.denominator
 
 
-def per_hour(usd_per_hour: Decimal, duration_ns: int) -> Fraction:
+def per_hour(usd_per_hour: Decimal, duration_ns: int) -> Exact:
     """Exact nano-dollars that ``usd_per_hour`` costs over ``duration_ns``."""
-    return usd(usd_per_hour) * duration_ns / NS_PER_HOUR
+    n, d = nano(usd_per_hour)
+    return n * duration_ns, d * NS_PER_HOUR
 
 
-def to_usd(nano: int | Fraction) -> float:
-    """For exposition only: floats never flow back into the ledger."""
-    return float(Fraction(nano) / NANO_PER_USD)
+def times(amount: Exact, factor: Fraction) -> Exact:
+    return amount[0] * factor.numerator, amount[1] * factor.denominator
+
+
+def exact(f: Fraction) -> Exact:
+    return f.numerator, f.denominator
+
+
+def to_usd(nano_usd: int) -> float:
+    """For exposition only: floats never flow back into the ledger (int / int rounds once)."""
+    return nano_usd / NANO_PER_USD
 
 
 class Accruals:
@@ -31,17 +47,25 @@ class Accruals:
 
     The carry of each line stays in [0, 1) nano-dollar, so the whole amounts charged
     on a line never differ from the exact running total by one nano-dollar or more.
+    A line's denominator only changes with its prices (a reload, a new month); the carry
+    is then moved to the common multiple, exactly.
     """
 
     def __init__(self) -> None:
-        self._carry: dict[Hashable, Fraction] = {}
+        self._carry: dict[Hashable, Exact] = {}
 
-    def accrue(self, line: Hashable, exact: Fraction) -> int:
-        if exact < 0:
-            raise ValueError(f"negative accrual {exact} on {line!r}")
-        total = self._carry.get(line, ZERO) + exact
-        whole = total.numerator // total.denominator
-        self._carry[line] = total - whole
+    def accrue(self, line: Hashable, amount: Exact) -> int:
+        num, den = amount
+        if num == 0:
+            return 0  # nothing accrues: leave the carry (and its denominator) alone
+        if num < 0 or den <= 0:
+            raise ValueError(f"negative accrual {num}/{den} on {line!r}")
+        carry, carry_den = self._carry.get(line, (0, den))
+        if carry_den != den:
+            common = math.lcm(carry_den, den)
+            carry, num, den = carry * (common // carry_den), num * (common // den), common
+        whole, rest = divmod(carry + num, den)
+        self._carry[line] = (rest, den)
         return whole
 
     def forget(self, keep: set[Hashable]) -> None:
@@ -50,6 +74,13 @@ class Accruals:
 
     def __len__(self) -> int:
         return len(self._carry)
+
+
+def weight(x: float) -> int | Fraction:
+    """A float weight (tokens, seconds) exactly, as an int when it is whole (the usual case)."""
+    if isinstance(x, int) or x.is_integer():
+        return int(x)
+    return Fraction(x)
 
 
 def allocate(amount: int, weights: Sequence[int | Fraction]) -> list[int]:
@@ -65,13 +96,25 @@ def allocate(amount: int, weights: Sequence[int | Fraction]) -> list[int]:
         raise ValueError("allocate needs at least one weight")
     if any(w < 0 for w in weights):
         raise ValueError(f"negative weight in {list(weights)}")
-    total = sum(weights, ZERO)
+    if len(weights) == 1:
+        return [amount]
+    ints = _as_integers(weights)
+    total = sum(ints)
     if total == 0:
-        weights, total = [1] * len(weights), Fraction(len(weights))
-    quotas = [Fraction(amount) * w / total for w in weights]
-    shares = [q.numerator // q.denominator for q in quotas]
+        ints, total = [1] * len(ints), len(ints)
+    split = [divmod(amount * w, total) for w in ints]
+    shares = [q for q, _ in split]
     left = amount - sum(shares)
-    by_remainder = sorted(range(len(quotas)), key=lambda i: (-(quotas[i] - shares[i]), i))
+    by_remainder = sorted(range(len(split)), key=lambda i: (-split[i][1], i))
     for i in by_remainder[:left]:
         shares[i] += 1
     return shares
+
+
+def _as_integers(weights: Sequence[int | Fraction]) -> list[int]:
+    """The same proportions as integers (scaled by the common denominator)."""
+    if all(isinstance(w, int) for w in weights):
+        return [int(w) for w in weights]
+    fractions = [Fraction(w) for w in weights]
+    common = math.lcm(*(f.denominator for f in fractions))
+    return [f.numerator * (common // f.denominator) for f in fractions]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from exporter.meter.counters import Reading, delta, is_valid_counter
 from exporter.model import ModelCounters, Owner, TargetScrape
@@ -98,7 +98,7 @@ class TokenMeter:
     def _model_delta(
         self, scrape: TargetScrape, m: ModelCounters, start_s: float, dt_s: float
     ) -> tuple[ModelDelta, int, bool]:
-        owner = replace(scrape.holder, model=m.model or scrape.holder.model)
+        owner = scrape.holder._replace(model=m.model or scrape.holder.model)
         amounts: dict[str, float] = {}
         reset = False
         for name in COUNTER_FIELDS:

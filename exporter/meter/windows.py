@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from exporter.meter.money import NANO_PER_USD
 
 NS_PER_S = 10**9
 
 
-@dataclass(frozen=True, slots=True)
-class TickRecord:
+class TickRecord(NamedTuple):
     end_ns: int
     dt_ns: int
     cost: int = 0  # nano-dollars, all components
@@ -56,39 +56,32 @@ def _per_million(cost_nano: int, tokens: float) -> float | None:
     return _ratio(cost_nano / NANO_PER_USD * 1e6, tokens)
 
 
-_SUMMED = ("dt_ns", "cost", "cost_input", "cost_output", "input_tokens", "output_tokens", "requests",
-           "itl_seconds", "itl_count", "running_seconds", "held_ns", "busy_ns", "measured_ns")  # fmt: skip
-
-
 class Window:
     """The records of the last ``length_ns`` of wall-clock time, with running sums.
 
     Sums are updated as records enter and leave (O(1) per tick, whatever the window), and
-    recomputed from the records whenever the window empties, so float error cannot build up.
+    reset from the record itself whenever the window holds one, so float error cannot build up.
     """
 
     def __init__(self) -> None:
         self._records: deque[TickRecord] = deque()
-        self._sum: dict[str, float] = dict.fromkeys(_SUMMED, 0)
+        self._sum: list[float] = [0] * len(TickRecord._fields)
 
     def add(self, record: TickRecord, length_ns: int) -> None:
         self._records.append(record)
-        for name in _SUMMED:
-            self._sum[name] += getattr(record, name)
+        self._sum = [a + b for a, b in zip(self._sum, record, strict=True)]
         while self._records and self._records[0].end_ns <= record.end_ns - length_ns:
             old = self._records.popleft()
-            for name in _SUMMED:
-                self._sum[name] -= getattr(old, name)
+            self._sum = [a - b for a, b in zip(self._sum, old, strict=True)]
         if len(self._records) == 1:
-            self._sum = {name: getattr(record, name) for name in _SUMMED}
+            self._sum = list(record)
 
     def records(self) -> list[TickRecord]:
         return list(self._records)
 
     def sums(self) -> TickRecord:
-        """The window's totals, as one record spanning it."""
-        end = self._records[-1].end_ns if self._records else 0
-        return TickRecord(end_ns=end, **self._sum)  # type: ignore[arg-type]
+        """The window's totals, as one record spanning it (``end_ns`` is meaningless)."""
+        return TickRecord._make(self._sum)
 
     def gauges(self) -> LiveGauges:
         r = self.sums()
