@@ -84,6 +84,7 @@ class ModelCounters:
     decode_seconds: float | None = None  # sum of per-request decode time
     itl_seconds: float | None = None  # inter-token latency histogram _sum
     itl_count: float | None = None  # ... and _count
+    itl_method: str = ""  # what the pair measures (ServerProfile.token_time_method)
     running: float | None = None  # gauge: requests in the batch right now
 
 

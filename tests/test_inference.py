@@ -81,8 +81,93 @@ def test_the_simulator_speaks_what_we_read() -> None:
     assert m.created == sim.created
 
 
-@pytest.mark.parametrize("server", ["sglang", "tgi", "llamacpp"])
-def test_other_servers_are_not_mistaken_for_vllm(server: str) -> None:
+# What a PromQL user would write for each server, per reference/*.md "For cost per token":
+# (input, output, requests, running, token-time sum, token-time count, prefill s, decode s).
+PROMQL: dict[str, dict[str, tuple[str, dict[str, str]] | tuple[str, ...]]] = {
+    "sglang": {
+        "input": ("sglang:prompt_tokens_total", {}),
+        "output": ("sglang:generation_tokens_total", {}),
+        "requests": ("sglang:num_requests_total", {}),
+        "running": ("sglang:num_running_reqs", {}),
+        "itl_s": ("sglang:inter_token_latency_seconds_sum", {}),
+        "itl_n": ("sglang:inter_token_latency_seconds_count", {}),
+    },
+    "tgi": {
+        "input": ("tgi_request_input_length_sum", {}),
+        "output": ("tgi_request_generated_tokens_sum", {}),
+        "requests": ("tgi_request_success", {}),
+        "running": ("tgi_batch_current_size", {}),
+        "itl_s": ("tgi_request_mean_time_per_token_duration_sum", {}),
+        "itl_n": ("tgi_request_mean_time_per_token_duration_count", {}),
+        "prefill": ("tgi_batch_forward_duration_sum", {"method": "prefill"}),
+        "decode": ("tgi_batch_forward_duration_sum", {"method": "decode"}),
+    },
+    "triton-trtllm": {
+        "input": ("nv_llm_input_token_len_sum", {}),
+        "output": ("nv_llm_output_token_len_sum", {}),
+        "requests": ("nv_llm_output_token_len_count", {}),
+        "running": ("nv_trt_llm_request_metrics", {"request_type": "active"}),
+    },
+    "llamacpp": {
+        "output": ("llamacpp:tokens_predicted_total", {}),
+        "running": ("llamacpp:requests_processing", {}),
+        "itl_s": ("llamacpp:tokens_predicted_seconds_total", {}),
+        "itl_n": ("llamacpp:tokens_predicted_total", {}),
+        "prefill": ("llamacpp:prompt_seconds_total", {}),
+        "decode": ("llamacpp:tokens_predicted_seconds_total", {}),
+    },
+}  # type: ignore[dict-item]
+FIELDS = {"input": "input_tokens", "output": "output_tokens", "requests": "requests", "running": "running",
+          "itl_s": "itl_seconds", "itl_n": "itl_count", "prefill": "prefill_seconds", "decode": "decode_seconds"}  # fmt: skip
+SERVER_OF = {"sglang": "sglang", "tgi": "tgi", "triton-trtllm": "triton", "llamacpp": "llamacpp"}
+
+
+def promql_sum(text: str, name: str, where: dict[str, str], model_label: str, model: str) -> float | None:
+    """sum(name{where, model_label=model}) by prometheus_client's parser (which appends
+    ``_total`` to counters that lack it: TGI, Triton)."""
+    found = [
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name in (name, name + "_total")
+        and all(s.labels.get(k) == v for k, v in where.items())
+        and (not model_label or s.labels.get(model_label) == model)
+    ]
+    return sum(found) if found else None
+
+
+@pytest.mark.parametrize("fixture", sorted(PROMQL), ids=str)
+def test_every_server_reads_like_promql(fixture: str) -> None:
+    from exporter.sources.servers import SERVERS
+
+    text = next((FIXTURES / fixture).glob("*.txt")).read_text()
+    server = SERVER_OF[fixture]
+    assert detect(text) == server
+    label = SERVERS[server].model_label
+    (m,) = read_payload(text, server, max_samples=100_000)
+    for key, (name, where) in PROMQL[fixture].items():  # type: ignore[misc]
+        expected = promql_sum(text, name, where, label, m.model)
+        assert expected is not None, (fixture, name)
+        assert getattr(m, FIELDS[key]) == pytest.approx(expected), (fixture, key)
+
+
+def test_llamacpp_input_is_computed_plus_cached_prompt_tokens() -> None:
+    text = next((FIXTURES / "llamacpp").glob("*.txt")).read_text()
+    (m,) = read_payload(text, "llamacpp", 1000)
+    computed = promql_sum(text, "llamacpp:prompt_tokens_total", {}, "", "")
+    cached = promql_sum(text, "llamacpp:prompt_tokens_cached_total", {}, "", "")
+    assert computed is not None and cached is not None
+    assert m.input_tokens == computed + cached
+    assert m.itl_method == "decode_seconds_per_token"
+
+
+def test_triton_reads_only_the_model_that_counts_tokens() -> None:
+    text = next((FIXTURES / "triton-trtllm").glob("*.txt")).read_text()
+    assert [m.model for m in read_payload(text, "triton", 10_000)] == ["tensorrt_llm"]
+
+
+@pytest.mark.parametrize("server", ["dcgm-exporter", "cadvisor"])
+def test_non_inference_payloads_are_not_mistaken_for_a_server(server: str) -> None:
     text = next((FIXTURES / server).glob("*.txt")).read_text()
     with pytest.raises(ParseError) as e:
         detect(text)

@@ -15,7 +15,7 @@ from fractions import Fraction
 from exporter.meter.attribution import Attribution, Charge, GpuAttributor, GpuTime, Line
 from exporter.meter.money import allocate, weight
 from exporter.meter.tokens import ModelDelta, TokenMeter
-from exporter.meter.windows import LiveGauges, TickRecord, Window, held_and_busy
+from exporter.meter.windows import TOKEN_TIME, LiveGauges, TickRecord, Window, held_and_busy
 from exporter.model import OVERFLOW, Owner, TickInput
 from exporter.pricing import PricingConfig
 
@@ -92,6 +92,7 @@ class Meter:
         self._totals: dict[Line, LineTotals] = {}
         self._windows: dict[Line, Window] = {}
         self._split: dict[Line, str] = {}
+        self._itl_method: dict[Line, str] = {}
         self._last_ratio: dict[Line, tuple[int | Fraction, int | Fraction]] = {}
         self._last_model: dict[PodKey, str] = {}
         self._admitted: set[Owner] = set()
@@ -198,6 +199,8 @@ class Meter:
         totals.last_ns = inp.end_ns
         self._bill += cost
         running = sum(x.running or 0.0 for x in tl.deltas) * inp.dt_ns / NS_PER_S
+        if d.itl_count:
+            self._itl_method[line] = next(x.itl_method for x in tl.deltas if x.itl_count)
         record = TickRecord(
             inp.end_ns,
             inp.dt_ns,
@@ -261,13 +264,21 @@ class Meter:
             del self._totals[line]
             self._windows.pop(line, None)
             self._split.pop(line, None)
+            self._itl_method.pop(line, None)
             self._last_ratio.pop(line, None)
         if old:  # owners whose every line expired leave room under the cardinality cap
             self._admitted &= {line.owner for line in self._totals}
 
+    def _gauges(self, line: Line) -> LiveGauges:
+        gauges = self._windows[line].gauges()
+        if gauges.interactivity_method == TOKEN_TIME:  # say which series: ITL, per-request TPOT…
+            method = self._itl_method.get(line) or "inter_token_latency"
+            gauges = replace(gauges, interactivity_method=method)
+        return gauges
+
     def _snap(self, end_ns: int) -> MeterSnapshot:
         views = tuple(
-            LineView(line, _copy(t), self._windows[line].gauges(), self._split.get(line, ""))
+            LineView(line, _copy(t), self._gauges(line), self._split.get(line, ""))
             for line, t in self._totals.items()
         )
         cov = held_and_busy(self._coverage)

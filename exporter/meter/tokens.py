@@ -42,6 +42,7 @@ class ModelDelta:
     itl_seconds: float = 0.0
     itl_count: float = 0.0
     running: float | None = None
+    itl_method: str = ""  # what itl_seconds / itl_count measure (the server's profile says)
     has_phase_time: bool = False  # the server exports prefill and decode time
 
     @property
@@ -116,7 +117,9 @@ class TokenMeter:
         if jump:
             amounts = {}
         phase = m.prefill_seconds is not None and m.decode_seconds is not None
-        md = ModelDelta(owner=owner, running=m.running, has_phase_time=phase, **amounts)
+        md = ModelDelta(
+            owner=owner, running=m.running, itl_method=m.itl_method, has_phase_time=phase, **amounts
+        )
         return md, int(reset), jump
 
     def forget_targets(self, keep: set[str]) -> None:

@@ -14,6 +14,7 @@ from typing import NamedTuple
 from exporter.meter.money import NANO_PER_USD
 
 NS_PER_S = 10**9
+TOKEN_TIME = "token_time"  # the ledger names which token-time series it was
 
 
 class TickRecord(NamedTuple):
@@ -42,7 +43,7 @@ class LiveGauges:
     usd_per_million_total: float | None = None
     usd_per_request: float | None = None
     tokens_per_second_per_user: float | None = None
-    interactivity_method: str = ""  # "inter_token_latency" | "output_rate_per_running_request"
+    interactivity_method: str = ""  # TOKEN_TIME | "output_rate_per_running_request"
     burn_usd_per_hour: float | None = None
     utilization: float | None = None
     window_seconds: float = 0.0
@@ -105,7 +106,7 @@ class Window:
 def _interactivity(r: TickRecord, span_s: float) -> tuple[float | None, str]:
     """Tokens/s per user: 1 ÷ mean inter-token latency; else output rate ÷ mean concurrency."""
     if r.itl_seconds > 0 and r.itl_count > 0:
-        return r.itl_count / r.itl_seconds, "inter_token_latency"
+        return r.itl_count / r.itl_seconds, TOKEN_TIME
     mean_running = r.running_seconds / span_s
     if r.output_tokens > 0 and mean_running > 0:
         return r.output_tokens / span_s / mean_running, "output_rate_per_running_request"

@@ -8,70 +8,81 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from exporter.errors import ParseError, SourceError
 from exporter.model import ModelCounters, TargetScrape
 from exporter.settings import Target
-from exporter.sources.servers import PROCESS_START, SERVERS, ServerProfile
+from exporter.sources.servers import SERVERS, Series, ServerProfile
 from exporter.sources.textformat import FetchLimits, Sample, fetch_text, has_prefix, parse_wanted
 
 log = logging.getLogger(__name__)
 Fetch = Callable[[str, FetchLimits], str]
 # Upstream label values become our label values: bound their length (cardinality and size).
 MAX_LABEL_LENGTH = 128
-_WANTED = {name: profile.wanted() | {PROCESS_START} for name, profile in SERVERS.items()}
+_WANTED = {name: profile.wanted() for name, profile in SERVERS.items()}
+Indexed = dict[str, list[Sample]]  # sample name → its samples, for one model
 
 
 def detect(text: str) -> str:
     """The SERVERS entry whose metric prefix appears in the payload."""
     for name, profile in SERVERS.items():
-        if has_prefix(text, profile.prefix):
+        if any(has_prefix(text, prefix) for prefix in profile.prefixes):
             return name
-    known = ", ".join(f"{n} ({p.prefix}*)" for n, p in SERVERS.items())
+    known = ", ".join(f"{n} ({'|'.join(p.prefixes)}*)" for n, p in SERVERS.items())
     raise ParseError(f"no known inference server metrics found (looked for {known})", reason="unknown_server")
 
 
 def read_payload(text: str, server: str, max_samples: int) -> list[ModelCounters]:
     """Cumulative counters per model in one payload of ``server``'s metrics."""
     profile = SERVERS[server]
-    samples = parse_wanted(text, _WANTED[server], max_samples=max_samples)
-    by_model: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    started: float | None = None
-    for s in samples:
-        if s.name == PROCESS_START:
-            started = s.value
-            continue
-        model = s.labels.get(profile.model_label, "")[:MAX_LABEL_LENGTH]
-        by_model[model][s.name] += s.value
-    if not any(_first(series, profile.input_tokens) is not None for series in by_model.values()):
-        raise ParseError(f"payload has no {profile.input_tokens[0]} series", reason="no_token_counters")
-    return [_model_counters(model, series, profile, started) for model, series in sorted(by_model.items())]
+    by_model: dict[str, Indexed] = defaultdict(lambda: defaultdict(list))
+    unlabelled: Indexed = defaultdict(list)  # e.g. process_start_time_seconds: shared by all
+    for sample in parse_wanted(text, _WANTED[server], max_samples=max_samples):
+        model = sample.labels.get(profile.model_label) if profile.model_label else ""
+        target = unlabelled if model is None else by_model[model[:MAX_LABEL_LENGTH]]
+        target[sample.name].append(sample)
+    models = [m for m, idx in by_model.items() if value(idx, profile.input_tokens) is not None]
+    if not models:
+        raise ParseError(
+            f"payload has no {profile.input_tokens[0].names[0]} series", reason="no_token_counters"
+        )
+    return [_model_counters(m, by_model[m], unlabelled, profile) for m in sorted(models)]
 
 
-def _first(series: dict[str, float], names: Iterable[str], suffix: str = "") -> float | None:
-    for name in names:
-        if name + suffix in series:
-            return series[name + suffix]
+def value(index: Indexed, alternatives: tuple[Series, ...]) -> float | None:
+    """The first alternative with any matching sample, summed; None if none is present."""
+    for series in alternatives:
+        found = [
+            x.value
+            for name in series.names
+            for x in index.get(name, ())
+            if all(x.labels.get(k) == v for k, v in series.where)
+        ]
+        if found:
+            return sum(found)
     return None
 
 
-def _model_counters(
-    model: str, series: dict[str, float], p: ServerProfile, started: float | None
-) -> ModelCounters:
-    created = _first(series, [n.removesuffix("_total") for n in p.input_tokens], "_created")
-    itl_base = next((b for b in p.itl_histogram if b + "_count" in series), None)
+def _model_counters(model: str, index: Indexed, shared: Indexed, p: ServerProfile) -> ModelCounters:
+    token_time = next(
+        ((t, n) for pair in p.token_time if (t := value(index, (pair[0],))) is not None
+         and (n := value(index, (pair[1],))) is not None),
+        (None, None),
+    )  # fmt: skip
+    created = value(index, p.created)
     return ModelCounters(
         model=model,
-        input_tokens=_first(series, p.input_tokens) or 0.0,
-        output_tokens=_first(series, p.output_tokens) or 0.0,
-        requests=_first(series, p.requests),
-        created=created if created is not None else started,
-        prefill_seconds=_first(series, p.prefill_seconds, "_sum"),
-        decode_seconds=_first(series, p.decode_seconds, "_sum"),
-        itl_seconds=series.get(itl_base + "_sum") if itl_base else None,
-        itl_count=series.get(itl_base + "_count") if itl_base else None,
-        running=_first(series, p.running),
+        input_tokens=value(index, p.input_tokens) or 0.0,
+        output_tokens=value(index, p.output_tokens) or 0.0,
+        requests=value(index, p.requests),
+        created=created if created is not None else value(shared, p.created),
+        prefill_seconds=value(index, p.prefill_seconds),
+        decode_seconds=value(index, p.decode_seconds),
+        itl_seconds=token_time[0],
+        itl_count=token_time[1],
+        itl_method=p.token_time_method if token_time[0] is not None else "",
+        running=value(index, p.running),
     )
 
 

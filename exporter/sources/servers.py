@@ -1,9 +1,11 @@
 """The SERVERS table: how each inference server names what we read.
 
-Adding a server is one entry; a renamed metric in a new version is one more name in a
-tuple (names are tried in order, the first present wins). Counters are cumulative and
-summed over every label but the model label (vLLM's ``engine``, ``finished_reason``).
-Sources for every name: ``../shared/reference/`` (vllm.md: V1 0.33.0 and V0 names).
+Adding a server is one entry; a renamed metric in a new version is one more alternative
+in a tuple (alternatives are tried in order and the first present wins). Within one
+alternative, the samples of every listed name that match ``where`` are summed over all
+labels but the server's model label (vLLM's ``engine``, SGLang's ``is_streaming``).
+Names, types and labels: ``../shared/reference/`` (vllm.md, sglang.md, tgi.md,
+triton-trtllm.md, llamacpp.md), read from the versions named there.
 """
 
 from __future__ import annotations
@@ -15,42 +17,114 @@ from typing import Final
 
 
 @dataclass(frozen=True, slots=True)
+class Series:
+    """The sum of the samples named ``names`` whose labels include every ``where`` pair."""
+
+    names: tuple[str, ...]
+    where: tuple[tuple[str, str], ...] = ()
+
+
+def s(*names: str, **where: str) -> Series:
+    return Series(names, tuple(sorted(where.items())))
+
+
+Alternatives = tuple[Series, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ServerProfile:
-    prefix: str  # auto-detection: a sample name starting with this
-    input_tokens: tuple[str, ...]
-    output_tokens: tuple[str, ...]
-    model_label: str = ""  # "" when the server exports no model label
-    requests: tuple[str, ...] = ()  # finished requests counter
-    running: tuple[str, ...] = ()  # gauge: requests in the batch (concurrency)
-    itl_histogram: tuple[str, ...] = ()  # inter-token latency histogram base names, seconds
-    prefill_seconds: tuple[str, ...] = ()  # histogram base names: per-request prefill time
-    decode_seconds: tuple[str, ...] = ()
+    prefixes: tuple[str, ...]  # auto-detection: a sample name starting with one of these
+    input_tokens: Alternatives  # every prompt token, computed or served from cache
+    output_tokens: Alternatives
+    model_label: str = ""  # "" when one process serves one model and says not which
+    created: Alternatives = ()  # start time of the token counters (reset detection)
+    requests: Alternatives = ()  # finished requests
+    running: Alternatives = ()  # gauge: requests in the batch (concurrency)
+    # Time per output token as a (seconds, tokens) pair of cumulative sums; ``token_time``
+    # names what the pair measures, for the ``method`` label of the interactivity gauge.
+    token_time: tuple[tuple[Series, Series], ...] = ()
+    token_time_method: str = "inter_token_latency"
+    prefill_seconds: Alternatives = ()  # cumulative prefill (prompt) time
+    decode_seconds: Alternatives = ()  # cumulative decode (generation) time
 
     def wanted(self) -> frozenset[str]:
-        """Every sample name this profile may read (all versions)."""
-        names = [*self.input_tokens, *self.output_tokens, *self.requests, *self.running]
-        names += [n.removesuffix("_total") + "_created" for n in self.input_tokens]
-        for base in (*self.itl_histogram, *self.prefill_seconds, *self.decode_seconds):
-            names += [base + "_sum", base + "_count"]
-        return frozenset(names)
+        """Every sample name this profile may read, across the versions it knows."""
+        fields: tuple[Alternatives, ...] = (self.input_tokens, self.output_tokens, self.created, self.requests)
+        fields += (self.running, self.prefill_seconds, self.decode_seconds)
+        fields += tuple(tuple(pair) for pair in self.token_time)
+        return frozenset(name for alternatives in fields for series in alternatives for name in series.names)
+
+
+def histogram(base: str, **where: str) -> tuple[Series, Series]:
+    return s(base + "_sum", **where), s(base + "_count", **where)
 
 
 SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
     {
         "vllm": ServerProfile(
-            prefix="vllm:",
+            prefixes=("vllm:",),
             model_label="model_name",
-            input_tokens=("vllm:prompt_tokens_total",),
-            output_tokens=("vllm:generation_tokens_total",),
-            requests=("vllm:request_success_total",),
-            running=("vllm:num_requests_running",),
-            # V1 ≥ 0.10.2 name first; V0 and early V1 name second (gone by 0.20.0).
-            itl_histogram=("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"),
-            prefill_seconds=("vllm:request_prefill_time_seconds",),
-            decode_seconds=("vllm:request_decode_time_seconds",),
+            input_tokens=(s("vllm:prompt_tokens_total"),),
+            output_tokens=(s("vllm:generation_tokens_total"),),
+            created=(s("vllm:prompt_tokens_created"), s("process_start_time_seconds")),
+            requests=(s("vllm:request_success_total"),),  # every finished_reason
+            running=(s("vllm:num_requests_running"),),
+            # V1 ≥ 0.10.2 name first; the V0 / early V1 name (gone by 0.20.0) second.
+            token_time=(
+                histogram("vllm:inter_token_latency_seconds"),
+                histogram("vllm:time_per_output_token_seconds"),
+            ),
+            prefill_seconds=(s("vllm:request_prefill_time_seconds_sum"),),
+            decode_seconds=(s("vllm:request_decode_time_seconds_sum"),),
+        ),
+        "sglang": ServerProfile(
+            # Multiprocess mode always: no _created; counters count finished requests.
+            prefixes=("sglang:",),
+            model_label="model_name",
+            input_tokens=(s("sglang:prompt_tokens_total"),),
+            output_tokens=(s("sglang:generation_tokens_total"),),
+            requests=(s("sglang:num_requests_total"),),
+            running=(s("sglang:num_running_reqs"),),
+            token_time=(
+                histogram("sglang:inter_token_latency_seconds"),
+                histogram("sglang:time_per_output_token_seconds"),  # ≤ 0.4.0
+            ),
+        ),
+        "tgi": ServerProfile(
+            # metrics-rs: counters without _total; one model per process, no model label.
+            prefixes=("tgi_",),
+            input_tokens=(s("tgi_request_input_length_sum"),),
+            output_tokens=(s("tgi_request_generated_tokens_sum"),),
+            requests=(s("tgi_request_success"),),
+            running=(s("tgi_batch_current_size"),),
+            token_time=(histogram("tgi_request_mean_time_per_token_duration"),),
+            token_time_method="request_time_per_output_token",  # a per-request mean
+            prefill_seconds=(s("tgi_batch_forward_duration_sum", method="prefill"),),
+            decode_seconds=(s("tgi_batch_forward_duration_sum", method="decode"),),
+        ),
+        "triton": ServerProfile(
+            # TensorRT-LLM backend ≥ v0.16.0: token counts are per-request histograms of
+            # the tensorrt_llm model; the other models of an ensemble carry no tokens.
+            prefixes=("nv_llm_", "nv_trt_llm_", "nv_inference_"),
+            model_label="model",
+            input_tokens=(s("nv_llm_input_token_len_sum"),),
+            output_tokens=(s("nv_llm_output_token_len_sum"),),
+            requests=(s("nv_llm_output_token_len_count"),),
+            running=(s("nv_trt_llm_request_metrics", request_type="active"),),
+        ),
+        "llamacpp": ServerProfile(
+            # Hand-written text, no labels, 6 significant digits. prompt_tokens_total
+            # excludes cached prompt tokens, so input = computed + cached.
+            prefixes=("llamacpp:",),
+            input_tokens=(s("llamacpp:prompt_tokens_total", "llamacpp:prompt_tokens_cached_total"),),
+            output_tokens=(s("llamacpp:tokens_predicted_total"),),
+            running=(s("llamacpp:requests_processing"),),
+            token_time=(
+                (s("llamacpp:tokens_predicted_seconds_total"), s("llamacpp:tokens_predicted_total")),
+            ),
+            token_time_method="decode_seconds_per_token",
+            prefill_seconds=(s("llamacpp:prompt_seconds_total"),),
+            decode_seconds=(s("llamacpp:tokens_predicted_seconds_total"),),
         ),
     }
 )
-# Start time of the whole server process: a reset signal where ``_created`` is absent
-# (multiprocess mode drops it).
-PROCESS_START = "process_start_time_seconds"
