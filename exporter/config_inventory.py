@@ -7,6 +7,7 @@ Readers only: they record problems in the shared ``Problems`` and return what wa
 from __future__ import annotations
 
 import importlib
+import re
 from decimal import Decimal
 from urllib.parse import urlsplit
 
@@ -20,7 +21,8 @@ from exporter.yamlnodes import Problems, choice_reader, number_reader, text_read
 
 MAX_GPUS = 1024  # per node; a typo like count: 80000000 must not allocate a huge tuple
 _GPU_ENTRY = ("hardware", "count", "ids", "capacity", "utilization", "power_watts")
-_WORKLOAD = ("pod", "namespace", "team", "model", "kind", "gpus", "storage_gb", "targets")
+_WORKLOAD = ("pod", "namespace", "team", "model", "kind", "gpus", "storage_gb", "targets", "target_tokens")
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _FALLBACK_SERVERS = ("auto", "vllm")
 
 
@@ -136,6 +138,7 @@ def _read_workload(p: Problems, entry: Node, at: str, gpu_ids: set[str] | None) 
     storage = yn.optional(m, "storage_gb", at, number_reader(p, ge=ZERO), ZERO)
     gpus = _workload_gpus(p, m.get("gpus"), f"{at}.gpus", gpu_ids)
     targets = _read_targets(p, m.get("targets"), f"{at}.targets", default_name=pod or "")
+    target_tokens = yn.optional(m, "target_tokens", at, number_reader(p, gt=ZERO), None)
     if pod is None or namespace is None or model is None or team is None:
         return None
     owner = Owner(namespace, pod, team, model, workload=kind)
@@ -144,8 +147,10 @@ def _read_workload(p: Problems, entry: Node, at: str, gpu_ids: set[str] | None) 
         gpus=gpus,
         storage_gb=storage,
         targets=tuple(
-            Target(name=name, url=url, owner=owner, server=server) for name, url, server in targets
+            Target(name=name, url=url, owner=owner, server=server, token_metric=metric)
+            for name, url, server, metric in targets
         ),
+        target_tokens=target_tokens,
     )
 
 
@@ -180,28 +185,49 @@ def _gpu_share(p: Problems, item: Node, here: str) -> tuple[str | None, int | No
     return gpu_id, share
 
 
-def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) -> list[tuple[str, str, str]]:
-    """(name, url, server) per target; read even when the workload is invalid, to report everything."""
+def _read_targets(
+    p: Problems, node: Node | None, at: str, default_name: str
+) -> list[tuple[str, str, str, str]]:
+    """(name, url, server, token_metric) per target; read even when the workload is invalid."""
     servers = known_servers()
-    out: list[tuple[str, str, str]] = []
+    out: list[tuple[str, str, str, str]] = []
     for k, item in enumerate(yn.items(p, node, at) or [] if node is not None else []):
         here = yn.index_path(at, k)
-        m = yn.fields(p, item, here, ("url", "server", "name"))
+        m = yn.fields(p, item, here, ("url", "server", "name", "token_metric"))
         if m is None:
             continue
         url = yn.required(p, m, "url", here, item, lambda path, n: _url(p, n, path))
         server = yn.optional(m, "server", here, choice_reader(p, servers, "server"), "auto")
         name = yn.optional(m, "name", here, text_reader(p), default_name)
+        metric = yn.optional(m, "token_metric", here, lambda path, n: _metric_name(p, n, path), "")
+        if metric and server not in ("auto", "training"):
+            p.add(
+                f"{here}.token_metric", m["token_metric"], f"is for training targets, not server {server!r}"
+            )
         if url is not None:
-            out.append((name, url, server))
+            out.append((name, url, server, metric or ""))
     return out
 
 
+def _metric_name(p: Problems, node: Node, path: str) -> str | None:
+    name = yn.text(p, node, path)
+    if name is not None and not _METRIC_NAME.fullmatch(name):
+        p.add(path, node, f"is not a Prometheus metric name, got {name!r}")
+        return None
+    return name
+
+
 def _url(p: Problems, node: Node, path: str) -> str | None:
-    """``http(s)://host:port/path``: explicit port, no credentials (they would leak into logs)."""
+    """``http(s)://host:port/path`` (explicit port, no credentials: they would leak into logs),
+    or ``file:///absolute/path`` for a batch job's counter file."""
     url = yn.text(p, node, path)
     if url is None:
         return None
+    if url.startswith("file:"):
+        if not url.startswith("file:///") or len(url) <= len("file:///"):
+            p.add(path, node, f"a file target is file:///absolute/path, got {url!r}")
+            return None
+        return url
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -6,6 +6,7 @@ meter knows nothing of HTTP.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -117,6 +118,8 @@ class TickInput:
     placements: tuple[Placement, ...]
     scrapes: tuple[TargetScrape, ...] = ()
     pods: tuple[PodUsage, ...] = field(default_factory=tuple)
+    # Training jobs: (namespace, pod) → tokens the whole run is meant to process.
+    token_targets: Mapping[tuple[str, str], float] = field(default_factory=dict)
 
     @property
     def dt_ns(self) -> int:

@@ -145,6 +145,7 @@ class Runtime:
             placements=self._node.placements(cfg),
             scrapes=scrapes,
             pods=self._node.pods(cfg),
+            token_targets=token_targets(cfg),
         )
         snapshot = self.meter.tick(inp, cfg.pricing, cfg.window_seconds)
         self._last_end_ns = end_ns
@@ -217,6 +218,15 @@ class Runtime:
                 log.exception("tick failed")
             next_at = max(next_at + self.config.tick_seconds, time.monotonic())
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def token_targets(cfg: ExporterConfig) -> dict[tuple[str, str], float]:
+    """Training runs with a target token count, for the projection."""
+    return {
+        (w.owner.namespace, w.owner.pod): float(w.target_tokens)
+        for w in cfg.workloads
+        if w.target_tokens is not None
+    }
 
 
 def prices_in_use(cfg: ExporterConfig) -> tuple[GpuPrice, ...]:

@@ -39,6 +39,7 @@ class Target:
     url: str
     owner: Owner
     server: str = "auto"  # a key of sources.servers.SERVERS, or "auto" to detect
+    token_metric: str = ""  # training: the job's own token counter name, if not the default
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class StaticWorkload:
     gpus: tuple[tuple[str, int], ...] = ()  # (gpu_id, share weight)
     storage_gb: Decimal = Decimal(0)
     targets: tuple[Target, ...] = ()
+    target_tokens: Decimal | None = None  # training: tokens to train, for the projection
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,8 +59,37 @@ def _gpu_seconds(v: LineView) -> Iterable[tuple[tuple[str, ...], float | None]]:
     return [(("held",), v.totals.held_ns / NS), (("busy",), v.totals.busy_ns / NS)]
 
 
+def _is_training(v: LineView) -> bool:
+    return v.line.owner.workload == "training"
+
+
+def _cost_by_direction(v: LineView) -> Iterable[tuple[tuple[str, ...], float | None]]:
+    if v.line.owner.is_idle:
+        return []
+    if _is_training(v):
+        return [(("training",), to_usd(v.totals.cost_input))]
+    return [(("input",), to_usd(v.totals.cost_input)), (("output",), to_usd(v.totals.cost_output))]
+
+
+def _tokens(v: LineView) -> Iterable[tuple[tuple[str, ...], float | None]]:
+    if v.line.owner.is_idle:
+        return []
+    if _is_training(v):
+        return [(("training",), v.totals.input_tokens)]
+    return [(("input",), v.totals.input_tokens), (("output",), v.totals.output_tokens)]
+
+
+def _training(field: str) -> Callable[[LineView], Iterable[tuple[tuple[str, ...], float | None]]]:
+    def values(v: LineView) -> Iterable[tuple[tuple[str, ...], float | None]]:
+        return [] if v.projection is None else [((), getattr(v.projection, field))]
+
+    return values
+
+
 def _cpm(v: LineView) -> Iterable[tuple[tuple[str, ...], float | None]]:
     g, split = v.gauges, v.split or "none"
+    if _is_training(v):
+        return [(("training", split), g.usd_per_million_total)]
     return [
         (("input", split), g.usd_per_million_input),
         (("output", split), g.usd_per_million_output),
@@ -94,14 +123,10 @@ FAMILIES: tuple[Family, ...] = (
            (*L, "component"), _per_line(_cost)),
     Family("cpm_cost_by_direction_usd_total", "counter",
            "Money charged to an owner split into input (prefill) and output (decode) tokens, in USD.",
-           (*L, "direction"),
-           _per_line(lambda v: [(("input",), to_usd(v.totals.cost_input)),
-                                (("output",), to_usd(v.totals.cost_output))]
-                     if not v.line.owner.is_idle else [])),
-    Family("cpm_tokens_total", "counter", "Tokens served, by direction (input = prompt, output = generated).",
-           (*L, "direction"),
-           _per_line(lambda v: [(("input",), v.totals.input_tokens), (("output",), v.totals.output_tokens)]
-                     if not v.line.owner.is_idle else [])),
+           (*L, "direction"), _per_line(_cost_by_direction)),
+    Family("cpm_tokens_total", "counter",
+           "Tokens processed, by direction (input = prompt, output = generated, training = trained on).",
+           (*L, "direction"), _per_line(_tokens)),
     Family("cpm_requests_total", "counter", "Finished requests (every finish reason).", L,
            _per_line(lambda v: [((), v.totals.requests)] if not v.line.owner.is_idle else [])),
     Family("cpm_gpu_seconds_total", "counter",
@@ -123,6 +148,15 @@ FAMILIES: tuple[Family, ...] = (
            L, _per_line(lambda v: [((), v.gauges.burn_usd_per_hour)])),
     Family("cpm_gpu_utilization_ratio", "gauge", "Busy GPU-seconds / held GPU-seconds over the window.", L,
            _per_line(lambda v: [((), v.gauges.utilization)])),
+    Family("cpm_training_target_tokens", "gauge", "Tokens a training run is meant to process (from the config).",
+           L, _per_line(_training("target_tokens"))),
+    Family("cpm_training_tokens_done", "gauge", "Tokens a training run's own counter shows so far.", L,
+           _per_line(_training("tokens_done"))),
+    Family("cpm_training_projected_cost_usd", "gauge",
+           "Projected cost of the whole training run on this node: spent + remaining tokens at the window's $/token.",
+           L, _per_line(_training("projected_total_usd"))),
+    Family("cpm_training_eta_seconds", "gauge", "Time left until the training run's target, at the window's rate.",
+           L, _per_line(_training("eta_seconds"))),
     Family("cpm_coverage_ratio", "gauge",
            "Share of held GPU-seconds whose tokens could be read, over the window (provenance of CPMs).",
            ("node",), _node(lambda v: v.meter.coverage)),

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from exporter.meter.attribution import Attribution, Charge, GpuAttributor, GpuTime, Line
-from exporter.meter.money import allocate, weight
+from exporter.meter.money import NANO_PER_USD, allocate, weight
+from exporter.meter.projection import Projection, project
 from exporter.meter.tokens import ModelDelta, TokenMeter
 from exporter.meter.windows import TOKEN_TIME, LiveGauges, TickRecord, Window, held_and_busy
 from exporter.model import OVERFLOW, Owner, TickInput
@@ -45,6 +46,7 @@ class LineView:
     totals: LineTotals  # a copy: exposition may read it while the next tick runs
     gauges: LiveGauges
     split: str  # how this line's money was split into input/output lately
+    projection: Projection | None = None  # training lines with a target token count
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,8 @@ class Meter:
         self._windows: dict[Line, Window] = {}
         self._split: dict[Line, str] = {}
         self._itl_method: dict[Line, str] = {}
+        self._done: dict[PodKey, float] = {}  # training: tokens each job's counter shows
+        self._targets: Mapping[PodKey, float] = {}
         self._last_ratio: dict[Line, tuple[int | Fraction, int | Fraction]] = {}
         self._last_model: dict[PodKey, str] = {}
         self._admitted: set[Owner] = set()
@@ -111,6 +115,8 @@ class Meter:
             return self._snapshot
         tok = self._tokens.tick(inp.scrapes, inp.start_ns / NS_PER_S, inp.dt_ns / NS_PER_S)
         self._resets.update(tok.resets)
+        self._done.update(tok.done)
+        self._targets = inp.token_targets
         self._rejected.update(tok.rejected)
         att = self._gpus.attribute(inp, pricing)
         self._unpriced_ns += inp.dt_ns * len(att.unpriced)
@@ -225,6 +231,9 @@ class Meter:
         """Input vs output money: by measured prefill/decode time, else by token weight."""
         if line.owner.is_idle:
             return 0, 0  # idle money served no direction
+        if line.owner.workload == "training":
+            self._split[line] = "training"  # training tokens are all "input": no decode phase
+            return cost, 0
         weights: tuple[int | Fraction, int | Fraction] | None = None
         if deltas and all(x.has_phase_time for x in deltas) and d.prefill_seconds + d.decode_seconds > 0:
             weights = (weight(d.prefill_seconds), weight(d.decode_seconds))
@@ -276,9 +285,24 @@ class Meter:
             gauges = replace(gauges, interactivity_method=method)
         return gauges
 
+    def _projection(self, line: Line, totals: LineTotals) -> Projection | None:
+        pod = (line.owner.namespace, line.owner.pod)
+        target = self._targets.get(pod)
+        if line.owner.workload != "training" or target is None:
+            return None
+        w = self._windows[line].sums()
+        return project(
+            target=target,
+            done=self._done.get(pod, 0.0),
+            cost_so_far_usd=sum(totals.cost.values()) / NANO_PER_USD,
+            window_usd=w.cost / NANO_PER_USD,
+            window_tokens=w.input_tokens,
+            window_s=w.dt_ns / NS_PER_S,
+        )
+
     def _snap(self, end_ns: int) -> MeterSnapshot:
         views = tuple(
-            LineView(line, _copy(t), self._gauges(line), self._split.get(line, ""))
+            LineView(line, _copy(t), self._gauges(line), self._split.get(line, ""), self._projection(line, t))
             for line, t in self._totals.items()
         )
         cov = held_and_busy(self._coverage)

@@ -56,6 +56,7 @@ class TokenTick:
     resets: Counter[str]  # target → counter resets seen this tick
     rejected: Counter[tuple[str, str]]  # (target, reason) → rejected inputs
     read_pods: frozenset[tuple[str, str]]  # (namespace, pod) whose tokens we could read
+    done: dict[tuple[str, str], float]  # (namespace, pod) → input tokens its counters show now
 
 
 def _invalid_reason(models: Iterable[ModelCounters]) -> str:
@@ -80,6 +81,7 @@ class TokenMeter:
         resets: Counter[str] = Counter()
         rejected: Counter[tuple[str, str]] = Counter()
         read: set[tuple[str, str]] = set()
+        done: dict[tuple[str, str], float] = {}
         for scrape in scrapes:
             if not scrape.ok:
                 continue
@@ -87,14 +89,16 @@ class TokenMeter:
             if reason:
                 rejected[(scrape.target, reason)] += 1
                 continue
-            read.add((scrape.holder.namespace, scrape.holder.pod))
+            pod = (scrape.holder.namespace, scrape.holder.pod)
+            read.add(pod)
+            done[pod] = done.get(pod, 0.0) + sum(m.input_tokens for m in scrape.models)
             for m in scrape.models:
                 d, n_resets, jump = self._model_delta(scrape, m, start_s, dt_s)
                 resets[scrape.target] += n_resets
                 if jump:
                     rejected[(scrape.target, "implausible_jump")] += 1
                 deltas.append(d)
-        return TokenTick(tuple(deltas), resets, rejected, frozenset(read))
+        return TokenTick(tuple(deltas), resets, rejected, frozenset(read), done)
 
     def _model_delta(
         self, scrape: TargetScrape, m: ModelCounters, start_s: float, dt_s: float

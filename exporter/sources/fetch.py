@@ -25,7 +25,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from exporter import __version__
 from exporter.errors import FetchError
@@ -56,7 +56,9 @@ class FetchLimits:
 
 
 def fetch_text(url: str, limits: FetchLimits) -> str:
-    """GET ``url`` and return its body as text, or raise FetchError."""
+    """GET ``url`` (or read a ``file://`` exposition) and return its text, or raise FetchError."""
+    if url.startswith("file://"):
+        return read_file(url, limits)
     host, port, target = _split(url)
     deadline = time.monotonic() + limits.timeout_seconds
     conn = _DeadlineConnection(host, port, deadline)
@@ -243,3 +245,19 @@ class _DeadlineConnection(http.client.HTTPConnection):
             raise TimeoutError("deadline passed before connecting")
         raw = socket.create_connection((self.host, self.port), timeout=remaining)
         self.sock = _DeadlineSocket.adopt(raw, self._deadline)
+
+
+def read_file(url: str, limits: FetchLimits) -> str:
+    """A ``file:///abs/path`` exposition (a batch job's counter file), under the same body cap."""
+    path = unquote(urlsplit(url).path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limits.max_body_bytes + 1)
+    except OSError as e:
+        raise FetchError(f"{url}: cannot read: {e.strerror or e}", "connect") from e
+    if len(data) > limits.max_body_bytes:
+        raise FetchError(f"{url}: file over the {limits.max_body_bytes}-byte body limit", "body_too_large")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FetchError(f"{url}: file is not UTF-8 ({e.reason} at byte {e.start})", "decode") from None

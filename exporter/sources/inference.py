@@ -9,11 +9,12 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from functools import lru_cache
 
 from exporter.errors import ParseError, SourceError
 from exporter.model import ModelCounters, TargetScrape
 from exporter.settings import Target
-from exporter.sources.servers import SERVERS, Series, ServerProfile
+from exporter.sources.servers import SERVERS, Series, ServerProfile, with_token_metric
 from exporter.sources.textformat import FetchLimits, Sample, fetch_text, has_prefix, parse_wanted
 
 log = logging.getLogger(__name__)
@@ -33,12 +34,21 @@ def detect(text: str) -> str:
     raise ParseError(f"no known inference server metrics found (looked for {known})", reason="unknown_server")
 
 
-def read_payload(text: str, server: str, max_samples: int) -> list[ModelCounters]:
+@lru_cache(maxsize=256)
+def profile_of(server: str, token_metric: str = "") -> tuple[ServerProfile, frozenset[str]]:
+    """The profile to read a target with, and the sample names it wants."""
+    if not token_metric:
+        return SERVERS[server], _WANTED[server]
+    profile = with_token_metric(SERVERS[server], token_metric)
+    return profile, profile.wanted()
+
+
+def read_payload(text: str, server: str, max_samples: int, token_metric: str = "") -> list[ModelCounters]:
     """Cumulative counters per model in one payload of ``server``'s metrics."""
-    profile = SERVERS[server]
+    profile, wanted = profile_of(server, token_metric)
     by_model: dict[str, Indexed] = defaultdict(lambda: defaultdict(list))
     unlabelled: Indexed = defaultdict(list)  # e.g. process_start_time_seconds: shared by all
-    for sample in parse_wanted(text, _WANTED[server], max_samples=max_samples):
+    for sample in parse_wanted(text, wanted, max_samples=max_samples):
         model = sample.labels.get(profile.model_label) if profile.model_label else ""
         target = unlabelled if model is None else by_model[model[:MAX_LABEL_LENGTH]]
         target[sample.name].append(sample)
@@ -90,10 +100,12 @@ def scrape(target: Target, limits: FetchLimits, fetch: Fetch = fetch_text) -> Ta
     """Fetch and read one target. Never raises: a failure is a TargetScrape with ok=False."""
     began = time.perf_counter()
     server = "" if target.server == "auto" else target.server
+    if target.token_metric:  # a job's own token counter: nothing to detect
+        server = "training"
     try:
         text = fetch(target.url, limits)
         server = server or detect(text)
-        models = read_payload(text, server, limits.max_samples)
+        models = read_payload(text, server, limits.max_samples, target.token_metric)
     except SourceError as e:
         return TargetScrape(
             target=target.name,

@@ -11,7 +11,7 @@ triton-trtllm.md, llamacpp.md), read from the versions named there.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Final
 
@@ -49,7 +49,12 @@ class ServerProfile:
 
     def wanted(self) -> frozenset[str]:
         """Every sample name this profile may read, across the versions it knows."""
-        fields: tuple[Alternatives, ...] = (self.input_tokens, self.output_tokens, self.created, self.requests)
+        fields: tuple[Alternatives, ...] = (
+            self.input_tokens,
+            self.output_tokens,
+            self.created,
+            self.requests,
+        )
         fields += (self.running, self.prefill_seconds, self.decode_seconds)
         fields += tuple(tuple(pair) for pair in self.token_time)
         return frozenset(name for alternatives in fields for series in alternatives for name in series.names)
@@ -126,5 +131,19 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
             prefill_seconds=(s("llamacpp:prompt_seconds_total"),),
             decode_seconds=(s("llamacpp:tokens_predicted_seconds_total"),),
         ),
+        "training": ServerProfile(
+            # Our helper (exporter/training.py) or any job exposing a token counter; a
+            # target's ``token_metric`` replaces the default name. One job per target.
+            prefixes=("cpm_training_",),
+            input_tokens=(s("cpm_training_tokens_total"),),
+            output_tokens=(),
+            created=(s("cpm_training_tokens_created"), s("process_start_time_seconds")),
+        ),
     }
 )
+
+
+def with_token_metric(profile: ServerProfile, name: str) -> ServerProfile:
+    """The training profile reading a job's own counter ``name`` (and its ``_created``)."""
+    created = s(name.removesuffix("_total") + "_created")
+    return replace(profile, input_tokens=(s(name),), created=(created, *profile.created[1:]))
