@@ -87,6 +87,7 @@ class ModelCounters:
     itl_count: float | None = None  # ... and _count
     itl_method: str = ""  # what the pair measures (ServerProfile.token_time_method)
     running: float | None = None  # gauge: requests in the batch right now
+    instance: str = ""  # one of several independent counter sets of the model (vLLM engine)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,7 @@ class Runtime:
         mode: str = "run",
         node_source: NodeSource | None = None,
         clock: Callable[[], int] = time.time_ns,
+        monotonic: Callable[[], int] | None = None,
         fetch: inference.Fetch = fetch_text,
         watch_path: str | None = None,
     ) -> None:
@@ -68,6 +69,11 @@ class Runtime:
         self.config = load()  # the first load must succeed: the CLI reports its ConfigError
         self._node = node_source or StaticInventory()
         self._clock = clock
+        # GPU-seconds come from a monotonic clock (a wall-clock jump must not bill a day or
+        # drop a tick); wall time only places the tick in calendar months and beside _created.
+        # An injected wall clock also drives elapsed time unless a monotonic one is given.
+        self._monotonic = monotonic or (time.monotonic_ns if clock is time.time_ns else clock)
+        self._last_mono: int | None = None
         self._fetch = fetch
         self._watch_path = watch_path
         self._stamp = FileStamp.of(watch_path) if watch_path else None
@@ -80,7 +86,6 @@ class Runtime:
         self._config_error = ""
         self._config_success_ts = time.time()
         self._target_errors: dict[str, Counter[str]] = {}
-        self._last_end_ns: int | None = None
         self._ticks = 0
         self._tick_seconds = 0.0
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="scrape")
@@ -134,8 +139,8 @@ class Runtime:
         began = time.perf_counter()
         with self._lock:
             cfg = self.config
-        end_ns = self._clock()
-        start_ns = end_ns if self._last_end_ns is None else min(self._last_end_ns, end_ns)
+        end_ns, mono = self._clock(), self._monotonic()
+        start_ns = end_ns - (0 if self._last_mono is None else mono - self._last_mono)
         scrapes = self._scrape_all(cfg)
         inp = TickInput(
             start_ns=start_ns,
@@ -148,7 +153,7 @@ class Runtime:
             token_targets=token_targets(cfg),
         )
         snapshot = self.meter.tick(inp, cfg.pricing, cfg.window_seconds)
-        self._last_end_ns = end_ns
+        self._last_mono = mono
         self._ticks += 1
         view = ExportView(snapshot, self._status(cfg, scrapes))
         self.published.publish(render(view), render_page(view))

@@ -60,15 +60,19 @@ def test_v1_created_comes_from_the_token_counter_and_v0_falls_back_to_process_st
     assert m.created == ref[("process_start_time_seconds", "")]
 
 
-def test_engines_are_summed_per_model() -> None:
+def test_data_parallel_engines_are_read_apart() -> None:
+    """Each engine's counters restart on their own: summing them (or their _created) first
+    would hide one engine's restart and make old history look new."""
     sim0, sim1 = SimVllm("m"), SimVllm("m")
     sim0.serve(100, 10)
     sim1.serve(50, 5)
     text = sim0.text() + sim1.text().replace('engine="0"', 'engine="1"').replace("# HELP", "# HELP_").replace(
         "# TYPE", "# TYPE_"
     )
-    (m,) = read_payload(text, "vllm", 10_000)
-    assert (m.input_tokens, m.output_tokens, m.requests) == (150, 15, 2)
+    engines = read_payload(text, "vllm", 10_000)
+    assert [(m.model, m.instance) for m in engines] == [("m", "0"), ("m", "1")]
+    assert sum(m.input_tokens for m in engines) == 150
+    assert [m.created for m in engines] == [sim0.created, sim1.created]
 
 
 def test_the_simulator_speaks_what_we_read() -> None:

@@ -248,7 +248,7 @@ def test_expired_owners_make_room_under_the_cap() -> None:
     t = T0
     for i in range(6):  # a new pod every tick, each gone after its tick (pod churn)
         owner = Owner("ns", f"p{i}", "t", "m")
-        snap = m.tick(TickInput(t, t + 10 * S, "n", gpus(1), (Placement("0", owner),)), PRICES, 60)
+        snap = m.tick(TickInput(t, t + 10 * S, "n", gpus(1), (Placement("0", owner),)), PRICES, 10)
         t += 10 * S
     # Without expiry every pod after p1 would fold into __overflow__ forever; with it the
     # newest pod gets its own series again, and no more than the cap is ever admitted.
@@ -257,3 +257,41 @@ def test_expired_owners_make_room_under_the_cap() -> None:
         v.line.owner.pod for v in snap.lines if v.line.owner not in (OVERFLOW,) and not v.line.owner.is_idle
     }
     assert len(named) <= 2
+
+
+def test_one_engine_restarting_does_not_recount_the_others() -> None:
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+
+    def engines(e0: float, c0: float, e1: float, c1: float) -> tuple[TargetScrape, ...]:
+        return (
+            scrape(
+                A,
+                ModelCounters("llama", e0, 0, created=c0, instance="0"),
+                ModelCounters("llama", e1, 0, created=c1, instance="1"),
+            ),
+        )
+
+    snap = run(
+        m,
+        (g, p, engines(1e6, 1.0, 2e6, 1.0)),  # history before the exporter: a baseline
+        (g, p, engines(1e6 + 10, 1.0, 2e6 + 20, 1.0)),
+        (g, p, engines(1e6 + 15, 1.0, 7, 2.0)),  # engine 1 restarted: 7 new, engine 0: 5 new
+    )
+    assert line(snap, "a-0").totals.input_tokens == 10 + 20 + 5 + 7
+    assert snap.resets["a-0"] == 1
+
+
+def test_expired_lines_keep_the_bill_whole() -> None:
+    m = Meter("n", retention_s=15)
+    t = T0
+    for i in range(4):  # each tick a new pod; older ones expire
+        owner = Owner("ns", f"p{i}", "t", "m")
+        snap = m.tick(TickInput(t, t + 10 * S, "n", gpus(1), (Placement("0", owner),)), PRICES, 5)
+        t += 10 * S
+    assert snap.retired_nano > 0
+    assert (
+        sum(sum(v.totals.cost.values()) for v in snap.lines) + snap.retired_nano
+        == snap.bill_nano
+        == 40_000_000
+    )

@@ -132,8 +132,12 @@ FAMILIES: tuple[Family, ...] = (
     Family("cpm_gpu_seconds_total", "counter",
            "GPU-seconds: held by an owner, busy within held, or idle (held by nobody).",
            (*L, "state"), _per_line(_gpu_seconds)),
-    Family("cpm_bill_usd_total", "counter", "Everything charged on this node; equals the sum of cpm_cost_usd_total.",
+    Family("cpm_bill_usd_total", "counter",
+           "Everything charged on this node: the sum of cpm_cost_usd_total plus cpm_cost_retired_usd_total.",
            ("node",), _node(lambda v: to_usd(v.meter.bill_nano))),
+    Family("cpm_cost_retired_usd_total", "counter",
+           "Cost of owner series dropped after the retention period (a deleted pod's money, kept in the bill).",
+           ("node",), _node(lambda v: to_usd(v.meter.retired_nano))),
     # -- live gauges over the window ------------------------------------------------------------
     Family("cpm_usd_per_million_tokens", "gauge",
            "Cost per million tokens over the window; split says how input/output money was divided.",

@@ -53,6 +53,7 @@ class Attribution:
     charges: tuple[Charge, ...]
     times: tuple[GpuTime, ...]
     unpriced: tuple[str, ...]  # gpu ids without a price this tick (charged $0, counted)
+    primary: Mapping[tuple[str, str], tuple[str, str]]  # pod → where its tokens and storage go
 
 
 def _holders(placements: Iterable[Placement]) -> dict[str, list[tuple[Owner, int]]]:
@@ -117,9 +118,10 @@ class GpuAttributor:
             times += _gpu_times(gpu, lines, weights, dt)
         if not inp.gpus:
             charges += self._overhead_without_gpus(inp, pricing)
-        charges += self._pod_charges(inp, pricing, _primary_hardware(inp))
+        primary = primary_hardware(inp)
+        charges += self._pod_charges(inp, pricing, primary)
         charges += self._support(charges, pricing)
-        return Attribution(tuple(charges), tuple(times), tuple(unpriced))
+        return Attribution(tuple(charges), tuple(times), tuple(unpriced), primary)
 
     def _node_overhead_shares(self, inp: TickInput, pricing: PricingConfig) -> list[int]:
         """The node's $/node-hour overhead, split evenly over its GPUs (exactly)."""
@@ -135,7 +137,7 @@ class GpuAttributor:
         return [Charge(Line(IDLE, NO_HARDWARE, NO_HARDWARE), "overhead", nano)] if nano else []
 
     def _pod_charges(
-        self, inp: TickInput, pricing: PricingConfig, hardware: Mapping[Owner, tuple[str, str]]
+        self, inp: TickInput, pricing: PricingConfig, hardware: Mapping[tuple[str, str], tuple[str, str]]
     ) -> list[Charge]:
         charges: list[Charge] = []
         # Per GiB of the tick: the price and the month fraction are the same for every pod.
@@ -144,7 +146,7 @@ class GpuAttributor:
         egress_per_byte = times(nano(pricing.egress_usd_per_gb), Fraction(1, BYTES_PER_GB))
         cross_zone_per_byte = times(nano(pricing.cross_zone_usd_per_gb), Fraction(1, BYTES_PER_GB))
         for pod in inp.pods:
-            hw, cap = hardware.get(pod.holder, (NO_HARDWARE, NO_HARDWARE))
+            hw, cap = hardware.get((pod.holder.namespace, pod.holder.pod), (NO_HARDWARE, NO_HARDWARE))
             line = Line(pod.holder, hw, cap)
             amounts = {
                 "storage": _scaled(storage_per_gib, pod.storage_bytes),
@@ -202,12 +204,13 @@ def _gpu_times(gpu: GpuSample, lines: list[Line], weights: list[int], dt: int) -
     return [GpuTime(line, h, b, h) for line, h, b in zip(lines, held, busy, strict=True)]
 
 
-def _primary_hardware(inp: TickInput) -> dict[Owner, tuple[str, str]]:
-    """Each holder's main (hardware, capacity): where its storage and tokens are filed."""
+def primary_hardware(inp: TickInput) -> dict[tuple[str, str], tuple[str, str]]:
+    """Each pod's main (hardware, capacity) by GPU share held: where its tokens and storage
+    are filed, so a line's CPM sees all of the pod's money (ties: the larger name)."""
     gpus = {g.gpu_id: g for g in inp.gpus}
-    weight: dict[Owner, dict[tuple[str, str], int]] = defaultdict(lambda: defaultdict(int))
+    shares: dict[tuple[str, str], dict[tuple[str, str], int]] = defaultdict(lambda: defaultdict(int))
     for p in inp.placements:
         gpu = gpus.get(p.gpu_id)
         if gpu is not None:
-            weight[p.holder][(gpu.hardware, gpu.capacity)] += p.weight
-    return {owner: max(w.items(), key=lambda kv: (kv[1], kv[0]))[0] for owner, w in weight.items()}
+            shares[(p.holder.namespace, p.holder.pod)][(gpu.hardware, gpu.capacity)] += p.weight
+    return {pod: max(w.items(), key=lambda kv: (kv[1], kv[0]))[0] for pod, w in shares.items()}

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from exporter.meter.attribution import Attribution, Charge, GpuAttributor, GpuTime, Line
+from exporter.meter.attribution import NO_HARDWARE, Attribution, Charge, GpuAttributor, GpuTime, Line
 from exporter.meter.money import NANO_PER_USD, allocate, weight
 from exporter.meter.projection import Projection, project
 from exporter.meter.tokens import ModelDelta, TokenMeter
@@ -59,7 +59,8 @@ class MeterSnapshot:
     coverage: float | None = None  # share of held GPU-seconds whose tokens we read (window)
     overflowed_owners: int = 0
     unpriced_gpu_seconds: float = 0.0
-    bill_nano: int = 0  # everything ever charged; equals Σ line costs exactly
+    bill_nano: int = 0  # everything ever charged: Σ line costs + retired_nano, exactly
+    retired_nano: int = 0  # cost of lines dropped after the retention period
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,7 @@ class Meter:
         self._overflowed = 0
         self._unpriced_ns = 0
         self._bill = 0
+        self._retired = 0  # cost of lines expired after the retention period
         self._snapshot = MeterSnapshot(node=node, end_ns=0)
 
     def tick(self, inp: TickInput, pricing: PricingConfig, window_s: float) -> MeterSnapshot:
@@ -120,7 +122,7 @@ class Meter:
         self._rejected.update(tok.rejected)
         att = self._gpus.attribute(inp, pricing)
         self._unpriced_ns += inp.dt_ns * len(att.unpriced)
-        lines = self._by_model(att, tok.deltas, _primary_lines(att))
+        lines = self._by_model(att, tok.deltas)
         window_ns = int(window_s * NS_PER_S)
         for line, tl in lines.items():
             self._book(line, tl, inp, pricing, window_ns)
@@ -128,15 +130,13 @@ class Meter:
             if line not in lines:  # quiet this tick: its window still slides, so gauges decay
                 window.add(TickRecord(end_ns=inp.end_ns, dt_ns=inp.dt_ns), window_ns)
         self._book_coverage(att.times, tok.read_pods, inp, window_ns)
-        self._expire(inp.end_ns)
+        self._expire(inp.end_ns, max(self.retention_ns, 2 * window_ns))
         self._snapshot = self._snap(inp.end_ns)
         return self._snapshot
 
     # -- splitting a holder's tick across the models it served ---------------------------
 
-    def _by_model(
-        self, att: Attribution, deltas: tuple[ModelDelta, ...], primary: Mapping[PodKey, Line]
-    ) -> dict[Line, _TickLine]:
+    def _by_model(self, att: Attribution, deltas: tuple[ModelDelta, ...]) -> dict[Line, _TickLine]:
         served: dict[PodKey, dict[Owner, float]] = defaultdict(lambda: defaultdict(float))
         out: dict[Line, _TickLine] = defaultdict(_TickLine)
         for d in deltas:
@@ -144,8 +144,7 @@ class Meter:
             served[pod][d.owner] += d.tokens
             if d.tokens:
                 self._last_model[pod] = d.owner.model
-            base = primary.get(pod)
-            hw, cap = (base.hardware, base.capacity) if base else ("none", "none")
+            hw, cap = att.primary.get(pod, (NO_HARDWARE, NO_HARDWARE))
             out[self._admit(Line(d.owner, hw, cap))].deltas.append(d)
         plans: dict[Line, _Plan] = {}
         for c in att.charges:
@@ -266,17 +265,24 @@ class Meter:
             window_ns,
         )
 
-    def _expire(self, now_ns: int) -> None:
-        """Forget lines untouched for the retention period, so their series go stale."""
-        old = [line for line, t in self._totals.items() if now_ns - t.last_ns > self.retention_ns]
+    def _expire(self, now_ns: int, retention_ns: int) -> None:
+        """Forget lines untouched for the retention period, so their series go stale.
+
+        Their money moves to the retired total, so bill = Σ exported lines + retired holds.
+        """
+        old = [line for line, t in self._totals.items() if now_ns - t.last_ns > retention_ns]
         for line in old:
-            del self._totals[line]
+            self._retired += sum(self._totals.pop(line).cost.values())
             self._windows.pop(line, None)
             self._split.pop(line, None)
             self._itl_method.pop(line, None)
             self._last_ratio.pop(line, None)
         if old:  # owners whose every line expired leave room under the cardinality cap
-            self._admitted &= {line.owner for line in self._totals}
+            live = {line.owner for line in self._totals}
+            self._admitted &= live
+            self._gpus.accruals.drop(lambda key: (o := _owner_of(key)) is not None and o not in live)
+            pods = {(o.namespace, o.pod) for o in live}
+            self._last_model = {p: m for p, m in self._last_model.items() if p in pods}
 
     def _gauges(self, line: Line) -> LiveGauges:
         gauges = self._windows[line].gauges()
@@ -316,16 +322,16 @@ class Meter:
             overflowed_owners=self._overflowed,
             unpriced_gpu_seconds=self._unpriced_ns / NS_PER_S,
             bill_nano=self._bill,
+            retired_nano=self._retired,
         )
 
 
-def _primary_lines(att: Attribution) -> dict[PodKey, Line]:
-    """Where a pod's tokens are filed: the hardware line it held most GPU time on."""
-    held: dict[PodKey, Counter[Line]] = defaultdict(Counter)
-    for t in att.times:
-        if not t.line.owner.is_idle:
-            held[(t.line.owner.namespace, t.line.owner.pod)][t.line] += t.held_ns
-    return {pod: c.most_common(1)[0][0] for pod, c in held.items()}
+def _owner_of(key: object) -> Owner | None:
+    """The owner in a per-owner carry key ((owner, component) or (line, "support")), if any."""
+    head = key[0] if isinstance(key, tuple) and key else None
+    if isinstance(head, Line):
+        return head.owner
+    return head if isinstance(head, Owner) else None
 
 
 _NOTHING_SERVED = ModelDelta(owner=OVERFLOW)

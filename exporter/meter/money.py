@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
@@ -53,6 +53,7 @@ class Accruals:
 
     def __init__(self) -> None:
         self._carry: dict[Hashable, Exact] = {}
+        self.dropped = 0  # carries forgotten with their lines: each was < 1 nano-dollar
 
     def accrue(self, line: Hashable, amount: Exact) -> int:
         num, den = amount
@@ -68,9 +69,11 @@ class Accruals:
         self._carry[line] = (rest, den)
         return whole
 
-    def forget(self, keep: set[Hashable]) -> None:
-        """Drop the carries of lines that no longer exist (a deleted pod)."""
-        self._carry = {k: v for k, v in self._carry.items() if k in keep}
+    def drop(self, gone: Callable[[Hashable], bool]) -> None:
+        """Drop the carries of lines that no longer exist (an expired pod): < 1 nano-dollar each."""
+        kept = {k: v for k, v in self._carry.items() if not gone(k)}
+        self.dropped += len(self._carry) - len(kept)
+        self._carry = kept
 
     def __len__(self) -> int:
         return len(self._carry)

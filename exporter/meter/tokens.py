@@ -74,7 +74,7 @@ class TokenMeter:
     """Keeps the last reading of every (target, model, counter) to compute deltas."""
 
     def __init__(self) -> None:
-        self._last: dict[tuple[str, str, str], Reading] = {}
+        self._last: dict[tuple[str, str, str, str], Reading] = {}
 
     def tick(self, scrapes: Iterable[TargetScrape], start_s: float, dt_s: float) -> TokenTick:
         deltas: list[ModelDelta] = []
@@ -110,7 +110,7 @@ class TokenMeter:
             value = getattr(m, name)
             if value is None:
                 continue
-            key = (scrape.target, m.model, name)
+            key = (scrape.target, m.model, m.instance, name)
             d = delta(self._last.get(key), Reading(value, m.created), born_after=start_s)
             self._last[key] = Reading(value, m.created)
             amounts[name] = d.amount

@@ -46,18 +46,21 @@ def profile_of(server: str, token_metric: str = "") -> tuple[ServerProfile, froz
 def read_payload(text: str, server: str, max_samples: int, token_metric: str = "") -> list[ModelCounters]:
     """Cumulative counters per model in one payload of ``server``'s metrics."""
     profile, wanted = profile_of(server, token_metric)
-    by_model: dict[str, Indexed] = defaultdict(lambda: defaultdict(list))
+    by_model: dict[tuple[str, str], Indexed] = defaultdict(lambda: defaultdict(list))
     unlabelled: Indexed = defaultdict(list)  # e.g. process_start_time_seconds: shared by all
     for sample in parse_wanted(text, wanted, max_samples=max_samples):
         model = sample.labels.get(profile.model_label) if profile.model_label else ""
-        target = unlabelled if model is None else by_model[model[:MAX_LABEL_LENGTH]]
-        target[sample.name].append(sample)
-    models = [m for m, idx in by_model.items() if value(idx, profile.input_tokens) is not None]
-    if not models:
+        if model is None:
+            unlabelled[sample.name].append(sample)
+            continue
+        instance = sample.labels.get(profile.instance_label, "") if profile.instance_label else ""
+        by_model[(model[:MAX_LABEL_LENGTH], instance[:MAX_LABEL_LENGTH])][sample.name].append(sample)
+    keys = [k for k, idx in by_model.items() if value(idx, profile.input_tokens) is not None]
+    if not keys:
         raise ParseError(
             f"payload has no {profile.input_tokens[0].names[0]} series", reason="no_token_counters"
         )
-    return [_model_counters(m, by_model[m], unlabelled, profile) for m in sorted(models)]
+    return [_model_counters(k, by_model[k], unlabelled, profile) for k in sorted(keys)]
 
 
 def value(index: Indexed, alternatives: tuple[Series, ...]) -> float | None:
@@ -74,7 +77,7 @@ def value(index: Indexed, alternatives: tuple[Series, ...]) -> float | None:
     return None
 
 
-def _model_counters(model: str, index: Indexed, shared: Indexed, p: ServerProfile) -> ModelCounters:
+def _model_counters(key: tuple[str, str], index: Indexed, shared: Indexed, p: ServerProfile) -> ModelCounters:
     token_time = next(
         ((t, n) for pair in p.token_time if (t := value(index, (pair[0],))) is not None
          and (n := value(index, (pair[1],))) is not None),
@@ -82,7 +85,8 @@ def _model_counters(model: str, index: Indexed, shared: Indexed, p: ServerProfil
     )  # fmt: skip
     created = value(index, p.created)
     return ModelCounters(
-        model=model,
+        model=key[0],
+        instance=key[1],
         input_tokens=value(index, p.input_tokens) or 0.0,
         output_tokens=value(index, p.output_tokens) or 0.0,
         requests=value(index, p.requests),

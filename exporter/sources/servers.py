@@ -37,6 +37,9 @@ class ServerProfile:
     input_tokens: Alternatives  # every prompt token, computed or served from cache
     output_tokens: Alternatives
     model_label: str = ""  # "" when one process serves one model and says not which
+    # A label whose values are independent counter sets of one model (vLLM's data-parallel
+    # ``engine``): each restarts on its own, so each is read, and reset-checked, apart.
+    instance_label: str = ""
     created: Alternatives = ()  # start time of the token counters (reset detection)
     requests: Alternatives = ()  # finished requests
     running: Alternatives = ()  # gauge: requests in the batch (concurrency)
@@ -69,6 +72,7 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
         "vllm": ServerProfile(
             prefixes=("vllm:",),
             model_label="model_name",
+            instance_label="engine",
             input_tokens=(s("vllm:prompt_tokens_total"),),
             output_tokens=(s("vllm:generation_tokens_total"),),
             created=(s("vllm:prompt_tokens_created"), s("process_start_time_seconds")),
