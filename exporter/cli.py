@@ -25,6 +25,8 @@ Live cost per million tokens of AI workloads, as Prometheus metrics.
   cpm-exporter demo                       simulated node: 8 H100, 4 vLLM servers (no GPU needed)
   cpm-exporter run --config pricing.yaml  a real node, from your config
   cpm-exporter check-config pricing.yaml  validate a config and print the effective prices
+  cpm-exporter calc --help                offline: CPM from a price and a throughput, line by line
+  cpm-exporter compare --help             offline: what the measured workload would cost on other hardware
 
 Default listen port {DEFAULT_PORT} (not used by node_exporter 9100, dcgm-exporter 9400,
 OpenCost 9003 or kube-state-metrics 8080). Pages: / (live table), /metrics, /healthz.
@@ -81,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a config; print every problem, or the price table")
     check.add_argument("file", metavar="FILE")
+
+    from exporter.whatif.command import add_parsers  # calc, compare: flags only, nothing heavy
+
+    add_parsers(sub)
     return parser  # fmt: skip
 
 
@@ -94,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return _check(args.file)
+        if args.command in ("calc", "compare"):
+            from exporter.whatif.command import run
+
+            return run(args)
         if args.command == "demo":
             return _demo(args.listen, args.tick_seconds)
         return _run(args.config, args.listen, args.lifecycle)
