@@ -6,7 +6,6 @@ Readers only: they record problems in the shared ``Problems`` and return what wa
 
 from __future__ import annotations
 
-import importlib
 import re
 from decimal import Decimal
 from urllib.parse import urlsplit
@@ -23,16 +22,13 @@ MAX_GPUS = 1024  # per node; a typo like count: 80000000 must not allocate a hug
 _GPU_ENTRY = ("hardware", "count", "ids", "capacity", "utilization", "power_watts")
 _WORKLOAD = ("pod", "namespace", "team", "model", "kind", "gpus", "storage_gb", "targets", "target_tokens")
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_FALLBACK_SERVERS = ("auto", "vllm")
 
 
 def known_servers() -> tuple[str, ...]:
-    """``"auto"`` plus the keys of ``sources.servers.SERVERS`` once that module exists."""
-    try:
-        servers = importlib.import_module("exporter.sources.servers").SERVERS
-    except (ImportError, AttributeError):
-        return _FALLBACK_SERVERS
-    return ("auto", *sorted(str(name) for name in servers))
+    """``"auto"`` plus every entry of the SERVERS table."""
+    from exporter.sources.servers import SERVERS  # imported here: sources import settings
+
+    return ("auto", *sorted(SERVERS))
 
 
 LocatedGpu = tuple[StaticGpu, str, Node]  # the GPU, and the entry that declared it (for errors)
@@ -235,7 +231,8 @@ def _url(p: Problems, node: Node, path: str) -> str | None:
         p.add(path, node, f"is not a valid URL ({exc})")
         return None
     for bad, why in (
-        (parts.scheme not in ("http", "https"), "must start with http:// or https://"),
+        (parts.scheme == "https", "https targets are not supported yet (use http:// on the pod network)"),
+        (parts.scheme != "http" and parts.scheme != "https", "must start with http:// (or be file:///path)"),
         (not parts.hostname, "has no host"),
         (port is None, "needs an explicit port (http://host:port/path)"),
         (parts.username is not None or parts.password is not None, "must not carry credentials"),

@@ -86,10 +86,10 @@ class Runtime:
         self._config_error = ""
         self._config_success_ts = time.time()
         self._target_errors: dict[str, Counter[str]] = {}
+        self._server_of: dict[str, str] = {}  # last detected server per target: a stable label
         self._ticks = 0
         self._tick_seconds = 0.0
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="scrape")
-        self._warn_catalogue(self.config)
 
     # -- config -------------------------------------------------------------------------------
 
@@ -103,6 +103,10 @@ class Runtime:
             self._stamp = FileStamp.of(self._watch_path)
         try:
             cfg = self._load()
+            if cfg.node != self.config.node:  # every series is labelled with it: restart instead
+                raise ConfigError(
+                    [f"node: changed from {self.config.node!r} to {cfg.node!r}; restart to rename"]
+                )
         except ConfigError as e:
             with self._lock:
                 self._config_ok, self._config_error = False, str(e)
@@ -111,11 +115,12 @@ class Runtime:
         with self._lock:
             changed = cfg.sha256 != self.config.sha256
             self.config = cfg
+            self.meter.max_owners = cfg.max_owners
+            self.meter.forget_targets({t.name for t in cfg.targets})
             self._config_ok, self._config_error = True, ""
             self._config_success_ts = time.time()
         if changed:
             log.info("config reloaded path=%s sha256=%s", cfg.path, cfg.sha256[:12])
-            self._warn_catalogue(cfg)
         return True, "config reloaded" if changed else "config unchanged"
 
     def reload_if_changed(self) -> None:
@@ -123,15 +128,6 @@ class Runtime:
             return
         if FileStamp.of(self._watch_path) != self._stamp:
             self.reload()
-
-    def _warn_catalogue(self, cfg: ExporterConfig) -> None:
-        for p in prices_in_use(cfg):
-            if p.source == "catalogue":
-                log.warning(
-                    "price for hardware=%s capacity=%s is the catalogue default $%s/GPU-h (%s, %s): "
-                    "set pricing.gpus.%s.%s to your real price",
-                    p.hardware, p.capacity, p.usd_per_hour, p.reference, p.date, p.hardware, p.capacity,
-                )  # fmt: skip
 
     # -- one tick -----------------------------------------------------------------------------
 
@@ -165,6 +161,8 @@ class Runtime:
         futures = [self._pool.submit(inference.scrape, t, limits, self._fetch) for t in cfg.targets]
         scrapes = tuple(f.result() for f in futures)
         for s in scrapes:
+            if s.server:
+                self._server_of[s.target] = s.server
             errors = self._target_errors.setdefault(s.target, Counter())
             if not s.ok:
                 if not errors or s.error_reason not in errors:
@@ -175,7 +173,12 @@ class Runtime:
     def _status(self, cfg: ExporterConfig, scrapes: tuple[TargetScrape, ...]) -> RuntimeStatus:
         targets = tuple(
             TargetStatus(
-                s.target, s.server, s.ok, s.duration_seconds, dict(self._target_errors[s.target]), s.error
+                s.target,
+                self._server_of.get(s.target, s.server),
+                s.ok,
+                s.duration_seconds,
+                dict(self._target_errors[s.target]),
+                s.error,
             )
             for s in scrapes
         )

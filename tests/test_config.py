@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import textwrap
-import types
 from decimal import Decimal
 from pathlib import Path
 
@@ -143,7 +141,7 @@ def test_target_name_defaults_to_pod_and_two_workloads_may_time_slice_a_gpu() ->
       namespace: ns
       model: m
       gpus: ["0", {id: "1", share: 3}]
-      targets: [{url: "https://vllm.ns.svc:8000/metrics", server: vllm}]
+      targets: [{url: "http://vllm.ns.svc:8000/metrics", server: vllm}]
 """
     )
     assert cfg.workloads[0].gpus == (("0", 1),)
@@ -484,7 +482,7 @@ def test_targets_of_an_invalid_workload_are_still_checked() -> None:
     found = problems(BASE.replace('model: m, gpus: ["0"]}', 'gpus: ["0"], targets: [{url: "ftp://a:1/m"}]}'))
     assert found == [
         "inventory.workloads[0].model (line 8): required field is missing",
-        "inventory.workloads[0].targets[0].url (line 8): must start with http:// or https://, got 'ftp://a:1/m'",
+        "inventory.workloads[0].targets[0].url (line 8): must start with http:// (or be file:///path), got 'ftp://a:1/m'",
     ]
 
 
@@ -502,14 +500,16 @@ def test_target_names_are_unique() -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("ftp://a:1/m", "must start with http:// or https://"),
+        ("ftp://a:1/m", "must start with http:// (or be file:///path)"),
+        ("https://a:1/m", "https targets are not supported yet"),
+        ("file:relative.prom", "a file target is file:///absolute/path"),
         ("http://:1/m", "has no host"),
         ("http://a/metrics", "needs an explicit port"),
         ("http://a:99999/m", "is not a valid URL"),
         ("http://a:1", "needs a path, e.g. /metrics"),
         ("http://u:secret@a:1/m", "must not carry credentials"),
         ("http://a:1/m#x", "must not have a #fragment"),
-        ("127.0.0.1:8000/metrics", "must start with http:// or https://"),
+        ("127.0.0.1:8000/metrics", "must start with http:// (or be file:///path)"),
     ],
 )
 def test_target_urls_are_http_host_port_path(url: str, expected: str) -> None:
@@ -518,16 +518,14 @@ def test_target_urls_are_http_host_port_path(url: str, expected: str) -> None:
     assert expected in problem
 
 
-def test_server_names_come_from_the_servers_table(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_server_names_come_from_the_servers_table() -> None:
+    from exporter.sources.servers import SERVERS
+
+    assert known_servers() == ("auto", *sorted(SERVERS))
     text = BASE.replace('gpus: ["0"]}', 'targets: [{url: "http://a:1/m", server: sglang}]}')
-    fake = types.ModuleType("exporter.sources.servers")
-    fake.SERVERS = {"vllm": object(), "sglang": object()}  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "exporter.sources.servers", fake)
-    assert known_servers() == ("auto", "sglang", "vllm")
     assert load(text).targets[0].server == "sglang"
-    monkeypatch.setitem(sys.modules, "exporter.sources.servers", types.ModuleType("empty"))
-    assert known_servers() == ("auto", "vllm")
-    assert only(text).startswith("inventory.workloads[0].targets[0].server (line 8): unknown server 'sglang'")
+    wrong = BASE.replace('gpus: ["0"]}', 'targets: [{url: "http://a:1/m", server: sglangg}]}')
+    assert only(wrong).startswith("inventory.workloads[0].targets[0].server (line 8): unknown server 'sglangg'")
 
 
 @pytest.mark.parametrize(

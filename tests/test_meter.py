@@ -230,7 +230,7 @@ def test_coverage_is_the_share_of_held_time_whose_tokens_we_read() -> None:
     assert snap.coverage == pytest.approx(0.5)
 
 
-def test_gauges_of_a_model_that_stopped_serving_decay_with_the_window() -> None:
+def test_a_model_that_stopped_serving_keeps_its_burn_and_loses_its_cpm() -> None:
     m = Meter("n")
     g, p = gpus(1), (Placement("0", A),)
     snap = run(m, (g, p, (scrape(A, counters("x", 0, 0)),)), (g, p, (scrape(A, counters("x", 100, 100)),)))
@@ -239,8 +239,10 @@ def test_gauges_of_a_model_that_stopped_serving_decay_with_the_window() -> None:
     for _ in range(8):  # 80 s of silence > the 60 s window
         snap = m.tick(TickInput(t, t + 10 * S, "n", g, p, (scrape(A, counters("x", 100, 100)),)), PRICES, 60)
         t += 10 * S
-    assert line(snap, "a-0", "x").gauges.usd_per_million_total is None
-    assert line(snap, "a-0", "x").gauges.burn_usd_per_hour == 0
+    quiet = line(snap, "a-0", "x")
+    assert quiet.gauges.usd_per_million_total is None  # no tokens left in the window: no CPM
+    # Quiet ticks stay on the last served model (not the declared "llama"): idle burn shows there.
+    assert quiet.gauges.burn_usd_per_hour == pytest.approx(3.60)
 
 
 def test_expired_owners_make_room_under_the_cap() -> None:
@@ -295,3 +297,13 @@ def test_expired_lines_keep_the_bill_whole() -> None:
         == snap.bill_nano
         == 40_000_000
     )
+
+
+@pytest.mark.parametrize("util", [math.nan, math.inf, -0.1, 1.5])
+def test_bad_gpu_readings_are_rejected_and_counted_not_crashed_on(util: float) -> None:
+    g = (GpuSample("0", "H100", "on_demand", utilization=util), GpuSample("1", "H100", "on_demand", power_watts=math.nan))
+    snap = run(Meter("n"), (g, (Placement("0", A), Placement("1", A)), ()))
+    assert snap.rejected[("gpu", "bad_reading")] == 2
+    v = line(snap, "a-0")
+    assert v.totals.cost["gpu"] == 20_000_000  # held time is still billed
+    assert v.gauges.utilization is None  # busy time unknown, not zero

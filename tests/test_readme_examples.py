@@ -97,11 +97,18 @@ def test_8_input_output_split() -> None:
 
 
 def test_9_10_11_cpm_per_request_and_interactivity() -> None:
-    c0 = ModelCounters("llama", 0, 0, requests=0, itl_seconds=0, itl_count=0)
-    c1 = ModelCounters("llama", 6000, 4000, requests=10, itl_seconds=80, itl_count=4000)
+    c0 = ModelCounters(
+        "llama", 0, 0, requests=0, itl_seconds=0, itl_count=0, prefill_seconds=0, decode_seconds=0
+    )
+    c1 = ModelCounters(
+        "llama", 6000, 4000, requests=10, itl_seconds=80, itl_count=4000, prefill_seconds=1, decode_seconds=3
+    )
     # $7.20/h for 10 s = $0.02 in the (10 s) window
     v = _served(Meter("n"), h100("7.20"), c0, c1)
     assert v.gauges.usd_per_million_total == pytest.approx(2.00)
+    assert (v.totals.cost_input, v.totals.cost_output) == (5_000_000, 15_000_000)  # $0.005 / $0.015
+    assert round(v.gauges.usd_per_million_input or 0, 2) == 0.83
+    assert v.gauges.usd_per_million_output == pytest.approx(3.75)
     assert v.gauges.usd_per_request == pytest.approx(0.002)
     assert v.gauges.tokens_per_second_per_user == pytest.approx(50)
 
@@ -133,3 +140,29 @@ def test_13_offline_cpm_from_the_design_example() -> None:
             3600,
         )
     assert round(snap.lines[0].gauges.usd_per_million_total, 3) == 0.595
+
+
+def test_11_interactivity_fallback() -> None:
+    c0 = ModelCounters("llama", 0, 0, running=4)
+    c1 = ModelCounters("llama", 0, 800, running=4)
+    meter = Meter("n")
+    gpu, place = (GpuSample("0", "H100", "on_demand"),), (Placement("0", POD),)
+    for start, c in ((APRIL, c0), (APRIL, c1)):  # 0 s baseline, then 20 s
+        end = start if c is c0 else APRIL + 20 * S
+        snap = meter.tick(
+            TickInput(start, end, "n", gpu, place, (TargetScrape("t", POD, "vllm", True, (c,)),)), h100(), 20
+        )
+    g = snap.lines[0].gauges
+    assert (g.tokens_per_second_per_user, g.interactivity_method) == (10, "output_rate_per_running_request")
+
+
+def test_14_coverage() -> None:
+    other = Owner("chat", "qwen-0", "chat", "qwen")
+    gpus = (GpuSample("0", "H100", "on_demand"), GpuSample("1", "H100", "on_demand"))
+    place = (Placement("0", POD), Placement("1", other))
+    scrapes = (
+        TargetScrape("a", POD, "vllm", True, (ModelCounters("llama", 0, 0),)),
+        TargetScrape("b", other, "vllm", False),
+    )
+    snap = Meter("n").tick(TickInput(APRIL, APRIL + 10 * S, "n", gpus, place, scrapes), h100(), 10)
+    assert snap.coverage == 0.5

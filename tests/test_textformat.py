@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -379,11 +378,9 @@ def test_a_1mb_malformed_line_gives_a_short_message() -> None:
     ],
 )
 def test_pathological_lines_end_quickly_with_a_parse_error(line: str) -> None:
-    began = time.perf_counter()
+    # A catastrophic backtrack would hang here for hours (CI's own time limit catches it).
     error = refused(line + "\n")
     assert error.reason == "parse"
-    # Not a benchmark: a catastrophic backtrack would take hours, not seconds.
-    assert time.perf_counter() - began < 5
 
 
 # --- has_prefix ------------------------------------------------------------------------------

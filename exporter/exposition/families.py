@@ -56,6 +56,8 @@ def _cost(v: LineView) -> Iterable[tuple[tuple[str, ...], float | None]]:
 def _gpu_seconds(v: LineView) -> Iterable[tuple[tuple[str, ...], float | None]]:
     if v.line.owner.is_idle:
         return [(("idle",), v.totals.held_ns / NS)]
+    if not v.totals.measured_ns:  # utilisation never known: busy is unknown, not zero
+        return [(("held",), v.totals.held_ns / NS)]
     return [(("held",), v.totals.held_ns / NS), (("busy",), v.totals.busy_ns / NS)]
 
 
@@ -130,7 +132,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("cpm_requests_total", "counter", "Finished requests (every finish reason).", L,
            _per_line(lambda v: [((), v.totals.requests)] if not v.line.owner.is_idle else [])),
     Family("cpm_gpu_seconds_total", "counter",
-           "GPU-seconds: held by an owner, busy within held, or idle (held by nobody).",
+           "GPU-seconds: held by an owner, busy within held (where utilisation is known), or idle (held by nobody).",
            (*L, "state"), _per_line(_gpu_seconds)),
     Family("cpm_bill_usd_total", "counter",
            "Everything charged on this node: the sum of cpm_cost_usd_total plus cpm_cost_retired_usd_total.",

@@ -1,6 +1,8 @@
 """The landing page: a live table of what each model costs, server-rendered, no assets.
 
-Refreshes itself every tick (a meta refresh: no JavaScript, no external requests).
+Refreshes itself every window/12 seconds, at least every second (a meta refresh: no
+JavaScript, no external requests). "Idle $/h" per row is the part of the row's spend that
+bought no work: all of it when the window served no tokens, else $/h × (1 − utilisation).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from datetime import datetime, timezone
 
 from exporter.exposition.status import ExportView
 from exporter.meter.ledger import LineView
+from exporter.meter.windows import LiveGauges
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#1d2330}
@@ -28,6 +31,14 @@ def _num(x: float | None, fmt: str) -> str:
     return "–" if x is None else format(x, fmt)
 
 
+def _idle_burn(g: LiveGauges) -> float | None:
+    if g.burn_usd_per_hour is None:
+        return None
+    if g.usd_per_million_total is None:  # nothing served in the window: all of it is idle
+        return g.burn_usd_per_hour
+    return None if g.utilization is None else g.burn_usd_per_hour * (1 - g.utilization)
+
+
 def _row(v: LineView) -> str:
     g, o = v.gauges, v.line.owner
     cells = [
@@ -44,6 +55,7 @@ def _row(v: LineView) -> str:
         _num(None if g.utilization is None else g.utilization * 100, ".0f")
         + ("" if g.utilization is None else " %"),
         _money(g.burn_usd_per_hour, 2),
+        _money(_idle_burn(g), 2),
     ]
     tds = "".join(f"<td>{c}</td>" for c in cells) + "".join(f'<td class="n">{n}</td>' for n in nums)
     return f"<tr>{tds}</tr>"
@@ -52,7 +64,9 @@ def _row(v: LineView) -> str:
 def _idle_row(v: LineView) -> str:
     label = f"idle — {html.escape(v.line.hardware)} ({html.escape(v.line.capacity)})"
     burn = _money(v.gauges.burn_usd_per_hour, 2)
-    return f'<tr class="idle"><td colspan="9">{label}: GPUs held by no pod</td><td class="n">{burn}</td></tr>'
+    return (
+        f'<tr class="idle"><td colspan="10">{label}: GPUs held by no pod</td><td class="n">{burn}</td></tr>'
+    )
 
 
 def render_page(view: ExportView) -> bytes:
@@ -61,7 +75,10 @@ def render_page(view: ExportView) -> bytes:
         (v for v in m.lines if not v.line.owner.is_idle), key=lambda v: (v.line.owner.model, v.line.owner.pod)
     )
     idle = [v for v in m.lines if v.line.owner.is_idle]
-    idle_burn = sum(v.gauges.burn_usd_per_hour or 0.0 for v in idle)
+    # Unallocated GPUs plus what held GPUs burn without working (the rows' idle $/h).
+    idle_burn = sum(v.gauges.burn_usd_per_hour or 0.0 for v in idle) + sum(
+        _idle_burn(v.gauges) or 0.0 for v in served
+    )
     when = datetime.fromtimestamp(m.end_ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     refresh = max(1, round(s.window_seconds / 12)) if s.window_seconds else 5
     banner = (
@@ -93,6 +110,7 @@ def render_page(view: ExportView) -> bytes:
             "tokens/s per user",
             "utilisation",
             "$/h",
+            "idle $/h",
         )
     )
     rows = "".join(_row(v) for v in served) + "".join(_idle_row(v) for v in idle)

@@ -8,6 +8,7 @@ lands on exactly one owner.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ class Attribution:
     times: tuple[GpuTime, ...]
     unpriced: tuple[str, ...]  # gpu ids without a price this tick (charged $0, counted)
     primary: Mapping[tuple[str, str], tuple[str, str]]  # pod → where its tokens and storage go
+    bad_readings: tuple[str, ...] = ()  # gpu ids whose utilisation or power was NaN/out of range
 
 
 def _holders(placements: Iterable[Placement]) -> dict[str, list[tuple[Owner, int]]]:
@@ -103,7 +105,9 @@ class GpuAttributor:
         times: list[GpuTime] = []
         unpriced: list[str] = []
         node_overhead = self._node_overhead_shares(inp, pricing)
-        for gpu, overhead_share in zip(inp.gpus, node_overhead, strict=True):
+        bad = tuple(g.gpu_id for g in inp.gpus if not _plausible(g))
+        gpus = [g if _plausible(g) else _without_readings(g) for g in inp.gpus]
+        for gpu, overhead_share in zip(gpus, node_overhead, strict=True):
             owners = holders.get(gpu.gpu_id) or [(IDLE, 1)]
             lines = [Line(o, gpu.hardware, gpu.capacity) for o, _ in owners]
             weights = [w for _, w in owners]
@@ -121,7 +125,7 @@ class GpuAttributor:
         primary = primary_hardware(inp)
         charges += self._pod_charges(inp, pricing, primary)
         charges += self._support(charges, pricing)
-        return Attribution(tuple(charges), tuple(times), tuple(unpriced), primary)
+        return Attribution(tuple(charges), tuple(times), tuple(unpriced), primary, bad)
 
     def _node_overhead_shares(self, inp: TickInput, pricing: PricingConfig) -> list[int]:
         """The node's $/node-hour overhead, split evenly over its GPUs (exactly)."""
@@ -195,11 +199,24 @@ def _scaled(per_unit: Exact, units: float) -> Exact:
     return per_unit[0] * n.numerator, per_unit[1] * n.denominator
 
 
+def _plausible(gpu: GpuSample) -> bool:
+    """Readings we can use: utilisation a finite fraction, power finite and not negative."""
+    u, w = gpu.utilization, gpu.power_watts
+    return (u is None or (math.isfinite(u) and 0.0 <= u <= 1.0)) and (
+        w is None or (math.isfinite(w) and w >= 0)
+    )
+
+
+def _without_readings(gpu: GpuSample) -> GpuSample:
+    """A GPU whose readings are unusable: billed as held, its busy time unknown (not zero)."""
+    return GpuSample(gpu.gpu_id, gpu.hardware, gpu.capacity)
+
+
 def _gpu_times(gpu: GpuSample, lines: list[Line], weights: list[int], dt: int) -> list[GpuTime]:
     held = [dt] if len(weights) == 1 else allocate(dt, weights)
     if gpu.utilization is None:
         return [GpuTime(line, h, 0, 0) for line, h in zip(lines, held, strict=True)]
-    busy_total = int(min(max(gpu.utilization, 0.0), 1.0) * dt)  # a measurement, not money
+    busy_total = int(gpu.utilization * dt)  # a measurement, not money
     busy = [busy_total] if len(weights) == 1 else allocate(busy_total, weights)
     return [GpuTime(line, h, b, h) for line, h, b in zip(lines, held, busy, strict=True)]
 

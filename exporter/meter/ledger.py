@@ -17,11 +17,12 @@ from exporter.meter.money import NANO_PER_USD, allocate, weight
 from exporter.meter.projection import Projection, project
 from exporter.meter.tokens import ModelDelta, TokenMeter
 from exporter.meter.windows import TOKEN_TIME, LiveGauges, TickRecord, Window, held_and_busy
-from exporter.model import OVERFLOW, Owner, TickInput
+from exporter.model import IDLE, OVERFLOW, Owner, TickInput
 from exporter.pricing import PricingConfig
 
 NS_PER_S = 10**9
 UNKNOWN_MODEL = "__unknown__"
+MAX_TRACKED_FOLDED = 100_000  # distinct folded owners we count (the set must stay bounded too)
 PodKey = tuple[str, str]  # (namespace, pod)
 
 
@@ -37,6 +38,7 @@ class LineTotals:
     requests: float = 0.0
     held_ns: int = 0
     busy_ns: int = 0
+    measured_ns: int = 0  # held time whose utilisation was known
     last_ns: int = 0  # last tick that touched this line
 
 
@@ -101,6 +103,7 @@ class Meter:
         self._last_ratio: dict[Line, tuple[int | Fraction, int | Fraction]] = {}
         self._last_model: dict[PodKey, str] = {}
         self._admitted: set[Owner] = set()
+        self._folded: set[Owner] = set()  # distinct owners folded into __overflow__
         self._coverage = Window()
         self._resets: Counter[str] = Counter()
         self._rejected: Counter[tuple[str, str]] = Counter()
@@ -122,6 +125,8 @@ class Meter:
         self._rejected.update(tok.rejected)
         att = self._gpus.attribute(inp, pricing)
         self._unpriced_ns += inp.dt_ns * len(att.unpriced)
+        if att.bad_readings:
+            self._rejected[("gpu", "bad_reading")] += len(att.bad_readings)
         lines = self._by_model(att, tok.deltas)
         window_ns = int(window_s * NS_PER_S)
         for line, tl in lines.items():
@@ -133,6 +138,10 @@ class Meter:
         self._expire(inp.end_ns, max(self.retention_ns, 2 * window_ns))
         self._snapshot = self._snap(inp.end_ns)
         return self._snapshot
+
+    def forget_targets(self, keep: set[str]) -> None:
+        """Targets removed from the config: drop their last readings (a re-added one re-baselines)."""
+        self._tokens.forget_targets(keep)
 
     # -- splitting a holder's tick across the models it served ---------------------------
 
@@ -166,7 +175,9 @@ class Meter:
         pod = (line.owner.namespace, line.owner.pod)
         models = {o: w for o, w in served.get(pod, {}).items() if w > 0}
         if not models:
-            model = line.owner.model or self._last_model.get(pod, UNKNOWN_MODEL)
+            # The name the server last served under wins over the declared one, so quiet ticks
+            # land on the same series as busy ones even if --served-model-name differs.
+            model = self._last_model.get(pod) or line.owner.model or UNKNOWN_MODEL
             owner = line.owner if model == line.owner.model else line.owner._replace(model=model)
             return _Plan((self._admit(Line(owner, line.hardware, line.capacity)),), ())
         owners = sorted(models, key=lambda o: o.model)
@@ -180,7 +191,9 @@ class Meter:
         if len(self._admitted) < self.max_owners:
             self._admitted.add(line.owner)
             return line
-        self._overflowed += 1
+        if len(self._folded) < MAX_TRACKED_FOLDED and line.owner not in self._folded:
+            self._folded.add(line.owner)
+            self._overflowed += 1
         return Line(OVERFLOW, line.hardware, line.capacity)
 
     # -- booking --------------------------------------------------------------------------
@@ -201,6 +214,7 @@ class Meter:
         totals.requests += d.requests
         totals.held_ns += tl.time[0]
         totals.busy_ns += tl.time[1]
+        totals.measured_ns += tl.time[2]
         totals.last_ns = inp.end_ns
         self._bill += cost
         running = sum(x.running or 0.0 for x in tl.deltas) * inp.dt_ns / NS_PER_S
@@ -334,7 +348,7 @@ def _owner_of(key: object) -> Owner | None:
     return head if isinstance(head, Owner) else None
 
 
-_NOTHING_SERVED = ModelDelta(owner=OVERFLOW)
+_NOTHING_SERVED = ModelDelta(owner=IDLE)  # zeros; the owner is never read
 
 
 def _sum_deltas(deltas: list[ModelDelta]) -> ModelDelta:
@@ -342,7 +356,7 @@ def _sum_deltas(deltas: list[ModelDelta]) -> ModelDelta:
         return deltas[0]
     if not deltas:
         return _NOTHING_SERVED
-    total = ModelDelta(owner=OVERFLOW)
+    total = _NOTHING_SERVED
     for x in deltas:
         total = ModelDelta(
             owner=x.owner,
@@ -360,7 +374,7 @@ def _sum_deltas(deltas: list[ModelDelta]) -> ModelDelta:
 def _copy(t: LineTotals) -> LineTotals:
     return LineTotals(
         dict(t.cost), t.cost_input, t.cost_output, t.input_tokens, t.output_tokens, t.requests,
-        t.held_ns, t.busy_ns, t.last_ns,
+        t.held_ns, t.busy_ns, t.measured_ns, t.last_ns,
     )  # fmt: skip
 
 

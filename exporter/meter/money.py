@@ -10,7 +10,6 @@ from functools import lru_cache
 
 NANO_PER_USD = 10**9
 NS_PER_HOUR = 3600 * 10**9
-ZERO = Fraction(0)
 # An exact amount of nano-dollars as (numerator, denominator > 0): plain integers, because
 # Fraction's normalisation on every operation was most of a tick's time.
 Exact = tuple[int, int]

@@ -75,6 +75,7 @@ class TokenMeter:
 
     def __init__(self) -> None:
         self._last: dict[tuple[str, str, str, str], Reading] = {}
+        self._seen_s: dict[str, float] = {}  # target → end of the tick of its last good reading
 
     def tick(self, scrapes: Iterable[TargetScrape], start_s: float, dt_s: float) -> TokenTick:
         deltas: list[ModelDelta] = []
@@ -92,8 +93,12 @@ class TokenMeter:
             pod = (scrape.holder.namespace, scrape.holder.pod)
             read.add(pod)
             done[pod] = done.get(pod, 0.0) + sum(m.input_tokens for m in scrape.models)
+            # A catch-up after an outage spans the whole gap, not just this tick.
+            now_s = start_s + dt_s
+            elapsed_s = max(dt_s, now_s - self._seen_s.get(scrape.target, now_s))
+            self._seen_s[scrape.target] = now_s
             for m in scrape.models:
-                d, n_resets, jump = self._model_delta(scrape, m, start_s, dt_s)
+                d, n_resets, jump = self._model_delta(scrape, m, start_s, elapsed_s)
                 resets[scrape.target] += n_resets
                 if jump:
                     rejected[(scrape.target, "implausible_jump")] += 1
@@ -101,7 +106,7 @@ class TokenMeter:
         return TokenTick(tuple(deltas), resets, rejected, frozenset(read), done)
 
     def _model_delta(
-        self, scrape: TargetScrape, m: ModelCounters, start_s: float, dt_s: float
+        self, scrape: TargetScrape, m: ModelCounters, start_s: float, elapsed_s: float
     ) -> tuple[ModelDelta, int, bool]:
         owner = scrape.holder._replace(model=m.model or scrape.holder.model)
         amounts: dict[str, float] = {}
@@ -116,7 +121,7 @@ class TokenMeter:
             amounts[name] = d.amount
             reset = reset or d.reset
         jump = amounts.get("input_tokens", 0) + amounts.get("output_tokens", 0) > MAX_TOKENS_PER_SECOND * max(
-            dt_s, 1.0
+            elapsed_s, 1.0
         )
         if jump:
             amounts = {}
@@ -128,3 +133,4 @@ class TokenMeter:
 
     def forget_targets(self, keep: set[str]) -> None:
         self._last = {k: v for k, v in self._last.items() if k[0] in keep}
+        self._seen_s = {k: v for k, v in self._seen_s.items() if k in keep}

@@ -77,9 +77,6 @@ class Window:
         if len(self._records) == 1:
             self._sum = list(record)
 
-    def records(self) -> list[TickRecord]:
-        return list(self._records)
-
     def sums(self) -> TickRecord:
         """The window's totals, as one record spanning it (``end_ns`` is meaningless)."""
         return TickRecord._make(self._sum)

@@ -122,6 +122,7 @@ def test_landing_page_in_chromium(demo, browser: webdriver.Chrome, wait_for) -> 
         else:  # holds a GPU, serves nothing: no CPM, only burn
             assert cells[col["$/M total"]] == "–", cells
             assert cells[col["tokens/s per user"]] == "–", cells
+            assert cells[col["idle $/h"]] == cells[col["$/h"]], "all of its burn is idle burn"
     idle = [r["cells"] for r in page["rows"] if r["cls"] == "idle"]
     assert len(idle) == 1, page["rows"]
     assert idle[0][0].startswith("idle — H100 (on_demand)"), idle
