@@ -22,7 +22,7 @@ log = logging.getLogger("exporter")
 DESCRIPTION = f"""\
 Live cost per million tokens of AI workloads, as Prometheus metrics.
 
-  cpm-exporter demo                       simulated node: 8 H100, 4 vLLM servers (no GPU needed)
+  cpm-exporter demo                       simulated node: 8 H100, 5 engines + a training job
   cpm-exporter run --config pricing.yaml  a real node, from your config
   cpm-exporter check-config pricing.yaml  validate a config and print the effective prices
   cpm-exporter calc --help                offline: CPM from a price and a throughput, line by line
@@ -131,7 +131,7 @@ def _demo(listen: tuple[str, int], tick_seconds: float | None) -> int:
     demo = start_demo(tick_seconds)
     try:
         runtime = Runtime(demo.load, mode="demo", node_source=DemoNode(demo))
-        print("*** SIMULATION: cpm-exporter demo — made-up GPUs, simulated vLLM servers ***", file=sys.stderr)
+        print("*** SIMULATION: cpm-exporter demo — made-up GPUs, simulated inference servers ***", file=sys.stderr)
         return _serve(runtime, listen, lifecycle=True)
     finally:
         demo.stop()

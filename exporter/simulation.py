@@ -1,8 +1,9 @@
-"""A simulated vLLM server: the real vLLM v1 exposition, with counters that move.
+"""A simulated inference server: each engine's real exposition, with counters that move.
 
 Used by the demo (traffic from a load profile) and by the tests (traffic driven request
 by request, so the truth is known exactly). Names, labels and types follow vLLM 0.33.0
-(``../shared/reference/vllm.md``); the values are made up.
+(``../shared/reference/vllm.md``), and the other engines' as in their reference files
+(``sim_expositions``); the values are made up.
 """
 
 from __future__ import annotations
@@ -60,11 +61,15 @@ class Histogram:
         return [*out, f"{name}_sum{{{labels}}} {self.sum!r}"]
 
 
-class SimVllm:
-    """One vLLM engine's counters. Thread-safe; ``text()`` renders the exposition."""
+class SimEngine:
+    """One inference engine's counters. Thread-safe; ``text()`` renders the exposition of
+    ``engine`` (vllm, sglang, tgi, triton, llamacpp) from the same state."""
 
-    def __init__(self, model: str, load: Load | None = None, *, clock: float | None = None) -> None:
+    def __init__(
+        self, model: str, load: Load | None = None, *, engine: str = "vllm", clock: float | None = None
+    ) -> None:
         self.model = model
+        self.engine = engine
         self.load = load
         self._lock = threading.Lock()
         self._rng = random.Random(load.seed if load else 0)
@@ -84,6 +89,8 @@ class SimVllm:
         self.itl = Histogram(ITL_BUCKETS)
         self.prefill = Histogram(LATENCY_BUCKETS)
         self.decode = Histogram(LATENCY_BUCKETS)
+        self.tpot_sum = 0.0  # Σ per-request mean time per output token (TGI's histogram)
+        self.itl_requests = 0  # requests with more than one output token (that have a TPOT)
 
     def serve(
         self, prompt: int, output: int, *, itl: float = 0.03, prefill: float = 0.2, reason: str = "stop"
@@ -98,6 +105,8 @@ class SimVllm:
         self.success[reason] += 1
         if output > 1:
             self.itl.observe(itl, output - 1)
+            self.tpot_sum += itl
+            self.itl_requests += 1
         self.prefill.observe(prefill)
         self.decode.observe(itl * max(output - 1, 0))
 
@@ -144,74 +153,17 @@ class SimVllm:
         return min(0.97, 0.04 + self.running / 120.0)
 
     def text(self) -> str:
+        """This engine's real exposition of the current counters."""
+        from exporter.sim_expositions import EXPOSITIONS  # the renderers read this class
+
         with self._lock:
-            return self._text()
-
-    def _text(self) -> str:
-        lab = f'engine="0",model_name="{self.model}"'
-        out: list[str] = []
-
-        def family(name: str, kind: str, help_: str, samples: list[str]) -> None:
-            out.extend([f"# HELP {name} {help_}", f"# TYPE {name} {kind}", *samples])
-
-        def counter(base: str, help_: str, value: float) -> None:
-            family(f"{base}_total", "counter", help_, [f"{base}_total{{{lab}}} {float(value)!r}"])
-            family(f"{base}_created", "gauge", help_, [f"{base}_created{{{lab}}} {self.created!r}"])
-
-        family(
-            "vllm:num_requests_running",
-            "gauge",
-            "Number of requests in model execution batches.",
-            [f"vllm:num_requests_running{{{lab}}} {self.running!r}"],
-        )
-        family(
-            "vllm:num_requests_waiting",
-            "gauge",
-            "Number of requests waiting to be processed.",
-            [f"vllm:num_requests_waiting{{{lab}}} 0.0"],
-        )
-        family(
-            "vllm:kv_cache_usage_perc",
-            "gauge",
-            "KV-cache usage. 1 means 100 percent usage.",
-            [f"vllm:kv_cache_usage_perc{{{lab}}} {min(1.0, self.running / 200):.4f}"],
-        )
-        counter("vllm:prompt_tokens", "Number of prefill tokens processed.", self.prompt_tokens)
-        counter("vllm:generation_tokens", "Number of generation tokens processed.", self.generation_tokens)
-        family(
-            "vllm:request_success_total",
-            "counter",
-            "Count of successfully processed requests.",
-            [
-                f'vllm:request_success_total{{engine="0",finished_reason="{r}",model_name="{self.model}"}} {n:.1f}'
-                for r, n in self.success.items()
-            ],
-        )
-        family(
-            "vllm:inter_token_latency_seconds",
-            "histogram",
-            "Histogram of inter-token latency in seconds.",
-            self.itl.lines("vllm:inter_token_latency_seconds", lab),
-        )
-        family(
-            "vllm:request_prefill_time_seconds",
-            "histogram",
-            "Histogram of time spent in PREFILL phase for request.",
-            self.prefill.lines("vllm:request_prefill_time_seconds", lab),
-        )
-        family(
-            "vllm:request_decode_time_seconds",
-            "histogram",
-            "Histogram of time spent in DECODE phase for request.",
-            self.decode.lines("vllm:request_decode_time_seconds", lab),
-        )
-        return "\n".join(out) + "\n"
+            return EXPOSITIONS[self.engine](self)
 
 
 class SimServer:
-    """Serves one SimVllm's /metrics on loopback, as a real vLLM API server would."""
+    """Serves one SimEngine's /metrics on loopback, as the real server would."""
 
-    def __init__(self, sim: SimVllm, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, sim: SimEngine, host: str = "127.0.0.1", port: int = 0) -> None:
         self.sim = sim
         handler = _handler(sim)
         self.httpd = ThreadingHTTPServer((host, port), handler)
@@ -232,7 +184,7 @@ class SimServer:
         self.httpd.server_close()
 
 
-def _handler(sim: SimVllm) -> type[BaseHTTPRequestHandler]:
+def _handler(sim: SimEngine) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         timeout = 10.0
 

@@ -525,7 +525,9 @@ def test_server_names_come_from_the_servers_table() -> None:
     text = BASE.replace('gpus: ["0"]}', 'targets: [{url: "http://a:1/m", server: sglang}]}')
     assert load(text).targets[0].server == "sglang"
     wrong = BASE.replace('gpus: ["0"]}', 'targets: [{url: "http://a:1/m", server: sglangg}]}')
-    assert only(wrong).startswith("inventory.workloads[0].targets[0].server (line 8): unknown server 'sglangg'")
+    assert only(wrong).startswith(
+        "inventory.workloads[0].targets[0].server (line 8): unknown server 'sglangg'"
+    )
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.errors import ParseError
-from exporter.simulation import SimVllm
+from exporter.simulation import SimEngine
 from exporter.sources.inference import detect, read_payload
 from exporter.sources.servers import SERVERS
 
@@ -63,7 +63,7 @@ def test_v1_created_comes_from_the_token_counter_and_v0_falls_back_to_process_st
 def test_data_parallel_engines_are_read_apart() -> None:
     """Each engine's counters restart on their own: summing them (or their _created) first
     would hide one engine's restart and make old history look new."""
-    sim0, sim1 = SimVllm("m"), SimVllm("m")
+    sim0, sim1 = SimEngine("m"), SimEngine("m")
     sim0.serve(100, 10)
     sim1.serve(50, 5)
     text = sim0.text() + sim1.text().replace('engine="0"', 'engine="1"').replace("# HELP", "# HELP_").replace(
@@ -76,7 +76,7 @@ def test_data_parallel_engines_are_read_apart() -> None:
 
 
 def test_the_simulator_speaks_what_we_read() -> None:
-    sim = SimVllm("demo/model")
+    sim = SimEngine("demo/model")
     for i in range(5):
         sim.serve(100 + i, 20 + i, itl=0.02, prefill=0.1)
     (m,) = read_payload(sim.text(), "vllm", 10_000)
@@ -197,7 +197,26 @@ def test_every_profile_wants_created_and_histogram_parts() -> None:
 
 
 def test_huge_model_names_are_truncated() -> None:
-    sim = SimVllm("x" * 100_000)
+    sim = SimEngine("x" * 100_000)
     sim.serve(10, 1)
     (m,) = read_payload(sim.text(), "vllm", 10_000)
     assert m.model == "x" * 128 and m.input_tokens == 10
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "tgi", "triton", "llamacpp"])
+def test_every_simulated_engine_is_read_back_exactly(engine: str) -> None:
+    """The demo's simulated servers print each engine's own format; the table reads it back."""
+    from exporter.simulation import SimEngine
+
+    sim = SimEngine("some/model", engine=engine)
+    for i in range(7):
+        sim.serve(100 + i, 20 + i, itl=0.02, prefill=0.1)
+    assert detect(sim.text()) == engine
+    (m,) = read_payload(sim.text(), engine, 10_000)
+    assert (m.input_tokens, m.output_tokens) == (sim.prompt_tokens, sim.generation_tokens) == (721, 161)
+    if m.requests is not None:
+        assert m.requests == 7
+    if m.itl_count:
+        # 20 ms per token (50 tokens/s per user); llama.cpp divides decode time by every
+        # predicted token, first ones included (161 tokens for 154 gaps): 4 % lower.
+        assert m.itl_seconds / m.itl_count == pytest.approx(0.02, rel=0.05)

@@ -301,7 +301,10 @@ def test_expired_lines_keep_the_bill_whole() -> None:
 
 @pytest.mark.parametrize("util", [math.nan, math.inf, -0.1, 1.5])
 def test_bad_gpu_readings_are_rejected_and_counted_not_crashed_on(util: float) -> None:
-    g = (GpuSample("0", "H100", "on_demand", utilization=util), GpuSample("1", "H100", "on_demand", power_watts=math.nan))
+    g = (
+        GpuSample("0", "H100", "on_demand", utilization=util),
+        GpuSample("1", "H100", "on_demand", power_watts=math.nan),
+    )
     snap = run(Meter("n"), (g, (Placement("0", A), Placement("1", A)), ()))
     assert snap.rejected[("gpu", "bad_reading")] == 2
     v = line(snap, "a-0")

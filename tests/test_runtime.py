@@ -12,7 +12,7 @@ from exporter.config import load_config_text
 from exporter.errors import FetchError
 from exporter.runtime import Runtime
 from exporter.settings import ExporterConfig
-from exporter.simulation import SimVllm
+from exporter.simulation import SimEngine
 from exporter.sources.textformat import FetchLimits
 
 CONFIG = """
@@ -31,11 +31,11 @@ inventory:
 
 
 class World:
-    """Fake network and clock: each URL answers from a SimVllm, or raises."""
+    """Fake network and clock: each URL answers from a SimEngine, or raises."""
 
     def __init__(self) -> None:
         self.now_ns = 1_767_225_600 * 10**9
-        self.sims = {"http://good:1/metrics": SimVllm("m-good"), "http://bad:1/metrics": SimVllm("m-bad")}
+        self.sims = {"http://good:1/metrics": SimEngine("m-good"), "http://bad:1/metrics": SimEngine("m-bad")}
         self.broken: set[str] = set()
 
     def fetch(self, url: str, limits: FetchLimits) -> str:

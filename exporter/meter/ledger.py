@@ -155,6 +155,9 @@ class Meter:
                 self._last_model[pod] = d.owner.model
             hw, cap = att.primary.get(pod, (NO_HARDWARE, NO_HARDWARE))
             out[self._admit(Line(d.owner, hw, cap))].deltas.append(d)
+        for pod, models in served.items():  # a single served name is known before any traffic
+            if pod not in self._last_model and len(models) == 1:
+                self._last_model[pod] = next(iter(models)).model
         plans: dict[Line, _Plan] = {}
         for c in att.charges:
             plan = plans.get(c.line) or plans.setdefault(c.line, self._model_plan(c.line, served))

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from vllm_server import pytest_collection_finish, vllm_server  # noqa: F401 (fixture; runs it last)
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -61,17 +62,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], T], timeout: float, *, interval: float = 0.1, what: str = "") -> T:
-    """Call ``predicate`` until it returns something truthy; return that, or fail at the deadline."""
+def wait_for(
+    predicate: Callable[[], T], timeout: float, *, interval: float = 0.1, what: str = "", consecutive: int = 1
+) -> T:
+    """Call ``predicate`` until it returns something truthy ``consecutive`` times in a row (so a
+    lucky sample cannot pass a tolerance check); return that, or fail at the deadline."""
     deadline = time.monotonic() + timeout
     last: object = None
+    streak = 0
     while True:
         try:
             result = predicate()
         except Exception as e:  # not ready yet; shown if it never becomes ready
-            last = e
+            last, streak = e, 0
         else:
-            if result:
+            streak = streak + 1 if result else 0
+            if streak >= consecutive:
                 return result
             last = result
         if time.monotonic() >= deadline:

@@ -1,11 +1,11 @@
 """One exporter, one healthy vLLM target and many bad ones (reliability P6, §b 1-2, 12, 18-22).
 
-Every target is served by a small loopback server in this test, backed by a SimVllm whose
+Every target is served by a small loopback server in this test, backed by a SimEngine whose
 counters the test drives request by request. The scenario runs once per module:
 
-1. good: every target serves a valid payload; the test serves batch 1 on every SimVllm and
+1. good: every target serves a valid payload; the test serves batch 1 on every SimEngine and
    waits until the exporter counted it exactly;
-2. bad: each bad target switches to its failure mode and, under the same lock, its SimVllm
+2. bad: each bad target switches to its failure mode and, under the same lock, its SimEngine
    serves batch 2 (visible only once the target is good again); the healthy target keeps
    serving; the ``reset`` target restarts and serves batch 2; /metrics is kept every tick;
 3. recovered: every target is good again; the exporter must count batch 2 without loss.
@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from exporter.simulation import SimVllm
+from exporter.simulation import SimEngine
 
 MODEL = "Qwen/Qwen2.5-32B-Instruct"
 TIMEOUT_S = 0.5  # limits.scrape_timeout_seconds (= tick_seconds)
@@ -71,7 +71,7 @@ def _gzip_bomb() -> bytes:
 @dataclass
 class Target:
     name: str
-    sim: SimVllm
+    sim: SimEngine
     mode: str = "good"
     lock: threading.Lock = field(default_factory=threading.Lock)
     input_tokens: int = 0
@@ -96,7 +96,7 @@ class BadTargets:
     """One ThreadingHTTPServer on 127.0.0.1; target ``name`` answers at ``/name/metrics``."""
 
     def __init__(self, names: list[str]) -> None:
-        self.targets = {n: Target(n, SimVllm(MODEL)) for n in names}
+        self.targets = {n: Target(n, SimEngine(MODEL)) for n in names}
         self.closing = threading.Event()
         self.huge = _huge_body()
         self.bomb = _gzip_bomb()

@@ -19,7 +19,7 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from exporter.demo import DEMO_LOADS
+from exporter.demo import DEMO_SERVERS
 
 CHROMIUM_FLAGS = (
     "--headless=new",
@@ -31,8 +31,9 @@ CHROMIUM_FLAGS = (
     "--no-first-run",
     "--window-size=1400,900",
 )
-SERVING = {model for model, load in DEMO_LOADS.values() if load is not None}
-IDLE_MODELS = {model for model, load in DEMO_LOADS.values() if load is None}
+SERVING = {d.model for d in DEMO_SERVERS.values() if d.load is not None}
+IDLE_MODELS = {d.model for d in DEMO_SERVERS.values() if d.load is None}
+TRAINING = {"llama-3.1-8b-sft"}  # the demo's fine-tune (data/demo.yaml)
 MONEY = re.compile(r"^\$\d[\d,]*\.\d+$")
 NUMBER = re.compile(r"^\d+(\.\d+)?$")
 # Everything the assertions read, in one script run: never a stale element mid-refresh.
@@ -111,7 +112,7 @@ def test_landing_page_in_chromium(demo, browser: webdriver.Chrome, wait_for) -> 
     assert head[:4] == ["model", "team", "pod", "hardware"]
     col = {name: i for i, name in enumerate(head)}
     rows = [r["cells"] for r in page["rows"] if r["cls"] != "idle"]
-    assert sorted(r[0] for r in rows) == sorted(SERVING | IDLE_MODELS), "one row per demo model"
+    assert sorted(r[0] for r in rows) == sorted(SERVING | IDLE_MODELS | TRAINING), "one row per demo model"
     for cells in rows:
         assert len(cells) == len(head), cells
         assert MONEY.match(cells[col["$/h"]].removesuffix("/h")), cells
@@ -119,6 +120,9 @@ def test_landing_page_in_chromium(demo, browser: webdriver.Chrome, wait_for) -> 
             for name in ("$/M input", "$/M output", "$/M total"):
                 assert MONEY.match(cells[col[name]]), (name, cells)
             assert float(cells[col["tokens/s per user"]]) > 0, cells
+        elif cells[0] in TRAINING:  # $/M training tokens; no users, so no tokens/s per user
+            assert MONEY.match(cells[col["$/M total"]]), cells
+            assert cells[col["tokens/s per user"]] == "–", cells
         else:  # holds a GPU, serves nothing: no CPM, only burn
             assert cells[col["$/M total"]] == "–", cells
             assert cells[col["tokens/s per user"]] == "–", cells
