@@ -131,7 +131,10 @@ def _demo(listen: tuple[str, int], tick_seconds: float | None) -> int:
     demo = start_demo(tick_seconds)
     try:
         runtime = Runtime(demo.load, mode="demo", node_source=DemoNode(demo))
-        print("*** SIMULATION: cpm-exporter demo — made-up GPUs, simulated inference servers ***", file=sys.stderr)
+        print(
+            "*** SIMULATION: cpm-exporter demo — made-up GPUs, simulated inference servers ***",
+            file=sys.stderr,
+        )
         return _serve(runtime, listen, lifecycle=True)
     finally:
         demo.stop()
