@@ -30,9 +30,11 @@ class DemoServer(NamedTuple):
 
 DEMO_SERVERS: dict[str, DemoServer] = {
     "url_llama70b": DemoServer("meta-llama/Llama-3.3-70B-Instruct", "vllm", Load(
-        requests_per_second=9.0, prompt_tokens=900, output_tokens=260, itl_seconds=0.024, prefill_seconds=0.35, seed=1)),
+        requests_per_second=9.0, prompt_tokens=900, output_tokens=260, itl_seconds=0.024, prefill_seconds=0.35, seed=1,
+        cache_hit_ratio=0.3)),
     "url_qwen32b": DemoServer("Qwen/Qwen2.5-32B-Instruct", "sglang", Load(
-        requests_per_second=3.0, prompt_tokens=1400, output_tokens=380, itl_seconds=0.03, prefill_seconds=0.3, seed=2)),
+        requests_per_second=3.0, prompt_tokens=1400, output_tokens=380, itl_seconds=0.03, prefill_seconds=0.3, seed=2,
+        cache_hit_ratio=0.5)),
     "url_llama8b": DemoServer("meta-llama/Llama-3.1-8B-Instruct", "tgi", Load(
         requests_per_second=5.0, prompt_tokens=600, output_tokens=180, itl_seconds=0.012, prefill_seconds=0.08,
         restart_every_seconds=150.0, seed=3)),

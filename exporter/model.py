@@ -88,6 +88,7 @@ class ModelCounters:
     itl_method: str = ""  # what the pair measures (ServerProfile.token_time_method)
     running: float | None = None  # gauge: requests in the batch right now
     instance: str = ""  # one of several independent counter sets of the model (vLLM engine)
+    cached_input_tokens: float | None = None  # part of input_tokens served from a prefix cache
 
 
 @dataclass(frozen=True, slots=True)

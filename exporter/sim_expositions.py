@@ -57,6 +57,9 @@ def vllm(sim: SimEngine) -> str:
         [f"vllm:kv_cache_usage_perc{{{lab}}} {min(1.0, sim.running / 200):.4f}"],
     )
     counter("vllm:prompt_tokens", "Number of prefill tokens processed.", sim.prompt_tokens)
+    counter(
+        "vllm:prompt_tokens_cached", "Number of cached prompt tokens (local + external).", sim.cached_tokens
+    )
     counter("vllm:generation_tokens", "Number of generation tokens processed.", sim.generation_tokens)
     t.family(
         "vllm:request_success_total",
@@ -105,6 +108,14 @@ def sglang(sim: SimEngine) -> str:
         "counter",
         "Number of generation tokens processed.",
         [f"sglang:generation_tokens_total{{{tok}}} {float(sim.generation_tokens)!r}"],
+    )
+    t.family(
+        "sglang:cached_tokens_total",
+        "counter",
+        "Number of cached prompt tokens.",
+        [
+            f'sglang:cached_tokens_total{{cache_source="device",model_name="{model}"}} {float(sim.cached_tokens)!r}'
+        ],
     )
     t.family(
         "sglang:num_requests_total",
@@ -220,8 +231,18 @@ def llamacpp(sim: SimEngine) -> str:
 
     t = _Text()
     for name, kind, help_, value in (
-        ("prompt_tokens_total", "counter", "Number of prompt tokens processed.", sim.prompt_tokens),
-        ("prompt_tokens_cached_total", "counter", "Number of prompt tokens reused from cache.", 0),
+        (
+            "prompt_tokens_total",
+            "counter",
+            "Number of prompt tokens processed, excluding cached tokens.",
+            sim.prompt_tokens - sim.cached_tokens,
+        ),
+        (
+            "prompt_tokens_cached_total",
+            "counter",
+            "Number of prompt tokens reused from cache.",
+            sim.cached_tokens,
+        ),
         ("prompt_seconds_total", "counter", "Prompt process time", sim.prefill.sum),
         (
             "tokens_predicted_total",

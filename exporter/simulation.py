@@ -32,6 +32,7 @@ class Load:
     itl_seconds: float  # inter-token latency
     prefill_seconds: float
     restart_every_seconds: float = 0.0  # 0: never restarts
+    cache_hit_ratio: float = 0.0  # share of prompt tokens served from the prefix cache
     seed: int = 0
 
 
@@ -83,6 +84,7 @@ class SimEngine:
     def _zero(self, now: float) -> None:
         self.created = now
         self.prompt_tokens = 0
+        self.cached_tokens = 0  # part of prompt_tokens served from the prefix cache
         self.generation_tokens = 0
         self.success = dict.fromkeys(FINISH_REASONS, 0)
         self.running = 0.0
@@ -93,14 +95,24 @@ class SimEngine:
         self.itl_requests = 0  # requests with more than one output token (that have a TPOT)
 
     def serve(
-        self, prompt: int, output: int, *, itl: float = 0.03, prefill: float = 0.2, reason: str = "stop"
+        self,
+        prompt: int,
+        output: int,
+        *,
+        itl: float = 0.03,
+        prefill: float = 0.2,
+        reason: str = "stop",
+        cached: int = 0,
     ) -> None:
-        """Account one finished request."""
+        """Account one finished request (``cached`` of its prompt tokens were cache hits)."""
         with self._lock:
-            self._serve(prompt, output, itl, prefill, reason)
+            self._serve(prompt, output, itl, prefill, reason, cached)
 
-    def _serve(self, prompt: int, output: int, itl: float, prefill: float, reason: str) -> None:
+    def _serve(
+        self, prompt: int, output: int, itl: float, prefill: float, reason: str, cached: int = 0
+    ) -> None:
         self.prompt_tokens += prompt
+        self.cached_tokens += min(cached, prompt)
         self.generation_tokens += output
         self.success[reason] += 1
         if output > 1:
@@ -137,13 +149,9 @@ class SimEngine:
             out = max(1, round(load.output_tokens * jitter))
             reason = "length" if jitter > 1.35 else "stop"
             itl = load.itl_seconds * self._rng.uniform(0.8, 1.25) * swell
-            self._serve(
-                round(load.prompt_tokens * self._rng.uniform(0.5, 1.5)),
-                out,
-                itl,
-                load.prefill_seconds,
-                reason,
-            )
+            prompt = round(load.prompt_tokens * self._rng.uniform(0.5, 1.5))
+            cached = round(prompt * load.cache_hit_ratio)
+            self._serve(prompt, out, itl, load.prefill_seconds, reason, cached)
         latency = load.prefill_seconds + load.output_tokens * load.itl_seconds
         self.running = round(load.requests_per_second * swell * latency, 1)
 

@@ -38,6 +38,8 @@ def test_vllm_payload_reads_like_promql_sums(path: Path) -> None:
     assert models
     for m in models:
         assert m.input_tokens == ref[("vllm:prompt_tokens_total", m.model)]
+        cached = "vllm:prompt_tokens_cached_total" if "v1" in path.name else "vllm:prefix_cache_hits_total"
+        assert m.cached_input_tokens == ref.get((cached, m.model))
         assert m.output_tokens == ref[("vllm:generation_tokens_total", m.model)]
         assert m.requests == ref[("vllm:request_success_total", m.model)]  # all finish reasons, all engines
         assert m.running == ref[("vllm:num_requests_running", m.model)]
@@ -90,6 +92,7 @@ def test_the_simulator_speaks_what_we_read() -> None:
 PROMQL: dict[str, dict[str, tuple[str, dict[str, str]] | tuple[str, ...]]] = {
     "sglang": {
         "input": ("sglang:prompt_tokens_total", {}),
+        "cached": ("sglang:cached_tokens_total", {}),
         "output": ("sglang:generation_tokens_total", {}),
         "requests": ("sglang:num_requests_total", {}),
         "running": ("sglang:num_running_reqs", {}),
@@ -113,6 +116,7 @@ PROMQL: dict[str, dict[str, tuple[str, dict[str, str]] | tuple[str, ...]]] = {
         "running": ("nv_trt_llm_request_metrics", {"request_type": "active"}),
     },
     "llamacpp": {
+        "cached": ("llamacpp:prompt_tokens_cached_total", {}),
         "output": ("llamacpp:tokens_predicted_total", {}),
         "running": ("llamacpp:requests_processing", {}),
         "itl_s": ("llamacpp:tokens_predicted_seconds_total", {}),
@@ -121,7 +125,7 @@ PROMQL: dict[str, dict[str, tuple[str, dict[str, str]] | tuple[str, ...]]] = {
         "decode": ("llamacpp:tokens_predicted_seconds_total", {}),
     },
 }  # type: ignore[dict-item]
-FIELDS = {"input": "input_tokens", "output": "output_tokens", "requests": "requests", "running": "running",
+FIELDS = {"input": "input_tokens", "cached": "cached_input_tokens", "output": "output_tokens", "requests": "requests", "running": "running",
           "itl_s": "itl_seconds", "itl_n": "itl_count", "prefill": "prefill_seconds", "decode": "decode_seconds"}  # fmt: skip
 SERVER_OF = {"sglang": "sglang", "tgi": "tgi", "triton-trtllm": "triton", "llamacpp": "llamacpp"}
 
@@ -210,10 +214,12 @@ def test_every_simulated_engine_is_read_back_exactly(engine: str) -> None:
 
     sim = SimEngine("some/model", engine=engine)
     for i in range(7):
-        sim.serve(100 + i, 20 + i, itl=0.02, prefill=0.1)
+        sim.serve(100 + i, 20 + i, itl=0.02, prefill=0.1, cached=50)
     assert detect(sim.text()) == engine
     (m,) = read_payload(sim.text(), engine, 10_000)
     assert (m.input_tokens, m.output_tokens) == (sim.prompt_tokens, sim.generation_tokens) == (721, 161)
+    if m.cached_input_tokens is not None:  # vLLM, SGLang and llama.cpp tell cache hits apart
+        assert m.cached_input_tokens == sim.cached_tokens == 350
     if m.requests is not None:
         assert m.requests == 7
     if m.itl_count:

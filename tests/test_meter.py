@@ -310,3 +310,16 @@ def test_bad_gpu_readings_are_rejected_and_counted_not_crashed_on(util: float) -
     v = line(snap, "a-0")
     assert v.totals.cost["gpu"] == 20_000_000  # held time is still billed
     assert v.gauges.utilization is None  # busy time unknown, not zero
+
+
+def test_prefix_cache_hits_do_not_dilute_the_input_price() -> None:
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+    c0 = ModelCounters("llama", 0, 0, cached_input_tokens=0)
+    c1 = ModelCounters("llama", 5000, 250, cached_input_tokens=4000)  # 1000 prefilled, 4000 from cache
+    snap = run(m, (g, p, (scrape(A, c0),)), (g, p, (scrape(A, c1),)))
+    v = line(snap, "a-0")
+    # token weight over prefilled tokens: 1000 : 4 x 250 → even; tick 1 (no traffic) also even
+    assert (v.totals.cost_input, v.totals.cost_output) == (10_000_000, 10_000_000)
+    assert v.gauges.usd_per_million_input == pytest.approx(0.010 / 1000 * 1e6)  # over 1000, not 5000
+    assert v.totals.cached_input_tokens == 4000 and v.totals.input_tokens == 5000

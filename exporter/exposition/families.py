@@ -129,6 +129,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("cpm_tokens_total", "counter",
            "Tokens processed, by direction (input = prompt, output = generated, training = trained on).",
            (*L, "direction"), _per_line(_tokens)),
+    Family("cpm_cached_input_tokens_total", "counter",
+           "Input tokens served from a prefix cache (a part of direction=\"input\"), where the server says.",
+           L, _per_line(lambda v: [((), v.totals.cached_input_tokens)]
+                        if not v.line.owner.is_idle and not _is_training(v) else [])),
     Family("cpm_requests_total", "counter", "Finished requests (every finish reason).", L,
            _per_line(lambda v: [((), v.totals.requests)] if not v.line.owner.is_idle else [])),
     Family("cpm_gpu_seconds_total", "counter",
@@ -142,7 +146,8 @@ FAMILIES: tuple[Family, ...] = (
            ("node",), _node(lambda v: to_usd(v.meter.retired_nano))),
     # -- live gauges over the window ------------------------------------------------------------
     Family("cpm_usd_per_million_tokens", "gauge",
-           "Cost per million tokens over the window; split says how input/output money was divided.",
+           "Cost per million tokens over the window (input: prefilled tokens, cache hits excluded); "
+           "split says how input/output money was divided.",
            (*L, "direction", "split"), _per_line(_cpm)),
     Family("cpm_tokens_per_second_per_user", "gauge",
            "Interactivity at which the CPM was reached: tokens/s seen by one user, over the window.",

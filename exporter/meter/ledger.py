@@ -36,6 +36,7 @@ class LineTotals:
     input_tokens: float = 0.0
     output_tokens: float = 0.0
     requests: float = 0.0
+    cached_input_tokens: float = 0.0
     held_ns: int = 0
     busy_ns: int = 0
     measured_ns: int = 0  # held time whose utilisation was known
@@ -213,6 +214,7 @@ class Meter:
         totals.cost_input += cost_in
         totals.cost_output += cost_out
         totals.input_tokens += d.input_tokens
+        totals.cached_input_tokens += d.cached_input_tokens
         totals.output_tokens += d.output_tokens
         totals.requests += d.requests
         totals.held_ns += tl.time[0]
@@ -238,6 +240,7 @@ class Meter:
             tl.time[0],
             tl.time[1],
             tl.time[2],
+            d.cached_input_tokens,
         )  # fmt: skip  (positional: this runs for every line every tick)
         self._windows.setdefault(line, Window()).add(record, window_ns)
 
@@ -256,7 +259,7 @@ class Meter:
             self._split[line] = "phase_time"
         elif d.tokens > 0:
             weights = (
-                weight(d.input_tokens),
+                weight(d.computed_input_tokens),
                 Fraction(pricing.output_input_weight) * weight(d.output_tokens),
             )
             self._split[line] = "token_weight"
@@ -364,6 +367,7 @@ def _sum_deltas(deltas: list[ModelDelta]) -> ModelDelta:
         total = ModelDelta(
             owner=x.owner,
             input_tokens=total.input_tokens + x.input_tokens,
+            cached_input_tokens=total.cached_input_tokens + x.cached_input_tokens,
             output_tokens=total.output_tokens + x.output_tokens,
             requests=total.requests + x.requests,
             prefill_seconds=total.prefill_seconds + x.prefill_seconds,
@@ -376,7 +380,7 @@ def _sum_deltas(deltas: list[ModelDelta]) -> ModelDelta:
 
 def _copy(t: LineTotals) -> LineTotals:
     return LineTotals(
-        dict(t.cost), t.cost_input, t.cost_output, t.input_tokens, t.output_tokens, t.requests,
+        dict(t.cost), t.cost_input, t.cost_output, t.input_tokens, t.output_tokens, t.requests, t.cached_input_tokens,
         t.held_ns, t.busy_ns, t.measured_ns, t.last_ns,
     )  # fmt: skip
 

@@ -20,6 +20,7 @@ from exporter.model import ModelCounters, Owner, TargetScrape
 MAX_TOKENS_PER_SECOND = 10_000_000
 COUNTER_FIELDS = (
     "input_tokens",
+    "cached_input_tokens",
     "output_tokens",
     "requests",
     "prefill_seconds",
@@ -35,6 +36,7 @@ class ModelDelta:
 
     owner: Owner
     input_tokens: float = 0.0
+    cached_input_tokens: float = 0.0  # part of input_tokens the server served from cache
     output_tokens: float = 0.0
     requests: float = 0.0
     prefill_seconds: float = 0.0
@@ -44,6 +46,11 @@ class ModelDelta:
     running: float | None = None
     itl_method: str = ""  # what itl_seconds / itl_count measure (the server's profile says)
     has_phase_time: bool = False  # the server exports prefill and decode time
+
+    @property
+    def computed_input_tokens(self) -> float:
+        """Prompt tokens the GPU actually prefilled: what the input price is spread over."""
+        return max(self.input_tokens - self.cached_input_tokens, 0.0)
 
     @property
     def tokens(self) -> float:

@@ -32,6 +32,7 @@ class TickRecord(NamedTuple):
     held_ns: int = 0
     busy_ns: int = 0
     measured_ns: int = 0
+    cached_input_tokens: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,8 @@ class Window:
         span_s = r.dt_ns / NS_PER_S
         tps, method = _interactivity(r, span_s)
         return LiveGauges(
-            usd_per_million_input=_per_million(r.cost_input, r.input_tokens),
+            # Prefix-cache hits cost next to nothing: they must not dilute the input price.
+            usd_per_million_input=_per_million(r.cost_input, r.input_tokens - r.cached_input_tokens),
             usd_per_million_output=_per_million(r.cost_output, r.output_tokens),
             usd_per_million_total=_per_million(r.cost, r.input_tokens + r.output_tokens),
             usd_per_request=_ratio(r.cost / NANO_PER_USD, r.requests),

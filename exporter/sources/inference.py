@@ -89,6 +89,7 @@ def _model_counters(key: tuple[str, str], index: Indexed, shared: Indexed, p: Se
         instance=key[1],
         input_tokens=value(index, p.input_tokens) or 0.0,
         output_tokens=value(index, p.output_tokens) or 0.0,
+        cached_input_tokens=value(index, p.cached_input_tokens),
         requests=value(index, p.requests),
         created=created if created is not None else value(shared, p.created),
         prefill_seconds=value(index, p.prefill_seconds),

@@ -36,6 +36,7 @@ class ServerProfile:
     prefixes: tuple[str, ...]  # auto-detection: a sample name starting with one of these
     input_tokens: Alternatives  # every prompt token, computed or served from cache
     output_tokens: Alternatives
+    cached_input_tokens: Alternatives = ()  # the part of the input served from a prefix cache
     model_label: str = ""  # "" when one process serves one model and says not which
     # A label whose values are independent counter sets of one model (vLLM's data-parallel
     # ``engine``): each restarts on its own, so each is read, and reset-checked, apart.
@@ -54,6 +55,7 @@ class ServerProfile:
         """Every sample name this profile may read, across the versions it knows."""
         fields: tuple[Alternatives, ...] = (
             self.input_tokens,
+            self.cached_input_tokens,
             self.output_tokens,
             self.created,
             self.requests,
@@ -74,6 +76,8 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
             model_label="model_name",
             instance_label="engine",
             input_tokens=(s("vllm:prompt_tokens_total"),),
+            # ≥ 0.20: local + external cache hits; 0.9–0.13: prefix-cache hits, in tokens.
+            cached_input_tokens=(s("vllm:prompt_tokens_cached_total"), s("vllm:prefix_cache_hits_total")),
             output_tokens=(s("vllm:generation_tokens_total"),),
             created=(s("vllm:prompt_tokens_created"), s("process_start_time_seconds")),
             requests=(s("vllm:request_success_total"),),  # every finished_reason
@@ -91,6 +95,7 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
             prefixes=("sglang:",),
             model_label="model_name",
             input_tokens=(s("sglang:prompt_tokens_total"),),
+            cached_input_tokens=(s("sglang:cached_tokens_total"),),  # every cache_source
             output_tokens=(s("sglang:generation_tokens_total"),),
             requests=(s("sglang:num_requests_total"),),
             running=(s("sglang:num_running_reqs"),),
@@ -126,6 +131,7 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
             # excludes cached prompt tokens, so input = computed + cached.
             prefixes=("llamacpp:",),
             input_tokens=(s("llamacpp:prompt_tokens_total", "llamacpp:prompt_tokens_cached_total"),),
+            cached_input_tokens=(s("llamacpp:prompt_tokens_cached_total"),),
             output_tokens=(s("llamacpp:tokens_predicted_total"),),
             running=(s("llamacpp:requests_processing"),),
             token_time=(
