@@ -38,10 +38,13 @@ The file format (every field is optional unless marked *required*)::
           team: search          # default: the namespace
           model: meta-llama/Llama-3.3-70B-Instruct   # required
           kind: inference       # or training
+          role: unified         # or prefill / decode: disaggregated serving (money all input / output)
+          target_tokens: 2e10    # training: tokens the run is meant to process (projection)
           gpus: ["0", "1"]      # or [{id: "0", share: 2}, ...] for time-sliced GPUs
           storage_gb: 200
           targets:
             - {url: "http://127.0.0.1:8001/metrics", server: auto, name: llama-70b-0}
+            # training: {url: "file:///shared/cpm/job.prom", token_metric: myjob_tokens_total}
 
 Rules worth knowing:
 

@@ -13,14 +13,25 @@ from urllib.parse import urlsplit
 from yaml.nodes import Node, ScalarNode
 
 from exporter import yamlnodes as yn
-from exporter.model import CAPACITY_CLASSES, WORKLOAD_KINDS, Owner
+from exporter.model import CAPACITY_CLASSES, SERVING_ROLES, WORKLOAD_KINDS, Owner
 from exporter.pricing import ZERO
 from exporter.settings import StaticGpu, StaticWorkload, Target
 from exporter.yamlnodes import Problems, choice_reader, number_reader, text_reader
 
 MAX_GPUS = 1024  # per node; a typo like count: 80000000 must not allocate a huge tuple
 _GPU_ENTRY = ("hardware", "count", "ids", "capacity", "utilization", "power_watts")
-_WORKLOAD = ("pod", "namespace", "team", "model", "kind", "gpus", "storage_gb", "targets", "target_tokens")
+_WORKLOAD = (
+    "pod",
+    "namespace",
+    "team",
+    "model",
+    "kind",
+    "role",
+    "gpus",
+    "storage_gb",
+    "targets",
+    "target_tokens",
+)
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
@@ -135,6 +146,7 @@ def _read_workload(p: Problems, entry: Node, at: str, gpu_ids: set[str] | None) 
     gpus = _workload_gpus(p, m.get("gpus"), f"{at}.gpus", gpu_ids)
     targets = _read_targets(p, m.get("targets"), f"{at}.targets", default_name=pod or "")
     target_tokens = yn.optional(m, "target_tokens", at, number_reader(p, gt=ZERO), None)
+    role = yn.optional(m, "role", at, choice_reader(p, SERVING_ROLES, "serving role"), "unified")
     if pod is None or namespace is None or model is None or team is None:
         return None
     owner = Owner(namespace, pod, team, model, workload=kind)
@@ -147,6 +159,7 @@ def _read_workload(p: Problems, entry: Node, at: str, gpu_ids: set[str] | None) 
             for name, url, server, metric in targets
         ),
         target_tokens=target_tokens,
+        role=role,
     )
 
 

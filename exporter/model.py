@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 CAPACITY_CLASSES = ("on_demand", "spot", "reserved", "contract", "owned")
 WORKLOAD_KINDS = ("inference", "training")
+# Disaggregated serving: a prefill pod's money is all input, a decode pod's all output.
+SERVING_ROLES = ("unified", "prefill", "decode")
 
 
 class Owner(NamedTuple):
@@ -122,6 +124,8 @@ class TickInput:
     pods: tuple[PodUsage, ...] = field(default_factory=tuple)
     # Training jobs: (namespace, pod) → tokens the whole run is meant to process.
     token_targets: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    # (namespace, pod) → "prefill" | "decode" for disaggregated serving; absent: unified.
+    roles: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def dt_ns(self) -> int:

@@ -147,6 +147,7 @@ class Runtime:
             scrapes=scrapes,
             pods=self._node.pods(cfg),
             token_targets=token_targets(cfg),
+            roles={(w.owner.namespace, w.owner.pod): w.role for w in cfg.workloads if w.role != "unified"},
         )
         snapshot = self.meter.tick(inp, cfg.pricing, cfg.window_seconds)
         self._last_mono = mono

@@ -49,6 +49,7 @@ class StaticWorkload:
     storage_gb: Decimal = Decimal(0)
     targets: tuple[Target, ...] = ()
     target_tokens: Decimal | None = None  # training: tokens to train, for the projection
+    role: str = "unified"  # disaggregated serving: "prefill" or "decode" pods
 
 
 @dataclass(frozen=True, slots=True)

@@ -567,7 +567,7 @@ def test_five_problems_come_back_together_in_one_error() -> None:
         "pricing.gpus.H100.on_demand (line 4): is a string ('4.50'); write it without quotes",
         "pricing.gpus.H100.spot (line 4): is NaN; expected a finite number",
         "inventory.workloads[0].colour (line 11): unknown field 'colour'; allowed: gpus, kind, model, "
-        "namespace, pod, storage_gb, target_tokens, targets, team",
+        "namespace, pod, role, storage_gb, target_tokens, targets, team",
         "inventory.workloads[0].gpus[0] (line 11): GPU id '3' is not in inventory.gpus (known: 0)",
     ]
     assert str(info.value).startswith("<string>: 6 problem(s):\n  - pricing.egress_usd_per_gb")
@@ -714,3 +714,10 @@ def test_random_documents_only_ever_raise_config_error(tree: object) -> None:
 @given(st.text())
 def test_arbitrary_text_only_ever_raises_config_error(text: str) -> None:
     _load_or_config_error(text)
+
+
+def test_a_serving_role_is_read_and_checked() -> None:
+    text = BASE.replace('model: m, gpus: ["0"]}', 'model: m, role: decode, gpus: ["0"]}')
+    assert load(text).workloads[0].role == "decode"
+    wrong = BASE.replace('model: m, gpus: ["0"]}', 'model: m, role: both, gpus: ["0"]}')
+    assert "unknown serving role 'both'" in only(wrong)

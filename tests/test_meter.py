@@ -323,3 +323,14 @@ def test_prefix_cache_hits_do_not_dilute_the_input_price() -> None:
     assert (v.totals.cost_input, v.totals.cost_output) == (10_000_000, 10_000_000)
     assert v.gauges.usd_per_million_input == pytest.approx(0.010 / 1000 * 1e6)  # over 1000, not 5000
     assert v.totals.cached_input_tokens == 4000 and v.totals.input_tokens == 5000
+
+
+def test_disaggregated_prefill_and_decode_pods_pay_one_direction_each() -> None:
+    m = Meter("n")
+    g, p = gpus(2), (Placement("0", A), Placement("1", B))
+    roles = {("search", "a-0"): "prefill", ("chat", "b-0"): "decode"}
+    scrapes = (scrape(A, counters("llama", 1000, 1)), scrape(B, counters("qwen", 1000, 500)))
+    snap = m.tick(TickInput(T0, T0 + 10 * S, "n", g, p, scrapes, roles=roles), PRICES, 60)
+    a, b = line(snap, "a-0"), line(snap, "b-0")
+    assert (a.totals.cost_input, a.totals.cost_output, a.split) == (10_000_000, 0, "disaggregated")
+    assert (b.totals.cost_input, b.totals.cost_output, b.split) == (0, 10_000_000, "disaggregated")

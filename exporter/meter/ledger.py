@@ -101,6 +101,7 @@ class Meter:
         self._itl_method: dict[Line, str] = {}
         self._done: dict[PodKey, float] = {}  # training: tokens each job's counter shows
         self._targets: Mapping[PodKey, float] = {}
+        self._roles: Mapping[PodKey, str] = {}
         self._last_ratio: dict[Line, tuple[int | Fraction, int | Fraction]] = {}
         self._last_model: dict[PodKey, str] = {}
         self._admitted: set[Owner] = set()
@@ -123,6 +124,7 @@ class Meter:
         self._resets.update(tok.resets)
         self._done.update(tok.done)
         self._targets = inp.token_targets
+        self._roles = inp.roles
         self._rejected.update(tok.rejected)
         att = self._gpus.attribute(inp, pricing)
         self._unpriced_ns += inp.dt_ns * len(att.unpriced)
@@ -253,6 +255,10 @@ class Meter:
         if line.owner.workload == "training":
             self._split[line] = "training"  # training tokens are all "input": no decode phase
             return cost, 0
+        role = self._roles.get((line.owner.namespace, line.owner.pod))
+        if role is not None:  # disaggregated serving: the pod does one phase only
+            self._split[line] = "disaggregated"
+            return (cost, 0) if role == "prefill" else (0, cost)
         weights: tuple[int | Fraction, int | Fraction] | None = None
         if deltas and all(x.has_phase_time for x in deltas) and d.prefill_seconds + d.decode_seconds > 0:
             weights = (weight(d.prefill_seconds), weight(d.decode_seconds))
