@@ -91,6 +91,7 @@ class ModelCounters:
     running: float | None = None  # gauge: requests in the batch right now
     instance: str = ""  # one of several independent counter sets of the model (vLLM engine)
     cached_input_tokens: float | None = None  # part of input_tokens served from a prefix cache
+    requests_by_reason: tuple[tuple[str, float], ...] = ()  # (finish reason, finished requests)
 
 
 @dataclass(frozen=True, slots=True)

@@ -226,3 +226,16 @@ def test_every_simulated_engine_is_read_back_exactly(engine: str) -> None:
         # 20 ms per token (50 tokens/s per user); llama.cpp divides decode time by every
         # predicted token, first ones included (161 tokens for 154 gaps): 4 % lower.
         assert m.itl_seconds / m.itl_count == pytest.approx(0.02, rel=0.05)
+
+
+def test_vllm_finished_requests_are_read_per_finish_reason() -> None:
+    text = (FIXTURES / "vllm" / "v1-0.33.0.txt").read_text()
+    (m,) = read_payload(text, "vllm", 100_000)
+    expected = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "vllm:request_success_total":
+                reason = s.labels["finished_reason"]
+                expected[reason] = expected.get(reason, 0.0) + s.value
+    assert dict(m.requests_by_reason) == expected
+    assert sum(n for _, n in m.requests_by_reason) == m.requests

@@ -334,3 +334,18 @@ def test_disaggregated_prefill_and_decode_pods_pay_one_direction_each() -> None:
     a, b = line(snap, "a-0"), line(snap, "b-0")
     assert (a.totals.cost_input, a.totals.cost_output, a.split) == (10_000_000, 0, "disaggregated")
     assert (b.totals.cost_input, b.totals.cost_output, b.split) == (0, 10_000_000, "disaggregated")
+
+
+def test_finished_requests_are_counted_per_reason_with_resets() -> None:
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+
+    def c(stop: float, abort: float, created: float) -> ModelCounters:
+        return ModelCounters("llama", 0, 0, requests=stop + abort, created=created,
+                             requests_by_reason=(("abort", abort), ("stop", stop)))  # fmt: skip
+
+    snap = run(m, (g, p, (scrape(A, c(10, 1, 1.0)),)), (g, p, (scrape(A, c(15, 3, 1.0)),)),
+               (g, p, (scrape(A, c(4, 0, 2.0)),)))  # fmt: skip
+    v = line(snap, "a-0")
+    assert v.totals.requests_by_reason == {"stop": 5 + 4, "abort": 2 + 0}
+    assert v.totals.requests == 7 + 4

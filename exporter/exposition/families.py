@@ -133,6 +133,10 @@ FAMILIES: tuple[Family, ...] = (
            "Input tokens served from a prefix cache (a part of direction=\"input\"), where the server says.",
            L, _per_line(lambda v: [((), v.totals.cached_input_tokens)]
                         if not v.line.owner.is_idle and not _is_training(v) else [])),
+    Family("cpm_requests_by_finish_reason_total", "counter",
+           "Finished requests by why they finished (stop, length, abort, error…), where the server says.",
+           (*L, "finish_reason"),
+           _per_line(lambda v: [((why,), n) for why, n in sorted(v.totals.requests_by_reason.items())])),
     Family("cpm_requests_total", "counter", "Finished requests (every finish reason).", L,
            _per_line(lambda v: [((), v.totals.requests)] if not v.line.owner.is_idle else [])),
     Family("cpm_gpu_seconds_total", "counter",

@@ -19,6 +19,8 @@ def escape_help(text: str) -> str:
 
 
 def format_value(value: float) -> str:
+    if isinstance(value, int):  # int has no is_integer() before Python 3.12
+        return str(value)
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):

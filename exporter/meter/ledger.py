@@ -37,6 +37,7 @@ class LineTotals:
     output_tokens: float = 0.0
     requests: float = 0.0
     cached_input_tokens: float = 0.0
+    requests_by_reason: dict[str, float] = field(default_factory=dict)
     held_ns: int = 0
     busy_ns: int = 0
     measured_ns: int = 0  # held time whose utilisation was known
@@ -217,6 +218,9 @@ class Meter:
         totals.cost_output += cost_out
         totals.input_tokens += d.input_tokens
         totals.cached_input_tokens += d.cached_input_tokens
+        for x in tl.deltas:
+            for why, n in x.requests_by_reason:
+                totals.requests_by_reason[why] = totals.requests_by_reason.get(why, 0.0) + n
         totals.output_tokens += d.output_tokens
         totals.requests += d.requests
         totals.held_ns += tl.time[0]
@@ -387,6 +391,7 @@ def _sum_deltas(deltas: list[ModelDelta]) -> ModelDelta:
 def _copy(t: LineTotals) -> LineTotals:
     return LineTotals(
         dict(t.cost), t.cost_input, t.cost_output, t.input_tokens, t.output_tokens, t.requests, t.cached_input_tokens,
+        dict(t.requests_by_reason),
         t.held_ns, t.busy_ns, t.measured_ns, t.last_ns,
     )  # fmt: skip
 

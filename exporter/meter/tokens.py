@@ -44,6 +44,7 @@ class ModelDelta:
     itl_seconds: float = 0.0
     itl_count: float = 0.0
     running: float | None = None
+    requests_by_reason: tuple[tuple[str, float], ...] = ()  # finished this tick, per reason
     itl_method: str = ""  # what itl_seconds / itl_count measure (the server's profile says)
     has_phase_time: bool = False  # the server exports prefill and decode time
 
@@ -72,6 +73,8 @@ def _invalid_reason(models: Iterable[ModelCounters]) -> str:
             value = getattr(m, name)
             if not is_valid_counter(value):
                 return "nan" if math.isnan(value) else ("inf" if math.isinf(value) else "negative")
+        if not all(is_valid_counter(n) for _, n in m.requests_by_reason):
+            return "bad_reason_counter"
         if m.running is not None and not (math.isfinite(m.running) and m.running >= 0):
             return "bad_gauge"
     return ""
@@ -127,14 +130,25 @@ class TokenMeter:
             self._last[key] = Reading(value, m.created)
             amounts[name] = d.amount
             reset = reset or d.reset
+        by_reason = []
+        for why, value in m.requests_by_reason:
+            key = (scrape.target, m.model, m.instance, "requests:" + why)
+            d = delta(self._last.get(key), Reading(value, m.created), born_after=start_s)
+            self._last[key] = Reading(value, m.created)
+            by_reason.append((why, d.amount))
         jump = amounts.get("input_tokens", 0) + amounts.get("output_tokens", 0) > MAX_TOKENS_PER_SECOND * max(
             elapsed_s, 1.0
         )
         if jump:
-            amounts = {}
+            amounts, by_reason = {}, []
         phase = m.prefill_seconds is not None and m.decode_seconds is not None
         md = ModelDelta(
-            owner=owner, running=m.running, itl_method=m.itl_method, has_phase_time=phase, **amounts
+            owner=owner,
+            running=m.running,
+            requests_by_reason=tuple(by_reason),
+            itl_method=m.itl_method,
+            has_phase_time=phase,
+            **amounts,
         )
         return md, int(reset), jump
 

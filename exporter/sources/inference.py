@@ -77,6 +77,20 @@ def value(index: Indexed, alternatives: tuple[Series, ...]) -> float | None:
     return None
 
 
+def by_label(index: Indexed, alternatives: tuple[Series, ...], label: str) -> tuple[tuple[str, float], ...]:
+    """The first present alternative, summed per value of ``label`` (e.g. per finish reason)."""
+    for series in alternatives:
+        sums: dict[str, float] = {}
+        for name in series.names:
+            for x in index.get(name, ()):
+                if all(x.labels.get(k) == v for k, v in series.where):
+                    key = x.labels.get(label, "")[:MAX_LABEL_LENGTH]
+                    sums[key] = sums.get(key, 0.0) + x.value
+        if sums:
+            return tuple(sorted(sums.items()))
+    return ()
+
+
 def _model_counters(key: tuple[str, str], index: Indexed, shared: Indexed, p: ServerProfile) -> ModelCounters:
     token_time = next(
         ((t, n) for pair in p.token_time if (t := value(index, (pair[0],))) is not None
@@ -91,6 +105,9 @@ def _model_counters(key: tuple[str, str], index: Indexed, shared: Indexed, p: Se
         output_tokens=value(index, p.output_tokens) or 0.0,
         cached_input_tokens=value(index, p.cached_input_tokens),
         requests=value(index, p.requests),
+        requests_by_reason=by_label(index, p.requests, p.finish_reason_label)
+        if p.finish_reason_label
+        else (),
         created=created if created is not None else value(shared, p.created),
         prefill_seconds=value(index, p.prefill_seconds),
         decode_seconds=value(index, p.decode_seconds),

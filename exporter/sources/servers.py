@@ -43,6 +43,7 @@ class ServerProfile:
     instance_label: str = ""
     created: Alternatives = ()  # start time of the token counters (reset detection)
     requests: Alternatives = ()  # finished requests
+    finish_reason_label: str = ""  # the label of ``requests`` that says why a request finished
     running: Alternatives = ()  # gauge: requests in the batch (concurrency)
     # Time per output token as a (seconds, tokens) pair of cumulative sums; ``token_time``
     # names what the pair measures, for the ``method`` label of the interactivity gauge.
@@ -81,6 +82,7 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
             output_tokens=(s("vllm:generation_tokens_total"),),
             created=(s("vllm:prompt_tokens_created"), s("process_start_time_seconds")),
             requests=(s("vllm:request_success_total"),),  # every finished_reason
+            finish_reason_label="finished_reason",
             running=(s("vllm:num_requests_running"),),
             # V1 ≥ 0.10.2 name first; the V0 / early V1 name (gone by 0.20.0) second.
             token_time=(
