@@ -75,8 +75,10 @@ def _line(i: int) -> LineView:
     )  # fmt: skip
     total = sum(cost.values())
     totals = LineTotals(
-        cost, total // 5, total - total // 5, 1.234e9 * k + i, 3.21e8 * k, 1.1e6 * k,
-        3_600 * 10**9 * k, 2_700 * 10**9 * k + 123_456_789, END_NS,
+        cost=cost, cost_input=total // 5, cost_output=total - total // 5, input_tokens=1.234e9 * k + i,
+        output_tokens=3.21e8 * k, requests=1.1e6 * k, cached_input_tokens=2.5e8 * k,
+        requests_by_reason={"stop": 1.0e6 * k, "length": 1.0e5 * k}, held_ns=3_600 * 10**9 * k,
+        busy_ns=2_700 * 10**9 * k + 123_456_789, measured_ns=3_600 * 10**9 * k, last_ns=END_NS,
     )  # fmt: skip
     gauges = LiveGauges(
         usd_per_million_input=0.1234567 * k, usd_per_million_output=0.987654321 * k,

@@ -38,6 +38,7 @@ def render_family(family: Family, view: ExportView, prefixes: dict[tuple[str, ..
     """One family's lines. ``prefixes`` caches escaped base labels across families."""
     out = [f"# HELP {family.name} {escape_help(family.help)}", f"# TYPE {family.name} {family.type}"]
     seen: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
+    rests: dict[tuple[str, ...], str] = {}
     for base, extra, value in family.rows(view):
         if (base, extra) in seen:  # one series per label set, always (a duplicate fails the scrape)
             continue
@@ -45,7 +46,9 @@ def render_family(family: Family, view: ExportView, prefixes: dict[tuple[str, ..
         prefix = prefixes.get(base)
         if prefix is None:
             prefix = prefixes[base] = _pairs(family.labels[: len(base)], base)
-        rest = _pairs(family.labels[len(base) :], extra)
+        rest = rests.get(extra)  # few distinct values per family (components, directions)
+        if rest is None:
+            rest = rests[extra] = _pairs(family.labels[len(base) :], extra)
         labels = (
             f"{{{prefix},{rest}}}" if prefix and rest else (f"{{{prefix or rest}}}" if prefix or rest else "")
         )

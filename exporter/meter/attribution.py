@@ -193,6 +193,8 @@ class GpuAttributor:
 
 def _scaled(per_unit: Exact, units: float) -> Exact:
     """``units`` (bytes, whole in practice) times an exact price per unit."""
+    if not units:
+        return 0, 1
     n = weight(units)
     if isinstance(n, int):
         return per_unit[0] * n, per_unit[1]
