@@ -367,3 +367,22 @@ def test_plot_without_matplotlib_says_how_to_install(
     ]
     assert main([*argv, "--point", "1500@18", "--plot", str(tmp_path / "cpm.png")]) == 2
     assert "pip install 'cpm-exporter[plot]'" in capsys.readouterr().err
+
+
+def test_plot_draws_cpm_against_tokens_per_second_per_user(tmp_path: Path) -> None:
+    """The optional extra, installed by the test extra: a real PNG, one line per hardware."""
+    out = tmp_path / "cpm.png"
+    argv = [
+        "compare",
+        "--hardware",
+        "B200",
+        "--capacity",
+        "spot",
+        "--model-class",
+        "glm-5",
+        "--precision",
+        "fp8",
+    ]
+    assert main([*argv, "--point", "1500@18", "--point", "900@40", "--plot", str(out)]) == 0
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000
