@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import importlib.resources
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -17,7 +16,6 @@ from decimal import Decimal
 from yaml.nodes import Node
 
 from exporter import yamlnodes as yn
-from exporter.errors import ConfigError
 from exporter.model import CAPACITY_CLASSES
 from exporter.pricing import ZERO, GpuPrice
 from exporter.yamlnodes import Problems, choice_reader, number_reader, text_reader
@@ -89,21 +87,12 @@ def fact_date(text: str) -> datetime.date:
 @functools.lru_cache(maxsize=1)
 def load_catalogue() -> Catalogue:
     """The newest packaged catalogue, read with the same strict rules as a config file."""
-    data_dir = importlib.resources.files("exporter").joinpath("data")
-    names = sorted(e.name for e in data_dir.iterdir() if e.name.startswith(CATALOGUE_PREFIX))
-    if not names:
-        raise ConfigError(["document: no catalogue file in the package"], "catalogue")
-    return parse_catalogue(data_dir.joinpath(names[-1]).read_text(encoding="utf-8"), names[-1])
+    return parse_catalogue(*yn.newest_packaged(CATALOGUE_PREFIX, "catalogue"))
 
 
 def parse_catalogue(text: str, name: str) -> Catalogue:
     """Read catalogue ``text`` (file ``name``, whose date it must carry) or raise ``ConfigError``."""
-    problems = Problems()
-    root = yn.compose(text, problems)
-    catalogue = _read_catalogue(problems, root, name) if root is not None else None
-    if problems or catalogue is None:
-        raise ConfigError(problems.report() or ["document: unusable"], name)
-    return catalogue
+    return yn.read_document(text, name, _read_catalogue)
 
 
 def _read_catalogue(p: Problems, root: Node, name: str) -> Catalogue | None:

@@ -18,6 +18,7 @@ Readers never raise on bad input: they record ``path (line N): message`` in a
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import re
 from collections.abc import Callable, Collection
 from decimal import Decimal
@@ -25,6 +26,7 @@ from typing import TypeVar
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from exporter.errors import ConfigError
 from exporter.yamltree import MAX_BYTES as MAX_BYTES
 from exporter.yamltree import MAX_DEPTH as MAX_DEPTH
 from exporter.yamltree import MAX_PROBLEMS as MAX_PROBLEMS
@@ -299,3 +301,22 @@ def text_reader(problems: Problems) -> Reader[str]:
 
 def choice_reader(problems: Problems, choices: tuple[str, ...], what: str) -> Reader[str]:
     return lambda at, n: text(problems, n, at, choices=choices, what=what)
+
+
+def read_document(text: str, name: str, reader: Callable[[Problems, Node, str], T | None]) -> T:
+    """A whole packaged or user document read strictly with ``reader``, or one ``ConfigError``."""
+    problems = Problems()
+    root = compose(text, problems)
+    document = reader(problems, root, name) if root is not None else None
+    if problems or document is None:
+        raise ConfigError(problems.report() or ["document: unusable"], name)
+    return document
+
+
+def newest_packaged(prefix: str, what: str) -> tuple[str, str]:
+    """(text, file name) of the newest ``exporter/data/<prefix>*`` file (dated names sort by date)."""
+    data_dir = importlib.resources.files("exporter").joinpath("data")
+    names = sorted(e.name for e in data_dir.iterdir() if e.name.startswith(prefix))
+    if not names:
+        raise ConfigError([f"document: no {what} in the package"], what)
+    return data_dir.joinpath(names[-1]).read_text(encoding="utf-8"), names[-1]

@@ -8,7 +8,6 @@ of the same metric, model class and precision; ``unspecified`` precision never m
 from __future__ import annotations
 
 import functools
-import importlib.resources
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +16,6 @@ from yaml.nodes import Node
 
 from exporter import yamlnodes as yn
 from exporter.catalogue import fact_date
-from exporter.errors import ConfigError
 from exporter.yamlnodes import Problems, text_reader
 
 TABLE_PREFIX = "throughput-"
@@ -90,11 +88,7 @@ class PublishedTable:
 @functools.lru_cache(maxsize=1)
 def load_table() -> PublishedTable:
     """The newest packaged table."""
-    data_dir = importlib.resources.files("exporter").joinpath("data")
-    names = sorted(e.name for e in data_dir.iterdir() if e.name.startswith(TABLE_PREFIX))
-    if not names:
-        raise ConfigError(["document: no throughput table in the package"], "throughput table")
-    return parse_table(data_dir.joinpath(names[-1]).read_text(encoding="utf-8"), names[-1])
+    return parse_table(*yn.newest_packaged(TABLE_PREFIX, "throughput table"))
 
 
 def read_table(path: str) -> PublishedTable:
@@ -103,12 +97,7 @@ def read_table(path: str) -> PublishedTable:
 
 
 def parse_table(text: str, name: str) -> PublishedTable:
-    problems = Problems()
-    root = yn.compose(text, problems)
-    table = _read(problems, root, name) if root is not None else None
-    if problems or table is None:
-        raise ConfigError(problems.report() or ["document: unusable"], name)
-    return table
+    return yn.read_document(text, name, _read)
 
 
 def _read(p: Problems, root: Node, name: str) -> PublishedTable | None:
