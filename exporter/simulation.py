@@ -78,7 +78,6 @@ class SimEngine:
         self._started = now
         self._last_advance = now
         self._owed = 0.0
-        self.restarts = 0
         self._zero(now)
 
     def _zero(self, now: float) -> None:
@@ -125,7 +124,6 @@ class SimEngine:
     def restart(self, now: float | None = None) -> None:
         """The server restarts: every counter back to zero, with a new ``_created``."""
         with self._lock:
-            self.restarts += 1
             self._zero(time.time() if now is None else now)
 
     def advance(self, now: float) -> None:
@@ -139,7 +137,6 @@ class SimEngine:
         elapsed = max(0.0, now - self._last_advance)
         self._last_advance = now
         if load.restart_every_seconds and now - self.created >= load.restart_every_seconds:
-            self.restarts += 1
             self._zero(now)
         swell = 1.0 + 0.35 * math.sin((now - self._started) / 45.0 + load.seed)
         self._owed += load.requests_per_second * swell * elapsed

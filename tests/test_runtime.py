@@ -95,6 +95,8 @@ def test_one_bad_target_never_stops_the_others(world: World) -> None:
     assert value(rt, "cpm_target_up", target="bad-0") == 0
     assert value(rt, "cpm_target_up", target="good-0") == 1
     assert value(rt, "cpm_target_scrape_errors_total", target="bad-0", reason="connect") == 1
+    cur = rt.published.current
+    assert cur is not None and b"Target bad-0 is down: http://bad:1/metrics: connection refused" in cur.page
     world.broken.clear()
     world.advance(5)
     rt.tick()

@@ -92,6 +92,11 @@ def render_page(view: ExportView) -> bytes:
         for p in s.prices_in_use
         if p.source == "catalogue"
     )
+    warnings += "".join(
+        f'<p class="warn">Target {html.escape(t.name)} is down: {html.escape(t.last_error)}</p>'
+        for t in s.targets
+        if not t.up
+    )
     if not s.config_ok:
         warnings += (
             f'<p class="warn">Config reload failed; last good config kept: {html.escape(s.config_error)}</p>'

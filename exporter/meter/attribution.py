@@ -22,7 +22,6 @@ from exporter.model import IDLE, GpuSample, Owner, Placement, PodUsage, TickInpu
 from exporter.pricing import BYTES_PER_GB, PricingConfig
 
 NO_HARDWARE = "none"
-COMPONENTS = ("gpu", "energy", "egress", "cross_zone", "storage", "support", "overhead")
 JOULES_PER_KWH = 3_600_000
 
 

@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
 from exporter.whatif import WhatIfError
+from exporter.whatif.render import FORMATS
 
 if TYPE_CHECKING:  # the modules themselves are imported when a command runs
     from exporter.whatif.benchmarks import OperatingPoint
@@ -106,9 +107,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="U",
         help="share of paid time serving at the measured rate: 0.7 or 70%% (default 100%%)",
     )
-    p.add_argument(
-        "--format", choices=("table", "json", "csv"), default="table", help="output format (table)"
-    )
+    p.add_argument("--format", choices=FORMATS, default="table", help="output format (table)")
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
