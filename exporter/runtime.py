@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from exporter import __version__
 from exporter.errors import ConfigError
@@ -67,6 +68,7 @@ class Runtime:
         self._load = load
         self.mode = mode
         self.config = load()  # the first load must succeed: the CLI reports its ConfigError
+        self._derived = derive(self.config)
         self._node = node_source or StaticInventory()
         self._clock = clock
         # GPU-seconds come from a monotonic clock (a wall-clock jump must not bill a day or
@@ -114,7 +116,7 @@ class Runtime:
             return False, str(e)
         with self._lock:
             changed = cfg.sha256 != self.config.sha256
-            self.config = cfg
+            self.config, self._derived = cfg, derive(cfg)
             self.meter.max_owners = cfg.max_owners
             self.meter.forget_targets({t.name for t in cfg.targets})
             self._config_ok, self._config_error = True, ""
@@ -134,10 +136,10 @@ class Runtime:
     def tick(self) -> MeterSnapshot:
         began = time.perf_counter()
         with self._lock:
-            cfg = self.config
+            cfg, derived = self.config, self._derived
         end_ns, mono = self._clock(), self._monotonic()
         start_ns = end_ns - (0 if self._last_mono is None else mono - self._last_mono)
-        scrapes = self._scrape_all(cfg)
+        scrapes = self._scrape_all(cfg, derived.limits)
         inp = TickInput(
             start_ns=start_ns,
             end_ns=end_ns,
@@ -146,19 +148,18 @@ class Runtime:
             placements=self._node.placements(cfg),
             scrapes=scrapes,
             pods=self._node.pods(cfg),
-            token_targets=token_targets(cfg),
-            roles={(w.owner.namespace, w.owner.pod): w.role for w in cfg.workloads if w.role != "unified"},
+            token_targets=derived.token_targets,
+            roles=derived.roles,
         )
         snapshot = self.meter.tick(inp, cfg.pricing, cfg.window_seconds)
         self._last_mono = mono
         self._ticks += 1
-        view = ExportView(snapshot, self._status(cfg, scrapes))
+        view = ExportView(snapshot, self._status(cfg, derived, scrapes))
         self.published.publish(render(view), render_page(view))
         self._tick_seconds = time.perf_counter() - began
         return snapshot
 
-    def _scrape_all(self, cfg: ExporterConfig) -> tuple[TargetScrape, ...]:
-        limits = FetchLimits(cfg.limits.timeout_seconds, cfg.limits.max_body_bytes, cfg.limits.max_samples)
+    def _scrape_all(self, cfg: ExporterConfig, limits: FetchLimits) -> tuple[TargetScrape, ...]:
         futures = [self._pool.submit(inference.scrape, t, limits, self._fetch) for t in cfg.targets]
         scrapes = tuple(f.result() for f in futures)
         for s in scrapes:
@@ -171,7 +172,9 @@ class Runtime:
                 errors[s.error_reason] += 1
         return scrapes
 
-    def _status(self, cfg: ExporterConfig, scrapes: tuple[TargetScrape, ...]) -> RuntimeStatus:
+    def _status(
+        self, cfg: ExporterConfig, derived: Derived, scrapes: tuple[TargetScrape, ...]
+    ) -> RuntimeStatus:
         targets = tuple(
             TargetStatus(
                 s.target,
@@ -189,7 +192,7 @@ class Runtime:
             mode=self.mode,
             version=__version__,
             pricing=cfg.pricing,
-            prices_in_use=prices_in_use(cfg),
+            prices_in_use=derived.prices_in_use,
             targets=targets,
             config_ok=ok,
             config_success_timestamp=ts,
@@ -229,16 +232,25 @@ class Runtime:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def token_targets(cfg: ExporterConfig) -> dict[tuple[str, str], float]:
-    """Training runs with a target token count, for the projection."""
-    return {
-        (w.owner.namespace, w.owner.pod): float(w.target_tokens)
-        for w in cfg.workloads
-        if w.target_tokens is not None
-    }
+class Derived(NamedTuple):
+    """What every tick needs from a config, worked out once per load, not once per tick."""
+
+    limits: FetchLimits
+    token_targets: dict[tuple[str, str], float]  # training runs with a target token count
+    roles: dict[tuple[str, str], str]  # disaggregated serving: prefill / decode pods
+    prices_in_use: tuple[GpuPrice, ...]
 
 
-def prices_in_use(cfg: ExporterConfig) -> tuple[GpuPrice, ...]:
+def derive(cfg: ExporterConfig) -> Derived:
     pairs = sorted({(g.hardware, g.capacity) for g in cfg.gpus})
-    found = (cfg.pricing.gpu_price(hw, cap) for hw, cap in pairs)
-    return tuple(p for p in found if p is not None)
+    prices = (cfg.pricing.gpu_price(hw, cap) for hw, cap in pairs)
+    return Derived(
+        limits=FetchLimits(cfg.limits.timeout_seconds, cfg.limits.max_body_bytes, cfg.limits.max_samples),
+        token_targets={
+            (w.owner.namespace, w.owner.pod): float(w.target_tokens)
+            for w in cfg.workloads
+            if w.target_tokens is not None
+        },
+        roles={(w.owner.namespace, w.owner.pod): w.role for w in cfg.workloads if w.role != "unified"},
+        prices_in_use=tuple(p for p in prices if p is not None),
+    )
