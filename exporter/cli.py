@@ -6,7 +6,6 @@ import argparse
 import logging
 import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -150,26 +149,19 @@ def _run(path: str, listen: tuple[str, int], lifecycle: bool) -> int:
 
 def _serve(runtime: Runtime, listen: tuple[str, int], *, lifecycle: bool) -> int:
     from exporter.exposition.server import serve
+    from exporter.wakeup import Wakeup
 
-    stop, reload_requested = threading.Event(), threading.Event()
+    wakeup = Wakeup()
     server = serve(listen[0], listen[1], runtime.published, runtime.reload if lifecycle else None)
     host, port = str(server.server_address[0]), server.server_address[1]
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
     print(f"cpm-exporter {__version__} serving http://{shown}:{port}/ (metrics at /metrics)", file=sys.stderr)
-
-    def on_stop() -> None:
-        stop.set()
-        runtime.wake()
-
-    def on_hup() -> None:
-        reload_requested.set()
-        runtime.wake()
-
-    _on_signals(on_stop, on_hup)
+    _on_signals(wakeup.request_stop, wakeup.request_reload)
     try:
-        runtime.run(stop, reload_requested)
+        runtime.run(wakeup)
     finally:
         server.shutdown()
+        wakeup.close()
     return 0
 
 

@@ -31,6 +31,7 @@ from exporter.settings import ExporterConfig
 from exporter.sources import inference
 from exporter.sources.inventory import NodeSource, StaticInventory
 from exporter.sources.textformat import FetchLimits, fetch_text
+from exporter.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 Loader = Callable[[], ExporterConfig]
@@ -83,7 +84,6 @@ class Runtime:
         self.published = Published()
         self._lock = threading.Lock()  # guards the config and its status
         self._reload_lock = threading.Lock()  # one reload at a time, load and swap together
-        self._wake = threading.Event()
         self._config_ok = True
         self._config_error = ""
         self._config_success_ts = time.time()
@@ -205,21 +205,15 @@ class Runtime:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        """Make ``run`` look at its events now (a signal arrived), not at the next tick."""
-        self._wake.set()
-
-    def run(self, stop: threading.Event, reload_requested: threading.Event | None = None) -> None:
-        """Tick every ``tick_seconds`` until ``stop`` is set; a slow tick never piles up."""
+    def run(self, wakeup: Wakeup) -> None:
+        """Tick every ``tick_seconds`` until a stop is requested; a slow tick never piles up."""
         self.tick()  # baseline: readings and a first page at once, no money yet
         next_at = time.monotonic() + self.config.tick_seconds
-        while not stop.is_set():
-            self._wake.wait(max(0.0, next_at - time.monotonic()))
-            self._wake.clear()
-            if stop.is_set():
+        while not wakeup.stopping:
+            wakeup.sleep(next_at - time.monotonic())
+            if wakeup.stopping:
                 break
-            if reload_requested is not None and reload_requested.is_set():
-                reload_requested.clear()
+            if wakeup.take_reload():
                 self.reload()
             if time.monotonic() < next_at:
                 continue  # woken early by a signal: the tick keeps its schedule
