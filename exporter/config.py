@@ -93,6 +93,7 @@ from exporter.catalogue import parse_catalogue as parse_catalogue
 from exporter.config_inventory import MAX_GPUS as MAX_GPUS
 from exporter.config_inventory import LocatedGpu, read_gpus, read_workloads
 from exporter.config_inventory import known_servers as known_servers
+from exporter.config_node import read_node_source
 from exporter.errors import ConfigError
 from exporter.model import CAPACITY_CLASSES
 from exporter.pricetable import format_price_table as format_price_table
@@ -111,7 +112,16 @@ from exporter.yamlnodes import Problems, choice_reader, key_path, number_reader,
 
 log = logging.getLogger(__name__)
 
-_TOP = ("node", "tick_seconds", "window_seconds", "max_owners", "limits", "pricing", "inventory")
+_TOP = (
+    "node",
+    "tick_seconds",
+    "window_seconds",
+    "max_owners",
+    "limits",
+    "pricing",
+    "inventory",
+    "node_source",
+)
 _LIMITS = ("scrape_timeout_seconds", "max_body_bytes", "max_samples")
 _PRICING = (
     *("currency", "catalogue", "month", "gpus", "owned", "energy", "egress_usd_per_gb"),
@@ -166,8 +176,10 @@ def _read_root(p: Problems, root: Node) -> ExporterConfig | None:
     inventory = (
         yn.fields(p, top["inventory"], "inventory", ("gpus", "workloads")) if "inventory" in top else {}
     )
+    node_source = read_node_source(p, top.get("node_source"), tick)
     located, gpu_ids = read_gpus(p, (inventory or {}).get("gpus"))
-    gpu_ids = gpu_ids if inventory is not None else None
+    # GPUs found at run time have ids (UUIDs, indexes) the file cannot be checked against.
+    gpu_ids = gpu_ids if inventory is not None and node_source.gpus == "inventory" else None
     gpus = tuple(gpu for gpu, _, _ in located)
     workloads = read_workloads(p, (inventory or {}).get("workloads"), gpu_ids)
     pricing = _resolve_prices(p, own, located)
@@ -180,6 +192,7 @@ def _read_root(p: Problems, root: Node) -> ExporterConfig | None:
         gpus=gpus,
         workloads=workloads,
         max_owners=max_owners,
+        node_source=node_source,
     )
 
 

@@ -205,7 +205,7 @@ def _read_targets(
         m = yn.fields(p, item, here, ("url", "server", "name", "token_metric"))
         if m is None:
             continue
-        url = yn.required(p, m, "url", here, item, lambda path, n: _url(p, n, path))
+        url = yn.required(p, m, "url", here, item, lambda path, n: read_url(p, n, path))
         server = yn.optional(m, "server", here, choice_reader(p, servers, "server"), "auto")
         name = yn.optional(m, "name", here, text_reader(p), default_name)
         metric = yn.optional(m, "token_metric", here, lambda path, n: _metric_name(p, n, path), "")
@@ -226,7 +226,7 @@ def _metric_name(p: Problems, node: Node, path: str) -> str | None:
     return name
 
 
-def _url(p: Problems, node: Node, path: str) -> str | None:
+def read_url(p: Problems, node: Node, path: str) -> str | None:
     """``http(s)://host:port/path`` (explicit port, no credentials: they would leak into logs),
     or ``file:///absolute/path`` for a batch job's counter file."""
     url = yn.text(p, node, path)

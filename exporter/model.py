@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import NamedTuple
 
 CAPACITY_CLASSES = ("on_demand", "spot", "reserved", "contract", "owned")
@@ -48,6 +49,32 @@ class GpuSample:
     capacity: str
     utilization: float | None = None  # 0..1 busy fraction over the tick; None = unknown
     power_watts: float | None = None  # for owned hardware's energy component
+    # A MIG instance pays its slices' share of the parent's price (3 of 7 slices: 3/7).
+    price_share: Fraction = Fraction(1)
+    # Cumulative energy (NVML / DCGM total energy, in joules): when known, owned hardware's
+    # energy is its difference between ticks rather than power × time.
+    energy_joules_total: float | None = None
+    profile: str = ""  # MIG profile such as "3g.40gb"; "" for a whole GPU
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    source: str  # "nvml" | "dcgm" | "inventory"
+    up: bool
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UnitInfo:
+    """What the exposition shows per GPU unit (``cpm_gpu_info``, ``cpm_gpu_fault``)."""
+
+    gpu_id: str
+    index: str
+    name: str
+    hardware: str
+    profile: str
+    placed_by: str  # "dcgm" | "static" | "" (unallocated)
+    fault: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +154,8 @@ class TickInput:
     token_targets: Mapping[tuple[str, str], float] = field(default_factory=dict)
     # (namespace, pod) → "prefill" | "decode" for disaggregated serving; absent: unified.
     roles: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    # Held, serving, but busy less than this fraction of the measured time: "starved" idle.
+    starved_below: float = 0.2
 
     @property
     def dt_ns(self) -> int:

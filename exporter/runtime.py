@@ -29,7 +29,8 @@ from exporter.model import TargetScrape, TickInput
 from exporter.pricing import GpuPrice
 from exporter.settings import ExporterConfig
 from exporter.sources import inference
-from exporter.sources.inventory import NodeSource, StaticInventory
+from exporter.sources.discovery import node_source_for
+from exporter.sources.inventory import NodeSource
 from exporter.sources.textformat import FetchLimits, fetch_text
 from exporter.wakeup import Wakeup
 
@@ -70,7 +71,7 @@ class Runtime:
         self.mode = mode
         self.config = load()  # the first load must succeed: the CLI reports its ConfigError
         self._derived = derive(self.config)
-        self._node = node_source or StaticInventory()
+        self._node = node_source or node_source_for(self.config)
         self._clock = clock
         # GPU-seconds come from a monotonic clock (a wall-clock jump must not bill a day or
         # drop a tick); wall time only places the tick in calendar months and beside _created.
@@ -109,6 +110,9 @@ class Runtime:
                 raise ConfigError(
                     [f"node: changed from {self.config.node!r} to {cfg.node!r}; restart to rename"]
                 )
+            if cfg.node_source.restart_key() != self.config.node_source.restart_key():
+                raise ConfigError(["node_source: gpus, dcgm_url, poll_seconds and call_timeout_seconds "
+                                   "take effect at start; restart to change them"])  # fmt: skip
         except ConfigError as e:
             with self._lock:
                 self._config_ok, self._config_error = False, str(e)
@@ -150,6 +154,7 @@ class Runtime:
             pods=self._node.pods(cfg),
             token_targets=derived.token_targets,
             roles=derived.roles,
+            starved_below=cfg.node_source.starved_below_utilization,
         )
         snapshot = self.meter.tick(inp, cfg.pricing, cfg.window_seconds)
         self._last_mono = mono
@@ -201,6 +206,8 @@ class Runtime:
             tick_seconds=self._tick_seconds,
             ticks=self._ticks,
             window_seconds=cfg.window_seconds,
+            sources=self._node.status(),
+            units=self._node.unit_info(),
         )
 
     # -- the loop -----------------------------------------------------------------------------
@@ -224,6 +231,7 @@ class Runtime:
                 log.exception("tick failed")
             next_at = max(next_at + self.config.tick_seconds, time.monotonic())
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._node.close()
 
 
 class Derived(NamedTuple):

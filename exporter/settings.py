@@ -6,6 +6,7 @@ pulling in YAML parsing and validation.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -52,6 +53,26 @@ class StaticWorkload:
     role: str = "unified"  # disaggregated serving: "prefill" or "decode" pods
 
 
+GPU_SOURCES = ("inventory", "nvml", "dcgm", "auto")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSourceConfig:
+    """Where the node's GPUs and their readings come from (``node_source`` in the file)."""
+
+    gpus: str = "inventory"  # one of GPU_SOURCES; auto: NVML, else dcgm-exporter, else inventory
+    capacity: str = "on_demand"  # capacity class of discovered GPUs
+    dcgm_url: str = ""
+    poll_seconds: float = 1.0  # NVML sweep period
+    call_timeout_seconds: float = 2.0  # an NVML call slower than this marks its GPU hung
+    hardware_names: Mapping[str, str] = field(default_factory=dict)  # driver name → hardware type
+    starved_below_utilization: float = 0.2  # held, serving, but busy less than this: "starved"
+
+    def restart_key(self) -> tuple[str, str, float, float]:
+        """What a reload cannot change: the sources are built once, at start."""
+        return (self.gpus, self.dcgm_url, self.poll_seconds, self.call_timeout_seconds)
+
+
 @dataclass(frozen=True, slots=True)
 class ExporterConfig:
     pricing: PricingConfig
@@ -62,6 +83,7 @@ class ExporterConfig:
     gpus: tuple[StaticGpu, ...] = ()
     workloads: tuple[StaticWorkload, ...] = ()
     max_owners: int = 2000  # cardinality cap: owners beyond it fold into __overflow__
+    node_source: NodeSourceConfig = field(default_factory=NodeSourceConfig)
     path: str = ""  # file it came from ("<embedded demo>" for the demo)
     sha256: str = ""  # of the file's bytes; exported as cpm_config_hash
 

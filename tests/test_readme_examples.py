@@ -166,3 +166,32 @@ def test_14_coverage() -> None:
     )
     snap = Meter("n").tick(TickInput(APRIL, APRIL + 10 * S, "n", gpus, place, scrapes), h100(), 10)
     assert snap.coverage == 0.5
+
+
+def test_15_mig_instances_pay_their_slices() -> None:
+    units = tuple(
+        GpuSample(f"MIG-{k}", "H100", "on_demand", price_share=Fraction(n, 7), profile=f"{n}g")
+        for k, n in enumerate((3, 3, 1))
+    )
+    hour = 3600 * S
+    att = GpuAttributor().attribute(TickInput(APRIL, APRIL + hour, "n", units, ()), h100())
+    by_unit = {}
+    for u in units:  # one unit at a time: what each instance alone pays per hour
+        one = GpuAttributor().attribute(TickInput(APRIL, APRIL + hour, "n", (u,), ()), h100())
+        by_unit[u.profile] = to_usd(sum(c.nano for c in one.charges if c.component == "gpu"))
+    assert by_unit["3g"] == pytest.approx(1.929, abs=5e-4) and by_unit["1g"] == pytest.approx(0.643, abs=5e-4)
+    # Together: the whole GPU-hour, short at most one carried nano-dollar per instance.
+    assert 0 <= 4_500_000_000 - sum(c.nano for c in att.charges if c.component == "gpu") < 3
+
+
+def test_16_starved_idle_money() -> None:
+    meter = Meter("n")
+    prices = h100("3.60")
+    gpu = (GpuSample("0", "H100", "on_demand", utilization=0.05),)
+    place = (Placement("0", POD),)
+    for i, tokens in enumerate((0.0, 100.0)):
+        scrape = TargetScrape("t", POD, "vllm", True, (ModelCounters("llama", tokens, tokens),))
+        t = APRIL + i * 10 * S
+        snap = meter.tick(TickInput(t, t + 10 * S, "n", gpu, place, (scrape,)), prices, 60)
+    (line,) = [v for v in snap.lines if v.line.owner == POD]
+    assert to_usd(line.totals.idle_cost["starved"]) == 0.0095

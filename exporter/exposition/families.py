@@ -123,6 +123,11 @@ FAMILIES: tuple[Family, ...] = (
     # -- counters: what PromQL aggregates across a fleet --------------------------------------
     Family("cpm_cost_usd_total", "counter", "Money charged to an owner, by cost component, in USD.",
            (*L, "component"), _per_line(_cost)),
+    Family("cpm_idle_cost_usd_total", "counter",
+           "GPU money (gpu, overhead, energy) that bought idle time, by reason: unallocated (no pod held the GPU), "
+           "no_traffic (held; its server served no tokens), starved (serving, busy under "
+           "node_source.starved_below_utilization: the unbusy part). A subset of cpm_cost_usd_total, in USD.",
+           (*L, "reason"), _per_line(lambda v: (((r,), to_usd(n)) for r, n in sorted(v.totals.idle_cost.items())))),
     Family("cpm_cost_by_direction_usd_total", "counter",
            "Money charged to an owner split into input (prefill) and output (decode) tokens, in USD.",
            (*L, "direction"), _per_line(_cost_by_direction)),
@@ -194,6 +199,16 @@ FAMILIES: tuple[Family, ...] = (
     # -- self-metrics --------------------------------------------------------------------------
     Family("cpm_target_up", "gauge", "1 if the last scrape of an inference target succeeded.",
            ("target", "server"), _const(lambda v: [((t.name, t.server), float(t.up)) for t in v.status.targets])),
+    Family("cpm_source_up", "gauge", "1 if the node's GPU source (nvml, dcgm, inventory) answered on the last tick.",
+           ("source",), _const(lambda v: [((s.source,), float(s.up)) for s in v.status.sources])),
+    Family("cpm_gpu_info", "gauge", "A discovered GPU unit (a GPU or MIG instance): its index, driver name, "
+           "hardware type, MIG profile, and which rule placed it (dcgm, static; empty: unallocated).",
+           ("gpu", "index", "name", "hardware", "profile", "placed_by"),
+           _const(lambda v: [((u.gpu_id, u.index, u.name, u.hardware, u.profile, u.placed_by), 1.0)
+                             for u in v.status.units])),
+    Family("cpm_gpu_fault", "gauge", "1 for a GPU unit whose readings failed on the last tick (gpu_is_lost, hung, "
+           "...): billed as held, never counted busy.",
+           ("gpu", "fault"), _const(lambda v: [((u.gpu_id, u.fault), 1.0) for u in v.status.units if u.fault])),
     Family("cpm_target_scrape_duration_seconds", "gauge", "Duration of the last scrape of a target.",
            ("target",), _const(lambda v: [((t.name,), t.duration_seconds) for t in v.status.targets])),
     Family("cpm_target_scrape_errors_total", "counter", "Failed scrapes of a target, by reason.",

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from exporter.meter.ledger import MeterSnapshot
+from exporter.model import SourceStatus, UnitInfo
 from exporter.pricing import GpuPrice, PricingConfig
 
 
@@ -33,6 +34,8 @@ class RuntimeStatus:
     tick_seconds: float = 0.0  # duration of the last tick
     ticks: int = 0
     window_seconds: float = 0.0
+    sources: tuple[SourceStatus, ...] = ()
+    units: tuple[UnitInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

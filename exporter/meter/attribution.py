@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -64,24 +64,33 @@ def _holders(placements: Iterable[Placement]) -> dict[str, list[tuple[Owner, int
     return by_gpu
 
 
-def _gpu_exact(gpu: GpuSample, pricing: PricingConfig, dt_ns: int) -> dict[str, Exact] | None:
+def _gpu_exact(
+    gpu: GpuSample, pricing: PricingConfig, dt_ns: int, joules: float | None
+) -> dict[str, Exact] | None:
     price = pricing.gpu_price(gpu.hardware, gpu.capacity)
     if price is None:
         return None
     gpu_cost = per_hour(price.usd_per_hour, dt_ns)
+    if gpu.price_share != 1:
+        gpu_cost = times(gpu_cost, gpu.price_share)
     amounts = {"gpu": gpu_cost, "overhead": times(gpu_cost, Fraction(pricing.overhead.percent) / 100)}
     if gpu.capacity == "owned":
-        amounts["energy"] = exact(_energy(gpu, pricing, dt_ns))
+        amounts["energy"] = exact(_energy(gpu, pricing, dt_ns, joules))
     return amounts
 
 
-def _energy(gpu: GpuSample, pricing: PricingConfig, dt_ns: int) -> Fraction:
-    owned = pricing.owned.get(gpu.hardware)
-    watts = gpu.power_watts if gpu.power_watts is not None else (owned.watts if owned else None)
-    if watts is None or watts <= 0:
-        return Fraction(0)
-    joules = Fraction(watts) * dt_ns / 10**9
-    kwh = joules * Fraction(pricing.energy.pue) / JOULES_PER_KWH
+def _energy(gpu: GpuSample, pricing: PricingConfig, dt_ns: int, joules: float | None) -> Fraction:
+    """Energy bought for this GPU over the tick: the meter's own reading when there is one,
+    else power (measured, or the configured nameplate) × time; × PUE × $/kWh."""
+    if joules is None:
+        owned = pricing.owned.get(gpu.hardware)
+        watts = gpu.power_watts if gpu.power_watts is not None else (owned.watts if owned else None)
+        if watts is None or watts <= 0:
+            return Fraction(0)
+        used = Fraction(watts) * dt_ns / 10**9
+    else:
+        used = Fraction(joules)
+    kwh = used * Fraction(pricing.energy.pue) / JOULES_PER_KWH
     return kwh * Fraction(*nano(pricing.energy.usd_per_kwh))
 
 
@@ -96,6 +105,7 @@ class GpuAttributor:
     def __init__(self) -> None:
         self.accruals = Accruals()
         self._net_readings: dict[tuple[str, str, str], Reading] = {}
+        self._energy_readings: dict[str, Reading] = {}
 
     def attribute(self, inp: TickInput, pricing: PricingConfig) -> Attribution:
         dt = inp.dt_ns
@@ -110,7 +120,7 @@ class GpuAttributor:
             owners = holders.get(gpu.gpu_id) or [(IDLE, 1)]
             lines = [Line(o, gpu.hardware, gpu.capacity) for o, _ in owners]
             weights = [w for _, w in owners]
-            exact = _gpu_exact(gpu, pricing, dt)
+            exact = _gpu_exact(gpu, pricing, dt, self._joules(gpu))
             if exact is None:
                 unpriced.append(gpu.gpu_id)
                 exact = {}
@@ -126,13 +136,24 @@ class GpuAttributor:
         charges += self._support(charges, pricing)
         return Attribution(tuple(charges), tuple(times), tuple(unpriced), primary, bad)
 
+    def _joules(self, gpu: GpuSample) -> float | None:
+        """Energy since the last tick from the GPU's cumulative counter (None: no counter, or
+        its first reading). A driver reload restarts it from zero, like any counter."""
+        if gpu.energy_joules_total is None:
+            self._energy_readings.pop(gpu.gpu_id, None)
+            return None
+        cur = Reading(gpu.energy_joules_total)
+        last = self._energy_readings.get(gpu.gpu_id)
+        self._energy_readings[gpu.gpu_id] = cur
+        return None if last is None else delta(last, cur).amount
+
     def _node_overhead_shares(self, inp: TickInput, pricing: PricingConfig) -> list[int]:
-        """The node's $/node-hour overhead, split evenly over its GPUs (exactly)."""
+        """The node's $/node-hour overhead, split over its GPUs by price share (exactly)."""
         if not inp.gpus:
             return []
         exact = per_hour(pricing.overhead.usd_per_node_hour, inp.dt_ns)
         nano = self.accruals.accrue((inp.node, "node_overhead"), exact)
-        return allocate(nano, [1] * len(inp.gpus))
+        return allocate(nano, [g.price_share for g in inp.gpus])
 
     def _overhead_without_gpus(self, inp: TickInput, pricing: PricingConfig) -> list[Charge]:
         exact = per_hour(pricing.overhead.usd_per_node_hour, inp.dt_ns)
@@ -201,16 +222,18 @@ def _scaled(per_unit: Exact, units: float) -> Exact:
 
 
 def _plausible(gpu: GpuSample) -> bool:
-    """Readings we can use: utilisation a finite fraction, power finite and not negative."""
-    u, w = gpu.utilization, gpu.power_watts
-    return (u is None or (math.isfinite(u) and 0.0 <= u <= 1.0)) and (
-        w is None or (math.isfinite(w) and w >= 0)
+    """Readings we can use: utilisation a finite fraction, power and energy finite, not negative."""
+    u, w, e = gpu.utilization, gpu.power_watts, gpu.energy_joules_total
+    return (
+        (u is None or (math.isfinite(u) and 0.0 <= u <= 1.0))
+        and (w is None or (math.isfinite(w) and w >= 0))
+        and (e is None or (math.isfinite(e) and e >= 0))
     )
 
 
 def _without_readings(gpu: GpuSample) -> GpuSample:
     """A GPU whose readings are unusable: billed as held, its busy time unknown (not zero)."""
-    return GpuSample(gpu.gpu_id, gpu.hardware, gpu.capacity)
+    return replace(gpu, utilization=None, power_watts=None, energy_joules_total=None)
 
 
 def _gpu_times(gpu: GpuSample, lines: list[Line], weights: list[int], dt: int) -> list[GpuTime]:

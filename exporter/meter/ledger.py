@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from exporter.meter.attribution import NO_HARDWARE, Attribution, Charge, GpuAttributor, GpuTime, Line
+from exporter.meter.idle import idle_cost
 from exporter.meter.money import NANO_PER_USD, allocate, weight
 from exporter.meter.projection import Projection, project
 from exporter.meter.tokens import ModelDelta, TokenMeter
@@ -41,6 +42,7 @@ class LineTotals:
     held_ns: int = 0
     busy_ns: int = 0
     measured_ns: int = 0  # held time whose utilisation was known
+    idle_cost: dict[str, int] = field(default_factory=dict)  # reason → nano-dollars (a subset of cost)
     last_ns: int = 0  # last tick that touched this line
 
 
@@ -135,6 +137,7 @@ class Meter:
         window_ns = int(window_s * NS_PER_S)
         for line, tl in lines.items():
             self._book(line, tl, inp, pricing, window_ns)
+            self._book_idle(line, tl, tok.read_pods, inp.starved_below)
         for line, window in self._windows.items():
             if line not in lines:  # quiet this tick: its window still slides, so gauges decay
                 window.add(TickRecord(end_ns=inp.end_ns, dt_ns=inp.dt_ns), window_ns)
@@ -249,6 +252,15 @@ class Meter:
             d.cached_input_tokens,
         )  # fmt: skip  (positional: this runs for every line every tick)
         self._windows.setdefault(line, Window()).add(record, window_ns)
+
+    def _book_idle(self, line: Line, tl: _TickLine, read: frozenset[PodKey], starved_below: float) -> None:
+        tokens = sum(x.tokens for x in tl.deltas)
+        was_read = (line.owner.namespace, line.owner.pod) in read
+        found = idle_cost(line, tl.charges, tl.time, tokens, was_read, starved_below)
+        if found is not None:
+            reason, nano = found
+            idle = self._totals[line].idle_cost
+            idle[reason] = idle.get(reason, 0) + nano
 
     def _direction_split(
         self, line: Line, cost: int, d: ModelDelta, deltas: list[ModelDelta], pricing: PricingConfig
@@ -392,7 +404,7 @@ def _copy(t: LineTotals) -> LineTotals:
     return LineTotals(
         dict(t.cost), t.cost_input, t.cost_output, t.input_tokens, t.output_tokens, t.requests, t.cached_input_tokens,
         dict(t.requests_by_reason),
-        t.held_ns, t.busy_ns, t.measured_ns, t.last_ns,
+        t.held_ns, t.busy_ns, t.measured_ns, dict(t.idle_cost), t.last_ns,
     )  # fmt: skip
 
 

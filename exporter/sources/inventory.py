@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from exporter.model import GpuSample, Placement, PodUsage
+from exporter.model import GpuSample, Placement, PodUsage, SourceStatus, UnitInfo
 from exporter.pricing import BYTES_PER_GB
 from exporter.settings import ExporterConfig
 
@@ -20,6 +20,12 @@ class NodeSource(Protocol):
     def placements(self, cfg: ExporterConfig) -> tuple[Placement, ...]: ...
 
     def pods(self, cfg: ExporterConfig) -> tuple[PodUsage, ...]: ...
+
+    def status(self) -> tuple[SourceStatus, ...]: ...
+
+    def unit_info(self) -> tuple[UnitInfo, ...]: ...
+
+    def close(self) -> None: ...
 
 
 class StaticInventory:
@@ -38,3 +44,12 @@ class StaticInventory:
             for w in cfg.workloads
             if w.storage_gb
         )
+
+    def status(self) -> tuple[SourceStatus, ...]:
+        return (SourceStatus("inventory", up=True),)
+
+    def unit_info(self) -> tuple[UnitInfo, ...]:
+        return ()  # the config names these GPUs already
+
+    def close(self) -> None:
+        pass

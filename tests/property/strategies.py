@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 
 from hypothesis import strategies as st
 
@@ -52,6 +53,9 @@ def fleet(draw: st.DrawFn) -> tuple[tuple[GpuSample, ...], tuple[Placement, ...]
             draw(st.sampled_from(HARDWARE)),
             draw(st.sampled_from(CAPACITIES)),
             utilization=draw(st.none() | st.floats(min_value=0, max_value=1)),
+            # MIG instances pay a share of the parent's price; whole GPUs 1.
+            price_share=draw(st.sampled_from((Fraction(1), Fraction(1, 7), Fraction(3, 7), Fraction(1, 4)))),
+            energy_joules_total=draw(st.none() | st.floats(min_value=0, max_value=1e12)),
         )
         for i in range(n)
     )

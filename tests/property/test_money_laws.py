@@ -51,7 +51,7 @@ def _exact_without_support(inp: TickInput, p: PricingConfig) -> Fraction:
     for g in inp.gpus:
         price = p.gpu_price(g.hardware, g.capacity)
         assert price is not None
-        gpu = _hourly(price.usd_per_hour, inp.dt_ns)
+        gpu = _hourly(price.usd_per_hour, inp.dt_ns) * g.price_share
         total += gpu * (1 + Fraction(p.overhead.percent) / 100)
     total += _hourly(p.overhead.usd_per_node_hour, inp.dt_ns)
     from exporter.meter.proration import month_fraction

@@ -1,0 +1,73 @@
+"""The ``node_source`` section: where the node's GPUs, their readings and their holders come from.
+
+node_source:
+  gpus: nvml                 # inventory (default) | nvml | dcgm | auto
+  capacity: on_demand        # capacity class of the GPUs found (they carry none)
+  dcgm_url: http://127.0.0.1:9400/metrics
+  poll_seconds: 1            # NVML sweep period
+  call_timeout_seconds: 2    # a slower NVML call marks its GPU hung
+  hardware_names: {"NVIDIA H100 NVL": H100-NVL}
+  starved_below_utilization: 0.2
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from yaml.nodes import Node
+
+from exporter import yamlnodes as yn
+from exporter.config_inventory import read_url
+from exporter.model import CAPACITY_CLASSES
+from exporter.pricing import ZERO
+from exporter.settings import GPU_SOURCES, NodeSourceConfig
+from exporter.yamlnodes import Problems, choice_reader, key_path, number_reader
+
+_FIELDS = (
+    "gpus",
+    "capacity",
+    "dcgm_url",
+    "poll_seconds",
+    "call_timeout_seconds",
+    "hardware_names",
+    "starved_below_utilization",
+)
+AT = "node_source"
+
+
+def read_node_source(p: Problems, node: Node | None, tick: Decimal) -> NodeSourceConfig:
+    m = yn.fields(p, node, AT, _FIELDS) if node is not None else None
+    if m is None:
+        return NodeSourceConfig()
+    gpus = yn.optional(m, "gpus", AT, choice_reader(p, GPU_SOURCES, "GPU source"), "inventory")
+    url = yn.optional(m, "dcgm_url", AT, lambda at, n: read_url(p, n, at), "")
+    if gpus == "dcgm" and not url:
+        p.add(key_path(AT, "dcgm_url"), node, "gpus: dcgm needs dcgm_url (dcgm-exporter's /metrics)")
+    poll = yn.optional(m, "poll_seconds", AT, number_reader(p, ge=Decimal("0.1"), le=tick), Decimal(1))
+    timeout = yn.optional(
+        m, "call_timeout_seconds", AT, number_reader(p, gt=ZERO, le=Decimal(60)), Decimal(2)
+    )
+    starved = yn.optional(
+        m, "starved_below_utilization", AT, number_reader(p, ge=ZERO, le=Decimal(1)), Decimal("0.2")
+    )
+    return NodeSourceConfig(
+        gpus=gpus,
+        capacity=yn.optional(
+            m, "capacity", AT, choice_reader(p, CAPACITY_CLASSES, "capacity class"), "on_demand"
+        ),
+        dcgm_url=url,
+        poll_seconds=float(poll),
+        call_timeout_seconds=float(timeout),
+        hardware_names=_names(p, m.get("hardware_names")),
+        starved_below_utilization=float(starved),
+    )
+
+
+def _names(p: Problems, node: Node | None) -> dict[str, str]:
+    at = key_path(AT, "hardware_names")
+    out: dict[str, str] = {}
+    for name, value in (yn.fields(p, node, at, None) or {}).items() if node is not None else []:
+        hardware = yn.text(p, value, key_path(at, name))
+        if hardware is not None:
+            out[name] = hardware
+    return out

@@ -1,0 +1,124 @@
+"""The meter with what a real node adds: MIG price shares, energy counters, idle by reason."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+
+from exporter.meter.ledger import Meter, MeterSnapshot
+from exporter.model import GpuSample, ModelCounters, Owner, Placement, TargetScrape, TickInput
+from exporter.pricing import Energy, GpuPrice, Overhead, PricingConfig
+
+T0 = 1_767_225_600 * 10**9
+S = 10**9
+H100 = GpuPrice("H100", "on_demand", Decimal("3.60"), "config", "test")  # $0.001 per GPU-second
+PRICES = PricingConfig(gpu_prices={("H100", "on_demand"): H100})
+A = Owner("search", "a-0", "search", "llama")
+B = Owner("chat", "b-0", "chat", "qwen")
+
+
+def tick(meter: Meter, i: int, gpus, placements, scrapes=(), pricing=PRICES, **kw) -> MeterSnapshot:  # type: ignore[no-untyped-def]
+    t = T0 + i * 10 * S
+    return meter.tick(
+        TickInput(t, t + 10 * S, "n", tuple(gpus), tuple(placements), tuple(scrapes), **kw), pricing, 60
+    )
+
+
+def cost(snap: MeterSnapshot, pod: str, component: str = "gpu") -> int:
+    return sum(v.totals.cost.get(component, 0) for v in snap.lines if v.line.owner.pod == pod)
+
+
+def idle_cost(snap: MeterSnapshot, pod: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in snap.lines:
+        if v.line.owner.pod == pod:
+            for reason, n in v.totals.idle_cost.items():
+                out[reason] = out.get(reason, 0) + n
+    return out
+
+
+def mig(unit: str, slices: int) -> GpuSample:
+    return GpuSample(unit, "H100", "on_demand", price_share=Fraction(slices, 7), profile=f"{slices}g.40gb")
+
+
+def test_mig_instances_pay_their_slices_and_together_exactly_the_gpu() -> None:
+    meter = Meter("n")
+    units = [mig("MIG-a", 3), mig("MIG-b", 3), mig("MIG-c", 1)]
+    for i in range(7):  # each unit carries its sub-nano remainder: 7 ticks make every share whole
+        snap = tick(meter, i, units, [Placement("MIG-a", A), Placement("MIG-b", B)])
+        a, b, idle = cost(snap, "a-0"), cost(snap, "b-0"), cost(snap, "")
+        exact = Fraction(10_000_000 * (i + 1), 7)
+        assert 0 <= 3 * exact - a < 1 and 0 <= exact - idle < 1 and a == b  # never over, < 1 nano under
+        assert snap.bill_nano == a + b + idle
+    assert (a, b, idle) == (30_000_000, 30_000_000, 10_000_000)  # 7 GPU-ticks of one whole GPU
+
+
+def test_owned_energy_comes_from_the_counter_difference_and_survives_a_reset() -> None:
+    owned = GpuPrice("H100", "owned", Decimal("1.80"), "config", "test")
+    pricing = PricingConfig(
+        gpu_prices={("H100", "owned"): owned}, energy=Energy(usd_per_kwh=Decimal("0.36"), pue=Decimal("1.5"))
+    )
+
+    def gpu(joules: float, watts: float = 9999.0) -> GpuSample:  # power is ignored when energy is counted
+        return GpuSample("0", "H100", "owned", power_watts=watts, energy_joules_total=joules)
+
+    meter = Meter("n")
+    # First reading: no difference yet, so this tick's energy is power × time (1 kW × 10 s).
+    snap = tick(meter, 0, [gpu(1_000_000, watts=1000)], [Placement("0", A)], pricing=pricing)
+    first = cost(snap, "a-0", "energy")
+    assert first == 1_500_000  # 10 kJ = 1/360 kWh; × 1.5 PUE × $0.36 = $0.0015
+    snap = tick(meter, 1, [gpu(1_000_000 + 3_600_000)], [Placement("0", A)], pricing=pricing)  # +1 kWh
+    assert cost(snap, "a-0", "energy") == first + 540_000_000  # 1 kWh × PUE 1.5 × $0.36 = $0.54
+    # The driver reloaded: the counter restarted from 0 and now shows 1 kWh, all of it new.
+    snap = tick(meter, 2, [gpu(3_600_000)], [Placement("0", A)], pricing=pricing)
+    assert cost(snap, "a-0", "energy") == first + 2 * 540_000_000
+    assert snap.bill_nano == sum(sum(v.totals.cost.values()) for v in snap.lines) + snap.retired_nano
+
+
+def test_mig_and_node_overhead_are_shared_by_price_share() -> None:
+    pricing = PricingConfig(
+        gpu_prices=PRICES.gpu_prices, overhead=Overhead(usd_per_node_hour=Decimal("0.72"))
+    )
+    snap = tick(Meter("n"), 0, [mig("MIG-a", 6), mig("MIG-b", 1)], [Placement("MIG-a", A)], pricing=pricing)
+    # $0.72/h × 10 s = $0.002 of node overhead, 6:1
+    assert cost(snap, "a-0", "overhead") + cost(snap, "", "overhead") == 2_000_000
+    assert abs(cost(snap, "a-0", "overhead") - 2_000_000 * 6 / 7) <= 1
+
+
+def scrape(owner: Owner, i: float, o: float) -> TargetScrape:
+    return TargetScrape(owner.pod, owner, "vllm", True, (ModelCounters(owner.model, i, o),))
+
+
+def test_idle_money_is_labelled_by_reason_and_never_added_to_the_bill() -> None:
+    meter = Meter("n")
+
+    def gpus(util_a: float, util_b: float) -> list[GpuSample]:
+        return [
+            GpuSample("0", "H100", "on_demand", utilization=util_a),
+            GpuSample("1", "H100", "on_demand", utilization=util_b),
+            GpuSample("2", "H100", "on_demand", utilization=0.0),
+        ]
+
+    held = [Placement("0", A), Placement("1", B)]
+    tick(meter, 0, gpus(0.9, 0.05), held, [scrape(A, 0, 0), scrape(B, 0, 0)])  # baseline tokens
+    snap = tick(meter, 1, gpus(0.9, 0.05), held, [scrape(A, 100, 50), scrape(B, 0, 0)])
+    # GPU 2: nobody holds it → all of it unallocated (both ticks).
+    assert idle_cost(snap, "") == {"unallocated": 20_000_000}
+    # B held GPU 1 and served nothing in tick 1 (tick 0 was the tokens' baseline: also nothing).
+    assert idle_cost(snap, "b-0") == {"no_traffic": 20_000_000}
+    # A served, 90 % busy: not starved.
+    assert idle_cost(snap, "a-0") == {"no_traffic": 10_000_000}  # tick 0 only (baseline, no tokens)
+    snap = tick(meter, 2, gpus(0.05, 0.05), held, [scrape(A, 200, 100), scrape(B, 10, 1)])
+    # Both served but were 5 % busy (< 20 %): 95 % of each tick's GPU money was starved.
+    assert idle_cost(snap, "a-0") == {"no_traffic": 10_000_000, "starved": 9_500_000}
+    assert idle_cost(snap, "b-0") == {"no_traffic": 20_000_000, "starved": 9_500_000}
+    assert snap.bill_nano == 3 * 30_000_000  # idle labels are a subset: the bill is unchanged
+    snap = tick(meter, 3, gpus(0.05, 0.05), held, [scrape(A, 300, 100), scrape(B, 20, 1)], starved_below=0.01)
+    assert idle_cost(snap, "a-0")["starved"] == 9_500_000  # 5 % busy is not starved under a 1 % bar
+
+
+def test_no_traffic_is_not_claimed_when_the_tokens_could_not_be_read() -> None:
+    meter = Meter("n")
+    down = TargetScrape("a-0", A, "vllm", False, ())
+    snap = tick(meter, 0, [GpuSample("0", "H100", "on_demand", utilization=0.5)], [Placement("0", A)], [down])
+    assert idle_cost(snap, "a-0") == {}

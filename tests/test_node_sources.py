@@ -1,0 +1,158 @@
+"""dcgm-exporter as the node's GPU reader, end to end through the real fetch path (file://),
+and the node_source config section."""
+
+from __future__ import annotations
+
+import textwrap
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from exporter.config import load_config_text
+from exporter.errors import ConfigError
+from exporter.model import Owner
+from exporter.sources.dcgm_reader import DcgmGpus, mig_share
+from exporter.sources.node import DiscoveredNode
+
+FIXTURES = Path(__file__).parent / "fixtures" / "dcgm-exporter"
+
+
+def config(extra: str = "", workloads: str = "") -> str:
+    return (
+        textwrap.dedent(
+            """\
+        node: gpu-node-07
+        pricing:
+          gpus: {H100: {spot: 2.00}, A100: {spot: 1.40}}
+        node_source:
+          gpus: dcgm
+          capacity: spot
+          dcgm_url: http://127.0.0.1:9400/metrics
+        """
+        )
+        + textwrap.dedent(extra)
+        + textwrap.dedent(workloads)
+    )
+
+
+def node_over(fixture: str) -> tuple[DiscoveredNode, DcgmGpus]:
+    reader = DcgmGpus(f"file://{FIXTURES / fixture}")
+    return DiscoveredNode(reader), reader
+
+
+def test_k8s_payload_gives_gpus_with_their_pod_and_the_free_one_unallocated() -> None:
+    cfg = load_config_text(config())
+    node, reader = node_over("4.5.3-4.8.2-k8s.txt")
+    gpus = node.gpus(cfg)
+    assert [(g.hardware, g.capacity) for g in gpus] == [("H100", "spot"), ("H100", "spot")]
+    held = node.placements(cfg)
+    assert [(p.gpu_id, p.holder) for p in held] == [
+        (gpus[0].gpu_id, Owner("llm-serving", "vllm-llama31-8b-7d9f6c5b8-x2kqp", "llm-serving", ""))
+    ]
+    info = {u.gpu_id: u for u in node.unit_info()}
+    assert info[gpus[0].gpu_id].placed_by == "dcgm" and info[gpus[1].gpu_id].placed_by == ""
+    assert node.status() == (reader.status(),) and reader.status().up
+
+
+def test_a_pod_declared_in_the_config_keeps_its_team_and_model() -> None:
+    workloads = """\
+        inventory:
+          workloads:
+            - {pod: vllm-llama31-8b-7d9f6c5b8-x2kqp, namespace: llm-serving, team: search, model: llama-8b}
+        """
+    cfg = load_config_text(config(workloads=workloads))
+    node, _ = node_over("4.5.3-4.8.2-k8s.txt")
+    node.gpus(cfg)
+    (placed,) = node.placements(cfg)
+    assert (placed.holder.team, placed.holder.model) == ("search", "llama-8b")
+
+
+def test_static_placements_match_discovered_gpus_by_index_or_uuid() -> None:
+    workloads = """\
+        inventory:
+          workloads:
+            - {pod: a, namespace: x, team: t, model: m, gpus: ["0"]}
+            - {pod: b, namespace: x, team: t, model: m, gpus: ["GPU-a81c04f2-6e5d-4b97-8c3a-f21e7d590c6b"]}
+            - {pod: c, namespace: x, team: t, model: m, gpus: ["7"]}
+        """
+    cfg = load_config_text(config(workloads=workloads))
+    node, _ = node_over("4.5.3-4.8.2.txt")
+    gpus = node.gpus(cfg)
+    placed = {p.holder.pod: p.gpu_id for p in node.placements(cfg)}
+    assert placed["a"] == gpus[0].gpu_id
+    assert "c" not in placed  # GPU 7 is not on this node: nothing to hold
+    assert placed["b"] == "GPU-a81c04f2-6e5d-4b97-8c3a-f21e7d590c6b" == gpus[1].gpu_id  # by UUID
+    assert {u.placed_by for u in node.unit_info()} <= {"static", ""}
+
+
+def test_mig_payload_bills_each_instance_by_its_slices() -> None:
+    cfg = load_config_text(config())
+    node, _ = node_over("4.5.3-4.8.2-mig.txt")
+    gpus = node.gpus(cfg)
+    assert [(g.hardware, g.profile, g.price_share) for g in gpus] == [
+        ("A100", "3g.40gb", Fraction(3, 7)),
+        ("A100", "3g.40gb", Fraction(3, 7)),
+    ]
+    assert len({g.gpu_id for g in gpus}) == 2
+    held = node.placements(cfg)
+    assert [p.holder.pod for p in held] == ["sglang-qwen-0"]
+    assert [u.index for u in node.unit_info()] == ["0/gi1", "0/gi2"]
+
+
+def test_a_down_endpoint_keeps_billing_the_last_known_gpus_with_busy_time_unknown(tmp_path: Path) -> None:
+    payload = tmp_path / "dcgm.txt"
+    payload.write_text((FIXTURES / "4.5.3-4.8.2-k8s.txt").read_text())
+    cfg = load_config_text(config())
+    reader = DcgmGpus(f"file://{payload}")
+    node = DiscoveredNode(reader)
+    before = node.gpus(cfg)
+    assert any(g.utilization for g in before)
+    payload.write_text('DCGM_FI_DEV_GPU_UTIL{gpu="0" 5\n')  # malformed
+    after = node.gpus(cfg)
+    assert [g.gpu_id for g in after] == [g.gpu_id for g in before]
+    assert all(g.utilization is None for g in after)
+    assert len(node.placements(cfg)) == 1  # the pod still holds its GPU
+    status = reader.status()
+    assert not status.up and "DCGM_FI_DEV_GPU_UTIL" in status.error
+
+
+@pytest.mark.parametrize(
+    ("profile", "model", "share"),
+    [
+        ("3g.40gb", "NVIDIA H100 80GB HBM3", Fraction(3, 7)),
+        ("1g.10gb", "NVIDIA A100-SXM4-80GB", Fraction(1, 7)),
+        ("7g.80gb", "NVIDIA H100 80GB HBM3", Fraction(1)),
+        ("2g.12gb", "NVIDIA A30", Fraction(2, 4)),
+        ("garbage", "NVIDIA H100 80GB HBM3", Fraction(1)),  # unreadable: the whole GPU, never less
+        ("9g.99gb", "NVIDIA H100 80GB HBM3", Fraction(1)),
+    ],
+)
+def test_mig_share_from_the_profile(profile: str, model: str, share: Fraction) -> None:
+    assert mig_share(profile, model) == share
+
+
+def test_node_source_is_validated_with_every_problem_at_once() -> None:
+    bad = """\
+        node: n
+        node_source:
+          gpus: nvlm
+          capacity: cheap
+          poll_seconds: 0
+          hardware_names: {"NVIDIA H100 NVL": 3}
+          starved_below_utilization: 2
+          colour: blue
+        """
+    with pytest.raises(ConfigError) as e:
+        load_config_text(textwrap.dedent(bad))
+    text = str(e.value)
+    for needle in ("node_source.gpus", "node_source.capacity", "node_source.poll_seconds",
+                   "node_source.starved_below_utilization", "node_source.colour"):  # fmt: skip
+        assert needle in text, text
+    with pytest.raises(ConfigError, match="needs dcgm_url"):
+        load_config_text("node: n\nnode_source: {gpus: dcgm}\n")
+
+
+def test_node_source_defaults_to_the_inventory() -> None:
+    cfg = load_config_text("node: n\n")
+    assert cfg.node_source.gpus == "inventory" and cfg.node_source.starved_below_utilization == 0.2
