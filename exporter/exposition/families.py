@@ -202,9 +202,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("cpm_source_up", "gauge", "1 if the node's GPU source (nvml, dcgm, inventory) answered on the last tick.",
            ("source",), _const(lambda v: [((s.source,), float(s.up)) for s in v.status.sources])),
     Family("cpm_gpu_info", "gauge", "A discovered GPU unit (a GPU or MIG instance): its index, driver name, "
-           "hardware type, MIG profile, and which rule placed it (dcgm, static; empty: unallocated).",
-           ("gpu", "index", "name", "hardware", "profile", "placed_by"),
-           _const(lambda v: [((u.gpu_id, u.index, u.name, u.hardware, u.profile, u.placed_by), 1.0)
+           "hardware type, MIG profile, which rule placed it (podresources, process, dcgm, static; empty: "
+           "unallocated) and how its holders split it (whole, share, replicas, measured, equal).",
+           ("gpu", "index", "name", "hardware", "profile", "placed_by", "split"),
+           _const(lambda v: [((u.gpu_id, u.index, u.name, u.hardware, u.profile, u.placed_by, u.split), 1.0)
                              for u in v.status.units])),
     Family("cpm_gpu_fault", "gauge", "1 for a GPU unit whose readings failed on the last tick (gpu_is_lost, hung, "
            "...): billed as held, never counted busy.",

@@ -3,8 +3,8 @@ that know them, the config's static placements as the last resort.
 
 A GPU reader yields ``GpuUnit``s (source-agnostic); this module names their hardware, gives
 them the node's capacity class, and decides who holds each one, saying which rule did.
-Placement precedence per unit: the reader's own holders (dcgm-exporter's pod labels), then
-the config's static placements (by UUID, by index, or by ``index/giN`` for a MIG instance).
+Who holds what is decided in ``placement`` (its docstring has the precedence); the config's
+static placements name units by UUID, by index, or by ``index/giN`` for a MIG instance.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from exporter.model import GpuSample, Owner, Placement, PodUsage, SourceStatus, 
 from exporter.settings import ExporterConfig
 from exporter.sources.gpu_names import hardware_of
 from exporter.sources.inventory import StaticInventory
+from exporter.sources.placement import UnitView, decide
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ class GpuUnit:
     profile: str = ""
     holders: tuple[tuple[str, str], ...] = ()  # (namespace, pod) the reader saw holding it
     fault: str = ""
+    pids: tuple[int, ...] = ()  # host PIDs of its compute processes (NVML)
+    process_sm: tuple[tuple[int, float], ...] = ()  # (pid, SM use 0..1) where the driver samples it
 
 
 class GpuReader(Protocol):
@@ -76,23 +79,29 @@ class DiscoveredNode:
         )
 
     def placements(self, cfg: ExporterConfig) -> tuple[Placement, ...]:
-        owners = {(w.owner.namespace, w.owner.pod): w.owner for w in cfg.workloads}
-        static = _static_by_unit(self._units, self._static.placements(cfg))
-        out: list[Placement] = []
-        info: list[UnitInfo] = []
+        declared = {(w.owner.namespace, w.owner.pod): w.owner for w in cfg.workloads}
+        views = [UnitView(u.unit_id, u.index, u.pids, u.process_sm, u.holders) for u in self._units]
+        decision = decide(
+            views,
+            reader_rule=self._reader.name,
+            static=_static_by_unit(self._units, self._static.placements(cfg)),
+            owner_of=lambda pod: _owner(pod, declared),
+        )
         names = cfg.node_source.hardware_names
-        for u in self._units:
-            if u.holders:
-                placed = [Placement(u.unit_id, _owner(pod, owners)) for pod in u.holders]
-                rule = self._reader.name
-            else:
-                placed, rule = static.get(u.unit_id, []), "static" if u.unit_id in static else ""
-            out += placed
-            info.append(
-                UnitInfo(u.unit_id, u.index, u.name, hardware_of(u.name, names), u.profile, rule, u.fault)
+        self._info = tuple(
+            UnitInfo(
+                u.unit_id,
+                u.index,
+                u.name,
+                hardware_of(u.name, names),
+                u.profile,
+                decision.placed_by.get(u.unit_id, ""),
+                u.fault,
+                decision.split.get(u.unit_id, ""),
             )
-        self._info = tuple(info)
-        return tuple(out)
+            for u in self._units
+        )
+        return decision.placements
 
     def pods(self, cfg: ExporterConfig) -> tuple[PodUsage, ...]:
         return self._static.pods(cfg)
@@ -115,16 +124,15 @@ def _owner(pod: tuple[str, str], declared: Mapping[tuple[str, str], Owner]) -> O
 
 def _static_by_unit(
     units: tuple[GpuUnit, ...], placements: tuple[Placement, ...]
-) -> dict[str, list[Placement]]:
+) -> dict[str, list[tuple[Owner, int]]]:
     """The config's placements keyed by unit, its GPU ids read as UUID, index or ``index/giN``."""
     alias: dict[str, str] = {}
     for u in units:
         alias.setdefault(u.index, u.unit_id)
         alias[u.unit_id] = u.unit_id
-    out: dict[str, list[Placement]] = {}
+    out: dict[str, list[tuple[Owner, int]]] = {}
     for p in placements:
         unit_id = alias.get(p.gpu_id)
-        if unit_id is None:
-            continue  # a GPU this node does not have (now): nothing to hold
-        out.setdefault(unit_id, []).append(Placement(unit_id, p.holder, p.weight))
+        if unit_id is not None:  # else a GPU this node does not have (now): nothing to hold
+            out.setdefault(unit_id, []).append((p.holder, p.weight))
     return out

@@ -194,6 +194,8 @@ class NvmlGpus:
                     price_share=u.price_share,
                     profile=u.profile,
                     fault=u.fault,
+                    pids=u.pids,
+                    process_sm=u.process_sm,
                 )
             )
         self._seen = seen

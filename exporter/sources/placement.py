@@ -1,0 +1,130 @@
+"""Who holds each GPU unit, decided from every source that knows, best first. Pure: no I/O.
+
+Per unit, the first rule with an answer wins, and the unit says which (``placed_by``):
+
+1. ``podresources`` — the kubelet's own allocation (device ids matched to UUIDs / indexes).
+2. ``process``      — NVML's running processes → their cgroup → pod UID → the pod.
+3. the GPU reader's holders (``dcgm``: dcgm-exporter's pod labels).
+4. ``static``       — the config's placements.
+
+Several holders of one unit (time-slicing, sharing schedulers) split it, and the unit says how
+(``split``): ``share`` (the config's shares), ``replicas`` (time-slicing replicas each pod got
+from the device plugin), ``measured`` (each pod's share of the unit's per-process SM use, when
+the driver samples it and someone used the GPU), else ``equal``. ``whole`` when one pod holds it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from exporter.model import Owner, Placement
+
+PodKey = tuple[str, str]  # (namespace, pod)
+MEASURED_SCALE = 1000  # per-mille: SM use becomes an integer weight
+
+
+@dataclass(frozen=True, slots=True)
+class UnitView:
+    """What placement needs to know of a unit."""
+
+    unit_id: str
+    index: str  # "0", or "0/gi1" for a MIG instance
+    pids: tuple[int, ...] = ()
+    process_sm: tuple[tuple[int, float], ...] = ()  # (pid, SM use 0..1)
+    reader_holders: tuple[PodKey, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceClaim:
+    """A pod's claim on one device id, from the kubelet (already parsed)."""
+
+    pod: PodKey
+    unit_key: str  # a UUID (GPU-…, MIG-…) or an index ("0", "0/gi1")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    placements: tuple[Placement, ...]
+    placed_by: Mapping[str, str]  # unit id → rule ("" for unallocated)
+    split: Mapping[str, str]  # unit id → how several holders split it
+
+
+def decide(
+    units: Sequence[UnitView],
+    *,
+    claims: Sequence[DeviceClaim] = (),
+    pod_of_pid: Mapping[int, PodKey] | None = None,
+    reader_rule: str = "",
+    static: Mapping[str, Sequence[tuple[Owner, int]]] | None = None,
+    owner_of: Callable[[PodKey], Owner],
+) -> Decision:
+    by_claim = _claims_by_unit(units, claims)
+    placements: list[Placement] = []
+    placed_by: dict[str, str] = {}
+    split: dict[str, str] = {}
+    for u in units:
+        rule, holders, how = _holders(u, by_claim, pod_of_pid or {}, reader_rule, static or {}, owner_of)
+        placed_by[u.unit_id] = rule
+        if holders:
+            split[u.unit_id] = "whole" if len(holders) == 1 else how
+        placements += (Placement(u.unit_id, owner, weight) for owner, weight in holders)
+    return Decision(tuple(placements), placed_by, split)
+
+
+def _holders(
+    u: UnitView,
+    by_claim: Mapping[str, Counter[PodKey]],
+    pod_of_pid: Mapping[int, PodKey],
+    reader_rule: str,
+    static: Mapping[str, Sequence[tuple[Owner, int]]],
+    owner_of: Callable[[PodKey], Owner],
+) -> tuple[str, list[tuple[Owner, int]], str]:
+    if u.unit_id in by_claim:
+        replicas = by_claim[u.unit_id]
+        measured = _measured(u, pod_of_pid, set(replicas))
+        if measured:
+            return "podresources", [(owner_of(p), w) for p, w in measured], "measured"
+        how = "replicas" if len(set(replicas.values())) > 1 else "equal"
+        return "podresources", [(owner_of(p), n) for p, n in sorted(replicas.items())], how
+    pods = sorted({pod_of_pid[pid] for pid in u.pids if pid in pod_of_pid})
+    if pods:
+        measured = _measured(u, pod_of_pid, set(pods))
+        if measured:
+            return "process", [(owner_of(p), w) for p, w in measured], "measured"
+        return "process", [(owner_of(p), 1) for p in pods], "equal"
+    if u.reader_holders:
+        return reader_rule, [(owner_of(p), 1) for p in sorted(set(u.reader_holders))], "equal"
+    if u.unit_id in static:
+        held = list(static[u.unit_id])
+        return "static", held, "share" if len({w for _, w in held}) > 1 else "equal"
+    return "", [], ""
+
+
+def _measured(u: UnitView, pod_of_pid: Mapping[int, PodKey], pods: set[PodKey]) -> list[tuple[PodKey, int]]:
+    """Each holder's share of the unit's sampled SM use; [] when nobody used it (no basis)."""
+    if len(pods) < 2 or not u.process_sm:
+        return []
+    use: Counter[PodKey] = Counter()
+    for pid, sm in u.process_sm:
+        pod = pod_of_pid.get(pid)
+        if pod in pods:
+            use[pod] += round(sm * MEASURED_SCALE)
+    if not sum(use.values()):
+        return []
+    return [(p, use[p]) for p in sorted(pods)]  # a holder that used nothing pays nothing of it
+
+
+def _claims_by_unit(units: Sequence[UnitView], claims: Sequence[DeviceClaim]) -> dict[str, Counter[PodKey]]:
+    """Each unit's claimants, counted (a pod holding two time-slicing replicas counts twice)."""
+    key_to_unit: dict[str, str] = {}
+    for u in units:
+        key_to_unit[u.unit_id] = u.unit_id
+        key_to_unit.setdefault(u.index, u.unit_id)
+    out: dict[str, Counter[PodKey]] = {}
+    for c in claims:
+        unit = key_to_unit.get(c.unit_key)
+        if unit is not None:
+            out.setdefault(unit, Counter())[c.pod] += 1
+    return out

@@ -1,0 +1,73 @@
+"""Who holds each GPU unit: the precedence of sources and how several holders split a unit."""
+
+from __future__ import annotations
+
+from exporter.model import Owner
+from exporter.sources.placement import DeviceClaim, UnitView, decide
+
+A, B, C = ("ns", "a"), ("ns", "b"), ("other", "c")
+
+
+def owner(pod: tuple[str, str]) -> Owner:
+    return Owner(pod[0], pod[1], pod[0], "")
+
+
+def held(decision, unit: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    return {p.holder.pod: p.weight for p in decision.placements if p.gpu_id == unit}
+
+
+def test_the_kubelet_allocation_wins_over_processes_reader_and_config() -> None:
+    u = UnitView("GPU-1", "0", pids=(10,), reader_holders=(C,))
+    d = decide(
+        [u],
+        claims=[DeviceClaim(A, "GPU-1")],
+        pod_of_pid={10: B},
+        reader_rule="dcgm",
+        static={"GPU-1": [(owner(C), 1)]},
+        owner_of=owner,
+    )
+    assert held(d, "GPU-1") == {"a": 1}
+    assert (d.placed_by["GPU-1"], d.split["GPU-1"]) == ("podresources", "whole")
+
+
+def test_each_rule_answers_when_the_better_ones_have_nothing() -> None:
+    units = [
+        UnitView("GPU-0", "0", pids=(10, 11)),  # processes of two pods
+        UnitView("GPU-1", "1", reader_holders=(C,)),
+        UnitView("GPU-2", "2"),
+        UnitView("GPU-3", "3", pids=(99,)),  # a process in no known pod
+    ]
+    static = {"GPU-2": [(owner(A), 1), (owner(B), 3)], "GPU-3": [(owner(A), 1)]}
+    d = decide(units, pod_of_pid={10: A, 11: B}, reader_rule="dcgm", static=static, owner_of=owner)
+    assert d.placed_by == {"GPU-0": "process", "GPU-1": "dcgm", "GPU-2": "static", "GPU-3": "static"}
+    assert d.split == {"GPU-0": "equal", "GPU-1": "whole", "GPU-2": "share", "GPU-3": "whole"}
+    assert held(d, "GPU-2") == {"a": 1, "b": 3}
+
+
+def test_time_sliced_replicas_split_by_replica_count_or_by_measured_use() -> None:
+    claims = [DeviceClaim(A, "0"), DeviceClaim(A, "0"), DeviceClaim(B, "0")]  # a holds 2 of 3 replicas
+    d = decide([UnitView("GPU-0", "0")], claims=claims, owner_of=owner)
+    assert held(d, "GPU-0") == {"a": 2, "b": 1} and d.split["GPU-0"] == "replicas"
+    sampled = UnitView("GPU-0", "0", pids=(10, 11), process_sm=((10, 0.15), (11, 0.45)))
+    d = decide([sampled], claims=claims, pod_of_pid={10: A, 11: B}, owner_of=owner)
+    assert held(d, "GPU-0") == {"a": 150, "b": 450} and d.split["GPU-0"] == "measured"
+    idle = UnitView("GPU-0", "0", pids=(10, 11), process_sm=((10, 0.0), (11, 0.0)))
+    d = decide([idle], claims=claims, pod_of_pid={10: A, 11: B}, owner_of=owner)
+    assert d.split["GPU-0"] == "replicas"  # nobody used it: no basis to measure, replicas decide
+
+
+def test_claims_find_units_by_uuid_or_index_and_mig_instances_by_index() -> None:
+    units = [UnitView("MIG-x", "0/gi1"), UnitView("MIG-y", "0/gi2"), UnitView("GPU-9", "1")]
+    claims = [
+        DeviceClaim(A, "MIG-x"),
+        DeviceClaim(B, "0/gi2"),
+        DeviceClaim(C, "1"),
+        DeviceClaim(C, "GPU-gone"),
+    ]
+    d = decide(units, claims=claims, owner_of=owner)
+    assert {p.gpu_id: p.holder.pod for p in d.placements} == {"MIG-x": "a", "MIG-y": "b", "GPU-9": "c"}
+
+
+def test_a_unit_nobody_holds_is_unallocated() -> None:
+    d = decide([UnitView("GPU-0", "0")], owner_of=owner)
+    assert d.placements == () and d.placed_by == {"GPU-0": ""} and d.split == {}
