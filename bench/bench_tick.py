@@ -34,6 +34,7 @@ import random
 import sys
 import time
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from types import MappingProxyType
 
@@ -163,8 +164,11 @@ class Node:
         pods = []
         for k, (owner, storage, rate) in enumerate(holders):
             self.egress[k] += round(rate * TICK_S * r.uniform(0.5, 1.5))
-            pods.append(PodUsage(owner, storage_bytes=storage, egress_bytes_total=self.egress[k]))
-        return TickInput(start, self.now_ns, "gpu-node-1", gpus, self.placements, scrapes, tuple(pods))
+            pods.append(PodUsage(owner, storage_bytes=storage, transmit_bytes_total=self.egress[k]))
+        return TickInput(
+            start, self.now_ns, "gpu-node-1", gpus, self.placements, scrapes, tuple(pods),
+            egress_share=Fraction(1, 10), cross_zone_share=Fraction(3, 10),
+        )  # fmt: skip
 
     def status(self, prices: PricingConfig, ticks: int) -> RuntimeStatus:
         return RuntimeStatus(

@@ -8,11 +8,15 @@ node_source:
   call_timeout_seconds: 2    # a slower NVML call marks its GPU hung
   hardware_names: {"NVIDIA H100 NVL": H100-NVL}
   starved_below_utilization: 0.2
+  cadvisor_url: http://127.0.0.1:10255/metrics/cadvisor   # bytes each pod sent
+  egress_share: 0.1          # of those bytes, billed as internet egress
+  cross_zone_share: 0.3      # ... and as cross-zone traffic; the rest is free (same zone)
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 
 from yaml.nodes import Node
 
@@ -31,6 +35,9 @@ _FIELDS = (
     "call_timeout_seconds",
     "hardware_names",
     "starved_below_utilization",
+    "cadvisor_url",
+    "egress_share",
+    "cross_zone_share",
 )
 AT = "node_source"
 
@@ -50,6 +57,11 @@ def read_node_source(p: Problems, node: Node | None, tick: Decimal) -> NodeSourc
     starved = yn.optional(
         m, "starved_below_utilization", AT, number_reader(p, ge=ZERO, le=Decimal(1)), Decimal("0.2")
     )
+    share = number_reader(p, ge=ZERO, le=Decimal(1))
+    egress = yn.optional(m, "egress_share", AT, share, ZERO)
+    cross_zone = yn.optional(m, "cross_zone_share", AT, share, ZERO)
+    if egress + cross_zone > 1:
+        p.add(key_path(AT, "cross_zone_share"), node, "egress_share + cross_zone_share must be <= 1")
     return NodeSourceConfig(
         gpus=gpus,
         capacity=yn.optional(
@@ -60,6 +72,9 @@ def read_node_source(p: Problems, node: Node | None, tick: Decimal) -> NodeSourc
         call_timeout_seconds=float(timeout),
         hardware_names=_names(p, m.get("hardware_names")),
         starved_below_utilization=float(starved),
+        cadvisor_url=yn.optional(m, "cadvisor_url", AT, lambda at, n: read_url(p, n, at), ""),
+        egress_share=Fraction(egress),
+        cross_zone_share=Fraction(cross_zone),
     )
 
 

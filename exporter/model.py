@@ -93,8 +93,9 @@ class PodUsage:
 
     holder: Owner
     storage_bytes: float = 0.0  # provisioned capacity right now (PVCs)
-    egress_bytes_total: float | None = None  # cumulative, from cAdvisor (node issue)
-    cross_zone_bytes_total: float | None = None
+    # Cumulative bytes the pod sent (cAdvisor): split into egress / cross-zone / free by the
+    # node's configured destination shares (TickInput), an approximation cAdvisor forces.
+    transmit_bytes_total: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +158,9 @@ class TickInput:
     roles: Mapping[tuple[str, str], str] = field(default_factory=dict)
     # Held, serving, but busy less than this fraction of the measured time: "starved" idle.
     starved_below: float = 0.2
+    # Of the bytes pods send: the share billed as internet egress, and as cross-zone traffic.
+    egress_share: Fraction = Fraction(0)
+    cross_zone_share: Fraction = Fraction(0)
 
     @property
     def dt_ns(self) -> int:

@@ -155,6 +155,8 @@ class Runtime:
             token_targets=derived.token_targets,
             roles=derived.roles,
             starved_below=cfg.node_source.starved_below_utilization,
+            egress_share=cfg.node_source.egress_share,
+            cross_zone_share=cfg.node_source.cross_zone_share,
         )
         snapshot = self.meter.tick(inp, cfg.pricing, cfg.window_seconds)
         self._last_mono = mono

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 
 from exporter.model import Owner
 from exporter.pricing import PricingConfig
@@ -67,6 +68,9 @@ class NodeSourceConfig:
     call_timeout_seconds: float = 2.0  # an NVML call slower than this marks its GPU hung
     hardware_names: Mapping[str, str] = field(default_factory=dict)  # driver name → hardware type
     starved_below_utilization: float = 0.2  # held, serving, but busy less than this: "starved"
+    cadvisor_url: str = ""  # the kubelet's /metrics/cadvisor (or a file): bytes each pod sent
+    egress_share: Fraction = Fraction(0)  # of those bytes: billed as internet egress
+    cross_zone_share: Fraction = Fraction(0)  # ... and as cross-zone traffic (the rest is free)
 
     def restart_key(self) -> tuple[str, str, float, float]:
         """What a reload cannot change: the sources are built once, at start."""

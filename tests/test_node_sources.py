@@ -156,3 +156,56 @@ def test_node_source_is_validated_with_every_problem_at_once() -> None:
 def test_node_source_defaults_to_the_inventory() -> None:
     cfg = load_config_text("node: n\n")
     assert cfg.node_source.gpus == "inventory" and cfg.node_source.starved_below_utilization == 0.2
+
+
+CADVISOR = Path(__file__).parent / "fixtures" / "cadvisor" / "v0.60.5-network.txt"
+
+
+def test_bytes_sent_by_gpu_pods_become_egress_and_cross_zone_money(tmp_path: Path) -> None:
+    from exporter.meter.ledger import Meter
+    from exporter.model import TickInput
+
+    network = tmp_path / "cadvisor.txt"
+    network.write_text(CADVISOR.read_text())
+    extra = f"""\
+        pricing:
+          gpus: {{H100: {{spot: 2.00}}}}
+          egress_usd_per_gb: 0.10
+          cross_zone_usd_per_gb: 0.01
+        node_source:
+          gpus: dcgm
+          capacity: spot
+          dcgm_url: http://127.0.0.1:9400/metrics
+          cadvisor_url: file://{network}
+          egress_share: 0.25
+          cross_zone_share: 0.5
+        """
+    cfg = load_config_text("node: gpu-node-07\n" + textwrap.dedent(extra))
+    node, _ = node_over("4.5.3-4.8.2-k8s.txt")
+    meter, t = Meter("n"), 1_767_225_600 * 10**9
+
+    def tick() -> set[str]:
+        nonlocal t
+        gpus, placements, pods = node.gpus(cfg), node.placements(cfg), node.pods(cfg)
+        meter.tick(
+            TickInput(t, t + 5 * 10**9, "n", gpus, placements, (), pods,
+                      egress_share=cfg.node_source.egress_share, cross_zone_share=cfg.node_source.cross_zone_share),
+            cfg.pricing, 60,
+        )  # fmt: skip
+        t += 5 * 10**9
+        return {p.holder.pod for p in pods}
+
+    assert tick() == {"vllm-llama31-8b-7d9f6c5b8-x2kqp"}  # a baseline; not dcgm-exporter's own pod
+    network.write_text(CADVISOR.read_text().replace("7.3645128834e+10", str(73645128834 + 4 * 2**30)))
+    tick()  # the pod sent 4 GiB more
+    (line,) = [v for v in meter._snapshot.lines if v.line.owner.pod.startswith("vllm")]
+    assert line.totals.cost["egress"] == 100_000_000  # 4 GiB × 0.25 × $0.10
+    assert line.totals.cost["cross_zone"] == 20_000_000  # 4 GiB × 0.5 × $0.01
+    assert [s.source for s in node.status()] == ["dcgm", "cadvisor"] and all(s.up for s in node.status())
+    network.write_text("garbage{")
+    assert tick() == {"vllm-llama31-8b-7d9f6c5b8-x2kqp"}  # unreadable: listed, nothing sent, baseline kept
+    assert not node.status()[1].up
+    network.write_text(CADVISOR.read_text().replace("7.3645128834e+10", str(73645128834 + 8 * 2**30)))
+    tick()  # back: the 4 GiB sent across the outage are billed once
+    (line,) = [v for v in meter._snapshot.lines if v.line.owner.pod.startswith("vllm")]
+    assert line.totals.cost["egress"] == 200_000_000

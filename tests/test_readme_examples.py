@@ -195,3 +195,15 @@ def test_16_starved_idle_money() -> None:
         snap = meter.tick(TickInput(t, t + 10 * S, "n", gpu, place, (scrape,)), prices, 60)
     (line,) = [v for v in snap.lines if v.line.owner == POD]
     assert to_usd(line.totals.idle_cost["starved"]) == 0.0095
+
+
+def test_17_egress_and_cross_zone_from_bytes_sent() -> None:
+    prices = h100(egress_usd_per_gb=Decimal("0.10"), cross_zone_usd_per_gb=Decimal("0.01"))
+    att, charged = GpuAttributor(), {}
+    for sent in (10**9, 10**9 + 4 * 2**30):
+        pod = PodUsage(POD, transmit_bytes_total=float(sent))
+        inp = TickInput(APRIL, APRIL + 5 * S, "n", (), (), (), (pod,),
+                        egress_share=Fraction(1, 4), cross_zone_share=Fraction(1, 2))  # fmt: skip
+        for c in att.attribute(inp, prices).charges:
+            charged[c.component] = charged.get(c.component, 0) + c.nano
+    assert (to_usd(charged["egress"]), to_usd(charged["cross_zone"])) == (0.10, 0.02)

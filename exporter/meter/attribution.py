@@ -104,7 +104,7 @@ class GpuAttributor:
 
     def __init__(self) -> None:
         self.accruals = Accruals()
-        self._net_readings: dict[tuple[str, str, str], Reading] = {}
+        self._net_readings: dict[tuple[str, str], Reading] = {}
         self._energy_readings: dict[str, Reading] = {}
 
     def attribute(self, inp: TickInput, pricing: PricingConfig) -> Attribution:
@@ -167,29 +167,34 @@ class GpuAttributor:
         # Per GiB of the tick: the price and the month fraction are the same for every pod.
         storage_per_gib = times(nano(pricing.storage_usd_per_gb_month), month_fraction(
             inp.start_ns, inp.end_ns, pricing.month) / BYTES_PER_GB)  # fmt: skip
-        egress_per_byte = times(nano(pricing.egress_usd_per_gb), Fraction(1, BYTES_PER_GB))
-        cross_zone_per_byte = times(nano(pricing.cross_zone_usd_per_gb), Fraction(1, BYTES_PER_GB))
+        # Per byte sent: the price of the share that leaves the cloud / crosses a zone.
+        egress_per_byte = times(nano(pricing.egress_usd_per_gb), inp.egress_share / BYTES_PER_GB)
+        cross_zone_per_byte = times(nano(pricing.cross_zone_usd_per_gb), inp.cross_zone_share / BYTES_PER_GB)
         for pod in inp.pods:
             hw, cap = hardware.get((pod.holder.namespace, pod.holder.pod), (NO_HARDWARE, NO_HARDWARE))
             line = Line(pod.holder, hw, cap)
+            sent = self._sent(pod)
             amounts = {
                 "storage": _scaled(storage_per_gib, pod.storage_bytes),
-                "egress": _scaled(egress_per_byte, self._moved(pod, "egress", pod.egress_bytes_total)),
-                "cross_zone": _scaled(
-                    cross_zone_per_byte, self._moved(pod, "cross_zone", pod.cross_zone_bytes_total)
-                ),
+                "egress": _scaled(egress_per_byte, sent),
+                "cross_zone": _scaled(cross_zone_per_byte, sent),
             }
             for component, amount in amounts.items():
                 whole = self.accruals.accrue((pod.holder, component), amount)
                 if whole:
                     charges.append(Charge(line, component, whole))
+        present = {(p.holder.namespace, p.holder.pod) for p in inp.pods}
+        for gone in self._net_readings.keys() - present:  # deleted pods: their baselines go too
+            del self._net_readings[gone]
         return charges
 
-    def _moved(self, pod: PodUsage, kind: str, total: float | None) -> float:
-        """Bytes a pod sent since the last tick, from a cumulative counter (resets handled)."""
-        if total is None:
+    def _sent(self, pod: PodUsage) -> float:
+        """Bytes a pod sent since the last tick, from a cumulative counter (resets handled).
+        An unusable reading (NaN, negative) counts nothing and keeps the last good baseline."""
+        total = pod.transmit_bytes_total
+        if total is None or not math.isfinite(total) or total < 0:
             return 0.0
-        key = (pod.holder.namespace, pod.holder.pod, kind)
+        key = (pod.holder.namespace, pod.holder.pod)
         cur = Reading(total)
         moved = delta(self._net_readings.get(key), cur).amount
         self._net_readings[key] = cur

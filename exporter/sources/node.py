@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Protocol
 
+from exporter.errors import SourceError
 from exporter.model import GpuSample, Owner, Placement, PodUsage, SourceStatus, UnitInfo
 from exporter.settings import ExporterConfig
+from exporter.sources.cadvisor import pod_transmit_bytes
+from exporter.sources.fetch import FetchLimits, fetch_text
 from exporter.sources.gpu_names import hardware_of
+from exporter.sources.inference import Fetch
 from exporter.sources.inventory import StaticInventory
 from exporter.sources.placement import UnitView, decide
 
@@ -55,8 +59,11 @@ class GpuReader(Protocol):
 class DiscoveredNode:
     """A ``NodeSource`` over a GPU reader; pods' storage still comes from the config."""
 
-    def __init__(self, reader: GpuReader) -> None:
+    def __init__(self, reader: GpuReader, *, fetch: Fetch = fetch_text) -> None:
         self._reader = reader
+        self._fetch = fetch
+        self._holders: dict[tuple[str, str], Owner] = {}
+        self._network: SourceStatus | None = None
         self._static = StaticInventory()
         self._units: tuple[GpuUnit, ...] = ()
         self._info: tuple[UnitInfo, ...] = ()
@@ -101,13 +108,39 @@ class DiscoveredNode:
             )
             for u in self._units
         )
+        self._holders = {(p.holder.namespace, p.holder.pod): p.holder for p in decision.placements}
         return decision.placements
 
     def pods(self, cfg: ExporterConfig) -> tuple[PodUsage, ...]:
-        return self._static.pods(cfg)
+        """Storage from the config; bytes sent from cAdvisor, for the pods that hold GPUs or that
+        the config declares (the node's other pods are not AI workloads: not ours to bill)."""
+        usage = {(u.holder.namespace, u.holder.pod): u for u in self._static.pods(cfg)}
+        if not cfg.node_source.cadvisor_url:
+            self._network = None
+            return tuple(usage.values())
+        owners = {**self._holders, **{(w.owner.namespace, w.owner.pod): w.owner for w in cfg.workloads}}
+        sent = self._sent(cfg)
+        for pod, owner in owners.items():  # listed even when unread: their byte baselines stay
+            base = usage.get(pod) or PodUsage(owner)
+            usage[pod] = replace(base, transmit_bytes_total=sent.get(pod))
+        return tuple(usage.values())
+
+    def _sent(self, cfg: ExporterConfig) -> dict[tuple[str, str], float]:
+        url = cfg.node_source.cadvisor_url
+        lim = cfg.limits
+        try:
+            text = self._fetch(url, FetchLimits(lim.timeout_seconds, lim.max_body_bytes, lim.max_samples))
+            sent = pod_transmit_bytes(text, max_samples=lim.max_samples)
+        except SourceError as exc:
+            if self._network is None or self._network.up:
+                log.warning("cadvisor %s down: %s", url, exc)
+            self._network = SourceStatus("cadvisor", False, str(exc))
+            return {}  # counters freeze; the next good reading bills the gap once
+        self._network = SourceStatus("cadvisor", True)
+        return sent
 
     def status(self) -> tuple[SourceStatus, ...]:
-        return (self._reader.status(),)
+        return (self._reader.status(),) + ((self._network,) if self._network else ())
 
     def unit_info(self) -> tuple[UnitInfo, ...]:
         return self._info
