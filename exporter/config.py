@@ -93,6 +93,7 @@ from exporter.catalogue import parse_catalogue as parse_catalogue
 from exporter.config_inventory import MAX_GPUS as MAX_GPUS
 from exporter.config_inventory import LocatedGpu, read_gpus, read_workloads
 from exporter.config_inventory import known_servers as known_servers
+from exporter.config_kube import read_kubernetes
 from exporter.config_node import read_node_source
 from exporter.errors import ConfigError
 from exporter.model import CAPACITY_CLASSES
@@ -121,6 +122,7 @@ _TOP = (
     "pricing",
     "inventory",
     "node_source",
+    "kubernetes",
 )
 _LIMITS = ("scrape_timeout_seconds", "max_body_bytes", "max_samples")
 _PRICING = (
@@ -193,6 +195,7 @@ def _read_root(p: Problems, root: Node) -> ExporterConfig | None:
         workloads=workloads,
         max_owners=max_owners,
         node_source=node_source,
+        kubernetes=read_kubernetes(p, top.get("kubernetes")),
     )
 
 

@@ -25,9 +25,9 @@ from exporter.exposition.render import render
 from exporter.exposition.server import Published
 from exporter.exposition.status import ExportView, RuntimeStatus, TargetStatus
 from exporter.meter.ledger import Meter, MeterSnapshot
-from exporter.model import TargetScrape, TickInput
+from exporter.model import GpuSample, TargetScrape, TickInput
 from exporter.pricing import GpuPrice
-from exporter.settings import ExporterConfig
+from exporter.settings import ExporterConfig, Target
 from exporter.sources import inference
 from exporter.sources.discovery import node_source_for
 from exporter.sources.inventory import NodeSource
@@ -89,7 +89,9 @@ class Runtime:
         self._config_error = ""
         self._config_success_ts = time.time()
         self._target_errors: dict[str, Counter[str]] = {}
-        self._server_of: dict[str, str] = {}  # last detected server per target: a stable label
+        self._server_of: dict[str, str] = {}
+        self._discovered_targets: set[str] = set()  # names of targets the node source added
+        self._price_warned: set[tuple[str, str]] = set()  # last detected server per target: a stable label
         self._ticks = 0
         self._tick_seconds = 0.0
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="scrape")
@@ -110,6 +112,9 @@ class Runtime:
                 raise ConfigError(
                     [f"node: changed from {self.config.node!r} to {cfg.node!r}; restart to rename"]
                 )
+            if cfg.kubernetes.restart_key() != self.config.kubernetes.restart_key():
+                raise ConfigError(["kubernetes: enabled, node_name, kubeconfig, podresources_socket and "
+                                   "proc_root take effect at start; restart to change them"])  # fmt: skip
             if cfg.node_source.restart_key() != self.config.node_source.restart_key():
                 raise ConfigError(["node_source: gpus, dcgm_url, poll_seconds and call_timeout_seconds "
                                    "take effect at start; restart to change them"])  # fmt: skip
@@ -143,17 +148,19 @@ class Runtime:
             cfg, derived = self.config, self._derived
         end_ns, mono = self._clock(), self._monotonic()
         start_ns = end_ns - (0 if self._last_mono is None else mono - self._last_mono)
-        scrapes = self._scrape_all(cfg, derived.limits)
+        gpus, placements, pods = self._node.gpus(cfg), self._node.placements(cfg), self._node.pods(cfg)
+        plan = self._plan(cfg, derived)
+        scrapes = self._scrape_all(plan.targets, derived.limits)
         inp = TickInput(
             start_ns=start_ns,
             end_ns=end_ns,
             node=cfg.node,
-            gpus=self._node.gpus(cfg),
-            placements=self._node.placements(cfg),
+            gpus=gpus,
+            placements=placements,
             scrapes=scrapes,
-            pods=self._node.pods(cfg),
-            token_targets=derived.token_targets,
-            roles=derived.roles,
+            pods=pods,
+            token_targets=plan.token_targets,
+            roles=plan.roles,
             starved_below=cfg.node_source.starved_below_utilization,
             egress_share=cfg.node_source.egress_share,
             cross_zone_share=cfg.node_source.cross_zone_share,
@@ -161,13 +168,58 @@ class Runtime:
         snapshot = self.meter.tick(inp, cfg.pricing, cfg.window_seconds)
         self._last_mono = mono
         self._ticks += 1
-        view = ExportView(snapshot, self._status(cfg, derived, scrapes))
+        view = ExportView(snapshot, self._status(cfg, self._prices_in_use(cfg, derived, gpus), scrapes))
         self.published.publish(render(view), render_page(view))
         self._tick_seconds = time.perf_counter() - began
         return snapshot
 
-    def _scrape_all(self, cfg: ExporterConfig, limits: FetchLimits) -> tuple[TargetScrape, ...]:
-        futures = [self._pool.submit(inference.scrape, t, limits, self._fetch) for t in cfg.targets]
+    def _plan(self, cfg: ExporterConfig, derived: Derived) -> Plan:
+        """The config's workloads plus those the node discovered (the config wins on a pod)."""
+        found = self._node.workloads(cfg)
+        if not found and not self._discovered_targets:
+            return Plan(cfg.targets, derived.token_targets, derived.roles)
+        declared = {(w.owner.namespace, w.owner.pod) for w in cfg.workloads}
+        extra = [w for w in found if (w.owner.namespace, w.owner.pod) not in declared]
+        targets = cfg.targets + tuple(t for w in extra for t in w.targets)
+        names = {t.name for t in targets}
+        if names != self._discovered_targets:  # pods came or went: forget the gone targets' readings
+            self.meter.forget_targets(names)
+            self._discovered_targets = names if extra else set()
+        merged = Derived(derived.limits, dict(derived.token_targets), dict(derived.roles), ())
+        for w in extra:
+            key = (w.owner.namespace, w.owner.pod)
+            if w.target_tokens is not None:
+                merged.token_targets[key] = float(w.target_tokens)
+            if w.role != "unified":
+                merged.roles[key] = w.role
+        return Plan(targets, merged.token_targets, merged.roles)
+
+    def _prices_in_use(
+        self, cfg: ExporterConfig, derived: Derived, gpus: tuple[GpuSample, ...]
+    ) -> tuple[GpuPrice, ...]:
+        """The configured inventory's prices, or those of the GPUs found on the node; a discovered
+        GPU priced only by the catalogue, or not at all, is logged once, loudly."""
+        if cfg.node_source.gpus == "inventory":
+            return derived.prices_in_use
+        out = []
+        for pair in sorted({(g.hardware, g.capacity) for g in gpus}):
+            price = cfg.pricing.gpu_price(*pair)
+            if pair not in self._price_warned and (price is None or price.source == "catalogue"):
+                self._price_warned.add(pair)
+                hw, cap = pair
+                if price is None:
+                    log.error("hardware=%s capacity=%s found on this node has no price: its GPU-seconds are "
+                              "counted as unpriced; set pricing.gpus.%s.%s", hw, cap, hw, cap)  # fmt: skip
+                else:
+                    log.warning("price_source=catalogue hardware=%s capacity=%s usd_per_hour=%s: no configured "
+                                "price for a GPU found on this node; set pricing.gpus.%s.%s to your real price",
+                                hw, cap, price.usd_per_hour, hw, cap)  # fmt: skip
+            if price is not None:
+                out.append(price)
+        return tuple(out)
+
+    def _scrape_all(self, targets: tuple[Target, ...], limits: FetchLimits) -> tuple[TargetScrape, ...]:
+        futures = [self._pool.submit(inference.scrape, t, limits, self._fetch) for t in targets]
         scrapes = tuple(f.result() for f in futures)
         for s in scrapes:
             if s.server:
@@ -180,7 +232,7 @@ class Runtime:
         return scrapes
 
     def _status(
-        self, cfg: ExporterConfig, derived: Derived, scrapes: tuple[TargetScrape, ...]
+        self, cfg: ExporterConfig, prices_in_use: tuple[GpuPrice, ...], scrapes: tuple[TargetScrape, ...]
     ) -> RuntimeStatus:
         targets = tuple(
             TargetStatus(
@@ -199,7 +251,7 @@ class Runtime:
             mode=self.mode,
             version=__version__,
             pricing=cfg.pricing,
-            prices_in_use=derived.prices_in_use,
+            prices_in_use=prices_in_use,
             targets=targets,
             config_ok=ok,
             config_success_timestamp=ts,
@@ -234,6 +286,14 @@ class Runtime:
             next_at = max(next_at + self.config.tick_seconds, time.monotonic())
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._node.close()
+
+
+class Plan(NamedTuple):
+    """This tick's scrape targets and per-pod facts, from the config and the node's discoveries."""
+
+    targets: tuple[Target, ...]
+    token_targets: dict[tuple[str, str], float]
+    roles: dict[tuple[str, str], str]
 
 
 class Derived(NamedTuple):

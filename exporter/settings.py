@@ -77,6 +77,27 @@ class NodeSourceConfig:
         return (self.gpus, self.dcgm_url, self.poll_seconds, self.call_timeout_seconds)
 
 
+DEFAULT_PODRESOURCES_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
+
+
+@dataclass(frozen=True, slots=True)
+class KubernetesConfig:
+    """The ``kubernetes`` section: this node's pods, who holds each GPU, what to scrape."""
+
+    enabled: bool = False
+    node_name: str = ""  # "" → $NODE_NAME (the downward API)
+    kubeconfig: str = ""  # "" → in-cluster config, else $KUBECONFIG or ~/.kube/config
+    team_label: str = "team"
+    model_label: str = "model"
+    namespace_teams: Mapping[str, str] = field(default_factory=dict)
+    podresources_socket: str = DEFAULT_PODRESOURCES_SOCKET  # "" → do not ask the kubelet
+    proc_root: str = "/proc"  # the host's /proc (hostPID, or a mount): GPU processes → pods
+    scrape_annotated_pods: bool = True  # prometheus.io/scrape pods become token targets
+
+    def restart_key(self) -> tuple[object, ...]:
+        return (self.enabled, self.node_name, self.kubeconfig, self.podresources_socket, self.proc_root)
+
+
 @dataclass(frozen=True, slots=True)
 class ExporterConfig:
     pricing: PricingConfig
@@ -88,6 +109,7 @@ class ExporterConfig:
     workloads: tuple[StaticWorkload, ...] = ()
     max_owners: int = 2000  # cardinality cap: owners beyond it fold into __overflow__
     node_source: NodeSourceConfig = field(default_factory=NodeSourceConfig)
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     path: str = ""  # file it came from ("<embedded demo>" for the demo)
     sha256: str = ""  # of the file's bytes; exported as cpm_config_hash
 

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from exporter.model import GpuSample, Placement, PodUsage, SourceStatus, UnitInfo
 from exporter.pricing import BYTES_PER_GB
-from exporter.settings import ExporterConfig
+from exporter.settings import ExporterConfig, StaticWorkload
 
 
 class NodeSource(Protocol):
@@ -26,6 +26,10 @@ class NodeSource(Protocol):
     def unit_info(self) -> tuple[UnitInfo, ...]: ...
 
     def close(self) -> None: ...
+
+    def workloads(self, cfg: ExporterConfig) -> tuple[StaticWorkload, ...]:
+        """Workloads found on the node (pods and their scrape targets), besides the config's."""
+        ...
 
 
 class StaticInventory:
@@ -53,3 +57,6 @@ class StaticInventory:
 
     def close(self) -> None:
         pass
+
+    def workloads(self, cfg: ExporterConfig) -> tuple[StaticWorkload, ...]:
+        return ()  # the config declares them all

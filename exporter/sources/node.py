@@ -10,20 +10,22 @@ static placements name units by UUID, by index, or by ``index/giN`` for a MIG in
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Protocol
 
 from exporter.errors import SourceError
 from exporter.model import GpuSample, Owner, Placement, PodUsage, SourceStatus, UnitInfo
-from exporter.settings import ExporterConfig
+from exporter.settings import ExporterConfig, StaticWorkload
 from exporter.sources.cadvisor import pod_transmit_bytes
 from exporter.sources.fetch import FetchLimits, fetch_text
 from exporter.sources.gpu_names import hardware_of
 from exporter.sources.inference import Fetch
 from exporter.sources.inventory import StaticInventory
-from exporter.sources.placement import UnitView, decide
+from exporter.sources.placement import DeviceClaim, UnitView, decide
+from exporter.sources.podresources import DeviceHolding, DeviceRef, parse_device_id
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,17 @@ class GpuReader(Protocol):
 class DiscoveredNode:
     """A ``NodeSource`` over a GPU reader; pods' storage still comes from the config."""
 
-    def __init__(self, reader: GpuReader, *, fetch: Fetch = fetch_text) -> None:
+    def __init__(
+        self,
+        reader: GpuReader,
+        *,
+        fetch: Fetch = fetch_text,
+        holdings: Callable[[], tuple[DeviceHolding, ...]] | None = None,
+    ) -> None:
         self._reader = reader
         self._fetch = fetch
+        self._holdings = holdings  # the kubelet's PodResources List, when it can be asked
+        self._kubelet: SourceStatus | None = None
         self._holders: dict[tuple[str, str], Owner] = {}
         self._network: SourceStatus | None = None
         self._static = StaticInventory()
@@ -90,6 +100,7 @@ class DiscoveredNode:
         views = [UnitView(u.unit_id, u.index, u.pids, u.process_sm, u.holders) for u in self._units]
         decision = decide(
             views,
+            claims=self._claims(),
             reader_rule=self._reader.name,
             static=_static_by_unit(self._units, self._static.placements(cfg)),
             owner_of=lambda pod: _owner(pod, declared),
@@ -139,14 +150,54 @@ class DiscoveredNode:
         self._network = SourceStatus("cadvisor", True)
         return sent
 
+    def _claims(self) -> list[DeviceClaim]:
+        """The kubelet's allocation as claims on units; [] (the next rule decides) if it fails."""
+        if self._holdings is None:
+            return []
+        try:
+            held = self._holdings()
+        except SourceError as exc:
+            if self._kubelet is None or self._kubelet.up:
+                log.warning("kubelet PodResources unavailable, placing GPUs by the next rule: %s", exc)
+            self._kubelet = SourceStatus("podresources", False, str(exc))
+            return []
+        self._kubelet = SourceStatus("podresources", True)
+        return [
+            DeviceClaim((h.namespace, h.pod), unit_key(parse_device_id(d)))
+            for h in held
+            for d in h.device_ids
+        ]
+
     def status(self) -> tuple[SourceStatus, ...]:
-        return (self._reader.status(),) + ((self._network,) if self._network else ())
+        extra = tuple(s for s in (self._kubelet, self._network) if s is not None)
+        return (self._reader.status(), *extra)
 
     def unit_info(self) -> tuple[UnitInfo, ...]:
         return self._info
 
     def close(self) -> None:
         self._reader.close()
+
+    def workloads(self, cfg: ExporterConfig) -> tuple[StaticWorkload, ...]:
+        return ()
+
+
+_DRA_GPU = re.compile(r"^gpu-(\d+)$")
+
+
+def unit_key(ref: DeviceRef) -> str:
+    """How a kubelet device id names a unit: a UUID, an index, or ``index/giN``.
+
+    ``nvidia3`` is GPU index 3; GKE's ``nvidia0/gi2`` is GPU instance 2 on GPU 0. A DRA device
+    name ``gpu-N`` is read as index N (the NVIDIA DRA driver's naming) — an assumption until the
+    ResourceSlice is read. Replicas and vGPU slots name their GPU: each is one share of it.
+    """
+    base = ref.base
+    if base.startswith("nvidia") and base[6:].isdigit():
+        base = base[6:]
+    elif (m := _DRA_GPU.match(base)) is not None:
+        base = m.group(1)
+    return f"{base}/gi{ref.mig_gi}" if ref.mig_gi is not None else base
 
 
 def _owner(pod: tuple[str, str], declared: Mapping[tuple[str, str], Owner]) -> Owner:

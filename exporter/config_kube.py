@@ -1,0 +1,66 @@
+"""The ``kubernetes`` section: watch this node's pods for holders, teams, models and targets.
+
+kubernetes:
+  enabled: true
+  node_name: ""              # default: $NODE_NAME, set from the downward API (spec.nodeName)
+  kubeconfig: ""             # default: in-cluster; a path for development
+  team_label: team           # pod label naming the team (else namespace_teams, else the namespace)
+  model_label: model         # pod label naming the model (else annotation cpm-exporter.io/model)
+  namespace_teams: {llm-serving: search}
+  podresources_socket: /var/lib/kubelet/pod-resources/kubelet.sock   # "" to not ask the kubelet
+  proc_root: /proc           # the host's /proc: NVML's GPU processes → their pods
+  scrape_annotated_pods: true
+"""
+
+from __future__ import annotations
+
+from yaml.nodes import Node
+
+from exporter import yamlnodes as yn
+from exporter.settings import DEFAULT_PODRESOURCES_SOCKET, KubernetesConfig
+from exporter.yamlnodes import Problems, key_path, text_reader
+
+AT = "kubernetes"
+_FIELDS = (
+    "enabled",
+    "node_name",
+    "kubeconfig",
+    "team_label",
+    "model_label",
+    "namespace_teams",
+    "podresources_socket",
+    "proc_root",
+    "scrape_annotated_pods",
+)
+
+
+def read_kubernetes(p: Problems, node: Node | None) -> KubernetesConfig:
+    m = yn.fields(p, node, AT, _FIELDS) if node is not None else None
+    if m is None:
+        return KubernetesConfig()
+    text = text_reader(p)
+    flag = lambda at, n: yn.boolean(p, n, at)  # noqa: E731  (a reader, as text_reader is)
+    proc_root = yn.optional(m, "proc_root", AT, text, "/proc")
+    if not proc_root.startswith("/"):
+        p.add(key_path(AT, "proc_root"), m["proc_root"], f"must be an absolute path, got {proc_root!r}")
+    return KubernetesConfig(
+        enabled=yn.optional(m, "enabled", AT, flag, False),
+        node_name=yn.optional(m, "node_name", AT, text, ""),
+        kubeconfig=yn.optional(m, "kubeconfig", AT, text, ""),
+        team_label=yn.optional(m, "team_label", AT, text, "team"),
+        model_label=yn.optional(m, "model_label", AT, text, "model"),
+        namespace_teams=_teams(p, m.get("namespace_teams")),
+        podresources_socket=yn.optional(m, "podresources_socket", AT, text, DEFAULT_PODRESOURCES_SOCKET),
+        proc_root=proc_root,
+        scrape_annotated_pods=yn.optional(m, "scrape_annotated_pods", AT, flag, True),
+    )
+
+
+def _teams(p: Problems, node: Node | None) -> dict[str, str]:
+    at = key_path(AT, "namespace_teams")
+    out: dict[str, str] = {}
+    for namespace, value in (yn.fields(p, node, at, None) or {}).items() if node is not None else []:
+        team = yn.text(p, value, key_path(at, namespace))
+        if team is not None:
+            out[namespace] = team
+    return out
