@@ -80,11 +80,14 @@ class UnitInfo:
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """``holder`` holds ``gpu_id`` with an integer share ``weight`` (time-sliced GPUs)."""
+    """``holder`` holds ``gpu_id`` with an integer share ``weight`` (time-sliced GPUs), from
+    ``since_ns`` until ``until_ns`` (wall clock) when it came or went within the tick."""
 
     gpu_id: str
     holder: Owner
     weight: int = 1
+    since_ns: int | None = None
+    until_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,3 +122,22 @@ def test_no_traffic_is_not_claimed_when_the_tokens_could_not_be_read() -> None:
     down = TargetScrape("a-0", A, "vllm", False, ())
     snap = tick(meter, 0, [GpuSample("0", "H100", "on_demand", utilization=0.5)], [Placement("0", A)], [down])
     assert idle_cost(snap, "a-0") == {}
+
+
+def test_a_pod_deleted_mid_tick_pays_up_to_its_deletion_and_its_successor_from_its_start() -> None:
+    t0 = T0  # tick 0 spans [t0, t0 + 10 s]
+    gone_at, started_at = t0 + 4 * S, t0 + 7 * S
+    held = [Placement("0", A, until_ns=gone_at), Placement("0", B, since_ns=started_at)]
+    snap = tick(Meter("n"), 0, [GpuSample("0", "H100", "on_demand", utilization=0.5)], held)
+    assert cost(snap, "a-0") == 4_000_000  # 4 s at $0.001/s
+    assert cost(snap, "") == 3_000_000  # nobody held it from 4 s to 7 s
+    assert cost(snap, "b-0") == 3_000_000
+    seconds = {v.line.owner.pod: v.totals.held_ns / S for v in snap.lines}
+    assert seconds == {"a-0": 4, "": 3, "b-0": 3}
+    assert snap.bill_nano == 10_000_000
+
+
+def test_holders_that_overlap_mid_tick_share_only_the_overlap() -> None:
+    held = [Placement("0", A), Placement("0", B, since_ns=T0 + 5 * S)]  # B joins half-way
+    snap = tick(Meter("n"), 0, [GpuSample("0", "H100", "on_demand")], held)
+    assert (cost(snap, "a-0"), cost(snap, "b-0")) == (7_500_000, 2_500_000)

@@ -8,6 +8,7 @@ lands on exactly one owner.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -57,11 +58,36 @@ class Attribution:
     bad_readings: tuple[str, ...] = ()  # gpu ids whose utilisation or power was NaN/out of range
 
 
-def _holders(placements: Iterable[Placement]) -> dict[str, list[tuple[Owner, int]]]:
-    by_gpu: dict[str, list[tuple[Owner, int]]] = defaultdict(list)
+def _holders(placements: Iterable[Placement]) -> dict[str, list[Placement]]:
+    by_gpu: dict[str, list[Placement]] = defaultdict(list)
     for p in placements:
-        by_gpu[p.gpu_id].append((p.holder, p.weight))
+        by_gpu[p.gpu_id].append(p)
     return by_gpu
+
+
+Segment = tuple[int, list[tuple[Owner, int]]]  # (ns, holders and weights); [(IDLE, 1)] if none
+
+
+def segments(held: list[Placement], start_ns: int, end_ns: int) -> list[Segment]:
+    """The tick cut where a holder came or went (a pod deleted or started mid-tick), each piece
+    with the holders of that piece: a deleted pod pays up to its deletion, not after."""
+    if all(p.since_ns is None and p.until_ns is None for p in held) or end_ns <= start_ns:
+        return [(end_ns - start_ns, [(p.holder, p.weight) for p in held] or [(IDLE, 1)])]
+    bounds = {min(max(t, start_ns), end_ns) for p in held for t in (p.since_ns, p.until_ns) if t is not None}
+    cuts = sorted(bounds | {start_ns, end_ns})
+    out: list[Segment] = []
+    for a, b in itertools.pairwise(cuts):
+        active = [
+            (p.holder, p.weight)
+            for p in held
+            if (p.since_ns is None or p.since_ns <= a) and (p.until_ns is None or p.until_ns >= b)
+        ]
+        active = active or [(IDLE, 1)]
+        if out and out[-1][1] == active:  # same holders on both sides of a cut: one piece
+            out[-1] = (out[-1][0] + b - a, active)
+        else:
+            out.append((b - a, active))
+    return out
 
 
 def _gpu_exact(
@@ -94,6 +120,14 @@ def _energy(gpu: GpuSample, pricing: PricingConfig, dt_ns: int, joules: float | 
     return kwh * Fraction(*nano(pricing.energy.usd_per_kwh))
 
 
+def _lines(owners: list[tuple[Owner, int]], gpu: GpuSample) -> list[Line]:
+    return [Line(o, gpu.hardware, gpu.capacity) for o, _ in owners]
+
+
+def _by_length(amount: int, pieces: list[Segment]) -> list[int]:
+    return [amount] if len(pieces) == 1 else allocate(amount, [length for length, _ in pieces])
+
+
 def _split(line_of: list[Line], amount: int, weights: list[int], component: str) -> list[Charge]:
     shares = [amount] if len(weights) == 1 else allocate(amount, weights)
     return [Charge(line, component, s) for line, s in zip(line_of, shares, strict=True) if s]
@@ -117,18 +151,18 @@ class GpuAttributor:
         bad = tuple(g.gpu_id for g in inp.gpus if not _plausible(g))
         gpus = [g if _plausible(g) else _without_readings(g) for g in inp.gpus]
         for gpu, overhead_share in zip(gpus, node_overhead, strict=True):
-            owners = holders.get(gpu.gpu_id) or [(IDLE, 1)]
-            lines = [Line(o, gpu.hardware, gpu.capacity) for o, _ in owners]
-            weights = [w for _, w in owners]
+            pieces = segments(holders.get(gpu.gpu_id, []), inp.start_ns, inp.end_ns)
             exact = _gpu_exact(gpu, pricing, dt, self._joules(gpu))
             if exact is None:
                 unpriced.append(gpu.gpu_id)
                 exact = {}
-            for component, amount in exact.items():
-                nano = self.accruals.accrue((gpu.gpu_id, component), amount)
-                charges += _split(lines, nano, weights, component)
-            charges += _split(lines, overhead_share, weights, "overhead")
-            times += _gpu_times(gpu, lines, weights, dt)
+            amounts = {c: self.accruals.accrue((gpu.gpu_id, c), a) for c, a in exact.items()}
+            amounts["overhead"] = amounts.get("overhead", 0) + overhead_share
+            for component, whole in amounts.items():
+                for (_, owners), part in zip(pieces, _by_length(whole, pieces), strict=True):
+                    charges += _split(_lines(owners, gpu), part, [w for _, w in owners], component)
+            for length, owners in pieces:
+                times += _gpu_times(gpu, _lines(owners, gpu), [w for _, w in owners], length)
         if not inp.gpus:
             charges += self._overhead_without_gpus(inp, pricing)
         primary = primary_hardware(inp)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from exporter.model import GpuSample, Owner, Placement
 from exporter.pricing import GpuPrice, Overhead, PricingConfig
 
+T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z: where the property tests' clocks start
 HARDWARE = ("H100", "B200")
 CAPACITIES = ("on_demand", "spot")
 
@@ -62,7 +63,17 @@ def fleet(draw: st.DrawFn) -> tuple[tuple[GpuSample, ...], tuple[Placement, ...]
     placements: list[Placement] = []
     for g in gpus:
         for holder in draw(st.lists(owners, max_size=3, unique_by=lambda o: (o.namespace, o.pod))):
-            placements.append(Placement(g.gpu_id, holder, draw(st.integers(min_value=1, max_value=5))))
+            # Some holders come or go mid-run (pods deleted, rescheduled): bounded holding times.
+            since, until = (draw(st.none() | st.integers(min_value=-60, max_value=900)) for _ in range(2))
+            placements.append(
+                Placement(
+                    g.gpu_id,
+                    holder,
+                    draw(st.integers(min_value=1, max_value=5)),
+                    since_ns=None if since is None else T0 + since * 10**9,
+                    until_ns=None if until is None else T0 + until * 10**9,
+                )
+            )
     return gpus, tuple(placements)
 
 

@@ -12,9 +12,7 @@ from exporter.meter.ledger import Meter, MeterSnapshot
 from exporter.meter.money import Accruals, allocate
 from exporter.model import ModelCounters, Owner, PodUsage, TargetScrape, TickInput
 from exporter.pricing import BYTES_PER_GB, PricingConfig
-from tests.property.strategies import fleet, owners, pricing, tick_ns
-
-T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
+from tests.property.strategies import T0, fleet, owners, pricing, tick_ns
 
 
 @given(amount=st.integers(min_value=0, max_value=10**15),
