@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from exporter import __version__
-from exporter.errors import ConfigError
+from exporter.errors import ConfigError, SourceError
 from exporter.settings import DEFAULT_PORT
 
 if TYPE_CHECKING:  # imported lazily at run time so that --help stays fast
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"cpm-exporter: invalid config\n{e}", file=sys.stderr)
         return 2
-    except OSError as e:
+    except (OSError, SourceError) as e:  # e.g. no NODE_NAME, no kubeconfig: said plainly, no traceback
         print(f"cpm-exporter: {e}", file=sys.stderr)
         return 1
 

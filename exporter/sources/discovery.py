@@ -1,4 +1,8 @@
-"""Pick the node source the config asks for; ``auto`` tries NVML, then dcgm-exporter, then the inventory."""
+"""Build the node source the config asks for; ``auto`` tries NVML, then dcgm-exporter, then the inventory.
+
+With ``kubernetes.enabled`` the node also watches its pods (holders, teams, models, targets)
+and asks the kubelet's PodResources API who holds which GPU.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import logging
 
 from exporter.settings import ExporterConfig
 from exporter.sources.inventory import NodeSource, StaticInventory
-from exporter.sources.node import DiscoveredNode
+from exporter.sources.node import DiscoveredNode, GpuReader
 from exporter.sources.nvml import NvmlReader, NvmlUnavailable
 from exporter.sources.nvml_poller import NvmlGpus, NvmlPoller
 
@@ -14,24 +18,49 @@ log = logging.getLogger(__name__)
 
 
 def node_source_for(cfg: ExporterConfig) -> NodeSource:
+    reader = _gpu_reader(cfg)
+    if reader is None:
+        if cfg.kubernetes.enabled:
+            log.warning(
+                "kubernetes.enabled needs node_source.gpus nvml, dcgm or auto; using the inventory only"
+            )
+        return StaticInventory()
+    if not cfg.kubernetes.enabled:
+        return DiscoveredNode(reader)
+    from exporter.sources.kube_link import KubeLink  # the kubernetes client is heavy: only when used
+    from exporter.sources.kube_pods import PodWatcher, load_api, node_name_from_env
+    from exporter.sources.kube_targets import OwnerRules
+    from exporter.sources.podresources import list_holdings
+
+    kube = cfg.kubernetes
+    watcher = PodWatcher(kube.node_name or node_name_from_env(), load_api(kube.kubeconfig or None))
+    watcher.start()  # one LIST now; errors go to cpm_source_up{source="kubernetes"} and are retried
+    rules = OwnerRules(kube.team_label, kube.model_label, kube.namespace_teams)
+    link = KubeLink(watcher, rules, proc_root=kube.proc_root, scrape=kube.scrape_annotated_pods)
+    socket = kube.podresources_socket
+    holdings = (lambda: list_holdings(socket)) if socket else None
+    return DiscoveredNode(reader, holdings=holdings, kube=link)
+
+
+def _gpu_reader(cfg: ExporterConfig) -> GpuReader | None:
     src = cfg.node_source
     if src.gpus == "inventory":
-        return StaticInventory()
+        return None
     if src.gpus in ("nvml", "auto"):
         gpus = NvmlGpus(
             NvmlPoller(NvmlReader(), poll_seconds=src.poll_seconds, call_timeout=src.call_timeout_seconds)
         )
         try:
             gpus.start()
-            return DiscoveredNode(gpus)
+            return gpus
         except NvmlUnavailable as exc:
             if src.gpus == "nvml":  # asked for: keep trying, with cpm_source_up{source="nvml"} 0
                 log.error("%s; will retry", exc)
-                return DiscoveredNode(gpus)
+                return gpus
             log.warning("node_source.gpus=auto: %s; trying the next source", exc)
     if src.dcgm_url:
         from exporter.sources.dcgm_reader import DcgmGpus
 
-        return DiscoveredNode(DcgmGpus(src.dcgm_url))
+        return DcgmGpus(src.dcgm_url)
     log.warning("node_source.gpus=auto: no NVML and no dcgm_url; using the config's inventory")
-    return StaticInventory()
+    return None

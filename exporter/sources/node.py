@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -24,6 +25,7 @@ from exporter.sources.fetch import FetchLimits, fetch_text
 from exporter.sources.gpu_names import hardware_of
 from exporter.sources.inference import Fetch
 from exporter.sources.inventory import StaticInventory
+from exporter.sources.kube_link import KubeLink
 from exporter.sources.placement import DeviceClaim, UnitView, decide
 from exporter.sources.podresources import DeviceHolding, DeviceRef, parse_device_id
 
@@ -59,7 +61,8 @@ class GpuReader(Protocol):
 
 
 class DiscoveredNode:
-    """A ``NodeSource`` over a GPU reader; pods' storage still comes from the config."""
+    """A ``NodeSource`` over a GPU reader, with the kubelet, cAdvisor and this node's pods
+    (``KubeLink``) where they are configured."""
 
     def __init__(
         self,
@@ -67,6 +70,8 @@ class DiscoveredNode:
         *,
         fetch: Fetch = fetch_text,
         holdings: Callable[[], tuple[DeviceHolding, ...]] | None = None,
+        kube: KubeLink | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._reader = reader
         self._fetch = fetch
@@ -77,6 +82,10 @@ class DiscoveredNode:
         self._static = StaticInventory()
         self._units: tuple[GpuUnit, ...] = ()
         self._info: tuple[UnitInfo, ...] = ()
+        self._kube = kube
+        self._clock = clock
+        self._last_at: float | None = None  # when the last tick's placements were decided
+        self._last: tuple[Placement, ...] = ()
 
     def gpus(self, cfg: ExporterConfig) -> tuple[GpuSample, ...]:
         self._units = self._reader.units(cfg)
@@ -97,13 +106,18 @@ class DiscoveredNode:
 
     def placements(self, cfg: ExporterConfig) -> tuple[Placement, ...]:
         declared = {(w.owner.namespace, w.owner.pod): w.owner for w in cfg.workloads}
+        kube = self._kube
+        if kube is not None:
+            kube.refresh()
         views = [UnitView(u.unit_id, u.index, u.pids, u.process_sm, u.holders) for u in self._units]
+        pids = kube.pods_of_pids(p for u in self._units for p in u.pids) if kube else {}
         decision = decide(
             views,
             claims=self._claims(),
+            pod_of_pid=pids,
             reader_rule=self._reader.name,
             static=_static_by_unit(self._units, self._static.placements(cfg)),
-            owner_of=lambda pod: _owner(pod, declared),
+            owner_of=lambda pod: declared.get(pod) or (kube and kube.owner(pod)) or _owner(pod, {}),
         )
         names = cfg.node_source.hardware_names
         self._info = tuple(
@@ -120,12 +134,20 @@ class DiscoveredNode:
             for u in self._units
         )
         self._holders = {(p.holder.namespace, p.holder.pod): p.holder for p in decision.placements}
-        return decision.placements
+        now, placed = self._clock(), decision.placements
+        if kube is not None:  # holders that came or went since the last tick pay their part only
+            placed = kube.bound(placed, self._last, self._last_at)
+        self._last, self._last_at = decision.placements, now
+        return placed
 
     def pods(self, cfg: ExporterConfig) -> tuple[PodUsage, ...]:
         """Storage from the config; bytes sent from cAdvisor, for the pods that hold GPUs or that
         the config declares (the node's other pods are not AI workloads: not ours to bill)."""
         usage = {(u.holder.namespace, u.holder.pod): u for u in self._static.pods(cfg)}
+        if self._kube is not None:  # the claims GPU pods mount (PVC capacity)
+            for pod, owner in self._holders.items():
+                if pod not in usage and (size := self._kube.storage_bytes(pod)):
+                    usage[pod] = PodUsage(owner, storage_bytes=size)
         if not cfg.node_source.cadvisor_url:
             self._network = None
             return tuple(usage.values())
@@ -169,7 +191,8 @@ class DiscoveredNode:
         ]
 
     def status(self) -> tuple[SourceStatus, ...]:
-        extra = tuple(s for s in (self._kubelet, self._network) if s is not None)
+        kube = self._kube.status() if self._kube is not None else None
+        extra = tuple(s for s in (kube, self._kubelet, self._network) if s is not None)
         return (self._reader.status(), *extra)
 
     def unit_info(self) -> tuple[UnitInfo, ...]:
@@ -177,9 +200,13 @@ class DiscoveredNode:
 
     def close(self) -> None:
         self._reader.close()
+        if self._kube is not None:
+            self._kube.close()
 
     def workloads(self, cfg: ExporterConfig) -> tuple[StaticWorkload, ...]:
-        return ()
+        if self._kube is None:
+            return ()
+        return self._kube.workloads({(w.owner.namespace, w.owner.pod) for w in cfg.workloads})
 
 
 _DRA_GPU = re.compile(r"^gpu-(\d+)$")

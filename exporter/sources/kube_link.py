@@ -1,0 +1,145 @@
+"""What the node needs from this node's Kubernetes pods, read from the watcher's snapshot only
+(no network on the tick): owners, GPU processes → pods, when holders came and went, discovered
+workloads and their scrape targets, and the storage their claims provision.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from decimal import Decimal
+from typing import Protocol
+
+from exporter.model import Owner, Placement, SourceStatus
+from exporter.settings import StaticWorkload, Target
+from exporter.sources.cgroup import pod_of_pid
+from exporter.sources.kube_pods import PodInfo, WatchStatus
+from exporter.sources.kube_targets import OwnerRules, owner_of, roles_of, targets_of, token_targets_of
+
+log = logging.getLogger(__name__)
+
+PodKey = tuple[str, str]
+NS_PER_S = 10**9
+
+
+class PodView(Protocol):
+    """The watcher, as the node sees it (``kube_pods.PodWatcher``)."""
+
+    def pods(self) -> tuple[PodInfo, ...]: ...
+
+    def status(self) -> WatchStatus: ...
+
+    def removed_since(self, since: float) -> tuple[tuple[PodInfo, float], ...]: ...
+
+    def claim_capacity(self, namespace: str, claim: str) -> float | None: ...
+
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+
+class KubeLink:
+    def __init__(
+        self, view: PodView, rules: OwnerRules, *, proc_root: str = "/proc", scrape: bool = True
+    ) -> None:
+        self._view = view
+        self._rules = rules
+        self._proc_root = proc_root
+        self._scrape = scrape
+        self._pods: dict[PodKey, PodInfo] = {}
+        self._by_uid: dict[str, PodInfo] = {}
+        self._reported: set[tuple[str, str]] = set()
+
+    def refresh(self) -> None:
+        """Take the watcher's current snapshot for this tick."""
+        pods = self._view.pods()
+        self._pods = {(p.namespace, p.name): p for p in pods}
+        self._by_uid = {p.uid: p for p in pods}
+
+    def owner(self, pod: PodKey) -> Owner | None:
+        found = self._pods.get(pod)
+        return None if found is None else owner_of(found, self._rules)
+
+    def pods_of_pids(self, pids: Iterable[int]) -> dict[int, PodKey]:
+        """Host PIDs (NVML's GPU processes) → the pods whose cgroups they run in."""
+        out: dict[int, PodKey] = {}
+        for pid in set(pids):
+            ref = pod_of_pid(pid, self._proc_root)
+            pod = self._by_uid.get(ref.pod_uid) if ref is not None else None
+            if pod is not None:
+                out[pid] = (pod.namespace, pod.name)
+        return out
+
+    def bound(
+        self, now: tuple[Placement, ...], before: tuple[Placement, ...], since: float | None
+    ) -> tuple[Placement, ...]:
+        """This tick's placements with holding times: a holder created during the tick holds
+        from its creation; one that left the node during it (gone from ``now``) holds until it left."""
+        if since is None:
+            return now
+        out = []
+        for p in now:
+            created = getattr(self._pods.get((p.holder.namespace, p.holder.pod)), "created_at", None)
+            out.append(replace(p, since_ns=int(created * NS_PER_S)) if created and created > since else p)
+        left = {(pod.namespace, pod.name): at for pod, at in self._view.removed_since(since)}
+        still = {(p.gpu_id, p.holder.namespace, p.holder.pod) for p in now}
+        for p in before:
+            key = (p.holder.namespace, p.holder.pod)
+            if key in left and (p.gpu_id, *key) not in still:
+                out.append(replace(p, since_ns=None, until_ns=int(left[key] * NS_PER_S)))
+        return tuple(out)
+
+    def storage_bytes(self, pod: PodKey) -> float:
+        found = self._pods.get(pod)
+        if found is None:
+            return 0.0
+        return sum(self._view.claim_capacity(found.namespace, c) or 0.0 for c in found.claims)
+
+    def workloads(self, declared: set[PodKey]) -> tuple[StaticWorkload, ...]:
+        """Pods the config does not declare, with their scrape targets (annotated pods)."""
+        pods = [p for key, p in self._pods.items() if key not in declared]
+        targets: Mapping[PodKey, list[Target]] = {}
+        if self._scrape:
+            found, problems = targets_of(pods, self._rules)
+            targets = _by_pod(found)
+            self._report(problems)
+        tokens, problems = token_targets_of(pods)
+        self._report(problems)
+        roles, problems = roles_of(pods)
+        self._report(problems)
+        out = []
+        for key in sorted({*targets, *tokens, *roles}):
+            pod = self._pods[key]
+            target_tokens = tokens.get(key)
+            out.append(
+                StaticWorkload(
+                    owner_of(pod, self._rules),
+                    targets=tuple(targets.get(key, ())),
+                    target_tokens=None if target_tokens is None else _decimal(target_tokens),
+                    role=roles.get(key, "unified"),
+                )
+            )
+        return tuple(out)
+
+    def status(self) -> SourceStatus:
+        s = self._view.status()
+        return SourceStatus("kubernetes", s.up, s.error)
+
+    def close(self) -> None:
+        self._view.stop()
+
+    def _report(self, problems: Iterable[tuple[str, str]]) -> None:
+        for problem in problems:
+            if problem not in self._reported:  # once per pod and message, not every tick
+                self._reported.add(problem)
+                log.warning("pod=%s: %s", *problem)
+
+
+def _by_pod(targets: Iterable[Target]) -> dict[PodKey, list[Target]]:
+    out: dict[PodKey, list[Target]] = {}
+    for t in targets:
+        out.setdefault((t.owner.namespace, t.owner.pod), []).append(t)
+    return out
+
+
+def _decimal(value: float) -> Decimal:
+    return Decimal(repr(value))

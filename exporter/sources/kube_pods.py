@@ -1,0 +1,594 @@
+"""The pods of this node, from the Kubernetes API: one LIST, then a WATCH (a one-node informer).
+
+Rule: this module reads pods and their claims, nothing else; who pays is ``kube_targets``.
+
+One daemon thread owns the watch. It LISTs ``spec.nodeName=<node>``, WATCHes from the list's
+resourceVersion, and publishes an immutable snapshot; ``pods()``, ``status()`` and
+``claim_capacity()`` only read that snapshot, so the meter never waits on the network.
+
+* A 410 Gone (``ERROR`` event or HTTP status) means the version was compacted away: re-LIST
+  and swap the new view in whole, so no reader ever sees it empty.
+* A stream that ends (server timeout, reset) is re-watched from the last resourceVersion;
+  a round that made no progress waits a capped, jittered backoff first.
+* 401/403/5xx/unreachable: ``status()`` says why (403 names the missing RBAC verb), the
+  last view is kept, and the thread retries with backoff.
+* Objects of another node and malformed objects are skipped (the latter counted).
+
+The client's own ``Watch.stream`` is used with a wrapper that has no return type, so
+events arrive as plain dicts: the client's model deserializer raises on wrong types
+(which would kill the stream), and its ``deserialize=False`` mode crashes with
+``KeyError('raw_object')`` on ``ERROR`` events (kubernetes 37.0.2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import logging
+import os
+import random
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from http import HTTPStatus
+from types import MappingProxyType
+from typing import Any, cast
+
+import kubernetes
+import urllib3
+import yaml
+from kubernetes.client.exceptions import ApiException
+
+from exporter.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+PODS_RBAC = "list and watch on pods (core) cluster-wide"
+CLAIMS_RBAC = "get on persistentvolumeclaims (core) cluster-wide"
+REMOVED_KEPT_SECONDS = 900.0  # how long a removed pod is remembered (longer than any tick)
+_NETWORK_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class PodInfo:
+    uid: str
+    namespace: str
+    name: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    phase: str  # Pending/Running/Succeeded/Failed/Unknown
+    pod_ip: str
+    deleted_at: float | None  # metadata.deletionTimestamp as UNIX seconds, else None
+    claims: tuple[str, ...]  # PVC names the pod mounts
+    container_ids: tuple[str, ...]  # runtime prefix ("containerd://") stripped
+    created_at: float | None = None  # metadata.creationTimestamp as UNIX seconds
+
+
+@dataclass(frozen=True, slots=True)
+class WatchStatus:
+    up: bool  # the last LIST or WATCH request succeeded
+    error: str = ""  # why not, for people: names the missing permission on a 403
+    relists: int = 0  # re-LISTs after the first (410 Gone)
+    events: int = 0  # watch events applied
+    malformed: int = 0  # objects and lines skipped
+    resource_version: str = ""
+    claims_error: str = ""  # last PVC lookup failure (does not make the watch down)
+
+
+# ---- parsing: JSON of the API → records --------------------------------------------------
+_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:[eE]([+-]?\d+))?(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?$")
+_SUFFIX = {
+    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{s: Decimal(1000) ** (i + 1) for i, s in enumerate(("k", "M", "G", "T", "P", "E"))},
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+}
+_TIMESTAMP = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
+
+
+def parse_quantity(text: str) -> float:
+    """A Kubernetes quantity ("10Gi", "1.5T", "500M", "1e3", "100") as a number."""
+    match = _QUANTITY.match(text.strip())
+    if match is None:
+        raise ValueError(f"not a Kubernetes quantity: {text!r}")
+    number, exponent, suffix = match.groups()
+    try:
+        value = Decimal(number) * _SUFFIX[suffix or ""]
+        if exponent:
+            value = value.scaleb(int(exponent))
+    except InvalidOperation as exc:
+        raise ValueError(f"not a Kubernetes quantity: {text!r}") from exc
+    return float(value)
+
+
+def parse_timestamp(text: str) -> float:
+    """An RFC 3339 time as the API writes it ("2024-05-01T12:00:00Z") in UNIX seconds."""
+    match = _TIMESTAMP.match(text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    y, mo, d, h, mi, s, frac, zone = match.groups()
+    offset = timedelta(0)
+    if zone not in ("Z", "z"):
+        sign = -1 if zone[0] == "-" else 1
+        offset = sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    when = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=timezone(offset))
+    return when.timestamp() + (float(frac) if frac else 0.0)
+
+
+def _dict(value: object, what: str, *, optional: bool = True) -> dict[str, Any]:
+    if value is None and optional:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} is {type(value).__name__}, not an object")
+    return value
+
+
+def _str(value: object, what: str, default: str | None = None) -> str:
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, str):
+        raise ValueError(f"{what} is {type(value).__name__}, not a string")
+    return value
+
+
+def _str_map(value: object, what: str) -> Mapping[str, str]:
+    items = _dict(value, what)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in items.items()):
+        raise ValueError(f"{what} has a value that is not a string")
+    return MappingProxyType(dict(items))
+
+
+def _list(value: object, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{what} is {type(value).__name__}, not a list")
+    return value
+
+
+def parse_pod(obj: object) -> tuple[PodInfo, str]:
+    """A Pod's JSON → (PodInfo, spec.nodeName); ValueError when it is not a usable Pod."""
+    pod = _dict(obj, "pod", optional=False)
+    meta = _dict(pod.get("metadata"), "metadata", optional=False)
+    spec = _dict(pod.get("spec"), "spec")
+    status = _dict(pod.get("status"), "status")
+    uid = _str(meta.get("uid"), "metadata.uid")
+    name = _str(meta.get("name"), "metadata.name")
+    if not uid or not name:
+        raise ValueError("metadata.uid and metadata.name must not be empty")
+    claims: list[str] = []
+    for volume in _list(spec.get("volumes"), "spec.volumes"):
+        volume = _dict(volume, "spec.volumes[]", optional=False)
+        if "persistentVolumeClaim" in volume:
+            pvc = _dict(volume["persistentVolumeClaim"], "persistentVolumeClaim", optional=False)
+            claims.append(_str(pvc.get("claimName"), "persistentVolumeClaim.claimName"))
+        elif "ephemeral" in volume:  # a generic ephemeral volume's PVC is named <pod>-<volume>
+            claims.append(f"{name}-{_str(volume.get('name'), 'spec.volumes[].name')}")
+    container_ids: list[str] = []
+    for container in _list(status.get("containerStatuses"), "status.containerStatuses"):
+        cid = _str(
+            _dict(container, "containerStatuses[]", optional=False).get("containerID"), "containerID", ""
+        )
+        if cid:
+            container_ids.append(cid.split("://", 1)[-1])
+    deletion, creation = meta.get("deletionTimestamp"), meta.get("creationTimestamp")
+    info = PodInfo(
+        uid=uid,
+        namespace=_str(meta.get("namespace"), "metadata.namespace", ""),
+        name=name,
+        labels=_str_map(meta.get("labels"), "metadata.labels"),
+        annotations=_str_map(meta.get("annotations"), "metadata.annotations"),
+        phase=_str(status.get("phase"), "status.phase", "Unknown"),
+        pod_ip=_str(status.get("podIP"), "status.podIP", ""),
+        deleted_at=None
+        if deletion is None
+        else parse_timestamp(_str(deletion, "metadata.deletionTimestamp")),
+        claims=tuple(claims),
+        container_ids=tuple(container_ids),
+        created_at=None
+        if creation is None
+        else parse_timestamp(_str(creation, "metadata.creationTimestamp")),
+    )
+    return info, _str(spec.get("nodeName"), "spec.nodeName", "")
+
+
+def _resource_version(obj: object) -> str:
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
+    return rv if isinstance(rv, str) else ""
+
+
+def describe_api_error(exc: ApiException, rbac: str = PODS_RBAC) -> str:
+    """One line for people: what failed and what to do, with the server's own message."""
+    message = exc.reason or ""
+    try:
+        body = json.loads(exc.body or "")
+        if isinstance(body, dict) and isinstance(body.get("message"), str):
+            message = body["message"]
+    except ValueError:
+        pass
+    code = int(exc.status or 0)
+    try:
+        phrase = f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        phrase = str(code)
+    if code == 403:
+        return f"RBAC: the service account needs {rbac}; got {phrase}: {message}"
+    if code == 401:
+        return f"authentication: the API server rejected the service account token ({phrase}): {message}"
+    if code >= 500:
+        return f"API server error {phrase}: {message}"
+    if code == 0:
+        return f"API request failed: {message}"
+    return f"API request failed with {phrase}: {message}"
+
+
+class Backoff:
+    """Doubling delays from ``initial`` up to ``maximum``, each jittered down by up to 25%."""
+
+    def __init__(self, initial: float, maximum: float, rand: Callable[[], float] = random.random) -> None:
+        self.initial, self.maximum, self._rand = initial, maximum, rand
+        self._next = initial
+
+    def next(self) -> float:
+        delay = self._next
+        self._next = min(self._next * 2, self.maximum)
+        return delay * (1 - 0.25 * self._rand())
+
+    def reset(self) -> None:
+        self._next = self.initial
+
+
+# ---- the watcher ------------------------------------------------------------------------
+class PodWatcher:
+    def __init__(
+        self,
+        node_name: str,
+        api: kubernetes.client.CoreV1Api,
+        *,
+        resync_seconds: float = 300,
+        watch_timeout_seconds: int = 60,
+        backoff_initial_seconds: float = 0.5,
+        backoff_max_seconds: float = 30.0,
+        request_timeout_seconds: float = 10.0,
+    ) -> None:
+        self.node_name = node_name
+        self._api = api
+        self._selector = f"spec.nodeName={node_name}"
+        self._resync_seconds = resync_seconds
+        self._watch_timeout = int(watch_timeout_seconds)
+        self._request_timeout = request_timeout_seconds
+        self._backoff = Backoff(backoff_initial_seconds, backoff_max_seconds)
+        self._lock = threading.Lock()  # guards everything below that readers see
+        self._view: dict[str, PodInfo] = {}  # by uid; only the watcher thread writes
+        self._snapshot: tuple[PodInfo, ...] = ()
+        self._removed: dict[str, tuple[PodInfo, float]] = {}  # uid → (pod, when it left)
+        self._claims: dict[tuple[str, str], float | None] = {}
+        self._status = WatchStatus(up=False, error="not started")
+        self._rv = ""  # "" → LIST before watching
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._response: Any = None  # the open watch response, whose socket stop() shuts
+        self._connected = False
+        self._next_resync = 0.0
+        self._listed = False  # a LIST succeeded once: the next ones are re-LISTs
+
+    # ---- readers (any thread, never block on the network) --------------------------------
+    def pods(self) -> tuple[PodInfo, ...]:
+        with self._lock:
+            return self._snapshot
+
+    def status(self) -> WatchStatus:
+        with self._lock:
+            return self._status
+
+    def removed_since(self, since: float) -> tuple[tuple[PodInfo, float], ...]:
+        """Pods that left this node after ``since`` (UNIX seconds), with when they left."""
+        with self._lock:
+            return tuple(r for r in self._removed.values() if r[1] > since)
+
+    def claim_capacity(self, namespace: str, claim: str) -> float | None:
+        """Bytes of the claim's ``status.capacity.storage``, looked up before its pod showed."""
+        with self._lock:
+            return self._claims.get((namespace, claim))
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """LIST now (errors go to ``status()``), then watch on a daemon thread."""
+        if self._thread is not None:
+            raise RuntimeError("PodWatcher.start() called twice")
+        try:
+            self._relist()
+        except ApiException as exc:
+            self._fail(describe_api_error(exc))
+        except (*_NETWORK_ERRORS, ValueError) as exc:
+            self._fail(self._network_error(exc))
+        self._thread = threading.Thread(target=self._run, name=f"pod-watch-{self.node_name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        with self._lock:
+            response = self._response
+        if response is not None:
+            _shut_down(response)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ---- the thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            started, progressed = time.monotonic(), False
+            self._connected = False
+            try:
+                if not self._rv:
+                    self._relist()
+                self._resync_if_due()
+                progressed = self._watch_once()
+            except ApiException as exc:
+                if exc.status == HTTPStatus.GONE:
+                    log.info("pod watch expired (410 Gone) at resourceVersion=%s; listing again", self._rv)
+                    self._rv = ""
+                else:
+                    self._fail(describe_api_error(exc))
+            except (KeyError, TypeError) as exc:  # the client's own ERROR handling: obj["code"]
+                log.debug("pod watch: malformed ERROR event: %r", exc)
+                self._count(malformed=1)
+            except (*_NETWORK_ERRORS, ValueError) as exc:
+                if self._connected:  # the stream broke after it opened: just watch again
+                    log.debug("pod watch stream ended: %s", exc)
+                else:
+                    self._fail(self._network_error(exc))
+            except Exception as exc:  # the thread must outlive any surprise; logged with its trace
+                log.exception("pod watcher: unexpected error")
+                self._fail(f"unexpected error: {exc!r}")
+            finally:
+                with self._lock:
+                    self._response = None
+            if progressed or time.monotonic() - started >= self._watch_timeout / 2:
+                self._backoff.reset()  # a healthy stream: watch again at once
+            else:
+                self._stopping.wait(self._backoff.next())
+
+    def _watch_once(self) -> bool:
+        """One WATCH request; True if it moved the resourceVersion on."""
+        w = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]  # the watch module is untyped
+        progressed = False
+        stream = w.stream(  # type: ignore[no-untyped-call]
+            self._open_watch,
+            field_selector=self._selector,
+            resource_version=self._rv,
+            timeout_seconds=self._watch_timeout,  # also stops the client's own silent 410 retry
+            allow_watch_bookmarks=True,
+            _request_timeout=(self._request_timeout, self._watch_timeout + self._request_timeout),
+        )
+        for event in stream:
+            if self._stopping.is_set():
+                break
+            progressed = self._apply(event) or progressed
+            self._resync_if_due()
+        return progressed
+
+    def _open_watch(self, **kwargs: Any) -> Any:
+        # No return annotation the client can resolve: Watch.stream then yields raw dicts.
+        response = self._api.list_pod_for_all_namespaces(**kwargs)
+        with self._lock:
+            self._response = response
+        if self._stopping.is_set():  # stop() came before the response existed: do its part
+            _shut_down(response)
+        self._connected = True
+        self._set_up()
+        return response
+
+    def _apply(self, event: object) -> bool:
+        """Apply one watch event to the view; True if it moved the resourceVersion on."""
+        if not isinstance(event, dict):  # a line that is not JSON
+            self._count(malformed=1)
+            return False
+        kind, obj = event.get("type"), event.get("raw_object")
+        rv = _resource_version(obj)
+        try:
+            if kind in ("ADDED", "MODIFIED"):
+                pod, node = parse_pod(obj)
+                if node == self.node_name:
+                    self._lookup_claims([pod])
+                    self._view[pod.uid] = pod
+                else:  # the field selector should have kept it out
+                    self._view.pop(pod.uid, None)
+            elif kind == "DELETED":
+                uid = _str(
+                    _dict(_dict(obj, "pod", optional=False).get("metadata"), "metadata").get("uid"), "uid"
+                )
+                self._view.pop(uid, None)
+            elif kind != "BOOKMARK" or not rv:
+                raise ValueError(f"unexpected watch event type {kind!r}")
+        except ValueError as exc:
+            log.debug("skipping a malformed pod watch event: %s", exc)
+            self._count(malformed=1)
+        else:
+            self._count(events=1)
+            self._publish()
+        if rv and rv != self._rv:
+            self._rv = rv
+            self._publish()
+            return True
+        return False
+
+    def _relist(self) -> None:
+        response = cast(
+            urllib3.BaseHTTPResponse,
+            self._api.list_pod_for_all_namespaces(
+                field_selector=self._selector,
+                _preload_content=False,
+                _request_timeout=self._request_timeout,
+            ),
+        )
+        try:
+            body = json.loads(response.data)
+        finally:
+            response.release_conn()
+        listing = _dict(body, "PodList", optional=False)
+        rv = _resource_version(listing)
+        if not rv:
+            raise ValueError("the PodList has no metadata.resourceVersion")
+        view: dict[str, PodInfo] = {}
+        malformed = 0
+        for item in _list(listing.get("items"), "items"):
+            try:
+                pod, node = parse_pod(item)
+            except ValueError as exc:
+                log.debug("skipping a malformed pod in the list: %s", exc)
+                malformed += 1
+                continue
+            if node == self.node_name:
+                view[pod.uid] = pod
+        self._lookup_claims(view.values())
+        self._view = view  # swapped whole: readers see the old view or the new one
+        self._rv = rv
+        self._publish()
+        self._count(relists=1 if self._listed else 0, malformed=malformed)
+        self._listed = True
+        self._set_up()
+        self._next_resync = time.monotonic() + self._resync_seconds
+
+    # ---- persistent volume claims ---------------------------------------------------------
+    def _resync_if_due(self) -> None:
+        if time.monotonic() < self._next_resync:
+            return
+        self._next_resync = time.monotonic() + self._resync_seconds
+        wanted = {(p.namespace, c) for p in self._view.values() for c in p.claims}
+        with self._lock:
+            self._claims = {k: v for k, v in self._claims.items() if k in wanted}
+        self._lookup_claims(self._view.values(), refresh=True)
+
+    def _lookup_claims(self, pods: Iterable[PodInfo], *, refresh: bool = False) -> None:
+        for pod in pods:
+            for claim in pod.claims:
+                key = (pod.namespace, claim)
+                if refresh or key not in self._claims:
+                    capacity = self._fetch_claim(*key)
+                    with self._lock:
+                        self._claims[key] = capacity
+
+    def _fetch_claim(self, namespace: str, claim: str) -> float | None:
+        error = ""
+        capacity: float | None = None
+        try:
+            response = cast(
+                urllib3.BaseHTTPResponse,
+                self._api.read_namespaced_persistent_volume_claim(
+                    claim, namespace, _preload_content=False, _request_timeout=self._request_timeout
+                ),
+            )
+            try:
+                pvc = _dict(json.loads(response.data), "PersistentVolumeClaim", optional=False)
+            finally:
+                response.release_conn()
+            storage = _dict(_dict(pvc.get("status"), "status").get("capacity"), "capacity").get("storage")
+            capacity = None if storage is None else parse_quantity(_str(storage, "capacity.storage"))
+        except ApiException as exc:
+            if exc.status != HTTPStatus.NOT_FOUND:
+                error = describe_api_error(exc, CLAIMS_RBAC)
+        except (*_NETWORK_ERRORS, ValueError) as exc:
+            error = f"PVC {namespace}/{claim}: {exc}"
+        with self._lock:
+            if error != self._status.claims_error:
+                (log.warning if error else log.info)("pvc lookup: %s", error or "working again")
+            self._status = _replace(self._status, claims_error=error)
+        return capacity
+
+    # ---- status bookkeeping ---------------------------------------------------------------
+    def _publish(self) -> None:
+        snapshot = tuple(sorted(self._view.values(), key=lambda p: (p.namespace, p.name, p.uid)))
+        now = time.time()
+        with self._lock:
+            # A pod that left the view left the node now: it held its GPUs until then.
+            self._removed.update((p.uid, (p, now)) for p in self._snapshot if p.uid not in self._view)
+            self._removed = {u: r for u, r in self._removed.items() if now - r[1] < REMOVED_KEPT_SECONDS}
+            self._snapshot = snapshot
+            self._status = _replace(self._status, resource_version=self._rv)
+
+    def _count(self, *, events: int = 0, relists: int = 0, malformed: int = 0) -> None:
+        with self._lock:
+            s = self._status
+            self._status = _replace(
+                s, events=s.events + events, relists=s.relists + relists, malformed=s.malformed + malformed
+            )
+
+    def _set_up(self) -> None:
+        with self._lock:
+            if not self._status.up:
+                log.info("pod watch node=%s: working", self.node_name)
+            self._status = _replace(self._status, up=True, error="", resource_version=self._rv)
+
+    def _fail(self, error: str) -> None:
+        with self._lock:
+            if error != self._status.error:
+                log.warning("pod watch node=%s: %s", self.node_name, error)
+            self._status = _replace(self._status, up=False, error=error)
+
+    def _network_error(self, exc: BaseException) -> str:
+        if isinstance(exc, ValueError):
+            return f"the API server sent something that is not a PodList: {exc}"
+        host = self._api.api_client.configuration.host
+        return f"API server unreachable at {host}: {type(exc).__name__}: {exc}"
+
+
+def _shut_down(response: Any) -> None:
+    """Unblock a thread reading ``response`` (what ``Watch.stop`` does, minus its races)."""
+    sock = getattr(getattr(response, "connection", None), "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _replace(status: WatchStatus, **changes: Any) -> WatchStatus:
+    fields = {name: getattr(status, name) for name in WatchStatus.__slots__}
+    return WatchStatus(**{**fields, **changes})
+
+
+# ---- wiring -------------------------------------------------------------------------------
+def load_api(kubeconfig: str | None = None) -> kubernetes.client.CoreV1Api:
+    """A CoreV1Api from ``kubeconfig`` if given, else in-cluster credentials, else KUBECONFIG
+    or ``~/.kube/config`` (for development); SourceError saying what was tried."""
+    config = kubernetes.client.Configuration()
+    tried: list[str] = []
+    if kubeconfig is None:
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
+            return kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(config))
+        except kubernetes.config.ConfigException as exc:
+            tried.append(f"in-cluster service account: {exc}")
+    # Resolved here: the client reads KUBECONFIG once, when it is imported.
+    where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    try:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=where, client_configuration=config, persist_config=False
+        )
+    except (kubernetes.config.ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
+        tried.append(f"kubeconfig {where}: {exc}")
+        raise SourceError(
+            "no Kubernetes API credentials: " + "; ".join(tried) + " (run in a pod, or set KUBECONFIG)",
+            reason="kubernetes",
+        ) from exc
+    return kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(config))
+
+
+def node_name_from_env(environ: Mapping[str, str] = os.environ) -> str:
+    """NODE_NAME, set from the downward API (``fieldRef: spec.nodeName``) in the DaemonSet."""
+    name = environ.get("NODE_NAME", "").strip()
+    if not name:
+        raise SourceError(
+            "NODE_NAME is not set: give the DaemonSet's container env NODE_NAME from "
+            "valueFrom.fieldRef.fieldPath: spec.nodeName (the downward API)",
+            reason="kubernetes",
+        )
+    return name

@@ -1,0 +1,143 @@
+"""Pods → owners and scrape targets: pure functions of ``PodInfo`` records, no I/O.
+
+Our documented pod annotations (all optional)::
+
+    cpm-exporter.io/workload       inference | training     (default inference)
+    cpm-exporter.io/model          the model the pod serves or trains, when no model label says it
+    cpm-exporter.io/team           the team to charge, when no team label says it
+    cpm-exporter.io/token-metric   training: the job's own token counter name
+    cpm-exporter.io/target-tokens  training: tokens the whole run is meant to process
+    cpm-exporter.io/role           prefill | decode         (disaggregated serving; default unified)
+
+Who pays: team from the ``team`` label (``OwnerRules.team_label``), else the
+``cpm-exporter.io/team`` annotation, else ``OwnerRules.namespace_teams``, else the namespace.
+Model from the ``model`` label, else the ``cpm-exporter.io/model`` annotation, else "".
+``app.kubernetes.io/name`` is deliberately not a model fallback: it names the app
+("vllm"), not the weights it serves.
+
+Which pods are scraped follows the common Prometheus convention: ``prometheus.io/scrape:
+"true"``, ``prometheus.io/port`` (required), ``prometheus.io/path`` (default /metrics) and
+``prometheus.io/scheme`` (http or https), for Running pods with an IP that are not being
+deleted. A bad annotation skips the pod and is returned as a problem for the caller to log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from exporter.model import Owner
+from exporter.settings import Target
+from exporter.sources.kube_pods import PodInfo, parse_quantity
+
+PREFIX = "cpm-exporter.io/"
+WORKLOAD = PREFIX + "workload"
+MODEL = PREFIX + "model"
+TEAM = PREFIX + "team"
+TOKEN_METRIC = PREFIX + "token-metric"
+TARGET_TOKENS = PREFIX + "target-tokens"
+ROLE = PREFIX + "role"
+SCRAPE, PORT, PATH, SCHEME = (f"prometheus.io/{k}" for k in ("scrape", "port", "path", "scheme"))
+
+Problem = tuple[str, str]  # ("namespace/pod", message)
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerRules:
+    team_label: str = "team"
+    model_label: str = "model"
+    namespace_teams: Mapping[str, str] = field(default_factory=dict)
+
+
+class Discovered(NamedTuple):
+    """``targets, problems = targets_of(...)``."""
+
+    targets: tuple[Target, ...]
+    problems: tuple[Problem, ...]
+
+
+def owner_of(pod: PodInfo, rules: OwnerRules) -> Owner:
+    team = (
+        pod.labels.get(rules.team_label)
+        or pod.annotations.get(TEAM)
+        or rules.namespace_teams.get(pod.namespace)
+        or pod.namespace
+    )
+    model = pod.labels.get(rules.model_label) or pod.annotations.get(MODEL) or ""
+    workload = "training" if pod.annotations.get(WORKLOAD, "").strip() == "training" else "inference"
+    return Owner(namespace=pod.namespace, pod=pod.name, team=team, model=model, workload=workload)
+
+
+def targets_of(pods: Iterable[PodInfo], rules: OwnerRules) -> Discovered:
+    targets: list[Target] = []
+    problems: list[Problem] = []
+    for pod in pods:
+        notes = pod.annotations
+        if (
+            notes.get(SCRAPE) != "true"
+            or pod.phase != "Running"
+            or not pod.pod_ip
+            or pod.deleted_at is not None
+        ):
+            continue
+        name = f"{pod.namespace}/{pod.name}"
+        url, problem = _url(pod.pod_ip, notes)
+        if problem:
+            problems.append((name, problem))
+            continue
+        owner = owner_of(pod, rules)
+        token_metric = notes.get(TOKEN_METRIC, "").strip()
+        targets.append(Target(name=name, url=url, owner=owner, server="auto", token_metric=token_metric))
+    return Discovered(tuple(targets), tuple(problems))
+
+
+def _url(ip: str, notes: Mapping[str, str]) -> tuple[str, str]:
+    """The scrape URL from the prometheus.io annotations, or ("", why it cannot be built)."""
+    port_text = notes.get(PORT, "").strip()
+    if not port_text:
+        return "", f"{SCRAPE} is true but {PORT} is missing"
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        return "", f"{PORT}: {port_text!r} is not a port number (1-65535)"
+    path = notes.get(PATH, "/metrics").strip() or "/metrics"
+    if not path.startswith("/") or path.startswith("//") or any(c.isspace() or ord(c) < 32 for c in path):
+        return "", f"{PATH}: {path!r} is not an absolute URL path"
+    scheme = notes.get(SCHEME, "http").strip().lower() or "http"
+    if scheme not in ("http", "https"):
+        return "", f"{SCHEME}: {scheme!r} is neither http nor https"
+    host = f"[{ip}]" if ":" in ip else ip  # IPv6 pod IPs
+    return f"{scheme}://{host}:{int(port_text)}{path}", ""
+
+
+def token_targets_of(pods: Iterable[PodInfo]) -> tuple[dict[tuple[str, str], float], tuple[Problem, ...]]:
+    """Training pods' ``cpm-exporter.io/target-tokens`` ("2e12", "1.5T"), for TickInput."""
+    found: dict[tuple[str, str], float] = {}
+    problems: list[Problem] = []
+    for pod in pods:
+        text = pod.annotations.get(TARGET_TOKENS, "").strip()
+        if not text:
+            continue
+        try:
+            tokens = parse_quantity(text)
+        except ValueError:
+            tokens = -1.0
+        if tokens > 0:
+            found[(pod.namespace, pod.name)] = tokens
+        else:
+            problems.append(
+                (f"{pod.namespace}/{pod.name}", f"{TARGET_TOKENS}: {text!r} is not a positive number")
+            )
+    return found, tuple(problems)
+
+
+def roles_of(pods: Iterable[PodInfo]) -> tuple[dict[tuple[str, str], str], tuple[Problem, ...]]:
+    """Disaggregated serving: ``cpm-exporter.io/role`` prefill | decode, for TickInput."""
+    found: dict[tuple[str, str], str] = {}
+    problems: list[Problem] = []
+    for pod in pods:
+        role = pod.annotations.get(ROLE, "").strip()
+        if role in ("prefill", "decode"):
+            found[(pod.namespace, pod.name)] = role
+        elif role and role != "unified":
+            problems.append((f"{pod.namespace}/{pod.name}", f"{ROLE}: {role!r} is not prefill or decode"))
+    return found, tuple(problems)

@@ -1,0 +1,197 @@
+"""Pods → owners and scrape targets (pure), plus one pass from the fake API server through the watcher."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import pytest
+
+from exporter.model import Owner
+from exporter.settings import Target
+from exporter.sources.kube_pods import PodInfo, PodWatcher
+from exporter.sources.kube_targets import OwnerRules, owner_of, roles_of, targets_of, token_targets_of
+from tests.fake_kube_api import FakeKubeApi
+
+SCRAPE = {"prometheus.io/scrape": "true", "prometheus.io/port": "8000"}
+
+
+def pod(
+    name: str = "vllm-0",
+    namespace: str = "ml",
+    *,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    phase: str = "Running",
+    pod_ip: str = "10.0.0.7",
+    deleted_at: float | None = None,
+) -> PodInfo:
+    return PodInfo(
+        uid=f"uid-{namespace}-{name}",
+        namespace=namespace,
+        name=name,
+        labels=MappingProxyType(dict(labels or {})),
+        annotations=MappingProxyType(dict(annotations or {})),
+        phase=phase,
+        pod_ip=pod_ip,
+        deleted_at=deleted_at,
+        claims=(),
+        container_ids=(),
+    )
+
+
+# ---- owner_of ----------------------------------------------------------------------------
+def test_owner_from_labels() -> None:
+    owner = owner_of(pod(labels={"team": "search", "model": "llama-3-70b"}), OwnerRules())
+    assert owner == Owner(
+        namespace="ml", pod="vllm-0", team="search", model="llama-3-70b", workload="inference"
+    )
+
+
+def test_team_falls_back_to_annotation_then_namespace_map_then_namespace() -> None:
+    rules = OwnerRules(namespace_teams={"ml": "platform"})
+    assert owner_of(pod(annotations={"cpm-exporter.io/team": "ads"}), rules).team == "ads"
+    assert owner_of(pod(), rules).team == "platform"
+    assert owner_of(pod(namespace="research"), rules).team == "research"
+    assert owner_of(pod(labels={"team": ""}), rules).team == "platform"  # an empty label says nothing
+
+
+def test_model_falls_back_to_our_annotation_never_to_the_app_name() -> None:
+    rules = OwnerRules()
+    assert owner_of(pod(annotations={"cpm-exporter.io/model": "mistral-7b"}), rules).model == "mistral-7b"
+    app_only = pod(labels={"app.kubernetes.io/name": "vllm", "app": "vllm"})
+    assert owner_of(app_only, rules).model == ""
+
+
+def test_custom_label_names() -> None:
+    rules = OwnerRules(team_label="acme.com/team", model_label="acme.com/model")
+    owner = owner_of(pod(labels={"acme.com/team": "t", "acme.com/model": "m", "team": "ignored"}), rules)
+    assert (owner.team, owner.model) == ("t", "m")
+
+
+@pytest.mark.parametrize(
+    ("value", "workload"),
+    [("training", "training"), ("inference", "inference"), ("", "inference"), ("Training!", "inference")],
+)
+def test_workload_annotation(value: str, workload: str) -> None:
+    notes = {"cpm-exporter.io/workload": value} if value else {}
+    assert owner_of(pod(annotations=notes), OwnerRules()).workload == workload
+
+
+# ---- targets_of --------------------------------------------------------------------------
+def test_target_from_prometheus_annotations() -> None:
+    p = pod(
+        labels={"team": "search", "model": "llama"},
+        annotations={
+            **SCRAPE,
+            "prometheus.io/path": "/v1/metrics",
+            "cpm-exporter.io/token-metric": "tokens_total",
+        },
+    )
+    targets, problems = targets_of([p], OwnerRules())
+    assert problems == ()
+    assert targets == (
+        Target(
+            name="ml/vllm-0",
+            url="http://10.0.0.7:8000/v1/metrics",
+            owner=Owner("ml", "vllm-0", "search", "llama", "inference"),
+            server="auto",
+            token_metric="tokens_total",
+        ),
+    )
+
+
+def test_default_path_https_and_ipv6() -> None:
+    (plain,), _ = targets_of([pod(annotations=SCRAPE)], OwnerRules())
+    assert plain.url == "http://10.0.0.7:8000/metrics" and plain.token_metric == ""
+    https = pod(annotations={**SCRAPE, "prometheus.io/scheme": "https"}, pod_ip="fd00::7")
+    (target,), _ = targets_of([https], OwnerRules())
+    assert target.url == "https://[fd00::7]:8000/metrics"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"annotations": {"prometheus.io/port": "8000"}},  # not opted in
+        {"annotations": {**SCRAPE, "prometheus.io/scrape": "false"}},
+        {"phase": "Pending"},
+        {"phase": "Succeeded"},
+        {"pod_ip": ""},
+        {"deleted_at": 1714566600.0},  # being deleted: its counters are going away
+    ],
+)
+def test_pods_not_scraped(change: dict[str, object]) -> None:
+    p = dataclasses.replace(pod(annotations=SCRAPE), **change)  # type: ignore[arg-type]
+    assert targets_of([p], OwnerRules()) == ((), ())
+
+
+@pytest.mark.parametrize(
+    ("notes", "message"),
+    [
+        ({"prometheus.io/port": ""}, "prometheus.io/scrape is true but prometheus.io/port is missing"),
+        ({"prometheus.io/port": "http"}, "prometheus.io/port: 'http' is not a port number (1-65535)"),
+        ({"prometheus.io/port": "70000"}, "prometheus.io/port: '70000' is not a port number (1-65535)"),
+        ({"prometheus.io/port": "0"}, "prometheus.io/port: '0' is not a port number (1-65535)"),
+        ({"prometheus.io/path": "metrics"}, "prometheus.io/path: 'metrics' is not an absolute URL path"),
+        ({"prometheus.io/path": "/a b"}, "prometheus.io/path: '/a b' is not an absolute URL path"),
+        (
+            {"prometheus.io/path": "//evil.example/x"},
+            "prometheus.io/path: '//evil.example/x' is not an absolute URL path",
+        ),
+        ({"prometheus.io/scheme": "ftp"}, "prometheus.io/scheme: 'ftp' is neither http nor https"),
+    ],
+)
+def test_bad_annotations_are_problems_and_the_rest_go_on(notes: dict[str, str], message: str) -> None:
+    bad = pod("bad", annotations={**SCRAPE, **notes})
+    good = pod("good", annotations=SCRAPE)
+    targets, problems = targets_of([bad, good], OwnerRules())
+    assert [t.name for t in targets] == ["ml/good"]
+    assert problems == (("ml/bad", message),)
+
+
+# ---- the other documented annotations ------------------------------------------------------
+def test_token_targets_and_roles() -> None:
+    pods = [
+        pod("train", annotations={"cpm-exporter.io/target-tokens": "2e12"}),
+        pod("train-t", annotations={"cpm-exporter.io/target-tokens": "1.5T"}),
+        pod("oops", annotations={"cpm-exporter.io/target-tokens": "lots"}),
+        pod("pre", annotations={"cpm-exporter.io/role": "prefill"}),
+        pod("dec", annotations={"cpm-exporter.io/role": "decode"}),
+        pod("uni", annotations={"cpm-exporter.io/role": "unified"}),
+        pod("odd", annotations={"cpm-exporter.io/role": "both"}),
+    ]
+    tokens, token_problems = token_targets_of(pods)
+    assert tokens == {("ml", "train"): 2e12, ("ml", "train-t"): 1.5e12}
+    assert token_problems == (("ml/oops", "cpm-exporter.io/target-tokens: 'lots' is not a positive number"),)
+    roles, role_problems = roles_of(pods)
+    assert roles == {("ml", "pre"): "prefill", ("ml", "dec"): "decode"}
+    assert role_problems == (("ml/odd", "cpm-exporter.io/role: 'both' is not prefill or decode"),)
+
+
+def test_documented_annotations_are_in_the_module_docstring() -> None:
+    import exporter.sources.kube_targets as module
+
+    for key in ("workload", "token-metric", "model", "team", "target-tokens", "role"):
+        assert f"cpm-exporter.io/{key}" in (module.__doc__ or "")
+
+
+# ---- end to end: fake API server → real client → watcher → targets ---------------------------
+def test_targets_from_watched_pods() -> None:
+    kube = FakeKubeApi().start()
+    watcher = PodWatcher("node-a", kube.client(), watch_timeout_seconds=5)
+    try:
+        kube.add_pod(
+            "vllm-0", "ml", node="node-a", labels={"team": "search"}, annotations=SCRAPE, pod_ip="10.1.0.4"
+        )
+        kube.add_pod("idle", "ml", node="node-a")
+        kube.add_pod("elsewhere", "ml", node="node-b", annotations=SCRAPE)
+        watcher.start()
+        targets, problems = targets_of(watcher.pods(), OwnerRules())
+        assert [(t.name, t.url, t.owner.team) for t in targets] == [
+            ("ml/vllm-0", "http://10.1.0.4:8000/metrics", "search")
+        ]
+        assert problems == ()
+    finally:
+        watcher.stop()
+        kube.close()
