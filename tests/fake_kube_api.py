@@ -198,6 +198,7 @@ class FakeKubeApi:
         claims: Iterable[str] = (),
         container_ids: Iterable[str] | None = None,
         quiet: bool = False,
+        created: str = CREATED,
     ) -> JSON:
         """Create a pod (an ``ADDED`` event; ``quiet``: an event lost to compaction); returns its JSON."""
         uid = uid or str(uuid.uuid4())
@@ -211,7 +212,7 @@ class FakeKubeApi:
                 "name": name,
                 "namespace": namespace,
                 "uid": uid,
-                "creationTimestamp": CREATED,
+                "creationTimestamp": created,
                 "labels": dict(labels or {}),
                 "annotations": dict(annotations or {}),
             },

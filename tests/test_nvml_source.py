@@ -65,6 +65,7 @@ def test_a_lost_gpu_keeps_its_identity_and_is_never_busy_while_the_other_reads_o
     fake_nvml.use(two_gpus(error=15))  # NVML_ERROR_GPU_IS_LOST (Xid 79)
     (lost,) = reader.read_gpu(1)
     assert (lost.unit_id, lost.fault, lost.utilization) == (U1, "gpu_is_lost", None)
+    assert lost.name == "NVIDIA H100 PCIe"  # still priced as what it was
     (ok,) = reader.read_gpu(0)
     assert ok.fault == "" and ok.utilization == 0.8
 

@@ -65,7 +65,8 @@ class NvmlReader:
 
     def __init__(self, nvml: ModuleType | None = None) -> None:
         self._module = nvml  # loaded by open(): a missing package is NvmlUnavailable, not a crash
-        self._known: dict[int, str] = {}  # index → UUID, so a GPU lost later keeps its identity
+        # index → (UUID, name): a GPU lost later keeps its identity and its price.
+        self._known: dict[int, tuple[str, str]] = {}
         self.driver = ""
 
     def open(self) -> int:
@@ -95,10 +96,11 @@ class NvmlReader:
         try:
             handle = nv.nvmlDeviceGetHandleByIndex(index)
             uuid = _text(nv.nvmlDeviceGetUUID(handle))
-            self._known[index] = uuid
             name = _text(nv.nvmlDeviceGetName(handle))
+            self._known[index] = (uuid, name)
         except nv.NVMLError as exc:
-            return (NvmlUnit(self._known.get(index, f"gpu{index}"), str(index), "", fault=_fault(exc)),)
+            uuid, name = self._known.get(index, (f"gpu{index}", ""))
+            return (NvmlUnit(uuid, str(index), name, fault=_fault(exc)),)
         whole = self._read_whole(handle, uuid, str(index), name)
         if whole.fault or not _mig_enabled(nv, handle):
             return (whole,)

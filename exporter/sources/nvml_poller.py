@@ -108,19 +108,24 @@ class NvmlPoller:
         readings: list[NvmlUnit] = []
         for index in range(self._count):
             future = self._pending[index]
-            if future.done():
-                del self._pending[index]
-                readings += future.result()
+            if not future.done():
+                readings += self._faulted(index, "hung")
+                continue
+            del self._pending[index]
+            units = future.result()
+            if len(units) == 1 and units[0].fault:  # the GPU failed: keep the units it had (MIG)
+                readings += self._faulted(index, units[0].fault, units[0])
             else:
-                readings += self._hung(index)
+                readings += units
         return self._fold(readings, now)
 
-    def _hung(self, index: int) -> list[NvmlUnit]:
-        """The GPU's last known units, marked hung: billed as held, busy time unknown."""
+    def _faulted(self, index: int, fault: str, fresh: NvmlUnit | None = None) -> list[NvmlUnit]:
+        """The GPU's last known units with the fault: billed as held (by the same holders, at the
+        same shares), busy time unknown."""
         known = [s.unit for s in self._units.values() if s.unit.index.split("/")[0] == str(index)]
         if not known:
-            known = [NvmlUnit(f"gpu{index}", str(index), "")]
-        return [replace(u, utilization=None, process_sm=(), fault="hung") for u in known]
+            known = [fresh or NvmlUnit(f"gpu{index}", str(index), "")]
+        return [replace(u, utilization=None, process_sm=(), fault=fault) for u in known]
 
     def _fold(self, readings: list[NvmlUnit], now: int) -> PollerState:
         elapsed = 0 if self._last_ns is None else max(0, now - self._last_ns)

@@ -273,15 +273,22 @@ class ExporterFactory:
         self.workdir = workdir
         self.started: list[Exporter] = []
 
-    def spawn(self, command: Sequence[str], *, wait: bool = True) -> Exporter:
+    def spawn(
+        self, command: Sequence[str], *, wait: bool = True, env: dict[str, str] | None = None
+    ) -> Exporter:
         for attempt in range(3):  # a port taken between free_port() and bind(): try another
             port = free_port()
             log_path = self.workdir / f"exporter-{len(self.started)}-{port}.log"
             args = [sys.executable, "-m", "exporter", *command, "--listen", f"127.0.0.1:{port}"]
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            environ = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
             with log_path.open("wb") as log:
                 proc = subprocess.Popen(
-                    args, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                    args,
+                    cwd=REPO,
+                    env=environ,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )
             exporter = Exporter(args, port, log_path, proc)
             self.started.append(exporter)
@@ -295,11 +302,13 @@ class ExporterFactory:
                     raise
         raise AssertionError("unreachable")
 
-    def run(self, config: Path, *, lifecycle: bool = True, wait: bool = True) -> Exporter:
+    def run(
+        self, config: Path, *, lifecycle: bool = True, wait: bool = True, env: dict[str, str] | None = None
+    ) -> Exporter:
         command = ["run", "--config", str(config)]
         if lifecycle:
             command.append("--web.enable-lifecycle")
-        return self.spawn(command, wait=wait)
+        return self.spawn(command, wait=wait, env=env)
 
     def demo(self, tick_seconds: float | None = 0.5, *, wait: bool = True) -> Exporter:
         command = ["demo"] if tick_seconds is None else ["demo", "--tick-seconds", str(tick_seconds)]
