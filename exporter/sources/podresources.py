@@ -38,12 +38,13 @@ import importlib
 import os
 import re
 import stat
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, TypeVar
 
 from exporter.errors import SourceError
+from exporter.sources.protowire import Malformed, fields, message, repeated, text
 
 DEFAULT_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -274,34 +275,26 @@ def _rpc_error(grpc: ModuleType, exc: Any, path: str, method: str, timeout: floa
     return PodResourcesError(f"kubelet {rpc} on {path} failed: {code.name}: {details}", reason="rpc")
 
 
-# --- protobuf wire format ------------------------------------------------------------------
-
-_VARINT, _I64, _LEN, _SGROUP, _EGROUP, _I32 = 0, 1, 2, 3, 4, 5
-_MAX_FIELD_NUMBER = (1 << 29) - 1
-_MAX_GROUP_DEPTH = 100  # protobuf's own default recursion limit
+# --- the PodResources messages (wire primitives in protowire) ------------------------------
 
 
 _T = TypeVar("_T")
 
 
-class _Malformed(ValueError):
-    pass
-
-
 def decode_list_response(data: bytes) -> tuple[PodResources, ...]:
     """``ListPodResourcesResponse`` bytes → pods; PodResourcesError if they are not one."""
-    return _decode("ListPodResourcesResponse", data, lambda buf: tuple(_repeated(buf, 1, _pod)))
+    return _decode("ListPodResourcesResponse", data, lambda buf: tuple(repeated(buf, 1, _pod)))
 
 
 def decode_allocatable_response(data: bytes) -> tuple[ContainerDevices, ...]:
     """``AllocatableResourcesResponse`` bytes → its devices (CPU and memory fields skipped)."""
-    return _decode("AllocatableResourcesResponse", data, lambda buf: tuple(_repeated(buf, 1, _devices)))
+    return _decode("AllocatableResourcesResponse", data, lambda buf: tuple(repeated(buf, 1, _devices)))
 
 
 def _decode(name: str, data: bytes, decoder: Callable[[memoryview], _T]) -> _T:
     try:
         return decoder(memoryview(data))
-    except _Malformed as exc:
+    except Malformed as exc:
         raise PodResourcesError(
             f"malformed {name} from the kubelet ({len(data)} bytes): {exc}; "
             "is the socket the kubelet's pod-resources socket?",
@@ -312,13 +305,13 @@ def _decode(name: str, data: bytes, decoder: Callable[[memoryview], _T]) -> _T:
 def _pod(buf: memoryview) -> PodResources:
     name = namespace = ""
     containers: list[ContainerResources] = []
-    for number, wire, value in _fields(buf):
+    for number, wire, value in fields(buf):
         if number == 1:
-            name = _text(wire, value, "PodResources.name")
+            name = text(wire, value, "PodResources.name")
         elif number == 2:
-            namespace = _text(wire, value, "PodResources.namespace")
+            namespace = text(wire, value, "PodResources.namespace")
         elif number == 3:
-            containers.append(_container(_message(wire, value, "PodResources.containers")))
+            containers.append(_container(message(wire, value, "PodResources.containers")))
     return PodResources(name, namespace, tuple(containers))
 
 
@@ -326,131 +319,47 @@ def _container(buf: memoryview) -> ContainerResources:
     name = ""
     devices: list[ContainerDevices] = []
     dynamic: list[DynamicResource] = []
-    for number, wire, value in _fields(buf):
+    for number, wire, value in fields(buf):
         if number == 1:
-            name = _text(wire, value, "ContainerResources.name")
+            name = text(wire, value, "ContainerResources.name")
         elif number == 2:
-            devices.append(_devices(_message(wire, value, "ContainerResources.devices")))
+            devices.append(_devices(message(wire, value, "ContainerResources.devices")))
         elif number == 5:
-            dynamic.append(_dynamic(_message(wire, value, "ContainerResources.dynamic_resources")))
+            dynamic.append(_dynamic(message(wire, value, "ContainerResources.dynamic_resources")))
     return ContainerResources(name, tuple(devices), tuple(dynamic))
 
 
 def _devices(buf: memoryview) -> ContainerDevices:
     resource = ""
     ids: list[str] = []
-    for number, wire, value in _fields(buf):
+    for number, wire, value in fields(buf):
         if number == 1:
-            resource = _text(wire, value, "ContainerDevices.resource_name")
+            resource = text(wire, value, "ContainerDevices.resource_name")
         elif number == 2:
-            ids.append(_text(wire, value, "ContainerDevices.device_ids"))
+            ids.append(text(wire, value, "ContainerDevices.device_ids"))
     return ContainerDevices(resource, tuple(ids))
 
 
 def _dynamic(buf: memoryview) -> DynamicResource:
     claim = namespace = ""
     claim_resources: list[ClaimResource] = []
-    for number, wire, value in _fields(buf):
+    for number, wire, value in fields(buf):
         if number == 2:
-            claim = _text(wire, value, "DynamicResource.claim_name")
+            claim = text(wire, value, "DynamicResource.claim_name")
         elif number == 3:
-            namespace = _text(wire, value, "DynamicResource.claim_namespace")
+            namespace = text(wire, value, "DynamicResource.claim_namespace")
         elif number == 4:
-            claim_resources.append(_claim(_message(wire, value, "DynamicResource.claim_resources")))
+            claim_resources.append(_claim(message(wire, value, "DynamicResource.claim_resources")))
     return DynamicResource(claim, namespace, tuple(claim_resources))
 
 
 def _claim(buf: memoryview) -> ClaimResource:
     driver = pool = device = ""
-    for number, wire, value in _fields(buf):
+    for number, wire, value in fields(buf):
         if number == 2:
-            driver = _text(wire, value, "ClaimResource.driver_name")
+            driver = text(wire, value, "ClaimResource.driver_name")
         elif number == 3:
-            pool = _text(wire, value, "ClaimResource.pool_name")
+            pool = text(wire, value, "ClaimResource.pool_name")
         elif number == 4:
-            device = _text(wire, value, "ClaimResource.device_name")
+            device = text(wire, value, "ClaimResource.device_name")
     return ClaimResource(driver, pool, device)
-
-
-def _repeated(buf: memoryview, field: int, decoder: Callable[[memoryview], _T]) -> Iterator[_T]:
-    for number, wire, value in _fields(buf):
-        if number == field:
-            yield decoder(_message(wire, value, f"field {field}"))
-
-
-def _message(wire: int, value: int | memoryview, what: str) -> memoryview:
-    if wire != _LEN or not isinstance(value, memoryview):
-        raise _Malformed(f"{what} has wire type {wire}, expected {_LEN} (length-delimited)")
-    return value
-
-
-def _text(wire: int, value: int | memoryview, what: str) -> str:
-    try:
-        return bytes(_message(wire, value, what)).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _Malformed(f"{what} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-
-
-def _fields(buf: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
-    """(field number, wire type, value) of each field; groups are skipped whole."""
-    pos = 0
-    while pos < len(buf):
-        number, wire, value, pos = _field(buf, pos)
-        if wire == _EGROUP:
-            raise _Malformed(f"end of group {number} that never started")
-        if wire == _SGROUP:
-            pos = _skip_group(buf, pos, number)
-        yield number, wire, value
-
-
-def _field(buf: memoryview, pos: int) -> tuple[int, int, int | memoryview, int]:
-    key, pos = _varint(buf, pos)
-    number, wire = key >> 3, key & 7
-    if not 1 <= number <= _MAX_FIELD_NUMBER:
-        raise _Malformed(f"field number {number} out of range")
-    value: int | memoryview = 0
-    if wire == _VARINT:
-        value, pos = _varint(buf, pos)
-    elif wire in (_I64, _I32):
-        size = 8 if wire == _I64 else 4
-        if pos + size > len(buf):
-            raise _Malformed(f"field {number} truncated: {size}-byte value at byte {pos}")
-        value, pos = int.from_bytes(buf[pos : pos + size], "little"), pos + size
-    elif wire == _LEN:
-        length, pos = _varint(buf, pos)
-        if length > len(buf) - pos:
-            raise _Malformed(f"field {number} truncated: {length} bytes announced at byte {pos}")
-        value, pos = buf[pos : pos + length], pos + length
-    elif wire not in (_SGROUP, _EGROUP):
-        raise _Malformed(f"field {number} has invalid wire type {wire}")
-    return number, wire, value, pos
-
-
-def _skip_group(buf: memoryview, pos: int, number: int) -> int:
-    open_groups = [number]
-    while open_groups:
-        if pos >= len(buf):
-            raise _Malformed(f"group {open_groups[-1]} not closed")
-        inner, wire, _, pos = _field(buf, pos)
-        if wire == _SGROUP:
-            if len(open_groups) >= _MAX_GROUP_DEPTH:
-                raise _Malformed(f"groups nested deeper than {_MAX_GROUP_DEPTH}")
-            open_groups.append(inner)
-        elif wire == _EGROUP and open_groups.pop() != inner:
-            raise _Malformed(f"group ended with field {inner}, not the one that started it")
-    return pos
-
-
-def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    for i in range(pos, min(pos + 10, len(buf))):
-        byte = buf[i]
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            if result >> 64:
-                raise _Malformed(f"varint at byte {pos} exceeds 64 bits")
-            return result, i + 1
-        shift += 7
-    if len(buf) - pos >= 10:
-        raise _Malformed(f"varint at byte {pos} longer than 10 bytes")
-    raise _Malformed(f"varint at byte {pos} truncated")
