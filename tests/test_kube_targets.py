@@ -10,7 +10,8 @@ import pytest
 
 from exporter.model import Owner
 from exporter.settings import Target
-from exporter.sources.kube_pods import PodInfo, PodWatcher
+from exporter.sources.kube_objects import PodInfo
+from exporter.sources.kube_pods import PodWatcher
 from exporter.sources.kube_targets import OwnerRules, owner_of, roles_of, targets_of, token_targets_of
 from tests.fake_kube_api import FakeKubeApi
 

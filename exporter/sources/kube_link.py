@@ -14,7 +14,8 @@ from typing import Protocol
 from exporter.model import Owner, Placement, SourceStatus
 from exporter.settings import StaticWorkload, Target
 from exporter.sources.cgroup import pod_of_pid
-from exporter.sources.kube_pods import PodInfo, WatchStatus
+from exporter.sources.kube_objects import PodInfo
+from exporter.sources.kube_pods import WatchStatus
 from exporter.sources.kube_targets import OwnerRules, owner_of, roles_of, targets_of, token_targets_of
 
 log = logging.getLogger(__name__)

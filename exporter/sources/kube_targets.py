@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 from exporter.model import Owner
 from exporter.settings import Target
-from exporter.sources.kube_pods import PodInfo, parse_quantity
+from exporter.sources.kube_objects import PodInfo, parse_quantity
 
 PREFIX = "cpm-exporter.io/"
 WORKLOAD = PREFIX + "workload"

@@ -1,0 +1,152 @@
+"""Kubernetes objects as JSON → our records: pods, quantities, timestamps. Strict and pure:
+a value of the wrong type is a ``ValueError`` naming the field, never a crash downstream."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class PodInfo:
+    uid: str
+    namespace: str
+    name: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    phase: str  # Pending/Running/Succeeded/Failed/Unknown
+    pod_ip: str
+    deleted_at: float | None  # metadata.deletionTimestamp as UNIX seconds, else None
+    claims: tuple[str, ...]  # PVC names the pod mounts
+    container_ids: tuple[str, ...]  # runtime prefix ("containerd://") stripped
+    created_at: float | None = None  # metadata.creationTimestamp as UNIX seconds
+
+
+# ---- parsing: JSON of the API → records --------------------------------------------------
+_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:[eE]([+-]?\d+))?(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?$")
+_SUFFIX = {
+    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{s: Decimal(1000) ** (i + 1) for i, s in enumerate(("k", "M", "G", "T", "P", "E"))},
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+}
+_TIMESTAMP = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
+
+
+def parse_quantity(text: str) -> float:
+    """A Kubernetes quantity ("10Gi", "1.5T", "500M", "1e3", "100") as a number."""
+    match = _QUANTITY.match(text.strip())
+    if match is None:
+        raise ValueError(f"not a Kubernetes quantity: {text!r}")
+    number, exponent, suffix = match.groups()
+    try:
+        value = Decimal(number) * _SUFFIX[suffix or ""]
+        if exponent:
+            value = value.scaleb(int(exponent))
+    except InvalidOperation as exc:
+        raise ValueError(f"not a Kubernetes quantity: {text!r}") from exc
+    return float(value)
+
+
+def parse_timestamp(text: str) -> float:
+    """An RFC 3339 time as the API writes it ("2024-05-01T12:00:00Z") in UNIX seconds."""
+    match = _TIMESTAMP.match(text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    y, mo, d, h, mi, s, frac, zone = match.groups()
+    offset = timedelta(0)
+    if zone not in ("Z", "z"):
+        sign = -1 if zone[0] == "-" else 1
+        offset = sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    when = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=timezone(offset))
+    return when.timestamp() + (float(frac) if frac else 0.0)
+
+
+def _dict(value: object, what: str, *, optional: bool = True) -> dict[str, Any]:
+    if value is None and optional:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} is {type(value).__name__}, not an object")
+    return value
+
+
+def _str(value: object, what: str, default: str | None = None) -> str:
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, str):
+        raise ValueError(f"{what} is {type(value).__name__}, not a string")
+    return value
+
+
+def _str_map(value: object, what: str) -> Mapping[str, str]:
+    items = _dict(value, what)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in items.items()):
+        raise ValueError(f"{what} has a value that is not a string")
+    return MappingProxyType(dict(items))
+
+
+def _list(value: object, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{what} is {type(value).__name__}, not a list")
+    return value
+
+
+def parse_pod(obj: object) -> tuple[PodInfo, str]:
+    """A Pod's JSON → (PodInfo, spec.nodeName); ValueError when it is not a usable Pod."""
+    pod = _dict(obj, "pod", optional=False)
+    meta = _dict(pod.get("metadata"), "metadata", optional=False)
+    spec = _dict(pod.get("spec"), "spec")
+    status = _dict(pod.get("status"), "status")
+    uid = _str(meta.get("uid"), "metadata.uid")
+    name = _str(meta.get("name"), "metadata.name")
+    if not uid or not name:
+        raise ValueError("metadata.uid and metadata.name must not be empty")
+    claims: list[str] = []
+    for volume in _list(spec.get("volumes"), "spec.volumes"):
+        volume = _dict(volume, "spec.volumes[]", optional=False)
+        if "persistentVolumeClaim" in volume:
+            pvc = _dict(volume["persistentVolumeClaim"], "persistentVolumeClaim", optional=False)
+            claims.append(_str(pvc.get("claimName"), "persistentVolumeClaim.claimName"))
+        elif "ephemeral" in volume:  # a generic ephemeral volume's PVC is named <pod>-<volume>
+            claims.append(f"{name}-{_str(volume.get('name'), 'spec.volumes[].name')}")
+    container_ids: list[str] = []
+    for container in _list(status.get("containerStatuses"), "status.containerStatuses"):
+        cid = _str(
+            _dict(container, "containerStatuses[]", optional=False).get("containerID"), "containerID", ""
+        )
+        if cid:
+            container_ids.append(cid.split("://", 1)[-1])
+    deletion, creation = meta.get("deletionTimestamp"), meta.get("creationTimestamp")
+    info = PodInfo(
+        uid=uid,
+        namespace=_str(meta.get("namespace"), "metadata.namespace", ""),
+        name=name,
+        labels=_str_map(meta.get("labels"), "metadata.labels"),
+        annotations=_str_map(meta.get("annotations"), "metadata.annotations"),
+        phase=_str(status.get("phase"), "status.phase", "Unknown"),
+        pod_ip=_str(status.get("podIP"), "status.podIP", ""),
+        deleted_at=None
+        if deletion is None
+        else parse_timestamp(_str(deletion, "metadata.deletionTimestamp")),
+        claims=tuple(claims),
+        container_ids=tuple(container_ids),
+        created_at=None
+        if creation is None
+        else parse_timestamp(_str(creation, "metadata.creationTimestamp")),
+    )
+    return info, _str(spec.get("nodeName"), "spec.nodeName", "")
+
+
+def _resource_version(obj: object) -> str:
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
+    return rv if isinstance(rv, str) else ""
