@@ -90,7 +90,7 @@ class Runtime:
         self._config_success_ts = time.time()
         self._target_errors: dict[str, Counter[str]] = {}
         self._server_of: dict[str, str] = {}
-        self._discovered_targets: set[str] = set()  # names of targets the node source added
+        self._target_names: frozenset[str] = frozenset()  # last tick's targets (config + discovered)
         self._price_warned: set[tuple[str, str]] = set()  # last detected server per target: a stable label
         self._ticks = 0
         self._tick_seconds = 0.0
@@ -113,8 +113,7 @@ class Runtime:
                     [f"node: changed from {self.config.node!r} to {cfg.node!r}; restart to rename"]
                 )
             if cfg.kubernetes.restart_key() != self.config.kubernetes.restart_key():
-                raise ConfigError(["kubernetes: enabled, node_name, kubeconfig, podresources_socket and "
-                                   "proc_root take effect at start; restart to change them"])  # fmt: skip
+                raise ConfigError(["kubernetes: the section takes effect at start; restart to change it"])
             if cfg.node_source.restart_key() != self.config.node_source.restart_key():
                 raise ConfigError(["node_source: gpus, dcgm_url, poll_seconds and call_timeout_seconds "
                                    "take effect at start; restart to change them"])  # fmt: skip
@@ -127,7 +126,6 @@ class Runtime:
             changed = cfg.sha256 != self.config.sha256
             self.config, self._derived = cfg, derive(cfg)
             self.meter.max_owners = cfg.max_owners
-            self.meter.forget_targets({t.name for t in cfg.targets})
             self._config_ok, self._config_error = True, ""
             self._config_success_ts = time.time()
         if changed:
@@ -176,15 +174,15 @@ class Runtime:
     def _plan(self, cfg: ExporterConfig, derived: Derived) -> Plan:
         """The config's workloads plus those the node discovered (the config wins on a pod)."""
         found = self._node.workloads(cfg)
-        if not found and not self._discovered_targets:
-            return Plan(cfg.targets, derived.token_targets, derived.roles)
         declared = {(w.owner.namespace, w.owner.pod) for w in cfg.workloads}
         extra = [w for w in found if (w.owner.namespace, w.owner.pod) not in declared]
         targets = cfg.targets + tuple(t for w in extra for t in w.targets)
-        names = {t.name for t in targets}
-        if names != self._discovered_targets:  # pods came or went: forget the gone targets' readings
-            self.meter.forget_targets(names)
-            self._discovered_targets = names if extra else set()
+        names = frozenset(t.name for t in targets)
+        if names != self._target_names:  # a reload or pods changed them: gone targets' readings go
+            self.meter.forget_targets(set(names))  # on the tick thread, never beside a running tick
+            self._target_names = names
+        if not extra:
+            return Plan(targets, derived.token_targets, derived.roles)
         merged = Derived(derived.limits, dict(derived.token_targets), dict(derived.roles), ())
         for w in extra:
             key = (w.owner.namespace, w.owner.pod)

@@ -95,7 +95,11 @@ class KubernetesConfig:
     scrape_annotated_pods: bool = True  # prometheus.io/scrape pods become token targets
 
     def restart_key(self) -> tuple[object, ...]:
-        return (self.enabled, self.node_name, self.kubeconfig, self.podresources_socket, self.proc_root)
+        """All of it: the watcher and its rules are built once, at start."""
+        return (
+            self.enabled, self.node_name, self.kubeconfig, self.team_label, self.model_label,
+            dict(self.namespace_teams), self.podresources_socket, self.proc_root, self.scrape_annotated_pods,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,18 +100,18 @@ def test_idle_money_is_labelled_by_reason_and_never_added_to_the_bill() -> None:
         ]
 
     held = [Placement("0", A), Placement("1", B)]
-    tick(meter, 0, gpus(0.9, 0.05), held, [scrape(A, 0, 0), scrape(B, 0, 0)])  # baseline tokens
+    tick(meter, 0, gpus(0.9, 0.05), held, [scrape(A, 0, 0), scrape(B, 0, 0)])  # the tokens' baseline
     snap = tick(meter, 1, gpus(0.9, 0.05), held, [scrape(A, 100, 50), scrape(B, 0, 0)])
     # GPU 2: nobody holds it → all of it unallocated (both ticks).
     assert idle_cost(snap, "") == {"unallocated": 20_000_000}
-    # B held GPU 1 and served nothing in tick 1 (tick 0 was the tokens' baseline: also nothing).
-    assert idle_cost(snap, "b-0") == {"no_traffic": 20_000_000}
-    # A served, 90 % busy: not starved.
-    assert idle_cost(snap, "a-0") == {"no_traffic": 10_000_000}  # tick 0 only (baseline, no tokens)
+    # B: tick 0 was its counters' first reading (no claim about traffic), but 5 % busy is starved;
+    # in tick 1 it was read and served nothing.
+    assert idle_cost(snap, "b-0") == {"starved": 9_500_000, "no_traffic": 10_000_000}
+    assert idle_cost(snap, "a-0") == {}  # served, 90 % busy
     snap = tick(meter, 2, gpus(0.05, 0.05), held, [scrape(A, 200, 100), scrape(B, 10, 1)])
     # Both served but were 5 % busy (< 20 %): 95 % of each tick's GPU money was starved.
-    assert idle_cost(snap, "a-0") == {"no_traffic": 10_000_000, "starved": 9_500_000}
-    assert idle_cost(snap, "b-0") == {"no_traffic": 20_000_000, "starved": 9_500_000}
+    assert idle_cost(snap, "a-0") == {"starved": 9_500_000}
+    assert idle_cost(snap, "b-0") == {"starved": 19_000_000, "no_traffic": 10_000_000}
     assert snap.bill_nano == 3 * 30_000_000  # idle labels are a subset: the bill is unchanged
     snap = tick(meter, 3, gpus(0.05, 0.05), held, [scrape(A, 300, 100), scrape(B, 20, 1)], starved_below=0.01)
     assert idle_cost(snap, "a-0")["starved"] == 9_500_000  # 5 % busy is not starved under a 1 % bar

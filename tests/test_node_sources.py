@@ -93,11 +93,12 @@ def test_mig_payload_bills_each_instance_by_its_slices() -> None:
     assert [(g.hardware, g.profile, g.price_share) for g in gpus] == [
         ("A100", "3g.40gb", Fraction(3, 7)),
         ("A100", "3g.40gb", Fraction(3, 7)),
+        ("A100", "unused", Fraction(1, 7)),  # the slice no instance uses: idle, and still paid
     ]
-    assert len({g.gpu_id for g in gpus}) == 2
+    assert len({g.gpu_id for g in gpus}) == 3
     held = node.placements(cfg)
     assert [p.holder.pod for p in held] == ["sglang-qwen-0"]
-    assert [u.index for u in node.unit_info()] == ["0/gi1", "0/gi2"]
+    assert [u.index for u in node.unit_info()] == ["0/gi1", "0/gi2", "0/unused"]
 
 
 def test_a_down_endpoint_keeps_billing_the_last_known_gpus_with_busy_time_unknown(tmp_path: Path) -> None:

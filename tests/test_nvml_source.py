@@ -204,3 +204,47 @@ def test_a_driver_that_is_not_there_yet_is_retried_and_reported_down(fake_nvml: 
         assert len(gpus.units(cfg)) == 2 and gpus.status().up
     finally:
         gpus.close()
+
+
+def test_slices_no_instance_uses_are_a_unit_of_their_own_so_the_whole_gpu_is_paid(
+    fake_nvml: FakeNvml, reader: NvmlReader
+) -> None:
+    fake_nvml.use(
+        Scenario(
+            gpus=[FakeGpu(0, uuid=U0, mig=True, max_mig=7, power_mw=700_000)],
+            migs=[
+                FakeMig(0, 0, uuid="MIG-aaaa", gi=1, slices=3, profile="3g.40gb"),
+                FakeMig(0, 1, uuid="MIG-bbbb", gi=2, slices=3, profile="3g.40gb"),
+            ],
+        )
+    )
+    reader.open()
+    units = reader.read_gpu(0)
+    assert [(u.unit_id, u.index, u.price_share) for u in units] == [
+        ("MIG-aaaa", "0/gi1", Fraction(3, 7)),
+        ("MIG-bbbb", "0/gi2", Fraction(3, 7)),
+        (f"{U0}/unused", "0/unused", Fraction(1, 7)),
+    ]
+    assert sum(u.power_watts or 0 for u in units) == pytest.approx(700.0)  # the idle slice's power too
+
+
+def test_compute_instances_pay_their_compute_slices(fake_nvml: FakeNvml, reader: NvmlReader) -> None:
+    # One 7g GPU instance split into a 3c and a 4c compute instance: two MIG devices.
+    fake_nvml.use(
+        Scenario(
+            gpus=[FakeGpu(0, uuid=U0, mig=True, max_mig=7)],
+            migs=[
+                FakeMig(0, 0, uuid="MIG-c3", gi=1, ci=0, slices=7, ci_slices=3, profile="7g.80gb"),
+                FakeMig(0, 1, uuid="MIG-c4", gi=1, ci=1, slices=7, ci_slices=4, profile="7g.80gb"),
+            ],
+        )
+    )
+    reader.open()
+    assert [u.price_share for u in reader.read_gpu(0)] == [Fraction(3, 7), Fraction(4, 7)]
+
+
+def test_a_gpu_without_mig_support_is_read_whole(fake_nvml: FakeNvml, reader: NvmlReader) -> None:
+    fake_nvml.use(Scenario(gpus=[FakeGpu(0, uuid=U0, util=40, max_mig=0)]))  # GetMigMode: NOT_SUPPORTED
+    reader.open()
+    (unit,) = reader.read_gpu(0)
+    assert unit.fault == "" and unit.utilization == 0.4

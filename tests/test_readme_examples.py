@@ -187,9 +187,9 @@ def test_15_mig_instances_pay_their_slices() -> None:
 def test_16_starved_idle_money() -> None:
     meter = Meter("n")
     prices = h100("3.60")
-    gpu = (GpuSample("0", "H100", "on_demand", utilization=0.05),)
     place = (Placement("0", POD),)
-    for i, tokens in enumerate((0.0, 100.0)):
+    for i, (tokens, busy) in enumerate(((0.0, 0.5), (100.0, 0.05))):  # a busy baseline tick, then 5 %
+        gpu = (GpuSample("0", "H100", "on_demand", utilization=busy),)
         scrape = TargetScrape("t", POD, "vllm", True, (ModelCounters("llama", tokens, tokens),))
         t = APRIL + i * 10 * S
         snap = meter.tick(TickInput(t, t + 10 * S, "n", gpu, place, (scrape,)), prices, 60)

@@ -113,7 +113,7 @@ def _energy(gpu: GpuSample, pricing: PricingConfig, dt_ns: int, joules: float | 
         watts = gpu.power_watts if gpu.power_watts is not None else (owned.watts if owned else None)
         if watts is None or watts <= 0:
             return Fraction(0)
-        used = Fraction(watts) * dt_ns / 10**9
+        used = Fraction(watts) * dt_ns / 10**9 * gpu.price_share  # a MIG instance: its share
     else:
         used = Fraction(joules)
     kwh = used * Fraction(pricing.energy.pue) / JOULES_PER_KWH

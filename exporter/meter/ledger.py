@@ -137,7 +137,7 @@ class Meter:
         window_ns = int(window_s * NS_PER_S)
         for line, tl in lines.items():
             self._book(line, tl, inp, pricing, window_ns)
-            self._book_idle(line, tl, tok.read_pods, inp.starved_below)
+            self._book_idle(line, tl, tok.read_pods - tok.baselined, inp.starved_below)
         for line, window in self._windows.items():
             if line not in lines:  # quiet this tick: its window still slides, so gauges decay
                 window.add(TickRecord(end_ns=inp.end_ns, dt_ns=inp.dt_ns), window_ns)

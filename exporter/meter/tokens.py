@@ -64,6 +64,8 @@ class TokenTick:
     resets: Counter[str]  # target → counter resets seen this tick
     rejected: Counter[tuple[str, str]]  # (target, reason) → rejected inputs
     read_pods: frozenset[tuple[str, str]]  # (namespace, pod) whose tokens we could read
+    # Pods with a target read for the first time: its counters are a baseline, not "no tokens".
+    baselined: frozenset[tuple[str, str]]
     done: dict[tuple[str, str], float]  # (namespace, pod) → input tokens its counters show now
 
 
@@ -92,6 +94,7 @@ class TokenMeter:
         resets: Counter[str] = Counter()
         rejected: Counter[tuple[str, str]] = Counter()
         read: set[tuple[str, str]] = set()
+        baselined: set[tuple[str, str]] = set()
         done: dict[tuple[str, str], float] = {}
         for scrape in scrapes:
             if not scrape.ok:
@@ -105,6 +108,8 @@ class TokenMeter:
             done[pod] = done.get(pod, 0.0) + sum(m.input_tokens for m in scrape.models)
             # A catch-up after an outage spans the whole gap, not just this tick.
             now_s = start_s + dt_s
+            if scrape.target not in self._seen_s:
+                baselined.add(pod)
             elapsed_s = max(dt_s, now_s - self._seen_s.get(scrape.target, now_s))
             self._seen_s[scrape.target] = now_s
             for m in scrape.models:
@@ -113,7 +118,7 @@ class TokenMeter:
                 if jump:
                     rejected[(scrape.target, "implausible_jump")] += 1
                 deltas.append(d)
-        return TokenTick(tuple(deltas), resets, rejected, frozenset(read), done)
+        return TokenTick(tuple(deltas), resets, rejected, frozenset(read), frozenset(baselined), done)
 
     def _model_delta(
         self, scrape: TargetScrape, m: ModelCounters, start_s: float, elapsed_s: float

@@ -112,9 +112,9 @@ class NvmlReader:
         try:
             unit = replace(
                 unit,
-                power_watts=nv.nvmlDeviceGetPowerUsage(handle) / 1000,
+                power_watts=_optional(nv, nv.nvmlDeviceGetPowerUsage, handle, 1000),
                 energy_joules_total=_optional(nv, nv.nvmlDeviceGetTotalEnergyConsumption, handle, 1000),
-                memory_used_bytes=float(nv.nvmlDeviceGetMemoryInfo(handle).used),
+                memory_used_bytes=_optional(nv, lambda h: nv.nvmlDeviceGetMemoryInfo(h).used, handle, 1),
                 pids=_pids(nv, handle),
             )
             util = _optional(nv, lambda h: nv.nvmlDeviceGetUtilizationRates(h).gpu, handle, 100)
@@ -123,35 +123,36 @@ class NvmlReader:
             return replace(unit, fault=_fault(exc), utilization=None)
 
     def _read_migs(self, handle: Any, parent: NvmlUnit) -> tuple[NvmlUnit, ...]:
+        """One unit per MIG device, and one for the slices no instance uses (they idle, and are
+        paid for all the same). A failed instance faults the whole GPU: its last known units stay."""
         nv = self._nvml
         units = []
         try:
-            total_slices = int(nv.nvmlDeviceGetMaxMigDeviceCount(handle))
-            for slot in range(total_slices):
+            total = int(nv.nvmlDeviceGetMaxMigDeviceCount(handle))
+            for slot in range(total):
                 try:
                     mig = nv.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
                 except nv.NVMLError as exc:
                     if type(exc).__name__ == _NOT_FOUND:
                         continue  # an empty slot
                     raise
-                units.append(self._read_mig(mig, parent, total_slices))
+                units.append(self._read_mig(mig, parent, total))
         except nv.NVMLError as exc:
             return (replace(parent, fault=_fault(exc), utilization=None),)
         if not units:  # MIG mode on, no instance created: the GPU is billable but unusable
             return (replace(parent, profile="mig-no-instances"),)
-        return tuple(_share_device_readings(units, parent))
+        return tuple(_share_device_readings(_with_unused(units, parent), parent))
 
     def _read_mig(self, mig: Any, parent: NvmlUnit, total_slices: int) -> NvmlUnit:
         nv = self._nvml
-        try:
-            uuid = _text(nv.nvmlDeviceGetUUID(mig))
-            name = _text(nv.nvmlDeviceGetName(mig))
-            gi = int(nv.nvmlDeviceGetGpuInstanceId(mig))
-            slices = int(nv.nvmlDeviceGetAttributes(mig).gpuInstanceSliceCount)
-            memory = float(nv.nvmlDeviceGetMemoryInfo(mig).used)
-            pids = _pids(nv, mig)
-        except nv.NVMLError as exc:
-            return NvmlUnit(f"{parent.unit_id}/mig?", parent.index, parent.name, fault=_fault(exc))
+        uuid = _text(nv.nvmlDeviceGetUUID(mig))
+        name = _text(nv.nvmlDeviceGetName(mig))
+        gi = int(nv.nvmlDeviceGetGpuInstanceId(mig))
+        attrs = nv.nvmlDeviceGetAttributes(mig)
+        # A MIG device is a compute instance: several can share one GPU instance, each paying
+        # its compute slices (a 7g instance split into seven 1c instances: 1/7 each).
+        slices = int(attrs.computeInstanceSliceCount) or int(attrs.gpuInstanceSliceCount)
+        memory = _optional(nv, lambda h: nv.nvmlDeviceGetMemoryInfo(h).used, mig, 1)
         return NvmlUnit(
             uuid,
             f"{parent.index}/gi{gi}",
@@ -159,8 +160,23 @@ class NvmlReader:
             memory_used_bytes=memory,
             price_share=Fraction(slices, max(total_slices, slices)),
             profile=_profile(name),
-            pids=pids,
+            pids=_pids(nv, mig),
         )
+
+
+def _with_unused(units: list[NvmlUnit], parent: NvmlUnit) -> list[NvmlUnit]:
+    """Add the share no instance uses as its own unit (nobody holds it: idle); scale down if the
+    driver reports more than the whole GPU, so a GPU is never billed twice."""
+    used = sum((u.price_share for u in units), Fraction(0))
+    if used > 1:
+        log.warning(
+            "gpu=%s MIG instances report %s of the GPU; scaling their shares to 1", parent.unit_id, used
+        )
+        return [replace(u, price_share=u.price_share / used) for u in units]
+    if used < 1:
+        units.append(NvmlUnit(f"{parent.unit_id}/unused", f"{parent.index}/unused", parent.name,
+                              price_share=1 - used, profile="unused"))  # fmt: skip
+    return units
 
 
 def _share_device_readings(units: list[NvmlUnit], parent: NvmlUnit) -> list[NvmlUnit]:

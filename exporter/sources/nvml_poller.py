@@ -16,8 +16,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, replace
 
 from exporter.model import SourceStatus
@@ -59,20 +57,20 @@ class NvmlPoller:
         self._timeout = call_timeout
         self._monotonic = monotonic
         self._count = 0
-        self._pending: dict[int, Future[tuple[NvmlUnit, ...]]] = {}
+        self._pending: dict[int, _Read] = {}
+        self._started = False
         self._units: dict[str, UnitState] = {}
         self._last_ns: int | None = None
         self._state = PollerState()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pool: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
         """Open NVML (``NvmlUnavailable`` if it cannot be), take a first sweep, then keep sweeping."""
         self._count = self._reader.open()
         log.info("NVML driver=%s gpus=%d", self._reader.driver, self._count)
-        self._pool = ThreadPoolExecutor(max_workers=max(self._count, 1), thread_name_prefix="nvml")
+        self._started = True
         self.sweep()
         self._thread = threading.Thread(target=self._loop, name="nvml-poller", daemon=True)
         self._thread.start()
@@ -81,8 +79,9 @@ class NvmlPoller:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self._timeout + self._poll)
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        if any(not r.done.is_set() for r in self._pending.values()):
+            log.warning("an NVML call is still hung at shutdown; leaving NVML open")
+            return  # nvmlShutdown under a live call could crash the process on its way out
         self._reader.close()
 
     def state(self) -> PollerState:
@@ -98,22 +97,26 @@ class NvmlPoller:
 
     def sweep(self) -> PollerState:
         """Read every GPU once (hung ones excepted) and fold the readings into the integrals."""
-        assert self._pool is not None, "start() first"
-        started = {}
+        assert self._started, "start() first"
         for index in range(self._count):
-            if index not in self._pending:  # still running from an earlier sweep: hung
-                started[index] = self._pending[index] = self._pool.submit(self._reader.read_gpu, index)
-        wait_all(list(started.values()), timeout=self._timeout)
+            if index not in self._pending:  # else still running from an earlier sweep: hung
+                self._pending[index] = _Read(self._reader.read_gpu, index)
+        deadline = time.monotonic() + self._timeout
+        for read in self._pending.values():
+            read.done.wait(max(0.0, deadline - time.monotonic()))
         now = self._monotonic()
         readings: list[NvmlUnit] = []
         for index in range(self._count):
-            future = self._pending[index]
-            if not future.done():
+            read = self._pending[index]
+            if not read.done.is_set():
                 readings += self._faulted(index, "hung")
                 continue
             del self._pending[index]
-            units = future.result()
-            if len(units) == 1 and units[0].fault:  # the GPU failed: keep the units it had (MIG)
+            units = read.result
+            if read.error is not None:  # not an NVML error (those are faults): a bug, logged
+                log.error("reading GPU %d failed: %r", index, read.error)
+                readings += self._faulted(index, "error")
+            elif len(units) == 1 and units[0].fault:  # the GPU failed: keep the units it had (MIG)
                 readings += self._faulted(index, units[0].fault, units[0])
             else:
                 readings += units
@@ -146,6 +149,26 @@ class NvmlPoller:
         with self._lock:
             self._state = state
         return state
+
+
+class _Read:
+    """One GPU's read on its own daemon thread: a call wedged in the driver never holds up the
+    other GPUs, a sweep, or the process's exit (pool workers would be joined at exit)."""
+
+    def __init__(self, read: Callable[[int], tuple[NvmlUnit, ...]], index: int) -> None:
+        self.done = threading.Event()
+        self.result: tuple[NvmlUnit, ...] = ()
+        self.error: BaseException | None = None
+        self._read, self._index = read, index
+        threading.Thread(target=self._run, name=f"nvml-gpu{index}", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self.result = self._read(self._index)
+        except BaseException as exc:  # reported by the sweep, never lost in a thread
+            self.error = exc
+        finally:
+            self.done.set()
 
 
 class NvmlGpus:
