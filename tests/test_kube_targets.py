@@ -196,3 +196,11 @@ def test_targets_from_watched_pods() -> None:
     finally:
         watcher.stop()
         kube.close()
+
+
+def test_hami_fraction_annotations() -> None:
+    from exporter.sources.kube_link import hami_fractions
+
+    text = "GPU-aaa,NVIDIA,4000,30:GPU-bbb,NVIDIA,8000,0:;GPU-ccc,NVIDIA,1000,150:;garbage:;"
+    assert hami_fractions(text) == [("GPU-aaa", 30), ("GPU-bbb", 100), ("GPU-ccc", 100)]
+    assert hami_fractions("") == []

@@ -71,3 +71,18 @@ def test_claims_find_units_by_uuid_or_index_and_mig_instances_by_index() -> None
 def test_a_unit_nobody_holds_is_unallocated() -> None:
     d = decide([UnitView("GPU-0", "0")], owner_of=owner)
     assert d.placements == () and d.placed_by == {"GPU-0": ""} and d.split == {}
+
+
+def test_a_sharing_schedulers_fractions_bill_each_pod_its_percent_and_the_rest_is_idle() -> None:
+    from exporter.model import IDLE
+
+    units = [UnitView("GPU-0", "0", pids=(10,)), UnitView("GPU-1", "1")]
+    fractions = [(A, "GPU-0", 30), (B, "GPU-0", 50), (C, "GPU-1", 100), (C, "GPU-gone", 10)]
+    d = decide(
+        units, fractions=fractions, claims=[DeviceClaim(C, "GPU-0")], pod_of_pid={10: C}, owner_of=owner
+    )
+    assert held(d, "GPU-0") == {"a": 30, "b": 50, IDLE.pod: 20}  # the kubelet's claim does not override
+    assert [p.holder for p in d.placements if p.gpu_id == "GPU-0" and p.weight == 20] == [IDLE]
+    assert held(d, "GPU-1") == {"c": 100}
+    assert (d.placed_by["GPU-0"], d.split["GPU-0"]) == ("fraction", "fraction")
+    assert d.split["GPU-1"] == "whole"

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 PodKey = tuple[str, str]
 NS_PER_S = 10**9
+HAMI_ALLOCATED = "hami.io/vgpu-devices-allocated"
 
 
 class PodView(Protocol):
@@ -89,6 +90,15 @@ class KubeLink:
                 out.append(replace(p, since_ns=None, until_ns=int(left[key] * NS_PER_S)))
         return tuple(out)
 
+    def fractions(self) -> list[tuple[PodKey, str, int]]:
+        """GPU fractions a sharing scheduler gave this node's pods: (pod, GPU UUID, percent)."""
+        out = []
+        for key, pod in self._pods.items():
+            text = pod.annotations.get(HAMI_ALLOCATED)
+            if text:
+                out += [(key, uuid, pct) for uuid, pct in hami_fractions(text)]
+        return out
+
     def storage_bytes(self, pod: PodKey) -> float:
         found = self._pods.get(pod)
         if found is None:
@@ -133,6 +143,21 @@ class KubeLink:
             if problem not in self._reported:  # once per pod and message, not every tick
                 self._reported.add(problem)
                 log.warning("pod=%s: %s", *problem)
+
+
+def hami_fractions(text: str) -> list[tuple[str, int]]:
+    """HAMi's ``hami.io/vgpu-devices-allocated``: containers separated by ";", each device
+    "UUID,vendor,memory MiB,cores %:" → (UUID, percent). Cores 0 means "no limit": the whole GPU.
+    Unreadable entries are skipped (the pod then falls to the next placement rule)."""
+    out = []
+    for container in text.split(";"):
+        for device in container.split(":"):
+            fields = [f.strip() for f in device.split(",")]
+            if len(fields) < 4 or not fields[0] or not fields[3].isdigit():
+                continue
+            cores = int(fields[3])
+            out.append((fields[0], cores if 0 < cores <= 100 else 100))
+    return out
 
 
 def _by_pod(targets: Iterable[Target]) -> dict[PodKey, list[Target]]:

@@ -114,6 +114,7 @@ class DiscoveredNode:
         decision = decide(
             views,
             claims=self._claims(),
+            fractions=kube.fractions() if kube else (),
             pod_of_pid=pids,
             reader_rule=self._reader.name,
             static=_static_by_unit(self._units, self._static.placements(cfg)),
@@ -133,7 +134,9 @@ class DiscoveredNode:
             )
             for u in self._units
         )
-        self._holders = {(p.holder.namespace, p.holder.pod): p.holder for p in decision.placements}
+        self._holders = {
+            (p.holder.namespace, p.holder.pod): p.holder for p in decision.placements if not p.holder.is_idle
+        }
         now, placed = self._clock(), decision.placements
         if kube is not None:  # holders that came or went since the last tick pay their part only
             placed = kube.bound(placed, self._last, self._last_at)

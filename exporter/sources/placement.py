@@ -2,6 +2,9 @@
 
 Per unit, the first rule with an answer wins, and the unit says which (``placed_by``):
 
+0. ``fraction``     — a sharing scheduler's allocation of GPU fractions (HAMi's pod annotation
+                      ``hami.io/vgpu-devices-allocated``): each pod pays its percent of the cores,
+                      what no pod was given is idle;
 1. ``podresources`` — the kubelet's own allocation (device ids matched to UUIDs / indexes).
 2. ``process``      — NVML's running processes → their cgroup → pod UID → the pod.
 3. the GPU reader's holders (``dcgm``: dcgm-exporter's pod labels).
@@ -10,7 +13,8 @@ Per unit, the first rule with an answer wins, and the unit says which (``placed_
 Several holders of one unit (time-slicing, sharing schedulers) split it, and the unit says how
 (``split``): ``share`` (the config's shares), ``replicas`` (time-slicing replicas each pod got
 from the device plugin), ``measured`` (each pod's share of the unit's per-process SM use, when
-the driver samples it and someone used the GPU), else ``equal``. ``whole`` when one pod holds it.
+the driver samples it and someone used the GPU), ``fraction`` (the scheduler's fractions), else
+``equal``. ``whole`` when one pod holds it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from exporter.model import Owner, Placement
+from exporter.model import IDLE, Owner, Placement
 
 PodKey = tuple[str, str]  # (namespace, pod)
 MEASURED_SCALE = 1000  # per-mille: SM use becomes an integer weight
@@ -55,17 +59,22 @@ def decide(
     units: Sequence[UnitView],
     *,
     claims: Sequence[DeviceClaim] = (),
+    fractions: Sequence[tuple[PodKey, str, int]] = (),  # (pod, unit key, percent of the GPU)
     pod_of_pid: Mapping[int, PodKey] | None = None,
     reader_rule: str = "",
     static: Mapping[str, Sequence[tuple[Owner, int]]] | None = None,
     owner_of: Callable[[PodKey], Owner],
 ) -> Decision:
     by_claim = _claims_by_unit(units, claims)
+    by_fraction = _fractions_by_unit(units, fractions)
     placements: list[Placement] = []
     placed_by: dict[str, str] = {}
     split: dict[str, str] = {}
     for u in units:
-        rule, holders, how = _holders(u, by_claim, pod_of_pid or {}, reader_rule, static or {}, owner_of)
+        if u.unit_id in by_fraction:
+            rule, holders, how = "fraction", _fraction_holders(by_fraction[u.unit_id], owner_of), "fraction"
+        else:
+            rule, holders, how = _holders(u, by_claim, pod_of_pid or {}, reader_rule, static or {}, owner_of)
         placed_by[u.unit_id] = rule
         if holders:
             split[u.unit_id] = "whole" if len(holders) == 1 else how
@@ -114,6 +123,29 @@ def _measured(u: UnitView, pod_of_pid: Mapping[int, PodKey], pods: set[PodKey]) 
     if not sum(use.values()):
         return []
     return [(p, use[p]) for p in sorted(pods)]  # a holder that used nothing pays nothing of it
+
+
+def _fraction_holders(
+    given: Mapping[PodKey, int], owner_of: Callable[[PodKey], Owner]
+) -> list[tuple[Owner, int]]:
+    """Each pod its percent; the percent nobody was given is idle (an overcommitted GPU is
+    split by the percents, relative to each other)."""
+    holders = [(owner_of(p), pct) for p, pct in sorted(given.items())]
+    left = 100 - sum(given.values())
+    return [*holders, (IDLE, left)] if left > 0 else holders
+
+
+def _fractions_by_unit(
+    units: Sequence[UnitView], fractions: Sequence[tuple[PodKey, str, int]]
+) -> dict[str, dict[PodKey, int]]:
+    key_to_unit = {u.unit_id: u.unit_id for u in units}
+    out: dict[str, dict[PodKey, int]] = {}
+    for pod, key, pct in fractions:
+        unit = key_to_unit.get(key)
+        if unit is not None and pct > 0:
+            given = out.setdefault(unit, {})
+            given[pod] = given.get(pod, 0) + pct
+    return out
 
 
 def _claims_by_unit(units: Sequence[UnitView], claims: Sequence[DeviceClaim]) -> dict[str, Counter[PodKey]]:
