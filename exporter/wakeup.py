@@ -4,7 +4,7 @@ A Python signal handler runs on the main thread between two bytecodes — possib
 thread is inside ``threading.Event.wait`` holding the event's lock. A handler that takes any
 lock (``Event.set`` does) then deadlocks the exporter, which is what ten quick SIGHUPs did.
 So handlers here only assign a flag and write one byte to a pipe (the classic self-pipe);
-the loop sleeps in ``select`` on that pipe.
+the loop sleeps in ``poll`` on that pipe.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ class Wakeup:
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
+        self._poll = select.poll()
+        self._poll.register(self._read, select.POLLIN)
         self.stopping = False
         self._reload = False
 
@@ -41,8 +43,8 @@ class Wakeup:
         """Sleep up to ``seconds``; return at once if a request arrives (or has arrived)."""
         if self.stopping or self._reload:
             return
-        readable, _, _ = select.select([self._read], [], [], max(0.0, seconds))
-        if readable:
+        # poll, not select: select refuses descriptors >= 1024 (a process with many sockets).
+        if self._poll.poll(max(0.0, seconds) * 1000):
             self._drain()
 
     def close(self) -> None:

@@ -141,3 +141,22 @@ def test_holders_that_overlap_mid_tick_share_only_the_overlap() -> None:
     held = [Placement("0", A), Placement("0", B, since_ns=T0 + 5 * S)]  # B joins half-way
     snap = tick(Meter("n"), 0, [GpuSample("0", "H100", "on_demand")], held)
     assert (cost(snap, "a-0"), cost(snap, "b-0")) == (7_500_000, 2_500_000)
+
+
+def test_a_bad_utilisation_does_not_cost_a_good_energy_counter_its_baseline() -> None:
+    owned = GpuPrice("H100", "owned", Decimal("1.80"), "config", "test")
+    pricing = PricingConfig(gpu_prices={("H100", "owned"): owned}, energy=Energy(usd_per_kwh=Decimal("0.36")))
+    meter = Meter("n")
+    tick(
+        meter,
+        0,
+        [GpuSample("0", "H100", "owned", energy_joules_total=0.0)],
+        [Placement("0", A)],
+        pricing=pricing,
+    )
+    bad = GpuSample("0", "H100", "owned", utilization=float("nan"), energy_joules_total=3_600_000.0)
+    snap = tick(meter, 1, [bad], [Placement("0", A)], pricing=pricing)
+    assert cost(snap, "a-0", "energy") == 360_000_000  # the 1 kWh counted, at $0.36
+    assert snap.rejected[("gpu", "bad_reading")] == 1
+    (line,) = [v for v in snap.lines if v.line.owner.pod == "a-0"]
+    assert line.totals.measured_ns == 0  # the NaN tick's busy time is unknown, not zero

@@ -148,8 +148,8 @@ class GpuAttributor:
         times: list[GpuTime] = []
         unpriced: list[str] = []
         node_overhead = self._node_overhead_shares(inp, pricing)
-        bad = tuple(g.gpu_id for g in inp.gpus if not _plausible(g))
-        gpus = [g if _plausible(g) else _without_readings(g) for g in inp.gpus]
+        gpus = [_usable(g) for g in inp.gpus]
+        bad = tuple(g.gpu_id for g, usable in zip(inp.gpus, gpus, strict=True) if usable is not g)
         for gpu, overhead_share in zip(gpus, node_overhead, strict=True):
             pieces = segments(holders.get(gpu.gpu_id, []), inp.start_ns, inp.end_ns)
             exact = _gpu_exact(gpu, pricing, dt, self._joules(gpu))
@@ -260,19 +260,21 @@ def _scaled(per_unit: Exact, units: float) -> Exact:
     return per_unit[0] * n.numerator, per_unit[1] * n.denominator
 
 
-def _plausible(gpu: GpuSample) -> bool:
-    """Readings we can use: utilisation a finite fraction, power and energy finite, not negative."""
+def _usable(gpu: GpuSample) -> GpuSample:
+    """The GPU with each unusable reading dropped on its own (a bad utilisation must not cost a
+    good energy counter its baseline): still billed as held; busy time unknown, never zero."""
     u, w, e = gpu.utilization, gpu.power_watts, gpu.energy_joules_total
-    return (
-        (u is None or (math.isfinite(u) and 0.0 <= u <= 1.0))
-        and (w is None or (math.isfinite(w) and w >= 0))
-        and (e is None or (math.isfinite(e) and e >= 0))
+    bad_u = u is not None and not (math.isfinite(u) and 0.0 <= u <= 1.0)
+    bad_w = w is not None and not (math.isfinite(w) and w >= 0)
+    bad_e = e is not None and not (math.isfinite(e) and e >= 0)
+    if not (bad_u or bad_w or bad_e):
+        return gpu
+    return replace(
+        gpu,
+        utilization=None if bad_u else u,
+        power_watts=None if bad_w else w,
+        energy_joules_total=None if bad_e else e,
     )
-
-
-def _without_readings(gpu: GpuSample) -> GpuSample:
-    """A GPU whose readings are unusable: billed as held, its busy time unknown (not zero)."""
-    return replace(gpu, utilization=None, power_watts=None, energy_joules_total=None)
 
 
 def _gpu_times(gpu: GpuSample, lines: list[Line], weights: list[int], dt: int) -> list[GpuTime]:
