@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
@@ -167,7 +168,8 @@ def _read_root(p: Problems, root: Node) -> ExporterConfig | None:
     top = yn.fields(p, root, "", _TOP)
     if top is None:
         return None
-    node = yn.optional(top, "node", "", text_reader(p), "node")
+    # A DaemonSet shares one config across nodes: each names itself from the downward API.
+    node = yn.optional(top, "node", "", text_reader(p), os.environ.get("NODE_NAME") or "node")
     tick = yn.optional(top, "tick_seconds", "", number_reader(p, gt=ZERO, le=Decimal(300)), Decimal(5))
     window = yn.optional(top, "window_seconds", "", number_reader(p, gt=ZERO, le=Decimal(86400)), Decimal(60))
     if window < tick:

@@ -14,7 +14,7 @@ kubernetes:
 
 from __future__ import annotations
 
-from yaml.nodes import Node
+from yaml.nodes import Node, ScalarNode
 
 from exporter import yamlnodes as yn
 from exporter.settings import DEFAULT_PODRESOURCES_SOCKET, KubernetesConfig
@@ -50,10 +50,23 @@ def read_kubernetes(p: Problems, node: Node | None) -> KubernetesConfig:
         team_label=yn.optional(m, "team_label", AT, text, "team"),
         model_label=yn.optional(m, "model_label", AT, text, "model"),
         namespace_teams=_teams(p, m.get("namespace_teams")),
-        podresources_socket=yn.optional(m, "podresources_socket", AT, text, DEFAULT_PODRESOURCES_SOCKET),
+        podresources_socket=yn.optional(
+            m, "podresources_socket", AT, _text_or_empty(p), DEFAULT_PODRESOURCES_SOCKET
+        ),
         proc_root=proc_root,
         scrape_annotated_pods=yn.optional(m, "scrape_annotated_pods", AT, flag, True),
     )
+
+
+def _text_or_empty(p: Problems) -> yn.Reader[str]:
+    """Text, or a quoted "" meaning "off" (e.g. no kubelet socket is mounted)."""
+
+    def read(at: str, n: Node) -> str | None:
+        if isinstance(n, ScalarNode) and n.style in ("'", '"') and n.value == "":
+            return ""
+        return yn.text(p, n, at)
+
+    return read
 
 
 def _teams(p: Problems, node: Node | None) -> dict[str, str]:

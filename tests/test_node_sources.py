@@ -210,3 +210,18 @@ def test_bytes_sent_by_gpu_pods_become_egress_and_cross_zone_money(tmp_path: Pat
     tick()  # back: the 4 GiB sent across the outage are billed once
     (line,) = [v for v in meter._snapshot.lines if v.line.owner.pod.startswith("vllm")]
     assert line.totals.cost["egress"] == 200_000_000
+
+
+def test_a_quoted_empty_socket_turns_the_kubelet_off_and_bare_empty_text_is_refused() -> None:
+    cfg = load_config_text('node: n\nkubernetes: {enabled: true, podresources_socket: ""}\n')
+    assert cfg.kubernetes.podresources_socket == ""
+    with pytest.raises(ConfigError, match=r"kubernetes\.team_label"):
+        load_config_text('node: n\nkubernetes: {team_label: ""}\n')
+
+
+def test_the_node_label_defaults_to_the_downward_apis_node_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NODE_NAME", "gpu-node-7")
+    assert load_config_text("tick_seconds: 5\n").node == "gpu-node-7"
+    assert load_config_text("node: pinned\n").node == "pinned"
+    monkeypatch.delenv("NODE_NAME")
+    assert load_config_text("tick_seconds: 5\n").node == "node"
