@@ -333,6 +333,8 @@ class Prometheus:
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.jobs: dict[str, list[str]] = {}
+        self.rule_files: list[str] = []  # set before start(): rules evaluated every second
+        self.alertmanagers: list[str] = []  # host:port of Alertmanagers to send alerts to
 
     @property
     def url(self) -> str:
@@ -345,6 +347,8 @@ class Prometheus:
                 {"job_name": job, "static_configs": [{"targets": targets}]}
                 for job, targets in self.jobs.items()
             ],
+            "rule_files": self.rule_files,
+            "alerting": {"alertmanagers": [{"static_configs": [{"targets": self.alertmanagers}]}]},
         }
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(config, indent=2))

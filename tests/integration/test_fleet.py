@@ -1,0 +1,334 @@
+"""Two nodes, one Prometheus with our rules, one Alertmanager: the fleet numbers and the alerts.
+
+node-a: a static inventory of 4 H100 — vLLM (llama-0), half of a training job (train-0), and a
+batch pod holding two GPUs. node-b: 4 GPUs found through NVML (the fake libnvidia-ml.so.1), one
+lost, one free — vLLM (llama-1) and the other half of the training job (train-1).
+
+Prometheus loads deploy/rules/cpm-exporter.rules.yml with its windows compressed from minutes to
+seconds (the expressions themselves unchanged: promtool's unit tests cover them at full length),
+so the test can stage a utilisation drop and idle burn on node-a and see both alerts reach a
+loopback webhook through a real Alertmanager.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exporter.simulation import Load, SimEngine, SimServer
+from exporter.training import TrainingTokens
+from tests.fakes.nvml import FakeGpu, Scenario, build_fake_nvml
+from tests.integration.conftest import (
+    REPO,
+    Exporter,
+    ExporterFactory,
+    Prometheus,
+    _stop,
+    free_port,
+    http,
+    require_tool,
+    wait_for,
+)
+
+RULES = REPO / "deploy" / "rules" / "cpm-exporter.rules.yml"
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+# Minutes → seconds, so a test can watch the alerts happen; each rule's expression is kept.
+COMPRESS = (
+    (r"\[5m\]", "[5s]"),
+    (r"\[15m\]", "[10s]"),
+    (r"\[1d\]", "[40s]"),
+    (r"offset 1h", "offset 15s"),
+    (r"for: \d+[smh]", "for: 0s"),
+    (r"interval: 5m", "interval: 1s"),
+)
+
+
+def compressed_rules(out: Path) -> Path:
+    text = RULES.read_text()
+    for pattern, repl in COMPRESS:
+        text, n = re.subn(pattern, repl, text)
+        assert n, f"{pattern} no longer appears in the rules: update the test's compression"
+    out.write_text(text)
+    check = subprocess.run(
+        [require_tool("promtool"), "check", "rules", str(out)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    return out
+
+
+def vllm(seed: int) -> SimServer:
+    load = Load(requests_per_second=8.0, prompt_tokens=600, output_tokens=200, itl_seconds=0.02,
+                prefill_seconds=0.1, seed=seed)  # fmt: skip
+    return SimServer(SimEngine(LLAMA, load)).start()
+
+
+def node_a_config(llama: str, train: str, *, staged: bool) -> str:
+    util = 0.05 if staged else 0.9
+    batch = (
+        ""
+        if staged
+        else "    - {pod: batch-0, namespace: batch, team: batch, model: none, gpus: ['2', '3']}\n"
+    )
+    return f"""\
+node: node-a
+tick_seconds: 1
+window_seconds: 10
+pricing:
+  catalogue: false
+  gpus: {{H100: {{on_demand: 6.00}}}}
+  budgets: {{usd_per_million_tokens: {{models: {{"{LLAMA}": 0.01}}, teams: {{search: 0.01}}}}}}
+inventory:
+  gpus:
+    - {{hardware: H100, count: 4, capacity: on_demand, utilization: {util}}}
+  workloads:
+    - {{pod: llama-0, namespace: serve, team: search, model: {LLAMA}, gpus: ['0'],
+       targets: [{{url: "{llama}", server: vllm}}]}}
+    - {{pod: train-0, namespace: research, team: research, model: llama-ft, kind: training, gpus: ['1'],
+       target_tokens: 1e12, targets: [{{url: "{train}"}}]}}
+{batch}"""
+
+
+def node_b_config(llama: str, train: str) -> str:
+    return f"""\
+node: node-b
+tick_seconds: 1
+window_seconds: 10
+pricing:
+  catalogue: false
+  gpus: {{H100: {{on_demand: 18.00}}}}   # 3× node-a's: the fleet CPM must blend the two
+node_source: {{gpus: nvml, capacity: on_demand, poll_seconds: 0.25}}
+inventory:
+  workloads:
+    - {{pod: llama-1, namespace: serve, team: search, model: {LLAMA}, gpus: ['0'],
+       targets: [{{url: "{llama}", server: vllm}}]}}
+    - {{pod: train-1, namespace: research, team: research, model: llama-ft, kind: training, gpus: ['1'],
+       target_tokens: 1e12, targets: [{{url: "{train}"}}]}}
+"""
+
+
+@dataclass
+class Webhook:
+    """Alertmanager's webhook receiver on loopback: the alert names it was sent, firing."""
+
+    firing: set[str] = field(default_factory=set)
+    server: ThreadingHTTPServer | None = None
+
+    def start(self) -> int:
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                for alert in body["alerts"]:
+                    if alert["status"] == "firing":
+                        labels = alert["labels"]  # per-line alerts name the node; status ones the instance
+                        hook.firing.add(
+                            labels["alertname"] + "/" + labels.get("node", labels.get("instance", ""))
+                        )
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return int(self.server.server_address[1])
+
+
+@dataclass
+class Fleet:
+    a: Exporter
+    b: Exporter
+    a_config: Path
+    prometheus: Prometheus
+    webhook: Webhook
+    urls: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, exporters: ExporterFactory) -> Iterator[Fleet]:
+    work = tmp_path_factory.mktemp("fleet")
+    servers = [vllm(1), vllm(2)]
+    trainers = [TrainingTokens(), TrainingTokens()]
+    train_urls = [f"http://127.0.0.1:{t.serve(port=0, host='127.0.0.1')}/metrics" for t in trainers]
+    stop = threading.Event()
+
+    def train() -> None:
+        while not stop.wait(0.05):
+            for t in trainers:
+                t.add(2048)
+
+    threading.Thread(target=train, daemon=True).start()
+
+    library = build_fake_nvml(work)
+    scenario = work / "nvml.txt"
+    # GPU 2 is lost from the start (unknown, unpriced); GPU 3 is free: idle (node-b's idle burn is not staged)
+    Scenario(gpus=[FakeGpu(0, util=80), FakeGpu(1, util=90), FakeGpu(2, error=15), FakeGpu(3)]).write(
+        scenario
+    )
+    a_config, b_config = work / "node-a.yaml", work / "node-b.yaml"
+    a_config.write_text(node_a_config(servers[0].url, train_urls[0], staged=False))
+    b_config.write_text(node_b_config(servers[1].url, train_urls[1]))
+    a = exporters.run(a_config)
+    b = exporters.run(
+        b_config, env={"LD_LIBRARY_PATH": str(library.parent), "FAKE_NVML_SCENARIO": str(scenario)}
+    )
+
+    webhook = Webhook()
+    hook_port = webhook.start()
+    am_port = free_port()
+    am_config = work / "alertmanager.yml"
+    am_config.write_text(yaml.safe_dump({
+        "route": {"receiver": "hook", "group_by": ["alertname", "node"], "group_wait": "1s",
+                  "group_interval": "1s", "repeat_interval": "1h"},
+        "receivers": [{"name": "hook", "webhook_configs": [{"url": f"http://127.0.0.1:{hook_port}/"}]}],
+    }))  # fmt: skip
+    am_log = (work / "alertmanager.log").open("wb")
+    alertmanager = subprocess.Popen(
+        [require_tool("prometheus-alertmanager"), f"--config.file={am_config}", f"--storage.path={work / 'am'}",
+         f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=", "--log.level=warn"],
+        stdout=am_log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    wait_for(
+        lambda: http("GET", f"http://127.0.0.1:{am_port}/-/ready")[0] == 200, 30, what="Alertmanager ready"
+    )
+
+    prometheus = Prometheus(require_tool("prometheus"), work)
+    prometheus.rule_files = [str(compressed_rules(work / "rules.yml"))]
+    prometheus.alertmanagers = [f"127.0.0.1:{am_port}"]
+    prometheus.start()
+    prometheus.set_targets({"cpm-exporter": [a.address, b.address]})
+    prometheus.wait_up("cpm-exporter")
+    try:
+        yield Fleet(a, b, a_config, prometheus, webhook, {"llama": servers[0].url, "train": train_urls[0]})
+    finally:
+        stop.set()
+        prometheus.stop()
+        _stop(alertmanager)
+        am_log.close()
+        a.stop()
+        b.stop()
+        for s in servers:
+            s.stop()
+
+
+def recorded(prometheus: Prometheus, name: str) -> list[dict[str, object]]:
+    return prometheus.query(name)
+
+
+def test_a_fleet_cpm_per_model_spans_both_nodes(fleet: Fleet) -> None:
+    p = fleet.prometheus
+
+    def both_nodes_serving() -> bool:
+        nodes = {
+            r["metric"]["node"]
+            for r in p.query(f'cpm_tokens_total{{model="{LLAMA}",direction="output"}} > 0')
+        }
+        return nodes == {"node-a", "node-b"} and bool(
+            p.query(f'model:cpm_usd_per_million_tokens:rate5m{{model="{LLAMA}"}}')
+        )
+
+    wait_for(both_nodes_serving, 40, what="tokens from both nodes and a recorded CPM")
+
+    def per_node(at: float) -> dict[str, float]:
+        expr = (
+            f'1e6 * sum by (node) (rate(cpm_cost_usd_total{{model="{LLAMA}",workload!="training"}}[5s]))'
+            f' / sum by (node) (rate(cpm_tokens_total{{model="{LLAMA}",direction=~"input|output"}}[5s]))'
+        )
+        return {r["metric"]["node"]: float(r["value"][1]) for r in p.query(expr, at=at)}
+
+    def matches() -> bool:
+        (row,) = p.query(f'model:cpm_usd_per_million_tokens:rate5m{{model="{LLAMA}",direction="total"}}')
+        at, value = float(row["value"][0]), float(row["value"][1])
+        # The same fleet CPM from both nodes' raw counters at the rule's own timestamp. Not exact:
+        # a scrape stamped before the evaluation can land after it (2 % seen with 5 s windows).
+        raw = p.value(
+            f'1e6 * sum(rate(cpm_cost_usd_total{{model="{LLAMA}",workload!="training"}}[5s]))'
+            f' / sum(rate(cpm_tokens_total{{model="{LLAMA}",direction=~"input|output"}}[5s]))',
+            at=at,
+        )
+        nodes = per_node(at)
+        # node-b's GPU-hour costs 3×: a rule that read one node, or averaged CPMs, is far off.
+        return (
+            value == pytest.approx(raw, rel=0.05)
+            and nodes["node-a"] * 1.5 < nodes["node-b"]
+            and nodes["node-a"] < value < nodes["node-b"]
+        )
+
+    wait_for(
+        matches, 30, what="the recorded fleet CPM to blend both nodes as the raw counters do", consecutive=3
+    )
+
+
+def test_a_training_run_split_over_two_nodes_costs_the_sum_of_its_halves(fleet: Fleet) -> None:
+    p = fleet.prometheus
+
+    def summed() -> bool:
+        rows = p.query('model_team:cpm_training_cost_usd:sum{model="llama-ft",team="research"}')
+        if len(rows) != 1:
+            return False
+        at, total = float(rows[0]["value"][0]), float(rows[0]["value"][1])
+        halves = p.query('cpm_cost_usd_total{workload="training",model="llama-ft"}', at=at)
+        nodes = {r["metric"]["node"] for r in halves}
+        return nodes == {"node-a", "node-b"} and total == pytest.approx(
+            sum(float(r["value"][1]) for r in halves), rel=1e-9
+        )
+
+    wait_for(summed, 40, what="the training run's cost summed across its two nodes")
+
+
+def test_every_recording_rule_returns_data(fleet: Fleet) -> None:
+    records = sorted(
+        {
+            r["record"]
+            for g in yaml.safe_load(RULES.read_text())["groups"]
+            for r in g["rules"]
+            if "record" in r
+        }
+    )
+    assert records
+    missing = records
+    deadline = time.monotonic() + 60
+    while missing and time.monotonic() < deadline:
+        missing = [name for name in records if not fleet.prometheus.query(name)]
+        time.sleep(1)
+    assert not missing, f"recording rules without data: {missing}"
+
+
+def test_staged_utilisation_drop_and_idle_burn_fire_through_alertmanager(fleet: Fleet) -> None:
+    # node-a must have history at its usual utilisation before the drop (the rule compares to it).
+    def history() -> bool:
+        rows = fleet.prometheus.query(
+            'count_over_time(node:cpm_gpu_utilization:ratio_rate5m{node="node-a"}[20s])'
+        )
+        return bool(rows) and float(rows[0]["value"][1]) >= 15
+
+    wait_for(history, 60, what="20 s of node-a's usual utilisation")
+    staged = {"CpmGpuUtilizationDrop/node-a", "CpmIdleBurnHigh/node-a"}
+    assert not staged & fleet.webhook.firing, fleet.webhook.firing  # nothing before the stage
+    # node-b's free GPU ($18/h idle, over the $10/h bar) has been burning from the start.
+    wait_for(lambda: "CpmIdleBurnHigh/node-b" in fleet.webhook.firing, 30, what="node-b's idle burn alert")
+    tmp = fleet.a_config.with_suffix(".tmp")
+    tmp.write_text(node_a_config(fleet.urls["llama"], fleet.urls["train"], staged=True))
+    tmp.replace(fleet.a_config)  # node-a reloads it: GPUs 5 % busy, the batch pod's two GPUs freed
+    wait_for(lambda: staged <= fleet.webhook.firing, 60, interval=0.5,
+             what=f"{sorted(staged)} at the webhook; got {sorted(fleet.webhook.firing)}")  # fmt: skip
+
+
+def test_the_lost_gpu_on_node_b_alerts(fleet: Fleet) -> None:
+    wanted = f"CpmGpuFault/{fleet.b.address}"
+    wait_for(
+        lambda: wanted in fleet.webhook.firing, 60, interval=0.5, what="CpmGpuFault for node-b's lost GPU"
+    )
+    assert f"CpmGpuFault/{fleet.a.address}" not in fleet.webhook.firing  # fmt: skip
