@@ -14,6 +14,7 @@ from exporter.errors import ConfigError, SourceError
 from exporter.settings import DEFAULT_PORT
 
 if TYPE_CHECKING:  # imported lazily at run time so that --help stays fast
+    from exporter.exposition.webconfig import WebConfig
     from exporter.runtime import Runtime
 
 log = logging.getLogger("exporter")
@@ -37,6 +38,20 @@ def _listen(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT (e.g. 0.0.0.0:{DEFAULT_PORT}), got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+WEB_CONFIG_HELP = (
+    "TLS and basic auth for every page, in the web-config format of Prometheus's exporter-toolkit "
+    "(as node_exporter's flag): tls_server_config, http_server_config.headers, basic_auth_users "
+    "(bcrypt hashes). /healthz and /readyz stay open to probes. Read once at start: a file that "
+    "does not load stops the exporter (exit 2) instead of serving without it."
+)
+
+
+def _add_web_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--web.config.file", dest="web_config", default=None, metavar="FILE", help=WEB_CONFIG_HELP
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--tick-seconds", type=float, default=None, metavar="S", help="seconds between ticks (demo default 2)"
     )
+    _add_web_config(demo)
 
     run = sub.add_parser("run", help="meter a real node from a config file (hot-reloaded)")
     run.add_argument("--config", required=True, metavar="FILE", help="pricing and inventory YAML")
@@ -79,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept POST /-/reload (off by default, as in Prometheus)",
     )
+    _add_web_config(run)
 
     check = sub.add_parser("check-config", help="validate a config; print every problem, or the price table")
     check.add_argument("file", metavar="FILE")
@@ -103,9 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from exporter.whatif.command import run
 
             return run(args)
+        web = _load_web(args.web_config)  # before anything starts: never serve without it
         if args.command == "demo":
-            return _demo(args.listen, args.tick_seconds)
-        return _run(args.config, args.listen, args.lifecycle)
+            return _demo(args.listen, args.tick_seconds, web)
+        return _run(args.config, args.listen, args.lifecycle, web)
     except ConfigError as e:
         print(f"cpm-exporter: invalid config\n{e}", file=sys.stderr)
         return 2
@@ -123,7 +141,18 @@ def _check(path: str) -> int:
     return 0
 
 
-def _demo(listen: tuple[str, int], tick_seconds: float | None) -> int:
+def _load_web(path: str | None) -> WebConfig | None:
+    if path is None:
+        return None
+    from exporter.exposition.webconfig import load_web_config
+
+    try:
+        return load_web_config(path)
+    except ConfigError as e:
+        raise ConfigError(e.problems, f"--web.config.file {path}") from e
+
+
+def _demo(listen: tuple[str, int], tick_seconds: float | None, web: WebConfig | None) -> int:
     from exporter.demo import DemoNode, start_demo
     from exporter.runtime import Runtime
 
@@ -134,28 +163,35 @@ def _demo(listen: tuple[str, int], tick_seconds: float | None) -> int:
             "*** SIMULATION: cpm-exporter demo — made-up GPUs, simulated inference servers ***",
             file=sys.stderr,
         )
-        return _serve(runtime, listen, lifecycle=True)
+        return _serve(runtime, listen, lifecycle=True, web=web)
     finally:
         demo.stop()
 
 
-def _run(path: str, listen: tuple[str, int], lifecycle: bool) -> int:
+def _run(path: str, listen: tuple[str, int], lifecycle: bool, web: WebConfig | None) -> int:
     from exporter.config import load_config
     from exporter.runtime import Runtime
 
     runtime = Runtime(lambda: load_config(path), mode="run", watch_path=path)
-    return _serve(runtime, listen, lifecycle=lifecycle)
+    return _serve(runtime, listen, lifecycle=lifecycle, web=web)
 
 
-def _serve(runtime: Runtime, listen: tuple[str, int], *, lifecycle: bool) -> int:
+def _serve(
+    runtime: Runtime, listen: tuple[str, int], *, lifecycle: bool, web: WebConfig | None = None
+) -> int:
     from exporter.exposition.server import serve
     from exporter.wakeup import Wakeup
 
     wakeup = Wakeup()
-    server = serve(listen[0], listen[1], runtime.published, runtime.reload if lifecycle else None)
+    server = serve(listen[0], listen[1], runtime.published, runtime.reload if lifecycle else None, web)
     host, port = str(server.server_address[0]), server.server_address[1]
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    print(f"cpm-exporter {__version__} serving http://{shown}:{port}/ (metrics at /metrics)", file=sys.stderr)
+    scheme = "https" if web is not None and web.tls is not None else "http"
+    secured = " (basic auth)" if web is not None and web.basic_auth_users else ""
+    print(
+        f"cpm-exporter {__version__} serving {scheme}://{shown}:{port}/ (metrics at /metrics){secured}",
+        file=sys.stderr,
+    )
     _on_signals(wakeup.request_stop, wakeup.request_reload)
     try:
         runtime.run(wakeup)

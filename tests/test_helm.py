@@ -355,12 +355,7 @@ def mounts(values: dict[str, Any] | None) -> tuple[dict[str, tuple[Any, ...]], d
             {"webConfig": {"existingSecret": "cpm-web"}},
             "web-config",
             "/etc/cpm-exporter/web",
-            {
-                "secret": {
-                    "secretName": "cpm-web",
-                    "items": [{"key": "web-config.yml", "path": "web-config.yml"}],
-                }
-            },
+            {"secret": {"secretName": "cpm-web"}},  # the whole Secret: the config and the files it names
         ),
     ],
     ids=["podResources", "hostProc", "webConfig"],
@@ -540,3 +535,15 @@ def test_every_value_is_documented_with_a_comment() -> None:
     ]
     assert len(keyed) > 60
     assert undocumented == []
+
+
+def test_a_web_config_secret_is_passed_to_the_exporter_and_tls_switches_the_probes() -> None:
+    values = {"webConfig": {"existingSecret": "cpm-web", "tls": True}}
+    c = container(pod_spec(values))
+    args = build_parser().parse_args(c["args"])
+    assert args.web_config == "/etc/cpm-exporter/web/web-config.yml"
+    assert c["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert c["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    plain = container(pod_spec())
+    assert "scheme" not in plain["livenessProbe"]["httpGet"]
+    assert not any(a.startswith("--web.config.file") for a in plain["args"])
