@@ -66,13 +66,24 @@ def compressed_rules(out: Path) -> Path:
     return out
 
 
-def vllm(seed: int) -> SimServer:
+def vllm(seed: int, *, idle: bool = False) -> SimServer:
     load = Load(requests_per_second=8.0, prompt_tokens=600, output_tokens=200, itl_seconds=0.02,
-                prefill_seconds=0.1, seed=seed)  # fmt: skip
-    return SimServer(SimEngine(LLAMA, load)).start()
+                prefill_seconds=0.1, cache_hit_ratio=0.3, seed=seed)  # fmt: skip
+    return SimServer(SimEngine(LLAMA, None if idle else load)).start()
 
 
-def node_a_config(llama: str, train: str, *, staged: bool) -> str:
+@dataclass(frozen=True)
+class NodeA:
+    """node-a's URLs: its servers, and two broken targets every dashboard panel needs to see."""
+
+    llama: str
+    train: str
+    canary: str  # a vLLM with no traffic on a held GPU: idle by reason no_traffic
+    nan: str  # a counter reading NaN: rejected
+    down: str = "http://127.0.0.1:1/metrics"  # nothing listens: a failed scrape
+
+
+def node_a_config(urls: NodeA, *, staged: bool) -> str:
     util = 0.05 if staged else 0.9
     batch = (
         ""
@@ -89,12 +100,17 @@ pricing:
   budgets: {{usd_per_million_tokens: {{models: {{"{LLAMA}": 0.01}}, teams: {{search: 0.01}}}}}}
 inventory:
   gpus:
-    - {{hardware: H100, count: 4, capacity: on_demand, utilization: {util}}}
+    - {{hardware: H100, count: 5, capacity: on_demand, utilization: {util}}}
   workloads:
     - {{pod: llama-0, namespace: serve, team: search, model: {LLAMA}, gpus: ['0'],
-       targets: [{{url: "{llama}", server: vllm}}]}}
+       targets: [{{url: "{urls.llama}", server: vllm}}]}}
     - {{pod: train-0, namespace: research, team: research, model: llama-ft, kind: training, gpus: ['1'],
-       target_tokens: 1e12, targets: [{{url: "{train}"}}]}}
+       target_tokens: 1e12, targets: [{{url: "{urls.train}"}}]}}
+    - {{pod: canary-0, namespace: serve, team: search, model: {LLAMA}, gpus: ['4'],
+       targets: [{{url: "{urls.canary}", server: vllm}}]}}
+    - {{pod: broken-0, namespace: research, team: research, model: llama-ft, kind: training,
+       targets: [{{url: "{urls.nan}"}}]}}
+    - {{pod: down-0, namespace: serve, team: search, model: {LLAMA}, targets: [{{url: "{urls.down}"}}]}}
 {batch}"""
 
 
@@ -153,13 +169,13 @@ class Fleet:
     a_config: Path
     prometheus: Prometheus
     webhook: Webhook
-    urls: dict[str, str]
+    urls: NodeA
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory, exporters: ExporterFactory) -> Iterator[Fleet]:
     work = tmp_path_factory.mktemp("fleet")
-    servers = [vllm(1), vllm(2)]
+    servers = [vllm(1), vllm(2), vllm(3, idle=True)]
     trainers = [TrainingTokens(), TrainingTokens()]
     train_urls = [f"http://127.0.0.1:{t.serve(port=0, host='127.0.0.1')}/metrics" for t in trainers]
     stop = threading.Event()
@@ -178,7 +194,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, exporters: ExporterFactory) 
         scenario
     )
     a_config, b_config = work / "node-a.yaml", work / "node-b.yaml"
-    a_config.write_text(node_a_config(servers[0].url, train_urls[0], staged=False))
+    nan = work / "nan.prom"
+    nan.write_text("# TYPE cpm_training_tokens_total counter\ncpm_training_tokens_total NaN\n")
+    urls = NodeA(servers[0].url, train_urls[0], servers[2].url, f"file://{nan}")
+    a_config.write_text(node_a_config(urls, staged=False))
     b_config.write_text(node_b_config(servers[1].url, train_urls[1]))
     a = exporters.run(a_config)
     b = exporters.run(
@@ -211,7 +230,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, exporters: ExporterFactory) 
     prometheus.set_targets({"cpm-exporter": [a.address, b.address]})
     prometheus.wait_up("cpm-exporter")
     try:
-        yield Fleet(a, b, a_config, prometheus, webhook, {"llama": servers[0].url, "train": train_urls[0]})
+        yield Fleet(a, b, a_config, prometheus, webhook, urls)
     finally:
         stop.set()
         prometheus.stop()
@@ -320,7 +339,7 @@ def test_staged_utilisation_drop_and_idle_burn_fire_through_alertmanager(fleet: 
     # node-b's free GPU ($18/h idle, over the $10/h bar) has been burning from the start.
     wait_for(lambda: "CpmIdleBurnHigh/node-b" in fleet.webhook.firing, 30, what="node-b's idle burn alert")
     tmp = fleet.a_config.with_suffix(".tmp")
-    tmp.write_text(node_a_config(fleet.urls["llama"], fleet.urls["train"], staged=True))
+    tmp.write_text(node_a_config(fleet.urls, staged=True))
     tmp.replace(fleet.a_config)  # node-a reloads it: GPUs 5 % busy, the batch pod's two GPUs freed
     wait_for(lambda: staged <= fleet.webhook.firing, 60, interval=0.5,
              what=f"{sorted(staged)} at the webhook; got {sorted(fleet.webhook.firing)}")  # fmt: skip
@@ -332,3 +351,17 @@ def test_the_lost_gpu_on_node_b_alerts(fleet: Fleet) -> None:
         lambda: wanted in fleet.webhook.firing, 60, interval=0.5, what="CpmGpuFault for node-b's lost GPU"
     )
     assert f"CpmGpuFault/{fleet.a.address}" not in fleet.webhook.firing  # fmt: skip
+
+
+def test_every_dashboard_panel_query_returns_data(fleet: Fleet) -> None:
+    from grafana.queries import panel_queries, variable_queries
+
+    queries = [(uid, title, expr) for uid, title, expr in panel_queries()]
+    queries += [(uid, f"variable {name} ({label})", expr) for uid, name, label, expr in variable_queries()]
+    assert len(queries) > 100
+    empty = queries
+    deadline = time.monotonic() + 90  # [1m] rates and the compressed daily chargeback need a little history
+    while empty and time.monotonic() < deadline:
+        empty = [q for q in empty if not fleet.prometheus.query(q[2])]
+        time.sleep(2)
+    assert not empty, "panels without data:\n" + "\n".join(f"{u} / {t}: {e}" for u, t, e in empty)

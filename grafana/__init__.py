@@ -1,0 +1,1 @@
+"""Grafana dashboards for cpm-exporter, as code: ``python -m grafana.generate`` writes ``dashboards/*.json``."""
