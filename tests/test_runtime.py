@@ -180,3 +180,16 @@ def test_promtool_accepts_our_exposition(demo_output: bytes) -> None:
 
 def test_the_demo_labels_itself_a_simulation(demo_output: bytes) -> None:
     assert b'cpm_build_info{version="' in demo_output and b'mode="demo"' in demo_output
+
+
+def test_the_heavy_node_clients_load_only_where_they_are_used() -> None:
+    """The demo and plain nodes must not pay ~20 MiB for the Kubernetes client (bench/bench_rss.py)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, exporter.runtime, exporter.cli, exporter.sources.discovery; "
+        "print(sorted(m for m in ('kubernetes', 'grpc', 'pynvml', 'bcrypt', 'google.protobuf') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -9,14 +9,16 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from exporter.model import Owner, Placement, SourceStatus
 from exporter.settings import StaticWorkload, Target
 from exporter.sources.cgroup import pod_of_pid
 from exporter.sources.kube_objects import PodInfo
-from exporter.sources.kube_pods import WatchStatus
 from exporter.sources.kube_targets import OwnerRules, owner_of, roles_of, targets_of, token_targets_of
+
+if TYPE_CHECKING:  # kube_pods imports the kubernetes client (~20 MiB): only where it is used
+    from exporter.sources.kube_pods import WatchStatus
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from exporter.errors import SourceError
 from exporter.model import GpuSample, Owner, Placement, PodUsage, SourceStatus, UnitInfo
@@ -25,8 +25,10 @@ from exporter.sources.fetch import FetchLimits, fetch_text
 from exporter.sources.gpu_names import hardware_of
 from exporter.sources.inference import Fetch
 from exporter.sources.inventory import StaticInventory
-from exporter.sources.kube_link import KubeLink
 from exporter.sources.placement import DeviceClaim, UnitView, decide
+
+if TYPE_CHECKING:  # only a type here: the demo and plain nodes never load the Kubernetes pieces
+    from exporter.sources.kube_link import KubeLink
 from exporter.sources.podresources import DeviceHolding, DeviceRef, parse_device_id
 
 log = logging.getLogger(__name__)
