@@ -81,7 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_web_config(demo)
 
     run = sub.add_parser("run", help="meter a real node from a config file (hot-reloaded)")
-    run.add_argument("--config", required=True, metavar="FILE", help="pricing and inventory YAML")
+    run.add_argument(
+        "--config",
+        required=True,
+        metavar="FILE",
+        help="the config YAML: pricing, node_source, kubernetes, inventory (README: Configuration reference)",
+    )
     run.add_argument(
         "--listen",
         type=_listen,
