@@ -440,7 +440,15 @@ def _pod_status(phase: str, pod_ip: str | None, container_ids: list[str]) -> JSO
     state: JSON = (
         {"running": {"startedAt": CREATED}}
         if phase == "Running"
-        else {"terminated": {"exitCode": 0 if phase == "Succeeded" else 1, "reason": "Completed"}}
+        else {
+            "terminated": {
+                "exitCode": 0 if phase == "Succeeded" else 1,
+                "reason": "Completed",
+                "startedAt": CREATED,
+                # the kubelet writes when the container stopped: now, as this update makes it stop
+                "finishedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        }
     )
     status["containerStatuses"] = [
         {

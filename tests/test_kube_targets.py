@@ -204,3 +204,37 @@ def test_hami_fraction_annotations() -> None:
     text = "GPU-aaa,NVIDIA,4000,30:GPU-bbb,NVIDIA,8000,0:;GPU-ccc,NVIDIA,1000,150:;garbage:;"
     assert hami_fractions(text) == [("GPU-aaa", 30), ("GPU-bbb", 100), ("GPU-ccc", 100)]
     assert hami_fractions("") == []
+
+
+def test_a_finished_pods_gpu_is_held_until_its_last_container_stopped() -> None:
+    from exporter.model import Owner, Placement
+    from exporter.sources.kube_link import KubeLink
+    from exporter.sources.kube_objects import parse_pod
+
+    def container(finished: str | None) -> dict[str, object]:
+        state = {"terminated": {"exitCode": 0, "finishedAt": finished}} if finished else {"running": {}}
+        return {"name": "c", "containerID": "containerd://abc", "state": state}
+
+    def pod(*finished: str | None) -> dict[str, object]:
+        return {
+            "metadata": {"name": "job-0", "namespace": "ml", "uid": "u-1"},
+            "spec": {"nodeName": "n"},
+            "status": {"phase": "Running", "containerStatuses": [container(f) for f in finished]},
+        }
+
+    assert parse_pod(pod("2026-01-01T00:00:05Z", None))[0].finished_at is None  # one still runs
+    done, _ = parse_pod(pod("2026-01-01T00:00:05Z", "2026-01-01T00:00:07Z"))
+    assert done.finished_at == 1_767_225_607.0
+
+    class View:
+        def pods(self):  # type: ignore[no-untyped-def]
+            return (done,)
+
+        def removed_since(self, since: float):  # type: ignore[no-untyped-def]
+            return ()
+
+    link = KubeLink(View(), OwnerRules())  # type: ignore[arg-type]
+    link.refresh()
+    before = (Placement("GPU-0", Owner("ml", "job-0", "ml", "")),)
+    bounded = link.bound((), before, since=1_767_225_600.0)  # the kubelet no longer lists it
+    assert [(p.gpu_id, p.until_ns) for p in bounded] == [("GPU-0", 1_767_225_607 * 10**9)]

@@ -77,7 +77,8 @@ class KubeLink:
         self, now: tuple[Placement, ...], before: tuple[Placement, ...], since: float | None
     ) -> tuple[Placement, ...]:
         """This tick's placements with holding times: a holder created during the tick holds
-        from its creation; one that left the node during it (gone from ``now``) holds until it left."""
+        from its creation; one gone from ``now`` holds until it left the node, or, if the API still
+        lists it, until its last container finished (the kubelet frees GPUs before the deletion)."""
         if since is None:
             return now
         out = []
@@ -85,6 +86,9 @@ class KubeLink:
             created = getattr(self._pods.get((p.holder.namespace, p.holder.pod)), "created_at", None)
             out.append(replace(p, since_ns=int(created * NS_PER_S)) if created and created > since else p)
         left = {(pod.namespace, pod.name): at for pod, at in self._view.removed_since(since)}
+        for key, pod in self._pods.items():
+            if pod.finished_at is not None and pod.finished_at > since:
+                left.setdefault(key, pod.finished_at)
         still = {(p.gpu_id, p.holder.namespace, p.holder.pod) for p in now}
         for p in before:
             key = (p.holder.namespace, p.holder.pod)

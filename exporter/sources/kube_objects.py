@@ -25,6 +25,8 @@ class PodInfo:
     claims: tuple[str, ...]  # PVC names the pod mounts
     container_ids: tuple[str, ...]  # runtime prefix ("containerd://") stripped
     created_at: float | None = None  # metadata.creationTimestamp as UNIX seconds
+    # When its last container terminated, once all have (a finished Job's pod lingers until deleted).
+    finished_at: float | None = None
 
 
 # ---- parsing: JSON of the API → records --------------------------------------------------
@@ -119,12 +121,13 @@ def parse_pod(obj: object) -> tuple[PodInfo, str]:
         elif "ephemeral" in volume:  # a generic ephemeral volume's PVC is named <pod>-<volume>
             claims.append(f"{name}-{_str(volume.get('name'), 'spec.volumes[].name')}")
     container_ids: list[str] = []
+    finished: list[float | None] = []
     for container in _list(status.get("containerStatuses"), "status.containerStatuses"):
-        cid = _str(
-            _dict(container, "containerStatuses[]", optional=False).get("containerID"), "containerID", ""
-        )
+        entry = _dict(container, "containerStatuses[]", optional=False)
+        cid = _str(entry.get("containerID"), "containerID", "")
         if cid:
             container_ids.append(cid.split("://", 1)[-1])
+        finished.append(_finished(entry))
     deletion, creation = meta.get("deletionTimestamp"), meta.get("creationTimestamp")
     info = PodInfo(
         uid=uid,
@@ -142,8 +145,24 @@ def parse_pod(obj: object) -> tuple[PodInfo, str]:
         created_at=None
         if creation is None
         else parse_timestamp(_str(creation, "metadata.creationTimestamp")),
+        finished_at=_all_finished(finished),
     )
     return info, _str(spec.get("nodeName"), "spec.nodeName", "")
+
+
+def _all_finished(times: list[float | None]) -> float | None:
+    """The last finish time once every container has finished; None while any runs."""
+    done = [t for t in times if t is not None]
+    return max(done) if done and len(done) == len(times) else None
+
+
+def _finished(container: dict[str, Any]) -> float | None:
+    """state.terminated.finishedAt of a container status, or None while it runs (or never ran)."""
+    terminated = _dict(
+        _dict(container.get("state"), "containerStatuses[].state").get("terminated"), "terminated"
+    )
+    at = terminated.get("finishedAt")
+    return None if at is None else parse_timestamp(_str(at, "terminated.finishedAt"))
 
 
 def _resource_version(obj: object) -> str:
