@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -27,7 +27,7 @@ from exporter.exposition.status import ExportView, RuntimeStatus, TargetStatus
 from exporter.meter.ledger import Meter, MeterSnapshot
 from exporter.model import GpuSample, TargetScrape, TickInput
 from exporter.pricing import GpuPrice
-from exporter.settings import ExporterConfig, Target
+from exporter.settings import ExporterConfig, StaticWorkload, Target
 from exporter.sources import inference
 from exporter.sources.discovery import node_source_for
 from exporter.sources.inventory import NodeSource
@@ -174,8 +174,7 @@ class Runtime:
     def _plan(self, cfg: ExporterConfig, derived: Derived) -> Plan:
         """The config's workloads plus those the node discovered (the config wins on a pod)."""
         found = self._node.workloads(cfg)
-        declared = {(w.owner.namespace, w.owner.pod) for w in cfg.workloads}
-        extra = [w for w in found if (w.owner.namespace, w.owner.pod) not in declared]
+        extra = [w for w in found if (w.owner.namespace, w.owner.pod) not in derived.declared]
         targets = cfg.targets + tuple(t for w in extra for t in w.targets)
         names = frozenset(t.name for t in targets)
         if names != self._target_names:  # a reload or pods changed them: gone targets' readings go
@@ -183,14 +182,8 @@ class Runtime:
             self._target_names = names
         if not extra:
             return Plan(targets, derived.token_targets, derived.roles)
-        merged = Derived(derived.limits, dict(derived.token_targets), dict(derived.roles), ())
-        for w in extra:
-            key = (w.owner.namespace, w.owner.pod)
-            if w.target_tokens is not None:
-                merged.token_targets[key] = float(w.target_tokens)
-            if w.role != "unified":
-                merged.roles[key] = w.role
-        return Plan(targets, merged.token_targets, merged.roles)
+        tokens, roles = pod_facts(extra)
+        return Plan(targets, {**derived.token_targets, **tokens}, {**derived.roles, **roles})
 
     def _prices_in_use(
         self, cfg: ExporterConfig, derived: Derived, gpus: tuple[GpuSample, ...]
@@ -301,18 +294,32 @@ class Derived(NamedTuple):
     token_targets: dict[tuple[str, str], float]  # training runs with a target token count
     roles: dict[tuple[str, str], str]  # disaggregated serving: prefill / decode pods
     prices_in_use: tuple[GpuPrice, ...]
+    declared: frozenset[tuple[str, str]]  # pods the config names: they win over discovered ones
+
+
+def pod_facts(
+    workloads: Iterable[StaticWorkload],
+) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], str]]:
+    """Per pod: the tokens a training run means to process, and a disaggregated serving role."""
+    tokens: dict[tuple[str, str], float] = {}
+    roles: dict[tuple[str, str], str] = {}
+    for w in workloads:
+        key = (w.owner.namespace, w.owner.pod)
+        if w.target_tokens is not None:
+            tokens[key] = float(w.target_tokens)
+        if w.role != "unified":
+            roles[key] = w.role
+    return tokens, roles
 
 
 def derive(cfg: ExporterConfig) -> Derived:
     pairs = sorted({(g.hardware, g.capacity) for g in cfg.gpus})
     prices = (cfg.pricing.gpu_price(hw, cap) for hw, cap in pairs)
+    tokens, roles = pod_facts(cfg.workloads)
     return Derived(
         limits=FetchLimits(cfg.limits.timeout_seconds, cfg.limits.max_body_bytes, cfg.limits.max_samples),
-        token_targets={
-            (w.owner.namespace, w.owner.pod): float(w.target_tokens)
-            for w in cfg.workloads
-            if w.target_tokens is not None
-        },
-        roles={(w.owner.namespace, w.owner.pod): w.role for w in cfg.workloads if w.role != "unified"},
+        token_targets=tokens,
+        roles=roles,
         prices_in_use=tuple(p for p in prices if p is not None),
+        declared=frozenset((w.owner.namespace, w.owner.pod) for w in cfg.workloads),
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol
@@ -120,7 +120,7 @@ class DiscoveredNode:
             pod_of_pid=pids,
             reader_rule=self._reader.name,
             static=_static_by_unit(self._units, self._static.placements(cfg)),
-            owner_of=lambda pod: declared.get(pod) or (kube and kube.owner(pod)) or _owner(pod, {}),
+            owner_of=lambda pod: declared.get(pod) or (kube and kube.owner(pod)) or namespace_owner(pod),
         )
         names = cfg.node_source.hardware_names
         self._info = tuple(
@@ -232,10 +232,10 @@ def unit_key(ref: DeviceRef) -> str:
     return f"{base}/gi{ref.mig_gi}" if ref.mig_gi is not None else base
 
 
-def _owner(pod: tuple[str, str], declared: Mapping[tuple[str, str], Owner]) -> Owner:
-    """A pod the config declares keeps its team and model; any other is its namespace's."""
+def namespace_owner(pod: tuple[str, str]) -> Owner:
+    """A pod neither the config nor the Kubernetes watch describes: its namespace is its team."""
     namespace, name = pod
-    return declared.get(pod) or Owner(namespace=namespace, pod=name, team=namespace, model="")
+    return Owner(namespace=namespace, pod=name, team=namespace, model="")
 
 
 def _static_by_unit(
