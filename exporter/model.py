@@ -73,9 +73,9 @@ class UnitInfo:
     name: str
     hardware: str
     profile: str
-    placed_by: str  # "podresources" | "process" | "dcgm" | "static" | "" (unallocated)
+    placed_by: str  # "fraction" | "podresources" | "process" | "dcgm" | "static" | "" (unallocated)
     fault: str = ""
-    split: str = ""  # several holders: "share" | "replicas" | "measured" | "equal"; one: "whole"
+    split: str = ""  # several holders: "fraction" | "share" | "replicas" | "measured" | "equal"; one: "whole"
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,7 +145,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("cpm_requests_total", "counter", "Finished requests (every finish reason).", L,
            _per_line(lambda v: [((), v.totals.requests)] if not v.line.owner.is_idle else [])),
     Family("cpm_gpu_seconds_total", "counter",
-           "GPU-seconds: held by an owner, busy within held (where utilisation is known), or idle (held by nobody).",
+           "GPU-seconds: held by an owner, busy within held (where utilisation is known), or idle (held by nobody); "
+           "a MIG instance's second counts as one (its price share applies to money, not to time).",
            (*L, "state"), _per_line(_gpu_seconds)),
     Family("cpm_bill_usd_total", "counter",
            "Everything charged on this node: the sum of cpm_cost_usd_total plus cpm_cost_retired_usd_total.",
@@ -199,11 +200,11 @@ FAMILIES: tuple[Family, ...] = (
     # -- self-metrics --------------------------------------------------------------------------
     Family("cpm_target_up", "gauge", "1 if the last scrape of an inference target succeeded.",
            ("target", "server"), _const(lambda v: [((t.name, t.server), float(t.up)) for t in v.status.targets])),
-    Family("cpm_source_up", "gauge", "1 if the node's GPU source (nvml, dcgm, inventory) answered on the last tick.",
+    Family("cpm_source_up", "gauge", "1 if a node source (nvml, dcgm, inventory, kubernetes, podresources, cadvisor) answered on the last tick.",
            ("source",), _const(lambda v: [((s.source,), float(s.up)) for s in v.status.sources])),
     Family("cpm_gpu_info", "gauge", "A discovered GPU unit (a GPU or MIG instance): its index, driver name, "
-           "hardware type, MIG profile, which rule placed it (podresources, process, dcgm, static; empty: "
-           "unallocated) and how its holders split it (whole, share, replicas, measured, equal).",
+           "hardware type, MIG profile, which rule placed it (fraction, podresources, process, dcgm, static; "
+           "empty: unallocated) and how its holders split it (whole, fraction, share, replicas, measured, equal).",
            ("gpu", "index", "name", "hardware", "profile", "placed_by", "split"),
            _const(lambda v: [((u.gpu_id, u.index, u.name, u.hardware, u.profile, u.placed_by, u.split), 1.0)
                              for u in v.status.units])),
