@@ -88,14 +88,16 @@ class DiscoveredNode:
         self._clock = clock
         self._last_at: float | None = None  # when the last tick's placements were decided
         self._last: tuple[Placement, ...] = ()
+        self._hardware: list[str] = []  # hardware type of each of _units
 
     def gpus(self, cfg: ExporterConfig) -> tuple[GpuSample, ...]:
         self._units = self._reader.units(cfg)
         names = cfg.node_source.hardware_names
+        self._hardware = [hardware_of(u.name, names) for u in self._units]  # once per tick, reused below
         return tuple(
             GpuSample(
                 u.unit_id,
-                hardware_of(u.name, names),
+                hardware,
                 cfg.node_source.capacity,
                 utilization=u.utilization,
                 power_watts=u.power_watts,
@@ -103,7 +105,7 @@ class DiscoveredNode:
                 energy_joules_total=u.energy_joules_total,
                 profile=u.profile,
             )
-            for u in self._units
+            for u, hardware in zip(self._units, self._hardware, strict=True)
         )
 
     def placements(self, cfg: ExporterConfig) -> tuple[Placement, ...]:
@@ -122,19 +124,18 @@ class DiscoveredNode:
             static=_static_by_unit(self._units, self._static.placements(cfg)),
             owner_of=lambda pod: declared.get(pod) or (kube and kube.owner(pod)) or namespace_owner(pod),
         )
-        names = cfg.node_source.hardware_names
         self._info = tuple(
             UnitInfo(
                 u.unit_id,
                 u.index,
                 u.name,
-                hardware_of(u.name, names),
+                hardware,
                 u.profile,
                 decision.placed_by.get(u.unit_id, ""),
                 u.fault,
                 decision.split.get(u.unit_id, ""),
             )
-            for u in self._units
+            for u, hardware in zip(self._units, self._hardware, strict=True)
         )
         self._holders = {
             (p.holder.namespace, p.holder.pod): p.holder for p in decision.placements if not p.holder.is_idle
