@@ -7,6 +7,7 @@ Readers only: they record problems in the shared ``Problems`` and return what wa
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from decimal import Decimal
 from urllib.parse import urlsplit
 
@@ -33,6 +34,8 @@ _WORKLOAD = (
     "target_tokens",
 )
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+NO_OWNER = Owner("", "", "", "")  # targets are read before their workload's owner is known
 
 
 def known_servers() -> tuple[str, ...]:
@@ -154,10 +157,7 @@ def _read_workload(p: Problems, entry: Node, at: str, gpu_ids: set[str] | None) 
         owner=owner,
         gpus=gpus,
         storage_gb=storage,
-        targets=tuple(
-            Target(name=name, url=url, owner=owner, server=server, token_metric=metric)
-            for name, url, server, metric in targets
-        ),
+        targets=tuple(replace(t, owner=owner) for t in targets),
         target_tokens=target_tokens,
         role=role,
     )
@@ -194,28 +194,37 @@ def _gpu_share(p: Problems, item: Node, here: str) -> tuple[str | None, int | No
     return gpu_id, share
 
 
-def _read_targets(
-    p: Problems, node: Node | None, at: str, default_name: str
-) -> list[tuple[str, str, str, str]]:
-    """(name, url, server, token_metric) per target; read even when the workload is invalid."""
+def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) -> list[Target]:
+    """The targets of one workload (owner still unknown); read even when the workload is invalid."""
     servers = known_servers()
-    out: list[tuple[str, str, str, str]] = []
+    out: list[Target] = []
     for k, item in enumerate(yn.items(p, node, at) or [] if node is not None else []):
         here = yn.index_path(at, k)
-        m = yn.fields(p, item, here, ("url", "server", "name", "token_metric"))
+        m = yn.fields(p, item, here, ("url", "server", "name", "token_metric", "adapter_label"))
         if m is None:
             continue
         url = yn.required(p, m, "url", here, item, lambda path, n: read_url(p, n, path))
         server = yn.optional(m, "server", here, choice_reader(p, servers, "server"), "auto")
         name = yn.optional(m, "name", here, text_reader(p), default_name)
         metric = yn.optional(m, "token_metric", here, lambda path, n: _metric_name(p, n, path), "")
+        adapter = yn.optional(m, "adapter_label", here, lambda path, n: _label_name(p, n, path), "")
         if metric and server not in ("auto", "training"):
             p.add(
                 f"{here}.token_metric", m["token_metric"], f"is for training targets, not server {server!r}"
             )
+        if adapter and (metric or server == "training"):
+            p.add(f"{here}.adapter_label", m["adapter_label"], "is for inference targets, not training")
         if url is not None:
-            out.append((name, url, server, metric or ""))
+            out.append(Target(name, url, NO_OWNER, server, metric or "", adapter or ""))
     return out
+
+
+def _label_name(p: Problems, node: Node, path: str) -> str | None:
+    name = yn.text(p, node, path)
+    if name is not None and not _LABEL_NAME.fullmatch(name):
+        p.add(path, node, f"is not a Prometheus label name, got {name!r}")
+        return None
+    return name
 
 
 def _metric_name(p: Problems, node: Node, path: str) -> str | None:

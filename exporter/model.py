@@ -101,6 +101,11 @@ class PodUsage:
     transmit_bytes_total: float | None = None
 
 
+# A histogram as (upper bound, count) pairs in ascending bound order, the last +Inf.
+# Upstream: cumulative counts (Prometheus ``le`` buckets); in deltas: the count in each bucket.
+Buckets = tuple[tuple[float, float], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class ModelCounters:
     """Cumulative counters one inference target exports for one model (engines summed).
@@ -124,6 +129,8 @@ class ModelCounters:
     instance: str = ""  # one of several independent counter sets of the model (vLLM engine)
     cached_input_tokens: float | None = None  # part of input_tokens served from a prefix cache
     requests_by_reason: tuple[tuple[str, float], ...] = ()  # (finish reason, finished requests)
+    prompt_lengths: Buckets = ()  # cumulative histogram of finished requests' prompt tokens
+    generation_lengths: Buckets = ()  # ... and of their output tokens
 
 
 @dataclass(frozen=True, slots=True)

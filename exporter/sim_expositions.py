@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from exporter.exposition.render import escape_label
+from exporter.simulation import plain_number
 
 if TYPE_CHECKING:
     from exporter.simulation import SimEngine
@@ -88,6 +89,18 @@ def vllm(sim: SimEngine) -> str:
         "Histogram of time spent in DECODE phase for request.",
         sim.decode.lines("vllm:request_decode_time_seconds", lab),
     )
+    t.family(
+        "vllm:request_prompt_tokens",
+        "histogram",
+        "Number of prefill tokens processed.",
+        sim.prompt_lengths.lines("vllm:request_prompt_tokens", lab),
+    )
+    t.family(
+        "vllm:request_generation_tokens",
+        "histogram",
+        "Number of generation tokens processed.",
+        sim.output_lengths.lines("vllm:request_generation_tokens", lab),
+    )
     return t.done()
 
 
@@ -135,6 +148,13 @@ def sglang(sim: SimEngine) -> str:
         "Histogram of inter-token latency in seconds.",
         sim.itl.lines("sglang:inter_token_latency_seconds", f'engine_type="unified",model_name="{model}"'),
     )
+    for name, lengths in (("prompt", sim.prompt_lengths), ("generation", sim.output_lengths)):
+        t.family(
+            f"sglang:{name}_tokens_histogram",
+            "histogram",
+            f"Histogram of {name} token length.",
+            lengths.lines(f"sglang:{name}_tokens_histogram", f'engine_type="unified",model_name="{model}"'),
+        )
     return t.done()
 
 
@@ -150,21 +170,20 @@ def tgi(sim: SimEngine) -> str:
         "Current batch size",
         [f"tgi_batch_current_size {round(sim.running)}"],
     )
-    t.family(
-        "tgi_request_input_length",
-        "histogram",
-        "Input token length per request",
-        [f"tgi_request_input_length_sum {sim.prompt_tokens}", f"tgi_request_input_length_count {requests}"],
-    )
-    t.family(
-        "tgi_request_generated_tokens",
-        "histogram",
-        "Generated tokens per request",
-        [
-            f"tgi_request_generated_tokens_sum {sim.generation_tokens}",
-            f"tgi_request_generated_tokens_count {requests}",
-        ],
-    )
+    for name, help_, lengths in (
+        ("tgi_request_input_length", "Input token length per request", sim.prompt_lengths),
+        ("tgi_request_generated_tokens", "Generated tokens per request", sim.output_lengths),
+    ):
+        t.family(
+            name,
+            "histogram",
+            help_,
+            [
+                *lengths.buckets_lines(name, "", plain_number),
+                f"{name}_sum {plain_number(lengths.sum)}",
+                f"{name}_count {lengths.count}",
+            ],
+        )
     t.family(
         "tgi_request_mean_time_per_token_duration",
         "histogram",
@@ -207,9 +226,9 @@ def triton(sim: SimEngine) -> str:
             f'nv_trt_llm_request_metrics{{model="tensorrt_llm",request_type="active",version="1"}} {round(sim.running)}'
         ],
     )
-    for name, kind, total in (
-        ("input", "total_input_tokens", sim.prompt_tokens),
-        ("output", "total_output_tokens", sim.generation_tokens),
+    for name, kind, lengths in (
+        ("input", "total_input_tokens", sim.prompt_lengths),
+        ("output", "total_output_tokens", sim.output_lengths),
     ):
         labels = f'model="tensorrt_llm",response_metric_type="{kind}",version="1"'
         t.family(
@@ -217,9 +236,9 @@ def triton(sim: SimEngine) -> str:
             "histogram",
             f"TRT LLM response {name} token length",
             [
-                f"nv_llm_{name}_token_len_count{{{labels}}} {requests}",
-                f"nv_llm_{name}_token_len_sum{{{labels}}} {total}",
-                f'nv_llm_{name}_token_len_bucket{{{labels},le="+Inf"}} {requests}',
+                f"nv_llm_{name}_token_len_count{{{labels}}} {lengths.count}",
+                f"nv_llm_{name}_token_len_sum{{{labels}}} {plain_number(lengths.sum)}",
+                *lengths.buckets_lines(f"nv_llm_{name}_token_len", labels, plain_number),
             ],
         )
     return t.done()

@@ -12,6 +12,7 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -36,6 +37,25 @@ class Load:
     seed: int = 0
 
 
+def go_float(x: float) -> str:
+    """A number as prometheus_client prints it (Go style: 1e+06, 12.0, +Inf)."""
+    if x == math.inf:
+        return "+Inf"
+    s = repr(float(x))
+    dot = s.find(".")
+    if x > 0 and dot > 6:  # large whole numbers go to an exponent, as Go's %g would
+        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+0{dot - 1}"
+    return s
+
+
+def plain_number(x: float) -> str:
+    """A number as metrics-rs and prometheus-cpp print it (whole numbers without ".0")."""
+    if x == math.inf:
+        return "+Inf"
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
 class Histogram:
     def __init__(self, buckets: tuple[float, ...]) -> None:
         self.buckets = buckets
@@ -50,16 +70,55 @@ class Histogram:
         self.sum += value * times
         self.count += times
 
+    def buckets_lines(self, name: str, labels: str, number: Callable[[float], str] = go_float) -> list[str]:
+        """The ``_bucket`` lines, +Inf last (``labels`` may be empty)."""
+        sep = "," if labels else ""
+        counts = [*self.counts, self.count]
+        return [
+            f'{name}_bucket{{{labels}{sep}le="{number(le)}"}} {number(c)}'
+            for le, c in zip((*self.buckets, math.inf), counts, strict=True)
+        ]
+
     def lines(self, name: str, labels: str) -> list[str]:
-        out = [
-            f'{name}_bucket{{{labels},le="{le}"}} {c:.1f}'
-            for le, c in zip(self.buckets, self.counts, strict=True)
-        ]
-        out += [
-            f'{name}_bucket{{{labels},le="+Inf"}} {self.count:.1f}',
-            f"{name}_count{{{labels}}} {self.count:.1f}",
-        ]
+        """prometheus_client's order: buckets, count, sum."""
+        out = self.buckets_lines(name, labels)
+        out.append(f"{name}_count{{{labels}}} {self.count:.1f}")
         return [*out, f"{name}_sum{{{labels}}} {self.sum!r}"]
+
+
+# Per-request token-length buckets (prompt, output), each engine's defaults in its reference file.
+VLLM_LENGTHS = (
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    20.0,
+    50.0,
+    100.0,
+    200.0,
+    500.0,
+    1000.0,
+    2000.0,
+    5000.0,
+)  # max_model_len 8192
+SGLANG_LENGTHS = (100.0, 300.0, 500.0, 700.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 7000.0,
+                  8000.0, 9000.0, 10000.0, 12500.0, 15000.0, 17500.0, 20000.0, 22500.0, 25000.0, 27500.0, 30000.0,
+                  35000.0, 40000.0, 60000.0, 80000.0, 100000.0, 200000.0, 300000.0, 400000.0, 600000.0, 800000.0,
+                  1e6, 1.1e6)  # fmt: skip
+
+
+def _tgi_lengths(max_tokens: int) -> tuple[float, ...]:
+    """TGI: a hundredth of the limit, times 1..100, in floating point (4095.0000000000005)."""
+    return tuple(max_tokens / 100 * k for k in range(1, 101))
+
+
+LENGTH_BUCKETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "vllm": (VLLM_LENGTHS, VLLM_LENGTHS),
+    "sglang": (SGLANG_LENGTHS, SGLANG_LENGTHS),
+    "tgi": (_tgi_lengths(4095), _tgi_lengths(4096)),  # max_input_tokens, max_total_tokens
+    "triton": ((10.0, 50.0, 100.0, 500.0, 1000.0),) * 2,
+    "llamacpp": ((), ()),  # no per-request histograms
+}
 
 
 class SimEngine:
@@ -90,6 +149,9 @@ class SimEngine:
         self.itl = Histogram(ITL_BUCKETS)
         self.prefill = Histogram(LATENCY_BUCKETS)
         self.decode = Histogram(LATENCY_BUCKETS)
+        prompt_buckets, output_buckets = LENGTH_BUCKETS[self.engine]
+        self.prompt_lengths = Histogram(prompt_buckets)
+        self.output_lengths = Histogram(output_buckets)
         self.tpot_sum = 0.0  # Σ per-request mean time per output token (TGI's histogram)
         self.itl_requests = 0  # requests with more than one output token (that have a TPOT)
 
@@ -120,6 +182,8 @@ class SimEngine:
             self.itl_requests += 1
         self.prefill.observe(prefill)
         self.decode.observe(itl * max(output - 1, 0))
+        self.prompt_lengths.observe(prompt)
+        self.output_lengths.observe(output)
 
     def restart(self, now: float | None = None) -> None:
         """The server restarts: every counter back to zero, with a new ``_created``."""

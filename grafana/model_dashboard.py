@@ -24,6 +24,9 @@ from grafana.panels import (
     timeseries_panel,
 )
 
+PERCENTILE = "cpm_usd_per_request_percentile"
+P99 = 'percentile="99"'
+
 
 def model_detail() -> dashboard.Dashboard:
     lines = (NAMESPACE, MODEL, HARDWARE)
@@ -127,9 +130,14 @@ def model_detail() -> dashboard.Dashboard:
         .with_panel(
             timeseries_panel(
                 "$ per request",
-                "Fleet $ per finished request, and each pod's gauge.",
+                "Fleet $ per finished request, each pod's mean, and its p50 and p99 request (where the server "
+                "exports per-request length histograms).",
                 USD,
-                [(sel(USD_PER_REQUEST, MODEL), "fleet"), (sel("cpm_usd_per_request", *lines), "{{pod}}")],
+                [
+                    (sel(USD_PER_REQUEST, MODEL), "fleet"),
+                    (sel("cpm_usd_per_request", *lines), "{{pod}}"),
+                    (sel(PERCENTILE, *lines, 'percentile=~"50|99"'), "{{pod}} p{{percentile}}"),
+                ],
                 span=8,
             )
         )
@@ -186,6 +194,7 @@ def model_detail() -> dashboard.Dashboard:
                         TOKENS_PER_S,
                     ),
                     Column("$/request", f"max by ({pods}) ({sel('cpm_usd_per_request', *lines)})", USD),
+                    Column("p99 request", f"max by ({pods}) ({sel(PERCENTILE, *lines, P99)})", USD),
                     Column("$/h", f"max by ({pods}) ({sel('cpm_burn_usd_per_hour', *lines)})", USD),
                     Column(
                         "GPU busy", f"max by ({pods}) ({sel('cpm_gpu_utilization_ratio', *lines)})", PERCENT

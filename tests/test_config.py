@@ -497,6 +497,32 @@ def test_target_names_are_unique() -> None:
     )
 
 
+def test_an_inference_target_may_name_its_adapter_label() -> None:
+    text = BASE.replace('gpus: ["0"]}', 'targets: [{url: "http://a:1/m", adapter_label: lora}]}')
+    (workload,) = load(text).workloads
+    assert workload.targets[0].adapter_label == "lora"
+    assert workload.targets[0].owner == workload.owner
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        (
+            '{url: "http://a:1/m", adapter_label: "lora-name"}',
+            "is not a Prometheus label name, got 'lora-name'",
+        ),
+        (
+            '{url: "http://a:1/m", server: training, adapter_label: lora}',
+            "is for inference targets, not training",
+        ),
+    ],
+)
+def test_a_bad_adapter_label_is_refused(target: str, expected: str) -> None:
+    problem = only(BASE.replace('gpus: ["0"]}', f"targets: [{target}]}}"))
+    assert problem.startswith("inventory.workloads[0].targets[0].adapter_label (line 8): "), problem
+    assert expected in problem
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [

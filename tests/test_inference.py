@@ -6,6 +6,7 @@ a PromQL user would (``sum by (model_name)``), so the test checks our reading, n
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -239,3 +240,89 @@ def test_vllm_finished_requests_are_read_per_finish_reason() -> None:
                 expected[reason] = expected.get(reason, 0.0) + s.value
     assert dict(m.requests_by_reason) == expected
     assert sum(n for _, n in m.requests_by_reason) == m.requests
+
+
+LENGTHS = {  # fixture → server, prompt and output length histograms (what PromQL would sum by le)
+    "vllm": ("vllm", "vllm:request_prompt_tokens", "vllm:request_generation_tokens"),
+    "sglang": ("sglang", "sglang:prompt_tokens_histogram", "sglang:generation_tokens_histogram"),
+    "tgi": ("tgi", "tgi_request_input_length", "tgi_request_generated_tokens"),
+    "triton-trtllm": ("triton", "nv_llm_input_token_len", "nv_llm_output_token_len"),
+}
+
+
+def promql_buckets(text: str, family: str, model_label: str, model: str) -> tuple[tuple[float, float], ...]:
+    """sum by (le) (family_bucket{model_label=model}), by prometheus_client's parser."""
+    sums: dict[float, float] = defaultdict(float)
+    for f in text_string_to_metric_families(text):
+        for x in f.samples:
+            if x.name == family + "_bucket" and (not model_label or x.labels.get(model_label) == model):
+                sums[float(x.labels["le"])] += x.value
+    return tuple(sorted(sums.items()))
+
+
+@pytest.mark.parametrize("fixture", sorted(LENGTHS), ids=str)
+def test_length_histograms_read_like_promql(fixture: str) -> None:
+    server, prompt, output = LENGTHS[fixture]
+    label = SERVERS[server].model_label
+    for path in sorted((FIXTURES / fixture).glob("*.txt")):
+        text = path.read_text()
+        for m in read_payload(text, server, max_samples=100_000):
+            if m.instance:  # vLLM's engines are read apart: the reference sums them all
+                continue
+            assert m.prompt_lengths == promql_buckets(text, prompt, label, m.model), path.name
+            assert m.generation_lengths == promql_buckets(text, output, label, m.model), path.name
+            assert m.prompt_lengths[-1][0] == math.inf and m.prompt_lengths[-1][1] > 0
+
+
+def test_length_histograms_with_engines_sum_to_promql() -> None:
+    text = (FIXTURES / "vllm" / "v1-0.33.0.txt").read_text()
+    models = read_payload(text, "vllm", 100_000)
+    total = promql_buckets(text, "vllm:request_prompt_tokens", "model_name", models[0].model)
+    summed: dict[float, float] = defaultdict(float)
+    for m in models:
+        for le, n in m.prompt_lengths:
+            summed[le] += n
+    assert tuple(sorted(summed.items())) == total
+
+
+def test_an_le_that_is_not_a_number_is_kept_for_the_meter_to_reject() -> None:
+    text = 'vllm:prompt_tokens_total{model_name="m"} 5\nvllm:request_prompt_tokens_bucket{le="many",model_name="m"} 1\n'
+    (m,) = read_payload(text, "vllm", 100)
+    assert math.isnan(m.prompt_lengths[0][0])
+
+
+# SGLang with --tokenizer-metrics-allowed-custom-labels lora: every tokenizer series carries
+# lora="" until a request sends the header x-custom-labels: {"lora": "<adapter>"}.
+SGLANG_LORA = """\
+sglang:prompt_tokens_total{engine_type="unified",lora="",model_name="base"} 100.0
+sglang:prompt_tokens_total{engine_type="unified",lora="sql",model_name="base"} 300.0
+sglang:prompt_tokens_total{engine_type="unified",lora="chat",model_name="base"} 50.0
+sglang:generation_tokens_total{engine_type="unified",lora="",model_name="base"} 10.0
+sglang:generation_tokens_total{engine_type="unified",lora="sql",model_name="base"} 30.0
+sglang:generation_tokens_total{engine_type="unified",lora="chat",model_name="base"} 5.0
+sglang:num_requests_total{engine_type="unified",lora="sql",model_name="base"} 3.0
+sglang:num_running_reqs{engine_type="unified",model_name="base",tp_rank="0"} 2.0
+"""
+
+
+def test_an_adapter_label_files_each_adapters_tokens_under_its_name() -> None:
+    models = {m.model: m for m in read_payload(SGLANG_LORA, "sglang", 100, adapter_label="lora")}
+    assert {k: (m.input_tokens, m.output_tokens) for k, m in models.items()} == {
+        "base": (100, 10), "chat": (50, 5), "sql": (300, 30),
+    }  # fmt: skip
+    assert models["sql"].requests == 3 and models["base"].running == 2  # the gauge has no adapter
+    (merged,) = read_payload(SGLANG_LORA, "sglang", 100)  # without it: one model, every token
+    assert (merged.model, merged.input_tokens, merged.output_tokens) == ("base", 450, 45)
+
+
+def test_a_target_with_an_adapter_label_is_scraped_per_adapter() -> None:
+    from exporter.model import Owner
+    from exporter.settings import Target
+    from exporter.sources.inference import scrape
+    from exporter.sources.textformat import FetchLimits
+
+    owner = Owner("ml", "sglang-0", "ml", "base")
+    target = Target("t", "http://127.0.0.1:1/metrics", owner, "auto", adapter_label="lora")
+    result = scrape(target, FetchLimits(), fetch=lambda url, limits: SGLANG_LORA)
+    assert result.ok and result.server == "sglang"
+    assert [m.model for m in result.models] == ["base", "chat", "sql"]

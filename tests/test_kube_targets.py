@@ -103,6 +103,16 @@ def test_target_from_prometheus_annotations() -> None:
     )
 
 
+def test_an_adapter_label_annotation_is_checked_and_kept() -> None:
+    lora = pod("lora-0", annotations={**SCRAPE, "cpm-exporter.io/adapter-label": " lora "})
+    odd = pod("odd-0", annotations={**SCRAPE, "cpm-exporter.io/adapter-label": "lora-name"})
+    targets, problems = targets_of([lora, odd], OwnerRules())
+    assert [(t.name, t.adapter_label) for t in targets] == [("ml/lora-0", "lora"), ("ml/odd-0", "")]
+    assert problems == (
+        ("ml/odd-0", "cpm-exporter.io/adapter-label 'lora-name' is not a Prometheus label name"),
+    )
+
+
 def test_default_path_https_and_ipv6() -> None:
     (plain,), _ = targets_of([pod(annotations=SCRAPE)], OwnerRules())
     assert plain.url == "http://10.0.0.7:8000/metrics" and plain.token_metric == ""
@@ -173,7 +183,7 @@ def test_token_targets_and_roles() -> None:
 def test_documented_annotations_are_in_the_module_docstring() -> None:
     import exporter.sources.kube_targets as module
 
-    for key in ("workload", "token-metric", "model", "team", "target-tokens", "role"):
+    for key in ("workload", "token-metric", "model", "team", "target-tokens", "role", "adapter-label"):
         assert f"cpm-exporter.io/{key}" in (module.__doc__ or "")
 
 

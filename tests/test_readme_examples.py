@@ -207,3 +207,23 @@ def test_17_egress_and_cross_zone_from_bytes_sent() -> None:
         for c in att.attribute(inp, prices).charges:
             charged[c.component] = charged.get(c.component, 0) + c.nano
     assert (to_usd(charged["egress"]), to_usd(charged["cross_zone"])) == (0.10, 0.02)
+
+
+def test_18_request_cost_quantiles() -> None:
+    def lengths(prompt: tuple[float, float, float], output: tuple[float, float, float]) -> dict[str, object]:
+        return {
+            "prompt_lengths": ((500.0, prompt[0]), (1000.0, prompt[1]), (float("inf"), prompt[2])),
+            "generation_lengths": ((200.0, output[0]), (500.0, output[1]), (float("inf"), output[2])),
+        }
+
+    c0 = ModelCounters(
+        "llama", 0, 0, requests=0, prefill_seconds=0, decode_seconds=0, **lengths((0, 0, 0), (0, 0, 0))
+    )  # type: ignore[arg-type]
+    c1 = ModelCounters("llama", 6000, 4000, requests=10, prefill_seconds=1, decode_seconds=3,
+                       **lengths((5, 10, 10), (2, 10, 10)))  # type: ignore[arg-type]  # fmt: skip
+    v = _served(Meter("n"), h100("7.20"), c0, c1)  # $0.005 on input, $0.015 on output, as in row 9
+    quantiles = dict(v.gauges.usd_per_request_quantiles)
+    assert quantiles[0.5] == pytest.approx(500 * 0.005 / 6000 + 312.5 * 0.015 / 4000)
+    assert round(quantiles[0.5], 5) == 0.00159
+    assert quantiles[0.9] == pytest.approx(900 * 0.005 / 6000 + 462.5 * 0.015 / 4000)
+    assert round(quantiles[0.9], 5) == 0.00248

@@ -165,6 +165,11 @@ FAMILIES: tuple[Family, ...] = (
            _per_line(lambda v: [((v.gauges.interactivity_method,), v.gauges.tokens_per_second_per_user)])),
     Family("cpm_usd_per_request", "gauge", "Cost per finished request over the window, in USD.", L,
            _per_line(lambda v: [((), v.gauges.usd_per_request)])),
+    Family("cpm_usd_per_request_percentile", "gauge",
+           "Cost of a request at a percentile (50, 90, 99) over the window, in USD: the window's $ per prompt "
+           "and per output token times the same percentile of the server's prompt and output length histograms.",
+           (*L, "percentile"),
+           _per_line(lambda v: [((f"{q * 100:g}",), usd) for q, usd in v.gauges.usd_per_request_quantiles])),
     Family("cpm_burn_usd_per_hour", "gauge", "Spend rate over the window, in USD per hour (idle burn for idle).",
            L, _per_line(lambda v: [((), v.gauges.burn_usd_per_hour)])),
     Family("cpm_gpu_utilization_ratio", "gauge", "Busy GPU-seconds / held GPU-seconds over the window.", L,

@@ -52,6 +52,8 @@ def _row(v: LineView) -> str:
         _money(g.usd_per_million_output),
         _money(g.usd_per_million_total),
         _num(g.tokens_per_second_per_user, ".1f"),
+        _money(g.usd_per_request, 5),
+        _money(dict(g.usd_per_request_quantiles).get(0.99), 5),
         _num(None if g.utilization is None else g.utilization * 100, ".0f")
         + ("" if g.utilization is None else " %"),
         _money(g.burn_usd_per_hour, 2),
@@ -65,7 +67,7 @@ def _idle_row(v: LineView) -> str:
     label = f"idle — {html.escape(v.line.hardware)} ({html.escape(v.line.capacity)})"
     burn = _money(v.gauges.burn_usd_per_hour, 2)
     return (
-        f'<tr class="idle"><td colspan="10">{label}: GPUs held by no pod</td><td class="n">{burn}</td></tr>'
+        f'<tr class="idle"><td colspan="12">{label}: GPUs held by no pod</td><td class="n">{burn}</td></tr>'
     )
 
 
@@ -113,6 +115,8 @@ def render_page(view: ExportView) -> bytes:
             "$/M output",
             "$/M total",
             "tokens/s per user",
+            "$/request",
+            "p99 request",
             "utilisation",
             "$/h",
             "idle $/h",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +51,52 @@ def delta(prev: Reading | None, cur: Reading, *, born_after: float | None = None
     if restarted(prev, cur):
         return Delta(cur.value, reset=True)
     return Delta(cur.value - prev.value, reset=False)
+
+
+def valid_buckets(buckets: tuple[tuple[float, float], ...]) -> bool:
+    """A cumulative histogram we accept: rising bounds ending at +Inf, counts valid and not falling."""
+    if not buckets or buckets[-1][0] != math.inf:
+        return False
+    bound, count = -math.inf, 0.0
+    for le, n in buckets:
+        if not (le > bound and math.isfinite(n) and n >= count):  # also false for a NaN bound
+            return False
+        bound, count = le, n
+    return True
+
+
+def bucket_increase(
+    prev: tuple[tuple[tuple[float, float], ...], float | None] | None,
+    cur: tuple[tuple[tuple[float, float], ...], float | None],
+    *,
+    born_after: float | None = None,
+) -> tuple[tuple[float, float], ...]:
+    """Observations per bucket between two readings (bounds, created) of one valid histogram.
+
+    The same rules as ``delta`` for every bucket at once: a first reading is a baseline, and
+    a restart (new ``created``, a falling count, or a changed layout) counts the new reading
+    whole. The result is per bucket (count in ``(previous bound, bound]``); () when no
+    observation was added.
+    """
+    buckets, created = cur
+    if prev is None:
+        if born_after is None or created is None or created < born_after:
+            return ()
+        grown = [n for _, n in buckets]
+    else:
+        old, old_created = prev
+        same = len(old) == len(buckets) and all(a[0] == b[0] for a, b in zip(old, buckets, strict=True))
+        grown = [n - o for (_, n), (_, o) in zip(buckets, old, strict=True)] if same else []
+        moved = old_created is not None and created is not None and created != old_created
+        if not same or moved or any(g < 0 for g in grown) or _falls(grown):
+            grown = [n for _, n in buckets]
+    if not grown[-1]:
+        return ()  # no request finished
+    # Every bound stays, empty buckets too: interpolation starts at the bound below.
+    per_bucket = [g - below for g, below in zip(grown, [0.0, *grown[:-1]], strict=True)]
+    return tuple((le, n) for (le, _), n in zip(buckets, per_bucket, strict=True))
+
+
+def _falls(cumulative: list[float]) -> bool:
+    """A cumulative increase that falls with the bound: only a restart between readings does that."""
+    return any(b < a for a, b in pairwise(cumulative))

@@ -16,6 +16,7 @@ from exporter.meter.attribution import NO_HARDWARE, Attribution, Charge, GpuAttr
 from exporter.meter.idle import idle_cost
 from exporter.meter.money import NANO_PER_USD, allocate, weight
 from exporter.meter.projection import Projection, project
+from exporter.meter.request_cost import LengthWindow, cost_quantiles
 from exporter.meter.tokens import ModelDelta, TokenMeter
 from exporter.meter.windows import TOKEN_TIME, LiveGauges, TickRecord, Window, held_and_busy
 from exporter.model import IDLE, OVERFLOW, Owner, TickInput
@@ -100,6 +101,7 @@ class Meter:
         self._gpus = GpuAttributor()
         self._totals: dict[Line, LineTotals] = {}
         self._windows: dict[Line, Window] = {}
+        self._lengths: dict[Line, LengthWindow] = {}  # lines whose server exports length histograms
         self._split: dict[Line, str] = {}
         self._itl_method: dict[Line, str] = {}
         self._done: dict[PodKey, float] = {}  # training: tokens each job's counter shows
@@ -141,6 +143,8 @@ class Meter:
         for line, window in self._windows.items():
             if line not in lines:  # quiet this tick: its window still slides, so gauges decay
                 window.add(TickRecord(end_ns=inp.end_ns, dt_ns=inp.dt_ns), window_ns)
+                if line in self._lengths:
+                    self._lengths[line].add(inp.end_ns, (), (), window_ns)
         self._book_coverage(att.times, tok.read_pods, inp, window_ns)
         self._expire(inp.end_ns, max(self.retention_ns, 2 * window_ns))
         self._snapshot = self._snap(inp.end_ns)
@@ -252,6 +256,10 @@ class Meter:
             d.cached_input_tokens,
         )  # fmt: skip  (positional: this runs for every line every tick)
         self._windows.setdefault(line, Window()).add(record, window_ns)
+        prompt = [x.prompt_lengths for x in tl.deltas if x.prompt_lengths]
+        output = [x.generation_lengths for x in tl.deltas if x.generation_lengths]
+        if prompt or output or line in self._lengths:
+            self._lengths.setdefault(line, LengthWindow()).add(inp.end_ns, prompt, output, window_ns)
 
     def _book_idle(self, line: Line, tl: _TickLine, read: frozenset[PodKey], starved_below: float) -> None:
         tokens = sum(x.tokens for x in tl.deltas)
@@ -316,6 +324,7 @@ class Meter:
         for line in old:
             self._retired += sum(self._totals.pop(line).cost.values())
             self._windows.pop(line, None)
+            self._lengths.pop(line, None)
             self._split.pop(line, None)
             self._itl_method.pop(line, None)
             self._last_ratio.pop(line, None)
@@ -331,6 +340,14 @@ class Meter:
         if gauges.interactivity_method == TOKEN_TIME:  # say which series: ITL, per-request TPOT…
             method = self._itl_method.get(line) or "inter_token_latency"
             gauges = replace(gauges, interactivity_method=method)
+        lengths = self._lengths.get(line)
+        if lengths is not None and not lengths.empty():
+            w = self._windows[line].sums()
+            per_token = (
+                _usd_per_token(w.cost_input, w.input_tokens),
+                _usd_per_token(w.cost_output, w.output_tokens),
+            )
+            gauges = replace(gauges, usd_per_request_quantiles=cost_quantiles(*per_token, lengths))
         return gauges
 
     def _projection(self, line: Line, totals: LineTotals) -> Projection | None:
@@ -366,6 +383,13 @@ class Meter:
             bill_nano=self._bill,
             retired_nano=self._retired,
         )
+
+
+def _usd_per_token(nano: int, tokens: float) -> float | None:
+    """USD per token of one direction; 0 when it cost nothing, None when money has no tokens."""
+    if nano == 0:
+        return 0.0
+    return nano / NANO_PER_USD / tokens if tokens > 0 else None
 
 
 def _owner_of(key: object) -> Owner | None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
-from exporter.meter.counters import Reading, delta, is_valid_counter
-from exporter.model import ModelCounters, Owner, TargetScrape
+from exporter.meter.counters import Reading, bucket_increase, delta, is_valid_counter, valid_buckets
+from exporter.model import Buckets, ModelCounters, Owner, TargetScrape
 
 # Increments beyond this many tokens per second of tick are a bogus upstream value
 # (reliability §b.4): the new value becomes the baseline, the jump is not counted.
@@ -28,6 +29,7 @@ COUNTER_FIELDS = (
     "itl_seconds",
     "itl_count",
 )
+LENGTH_FIELDS = ("prompt_lengths", "generation_lengths")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,8 @@ class ModelDelta:
     requests_by_reason: tuple[tuple[str, float], ...] = ()  # finished this tick, per reason
     itl_method: str = ""  # what itl_seconds / itl_count measure (the server's profile says)
     has_phase_time: bool = False  # the server exports prefill and decode time
+    prompt_lengths: Buckets = ()  # requests finished this tick, per prompt-length bucket
+    generation_lengths: Buckets = ()  # ... per output-length bucket
 
     @property
     def computed_input_tokens(self) -> float:
@@ -87,6 +91,7 @@ class TokenMeter:
 
     def __init__(self) -> None:
         self._last: dict[tuple[str, str, str, str], Reading] = {}
+        self._last_buckets: dict[tuple[str, str, str, str], tuple[Buckets, float | None]] = {}
         self._seen_s: dict[str, float] = {}  # target → end of the tick of its last good reading
 
     def tick(self, scrapes: Iterable[TargetScrape], start_s: float, dt_s: float) -> TokenTick:
@@ -117,6 +122,11 @@ class TokenMeter:
                 resets[scrape.target] += n_resets
                 if jump:
                     rejected[(scrape.target, "implausible_jump")] += 1
+                lengths = [self._lengths(scrape.target, m, name, start_s) for name in LENGTH_FIELDS]
+                if None in lengths:
+                    rejected[(scrape.target, "bad_histogram")] += lengths.count(None)
+                if not jump and (lengths[0] or lengths[1]):
+                    d = replace(d, prompt_lengths=lengths[0] or (), generation_lengths=lengths[1] or ())
                 deltas.append(d)
         return TokenTick(tuple(deltas), resets, rejected, frozenset(read), frozenset(baselined), done)
 
@@ -124,7 +134,7 @@ class TokenMeter:
         self, scrape: TargetScrape, m: ModelCounters, start_s: float, elapsed_s: float
     ) -> tuple[ModelDelta, int, bool]:
         owner = scrape.holder._replace(model=m.model or scrape.holder.model)
-        amounts: dict[str, float] = {}
+        amounts: dict[str, Any] = {}  # COUNTER_FIELDS → float (Any: ModelDelta has other fields too)
         reset = False
         for name in COUNTER_FIELDS:
             value = getattr(m, name)
@@ -157,6 +167,22 @@ class TokenMeter:
         )
         return md, int(reset), jump
 
+    def _lengths(self, target: str, m: ModelCounters, name: str, start_s: float) -> Buckets | None:
+        """Requests finished since the last reading, per length bucket; None if the histogram is bad.
+
+        A bad histogram is left out alone (its last good reading stays): tokens still count.
+        """
+        buckets: Buckets = getattr(m, name)
+        if not buckets:
+            return ()
+        if not valid_buckets(buckets):
+            return None
+        key = (target, m.model, m.instance, name)
+        grown = bucket_increase(self._last_buckets.get(key), (buckets, m.created), born_after=start_s)
+        self._last_buckets[key] = (buckets, m.created)
+        return grown
+
     def forget_targets(self, keep: set[str]) -> None:
         self._last = {k: v for k, v in self._last.items() if k[0] in keep}
+        self._last_buckets = {k: v for k, v in self._last_buckets.items() if k[0] in keep}
         self._seen_s = {k: v for k, v in self._seen_s.items() if k in keep}

@@ -43,6 +43,7 @@ class LiveGauges:
     usd_per_million_output: float | None = None
     usd_per_million_total: float | None = None
     usd_per_request: float | None = None
+    usd_per_request_quantiles: tuple[tuple[float, float], ...] = ()  # (quantile, USD): request_cost
     tokens_per_second_per_user: float | None = None
     interactivity_method: str = ""  # TOKEN_TIME | "output_rate_per_running_request"
     burn_usd_per_hour: float | None = None

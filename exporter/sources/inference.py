@@ -6,13 +6,14 @@ An ``if server == ...`` here would mean the profile lacks a field.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from functools import lru_cache
 
 from exporter.errors import ParseError, SourceError
-from exporter.model import ModelCounters, TargetScrape
+from exporter.model import Buckets, ModelCounters, TargetScrape
 from exporter.settings import Target
 from exporter.sources.servers import SERVERS, Series, ServerProfile, with_token_metric
 from exporter.sources.textformat import FetchLimits, Sample, fetch_text, has_prefix, parse_wanted
@@ -43,8 +44,14 @@ def profile_of(server: str, token_metric: str = "") -> tuple[ServerProfile, froz
     return profile, profile.wanted()
 
 
-def read_payload(text: str, server: str, max_samples: int, token_metric: str = "") -> list[ModelCounters]:
-    """Cumulative counters per model in one payload of ``server``'s metrics."""
+def read_payload(
+    text: str, server: str, max_samples: int, token_metric: str = "", adapter_label: str = ""
+) -> list[ModelCounters]:
+    """Cumulative counters per model in one payload of ``server``'s metrics.
+
+    With ``adapter_label``, a sample whose label of that name is set counts for that adapter
+    (LoRA) as its own model; samples without it stay with the base model.
+    """
     profile, wanted = profile_of(server, token_metric)
     by_model: dict[tuple[str, str], Indexed] = defaultdict(lambda: defaultdict(list))
     unlabelled: Indexed = defaultdict(list)  # e.g. process_start_time_seconds: shared by all
@@ -53,6 +60,8 @@ def read_payload(text: str, server: str, max_samples: int, token_metric: str = "
         if model is None:
             unlabelled[sample.name].append(sample)
             continue
+        if adapter_label:
+            model = sample.labels.get(adapter_label) or model
         instance = sample.labels.get(profile.instance_label, "") if profile.instance_label else ""
         by_model[(model[:MAX_LABEL_LENGTH], instance[:MAX_LABEL_LENGTH])][sample.name].append(sample)
     keys = [k for k, idx in by_model.items() if value(idx, profile.input_tokens) is not None]
@@ -91,6 +100,22 @@ def by_label(index: Indexed, alternatives: tuple[Series, ...], label: str) -> tu
     return ()
 
 
+def buckets(index: Indexed, alternatives: tuple[Series, ...]) -> Buckets:
+    """The first present ``_bucket`` alternative as (bound, cumulative count), ascending.
+
+    An ``le`` that is not a number becomes a NaN bound, which the meter rejects (and counts)
+    rather than this reader guessing; "+Inf" parses as infinity.
+    """
+    counts: dict[float, float] = {}
+    for le, count in by_label(index, alternatives, "le"):
+        try:
+            bound = float(le)
+        except ValueError:
+            bound = math.nan
+        counts[bound] = counts.get(bound, 0.0) + count  # "1" and "1.0" are one bucket
+    return tuple(sorted(counts.items()))
+
+
 def _model_counters(key: tuple[str, str], index: Indexed, shared: Indexed, p: ServerProfile) -> ModelCounters:
     token_time = next(
         ((t, n) for pair in p.token_time if (t := value(index, (pair[0],))) is not None
@@ -115,6 +140,8 @@ def _model_counters(key: tuple[str, str], index: Indexed, shared: Indexed, p: Se
         itl_count=token_time[1],
         itl_method=p.token_time_method if token_time[0] is not None else "",
         running=value(index, p.running),
+        prompt_lengths=buckets(index, p.prompt_lengths),
+        generation_lengths=buckets(index, p.generation_lengths),
     )
 
 
@@ -127,7 +154,7 @@ def scrape(target: Target, limits: FetchLimits, fetch: Fetch = fetch_text) -> Ta
     try:
         text = fetch(target.url, limits)
         server = server or detect(text)
-        models = read_payload(text, server, limits.max_samples, target.token_metric)
+        models = read_payload(text, server, limits.max_samples, target.token_metric, target.adapter_label)
     except SourceError as e:
         return TargetScrape(
             target=target.name,

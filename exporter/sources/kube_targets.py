@@ -8,6 +8,7 @@ Our documented pod annotations (all optional)::
     cpm-exporter.io/token-metric   training: the job's own token counter name
     cpm-exporter.io/target-tokens  training: tokens the whole run is meant to process
     cpm-exporter.io/role           prefill | decode         (disaggregated serving; default unified)
+    cpm-exporter.io/adapter-label  a label of the server's token series naming the LoRA adapter
 
 Who pays: team from the ``team`` label (``OwnerRules.team_label``), else the
 ``cpm-exporter.io/team`` annotation, else ``OwnerRules.namespace_teams``, else the namespace.
@@ -23,6 +24,7 @@ deleted. A bad annotation skips the pod and is returned as a problem for the cal
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -36,10 +38,12 @@ WORKLOAD = PREFIX + "workload"
 MODEL = PREFIX + "model"
 TEAM = PREFIX + "team"
 TOKEN_METRIC = PREFIX + "token-metric"
+ADAPTER_LABEL = PREFIX + "adapter-label"
 TARGET_TOKENS = PREFIX + "target-tokens"
 ROLE = PREFIX + "role"
 SCRAPE, PORT, PATH, SCHEME = (f"prometheus.io/{k}" for k in ("scrape", "port", "path", "scheme"))
 
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 Problem = tuple[str, str]  # ("namespace/pod", message)
 
 
@@ -88,7 +92,11 @@ def targets_of(pods: Iterable[PodInfo], rules: OwnerRules) -> Discovered:
             continue
         owner = owner_of(pod, rules)
         token_metric = notes.get(TOKEN_METRIC, "").strip()
-        targets.append(Target(name=name, url=url, owner=owner, server="auto", token_metric=token_metric))
+        adapter_label = notes.get(ADAPTER_LABEL, "").strip()
+        if adapter_label and not LABEL_NAME.fullmatch(adapter_label):
+            problems.append((name, f"{ADAPTER_LABEL} {adapter_label!r} is not a Prometheus label name"))
+            adapter_label = ""
+        targets.append(Target(name, url, owner, "auto", token_metric, adapter_label))
     return Discovered(tuple(targets), tuple(problems))
 
 

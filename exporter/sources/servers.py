@@ -51,6 +51,10 @@ class ServerProfile:
     token_time_method: str = "inter_token_latency"
     prefill_seconds: Alternatives = ()  # cumulative prefill (prompt) time
     decode_seconds: Alternatives = ()  # cumulative decode (generation) time
+    # Per-request token-length histograms (``_bucket`` series, one per ``le``): the spread
+    # of request cost (p50/p90/p99). Input lengths count every prompt token, cached or not.
+    prompt_lengths: Alternatives = ()
+    generation_lengths: Alternatives = ()
 
     def wanted(self) -> frozenset[str]:
         """Every sample name this profile may read, across the versions it knows."""
@@ -62,6 +66,7 @@ class ServerProfile:
             self.requests,
         )
         fields += (self.running, self.prefill_seconds, self.decode_seconds)
+        fields += (self.prompt_lengths, self.generation_lengths)
         fields += tuple(tuple(pair) for pair in self.token_time)
         return frozenset(name for alternatives in fields for series in alternatives for name in series.names)
 
@@ -91,6 +96,8 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
             ),
             prefill_seconds=(s("vllm:request_prefill_time_seconds_sum"),),
             decode_seconds=(s("vllm:request_decode_time_seconds_sum"),),
+            prompt_lengths=(s("vllm:request_prompt_tokens_bucket"),),
+            generation_lengths=(s("vllm:request_generation_tokens_bucket"),),
         ),
         "sglang": ServerProfile(
             # Multiprocess mode always: no _created; counters count finished requests.
@@ -105,6 +112,8 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
                 histogram("sglang:inter_token_latency_seconds"),
                 histogram("sglang:time_per_output_token_seconds"),  # ≤ 0.4.0
             ),
+            prompt_lengths=(s("sglang:prompt_tokens_histogram_bucket"),),  # ≥ 0.5.2
+            generation_lengths=(s("sglang:generation_tokens_histogram_bucket"),),
         ),
         "tgi": ServerProfile(
             # metrics-rs: counters without _total; one model per process, no model label.
@@ -117,6 +126,9 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
             token_time_method="request_time_per_output_token",  # a per-request mean
             prefill_seconds=(s("tgi_batch_forward_duration_sum", method="prefill"),),
             decode_seconds=(s("tgi_batch_forward_duration_sum", method="decode"),),
+            # Input lengths are observed at validation, so they include requests that fail later.
+            prompt_lengths=(s("tgi_request_input_length_bucket"),),
+            generation_lengths=(s("tgi_request_generated_tokens_bucket"),),
         ),
         "triton": ServerProfile(
             # TensorRT-LLM backend ≥ v0.16.0: token counts are per-request histograms of
@@ -127,6 +139,8 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
             output_tokens=(s("nv_llm_output_token_len_sum"),),
             requests=(s("nv_llm_output_token_len_count"),),
             running=(s("nv_trt_llm_request_metrics", request_type="active"),),
+            prompt_lengths=(s("nv_llm_input_token_len_bucket"),),
+            generation_lengths=(s("nv_llm_output_token_len_bucket"),),
         ),
         "llamacpp": ServerProfile(
             # Hand-written text, no labels, 6 significant digits. prompt_tokens_total

@@ -34,6 +34,8 @@ CHROMIUM_FLAGS = (
 SERVING = {d.model for d in DEMO_SERVERS.values() if d.load is not None}
 IDLE_MODELS = {d.model for d in DEMO_SERVERS.values() if d.load is None}
 TRAINING = {"llama-3.1-8b-sft"}  # the demo's fine-tune (data/demo.yaml)
+# Served by engines that count finished requests and their token lengths (llama.cpp does neither).
+PER_REQUEST = {d.model for d in DEMO_SERVERS.values() if d.load is not None and d.engine != "llamacpp"}
 MONEY = re.compile(r"^\$\d[\d,]*\.\d+$")
 NUMBER = re.compile(r"^\d+(\.\d+)?$")
 # Everything the assertions read, in one script run: never a stale element mid-refresh.
@@ -83,6 +85,10 @@ def browser(demo: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[web
         driver.quit()  # ends Chromium, then stops chromedriver by its PID
 
 
+def money(cell: str) -> float:
+    return float(cell.removeprefix("$").replace(",", ""))
+
+
 def read(driver: webdriver.Chrome) -> dict[str, Any]:
     page: dict[str, Any] = driver.execute_script(READ_PAGE)
     return page
@@ -120,6 +126,10 @@ def test_landing_page_in_chromium(demo, browser: webdriver.Chrome, wait_for) -> 
             for name in ("$/M input", "$/M output", "$/M total"):
                 assert MONEY.match(cells[col[name]]), (name, cells)
             assert float(cells[col["tokens/s per user"]]) > 0, cells
+            if cells[0] in PER_REQUEST:  # the spread of request cost: its p99 above the mean
+                assert money(cells[col["p99 request"]]) > money(cells[col["$/request"]]), cells
+            else:  # llama.cpp counts no requests and has no length histograms
+                assert cells[col["$/request"]] == cells[col["p99 request"]] == "–", cells
         elif cells[0] in TRAINING:  # $/M training tokens; no users, so no tokens/s per user
             assert MONEY.match(cells[col["$/M total"]]), cells
             assert cells[col["tokens/s per user"]] == "–", cells
