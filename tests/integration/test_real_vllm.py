@@ -21,12 +21,16 @@ What is compared, all deltas between the exporter's first tick and the end:
 * vLLM's own increases == the client's arithmetic, with the differences explained where they
   are asserted (``n=2`` and the client that hangs up);
 * ``cpm_tokens_per_second_per_user`` (1 ÷ mean inter-token latency from vLLM's histogram) ≈ the
-  tokens/s one streaming client measured, within a factor of 2.
+  tokens/s one streaming client measured, within a factor of 2;
+* ``cpm_usd_per_request_percentile`` == the window's $/token × ``histogram_quantile`` of vLLM's
+  own length histograms, which hold exactly the client's finished requests, and lies within
+  the buckets of the client's own percentile lengths.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +41,8 @@ from typing import Any
 import pytest
 from conftest import Exporter, Samples
 from vllm_server import VllmServer
+
+from exporter.meter.request_cost import bucket_quantile
 
 POD = "vllm-0"
 WINDOW_S = 30
@@ -81,6 +87,8 @@ class VllmCounters:
     waiting: float
     itl_sum: float
     itl_count: float
+    prompt_lengths: dict[float, float]  # le -> finished requests with at most that many prompt tokens
+    generation_lengths: dict[float, float]  # ... output tokens
 
     @classmethod
     def read(cls, vllm: VllmServer) -> VllmCounters:
@@ -97,6 +105,8 @@ class VllmCounters:
             waiting=s.total("vllm:num_requests_waiting"),
             itl_sum=s.total("vllm:inter_token_latency_seconds_sum"),
             itl_count=s.total("vllm:inter_token_latency_seconds_count"),
+            prompt_lengths=cumulative(s, "vllm:request_prompt_tokens_bucket"),
+            generation_lengths=cumulative(s, "vllm:request_generation_tokens_bucket"),
         )
 
     @property
@@ -112,7 +122,33 @@ class VllmCounters:
             waiting=self.waiting,
             itl_sum=self.itl_sum - base.itl_sum,
             itl_count=self.itl_count - base.itl_count,
+            prompt_lengths={
+                le: n - base.prompt_lengths.get(le, 0.0) for le, n in self.prompt_lengths.items()
+            },
+            generation_lengths={
+                le: n - base.generation_lengths.get(le, 0.0) for le, n in self.generation_lengths.items()
+            },
         )
+
+
+def cumulative(s: Samples, name: str) -> dict[float, float]:
+    """A histogram's cumulative bucket counts, summed over engines."""
+    out: dict[float, float] = {}
+    for x in s.find(name):
+        le = float(x.labels["le"])
+        out[le] = out.get(le, 0.0) + x.value
+    return out
+
+
+def per_bucket(cumulative: dict[float, float]) -> dict[float, float]:
+    bounds = sorted(cumulative)
+    return {le: cumulative[le] - (cumulative[bounds[i - 1]] if i else 0.0) for i, le in enumerate(bounds)}
+
+
+def bucket_around(value: float, bounds: list[float]) -> tuple[float, float]:
+    """The (lower, upper] bounds of the histogram bucket that holds ``value``."""
+    upper = min(b for b in bounds if value <= b)
+    return max([0.0, *(b for b in bounds if b < upper)]), upper
 
 
 def settled(vllm: VllmServer, base: VllmCounters, at_least: float, timeout: float = 60.0) -> VllmCounters:
@@ -368,3 +404,31 @@ def test_exporter_counts_what_a_real_vllm_served(run: Run) -> None:
     # test, not a property of the exporter): the gauge is then vLLM's own histogram, exactly.
     assert time.monotonic() - run.ready_at < WINDOW_S - 2, "traffic outgrew the window"
     assert gauge.value == pytest.approx(server_tps, rel=1e-9), (gauge.value, server_tps)
+
+    # 4. Request cost percentiles against the client's own requests. vLLM observes each finished
+    # engine request's lengths once (n=2: two requests, the prompt each, half the completion
+    # tokens each; the abandoned one not at all): its histograms hold exactly the client's list.
+    lengths = [(r.prompt_tokens, r.completion_tokens // r.n) for r in completed for _ in range(r.n)]
+    prompt_hist, output_hist = (
+        per_bucket(vllm_delta.prompt_lengths),
+        per_bucket(vllm_delta.generation_lengths),
+    )
+    assert sum(prompt_hist.values()) == sum(output_hist.values()) == len(lengths) == choices
+    price_in = ours.total("cpm_cost_by_direction_usd_total", pod=POD, direction="input") / got["input"]
+    price_out = ours.total("cpm_cost_by_direction_usd_total", pod=POD, direction="output") / got["output"]
+    percentiles = {
+        float(x.labels["percentile"]): x.value for x in ours.find("cpm_usd_per_request_percentile", pod=POD)
+    }
+    assert sorted(percentiles) == [50, 90, 99], percentiles
+    bounds = sorted(vllm_delta.prompt_lengths)
+    for pct, usd in percentiles.items():
+        q = pct / 100
+        # Exactly the window's $/token times histogram_quantile of vLLM's own buckets...
+        expected = price_in * bucket_quantile(q, prompt_hist) + price_out * bucket_quantile(q, output_hist)
+        assert usd == pytest.approx(expected, rel=1e-6), (pct, usd, expected)
+        # ...and within the buckets that hold the client's own q-th request lengths.
+        rank = max(1, math.ceil(q * len(lengths))) - 1
+        p_lo, p_hi = bucket_around(sorted(p for p, _ in lengths)[rank], bounds)
+        g_lo, g_hi = bucket_around(sorted(g for _, g in lengths)[rank], bounds)
+        assert price_in * p_lo + price_out * g_lo <= usd <= price_in * p_hi + price_out * g_hi, (pct, lengths)
+    print(f"request cost percentiles (USD): {percentiles}")
