@@ -9,7 +9,8 @@ The node (built directly as ``TickInput`` records, no config file, no network):
 - 8 inference pods, one GPU each (ids "0".."7"), 400 GiB of PVC each, each with one
   vLLM-like ``TargetScrape`` exporting 1, 2 or 3 models (1+i%3: 15 models in all) whose
   cumulative counters move every tick: prompt/generation tokens, requests, prefill and
-  decode seconds, inter-token-latency sum/count, running requests;
+  decode seconds, inter-token-latency sum/count, running requests, and vLLM's 13-bucket
+  prompt and output length histograms (request cost percentiles);
 - 192 more pods holding no GPU (RAG gateways, vector DBs, workers: 12 namespaces x 16
   pods), each with a PVC (20..500 GiB) and a cumulative cAdvisor egress counter that moves
   every tick; they are filed on hardware "none".
@@ -58,6 +59,8 @@ from exporter.model import (
 from exporter.pricing import BYTES_PER_GB, Budgets, GpuPrice, Overhead, PricingConfig
 
 TICK_S = 5
+# vLLM's request-length buckets (1-2-5 up to max_model_len 8192), +Inf last.
+LENGTH_BOUNDS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, float("inf"))
 WINDOW_S = 60.0
 WARMUP = 20
 TICKS = 200
@@ -101,6 +104,14 @@ class _Model:
         self.itl = rng.uniform(0.01, 0.04)
         self.c = dict.fromkeys(("inp", "out", "req", "pre", "dec", "itl_s", "itl_n"), 0.0)
         self.running = 0.0
+        self.prompt_hist = [0.0] * len(LENGTH_BOUNDS)  # cumulative, as vLLM exports them
+        self.gen_hist = [0.0] * len(LENGTH_BOUNDS)
+
+    def _observe(self, hist: list[float], mean: int) -> None:
+        length = mean * self.rng.uniform(0.5, 1.5)
+        for i, le in enumerate(LENGTH_BOUNDS):
+            if length <= le:
+                hist[i] += 1
 
     def step(self) -> ModelCounters:
         r = self.rng
@@ -114,11 +125,16 @@ class _Model:
         self.c["itl_s"] += out * self.itl
         self.c["itl_n"] += round(out)
         self.running = float(r.randint(0, 32))
+        for _ in range(req):
+            self._observe(self.prompt_hist, self.prompt)
+            self._observe(self.gen_hist, self.gen)
         c = self.c
         return ModelCounters(
             model=self.name, input_tokens=c["inp"], output_tokens=c["out"], requests=c["req"],
             created=1_795_000_000.0, prefill_seconds=c["pre"], decode_seconds=c["dec"],
             itl_seconds=c["itl_s"], itl_count=c["itl_n"], running=self.running,
+            prompt_lengths=tuple(zip(LENGTH_BOUNDS, self.prompt_hist, strict=True)),
+            generation_lengths=tuple(zip(LENGTH_BOUNDS, self.gen_hist, strict=True)),
         )  # fmt: skip
 
 
