@@ -199,6 +199,7 @@ class FakeKubeApi:
         container_ids: Iterable[str] | None = None,
         quiet: bool = False,
         created: str = CREATED,
+        host_network: bool = False,
     ) -> JSON:
         """Create a pod (an ``ADDED`` event; ``quiet``: an event lost to compaction); returns its JSON."""
         uid = uid or str(uuid.uuid4())
@@ -233,6 +234,7 @@ class FakeKubeApi:
                 ],
                 "restartPolicy": "Always",
                 "schedulerName": "default-scheduler",
+                **({"hostNetwork": True} if host_network else {}),
             },
             "status": _pod_status(phase, pod_ip, containers),
         }

@@ -200,6 +200,8 @@ def test_pod_fields(kube: FakeKubeApi, start: Callable[..., PodWatcher]) -> None
     )
     kube.mark_deleting("ml", "vllm-0", when="2024-05-01T12:30:00Z")
     eventually(lambda: watcher.pods()[0].deleted_at == 1714566600.0)
+    kube.add_pod("nccl-0", "ml", node=NODE, host_network=True)
+    eventually(lambda: {p.name: p.host_network for p in watcher.pods()} == {"vllm-0": False, "nccl-0": True})
 
 
 def test_terminated_pods_stay_until_deleted(kube: FakeKubeApi, start: Callable[..., PodWatcher]) -> None:

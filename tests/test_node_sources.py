@@ -225,3 +225,40 @@ def test_the_node_label_defaults_to_the_downward_apis_node_name(monkeypatch: pyt
     assert load_config_text("node: pinned\n").node == "pinned"
     monkeypatch.delenv("NODE_NAME")
     assert load_config_text("tick_seconds: 5\n").node == "node"
+
+
+def test_a_host_network_pods_bytes_are_the_nodes_and_never_its_egress(tmp_path: Path) -> None:
+    from exporter.sources.kube_link import KubeLink
+    from exporter.sources.kube_objects import PodInfo
+    from exporter.sources.kube_targets import OwnerRules
+
+    network = tmp_path / "cadvisor.txt"
+    network.write_text(CADVISOR.read_text())
+    name = "vllm-llama31-8b-7d9f6c5b8-x2kqp"  # holds a GPU in the dcgm fixture, sends bytes in cAdvisor's
+
+    class View:
+        host_network = False
+
+        def pods(self) -> tuple[PodInfo, ...]:
+            pod = PodInfo("u-1", "llm-serving", name, {}, {}, "Running", "10.0.0.5", None, (), ())
+            return (
+                PodInfo(**{**{f: getattr(pod, f) for f in pod.__slots__}, "host_network": self.host_network}),
+            )
+
+        def removed_since(self, since: float) -> tuple[()]:
+            return ()
+
+    view = View()
+    link = KubeLink(view, OwnerRules())  # type: ignore[arg-type]
+    reader = DcgmGpus(f"file://{FIXTURES / '4.5.3-4.8.2-k8s.txt'}")
+    node = DiscoveredNode(reader, kube=link)
+    cfg = load_config_text(config() + f"  cadvisor_url: file://{network}\n")
+
+    def sent() -> dict[str, float | None]:
+        link.refresh()
+        node.gpus(cfg), node.placements(cfg)
+        return {u.holder.pod: u.transmit_bytes_total for u in node.pods(cfg)}
+
+    assert sent() == {name: 73645128834.0}
+    view.host_network = True  # the same pod on the node's network: cAdvisor shows the node's bytes
+    assert sent() == {name: None}

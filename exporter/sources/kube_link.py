@@ -111,6 +111,11 @@ class KubeLink:
             return 0.0
         return sum(self._view.claim_capacity(found.namespace, c) or 0.0 for c in found.claims)
 
+    def host_network(self, pod: PodKey) -> bool:
+        """True for a hostNetwork pod: the bytes cAdvisor shows for it are the node's."""
+        found = self._pods.get(pod)
+        return found is not None and found.host_network
+
     def workloads(self, declared: set[PodKey]) -> tuple[StaticWorkload, ...]:
         """Pods the config does not declare, with their scrape targets (annotated pods)."""
         pods = [p for key, p in self._pods.items() if key not in declared]

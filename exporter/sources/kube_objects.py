@@ -27,6 +27,9 @@ class PodInfo:
     created_at: float | None = None  # metadata.creationTimestamp as UNIX seconds
     # When its last container terminated, once all have (a finished Job's pod lingers until deleted).
     finished_at: float | None = None
+    # spec.hostNetwork: the pod sends on the node's own interfaces, so cAdvisor's network
+    # counters for it are the whole node's, not the pod's.
+    host_network: bool = False
 
 
 # ---- parsing: JSON of the API → records --------------------------------------------------
@@ -146,6 +149,7 @@ def parse_pod(obj: object) -> tuple[PodInfo, str]:
         if creation is None
         else parse_timestamp(_str(creation, "metadata.creationTimestamp")),
         finished_at=_all_finished(finished),
+        host_network=spec.get("hostNetwork") is True,
     )
     return info, _str(spec.get("nodeName"), "spec.nodeName", "")
 

@@ -80,6 +80,7 @@ class DiscoveredNode:
         self._holdings = holdings  # the kubelet's PodResources List, when it can be asked
         self._kubelet: SourceStatus | None = None
         self._holders: dict[tuple[str, str], Owner] = {}
+        self._host_network_logged: set[tuple[str, str]] = set()
         self._network: SourceStatus | None = None
         self._static = StaticInventory()
         self._units: tuple[GpuUnit, ...] = ()
@@ -161,8 +162,18 @@ class DiscoveredNode:
         sent = self._sent(cfg)
         for pod, owner in owners.items():  # listed even when unread: their byte baselines stay
             base = usage.get(pod) or PodUsage(owner)
-            usage[pod] = replace(base, transmit_bytes_total=sent.get(pod))
+            bytes_sent = None if self._on_host_network(pod) else sent.get(pod)
+            usage[pod] = replace(base, transmit_bytes_total=bytes_sent)
         return tuple(usage.values())
+
+    def _on_host_network(self, pod: tuple[str, str]) -> bool:
+        """A hostNetwork pod's cAdvisor bytes are the whole node's: never billed as its egress."""
+        if self._kube is None or not self._kube.host_network(pod):
+            return False
+        if pod not in self._host_network_logged:
+            self._host_network_logged.add(pod)
+            log.info("pod=%s/%s uses hostNetwork: its bytes sent are the node's, not billed as egress", *pod)
+        return True
 
     def _sent(self, cfg: ExporterConfig) -> dict[tuple[str, str], float]:
         url = cfg.node_source.cadvisor_url
