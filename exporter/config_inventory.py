@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from decimal import Decimal
-from urllib.parse import urlsplit
 
 from yaml.nodes import Node, ScalarNode
 
 from exporter import yamlnodes as yn
+from exporter.config_http import read_https, read_url
 from exporter.model import CAPACITY_CLASSES, SERVING_ROLES, WORKLOAD_KINDS, Owner
 from exporter.pricing import ZERO
 from exporter.settings import StaticGpu, StaticWorkload, Target
@@ -200,7 +200,7 @@ def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) ->
     out: list[Target] = []
     for k, item in enumerate(yn.items(p, node, at) or [] if node is not None else []):
         here = yn.index_path(at, k)
-        m = yn.fields(p, item, here, ("url", "server", "name", "token_metric", "adapter_label"))
+        m = yn.fields(p, item, here, ("url", "server", "name", "token_metric", "adapter_label", "https"))
         if m is None:
             continue
         url = yn.required(p, m, "url", here, item, lambda path, n: read_url(p, n, path))
@@ -214,8 +214,9 @@ def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) ->
             )
         if adapter and (metric or server == "training"):
             p.add(f"{here}.adapter_label", m["adapter_label"], "is for inference targets, not training")
+        client = read_https(p, m.get("https"), f"{here}.https", url)
         if url is not None:
-            out.append(Target(name, url, NO_OWNER, server, metric or "", adapter or ""))
+            out.append(Target(name, url, NO_OWNER, server, metric or "", adapter or "", client))
     return out
 
 
@@ -233,35 +234,3 @@ def _metric_name(p: Problems, node: Node, path: str) -> str | None:
         p.add(path, node, f"is not a Prometheus metric name, got {name!r}")
         return None
     return name
-
-
-def read_url(p: Problems, node: Node, path: str) -> str | None:
-    """``http(s)://host:port/path`` (explicit port, no credentials: they would leak into logs),
-    or ``file:///absolute/path`` for a batch job's counter file."""
-    url = yn.text(p, node, path)
-    if url is None:
-        return None
-    if url.startswith("file:"):
-        if not url.startswith("file:///") or len(url) <= len("file:///"):
-            p.add(path, node, f"a file target is file:///absolute/path, got {url!r}")
-            return None
-        return url
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        p.add(path, node, f"is not a valid URL ({exc})")
-        return None
-    for bad, why in (
-        (parts.scheme == "https", "https targets are not supported yet (use http:// on the pod network)"),
-        (parts.scheme != "http" and parts.scheme != "https", "must start with http:// (or be file:///path)"),
-        (not parts.hostname, "has no host"),
-        (port is None, "needs an explicit port (http://host:port/path)"),
-        (parts.username is not None or parts.password is not None, "must not carry credentials"),
-        (not parts.path.startswith("/"), "needs a path, e.g. /metrics"),
-        (bool(parts.fragment), "must not have a #fragment"),
-    ):
-        if bad:
-            p.add(path, node, f"{why}, got {url!r}")
-            return None
-    return url

@@ -10,6 +10,7 @@ kubernetes:
   podresources_socket: /var/lib/kubelet/pod-resources/kubelet.sock   # "" to not ask the kubelet
   proc_root: /proc           # the host's /proc: NVML's GPU processes → their pods
   scrape_annotated_pods: true
+  scrape_https: {ca_file: /etc/cpm/pods-ca.crt}   # pods annotated prometheus.io/scheme: https
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from yaml.nodes import Node, ScalarNode
 
 from exporter import yamlnodes as yn
+from exporter.config_http import read_https
 from exporter.settings import DEFAULT_PODRESOURCES_SOCKET, KubernetesConfig
 from exporter.yamlnodes import Problems, key_path, text_reader
 
@@ -31,6 +33,7 @@ _FIELDS = (
     "podresources_socket",
     "proc_root",
     "scrape_annotated_pods",
+    "scrape_https",
 )
 
 
@@ -55,6 +58,7 @@ def read_kubernetes(p: Problems, node: Node | None) -> KubernetesConfig:
         ),
         proc_root=proc_root,
         scrape_annotated_pods=yn.optional(m, "scrape_annotated_pods", AT, flag, True),
+        scrape_client=read_https(p, m.get("scrape_https"), key_path(AT, "scrape_https"), None),
     )
 
 

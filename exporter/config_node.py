@@ -4,11 +4,14 @@ node_source:
   gpus: nvml                 # inventory (default) | nvml | dcgm | auto
   capacity: on_demand        # capacity class of the GPUs found (they carry none)
   dcgm_url: http://127.0.0.1:9400/metrics
+  dcgm_https: {ca_file: /etc/cpm/dcgm-ca.crt}   # an https dcgm_url: trust and token (config_http)
   poll_seconds: 1            # NVML sweep period
   call_timeout_seconds: 2    # a slower NVML call marks its GPU hung
   hardware_names: {"NVIDIA H100 NVL": H100-NVL}
   starved_below_utilization: 0.2
-  cadvisor_url: http://127.0.0.1:10255/metrics/cadvisor   # bytes each pod sent
+  cadvisor_url: https://${HOST_IP}:10250/metrics/cadvisor   # bytes each pod sent (the kubelet)
+  cadvisor_https: {insecure_skip_verify: true,
+                   bearer_token_file: /var/run/secrets/kubernetes.io/serviceaccount/token}
   egress_share: 0.1          # of those bytes, billed as internet egress
   cross_zone_share: 0.3      # ... and as cross-zone traffic; the rest is free (same zone)
 """
@@ -21,7 +24,7 @@ from fractions import Fraction
 from yaml.nodes import Node
 
 from exporter import yamlnodes as yn
-from exporter.config_inventory import read_url
+from exporter.config_http import read_https, read_url
 from exporter.model import CAPACITY_CLASSES
 from exporter.pricing import ZERO
 from exporter.settings import GPU_SOURCES, NodeSourceConfig
@@ -31,11 +34,13 @@ _FIELDS = (
     "gpus",
     "capacity",
     "dcgm_url",
+    "dcgm_https",
     "poll_seconds",
     "call_timeout_seconds",
     "hardware_names",
     "starved_below_utilization",
     "cadvisor_url",
+    "cadvisor_https",
     "egress_share",
     "cross_zone_share",
 )
@@ -57,6 +62,7 @@ def read_node_source(p: Problems, node: Node | None, tick: Decimal) -> NodeSourc
     starved = yn.optional(
         m, "starved_below_utilization", AT, number_reader(p, ge=ZERO, le=Decimal(1)), Decimal("0.2")
     )
+    cadvisor = yn.optional(m, "cadvisor_url", AT, lambda at, n: read_url(p, n, at), "")
     share = number_reader(p, ge=ZERO, le=Decimal(1))
     egress = yn.optional(m, "egress_share", AT, share, ZERO)
     cross_zone = yn.optional(m, "cross_zone_share", AT, share, ZERO)
@@ -72,7 +78,9 @@ def read_node_source(p: Problems, node: Node | None, tick: Decimal) -> NodeSourc
         call_timeout_seconds=float(timeout),
         hardware_names=_names(p, m.get("hardware_names")),
         starved_below_utilization=float(starved),
-        cadvisor_url=yn.optional(m, "cadvisor_url", AT, lambda at, n: read_url(p, n, at), ""),
+        cadvisor_url=cadvisor,
+        cadvisor_client=read_https(p, m.get("cadvisor_https"), key_path(AT, "cadvisor_https"), cadvisor),
+        dcgm_client=read_https(p, m.get("dcgm_https"), key_path(AT, "dcgm_https"), url),
         egress_share=Fraction(egress),
         cross_zone_share=Fraction(cross_zone),
     )

@@ -34,6 +34,20 @@ class StaticGpu:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpClientConfig:
+    """How to reach an https endpoint: whom to trust, and the token to show (Prometheus's
+    ``tls_config`` and ``bearer_token_file``). The defaults trust the system's CAs, no token."""
+
+    ca_file: str = ""  # a PEM bundle trusted instead of the system's CAs
+    insecure_skip_verify: bool = False  # accept any certificate (self-signed kubelets)
+    server_name: str = ""  # the name the certificate must carry, when the URL holds an IP
+    bearer_token_file: str = ""  # sent as "Authorization: Bearer …", re-read for every request
+
+
+NO_CLIENT_CONFIG = HttpClientConfig()
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """An inference server's /metrics endpoint and the owner its tokens belong to."""
 
@@ -45,6 +59,7 @@ class Target:
     # Per-adapter (LoRA) accounting: a label whose non-empty value names the adapter a
     # sample's tokens were served for; those tokens become their own model line.
     adapter_label: str = ""
+    client: HttpClientConfig = NO_CLIENT_CONFIG  # https targets: trust and token
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +87,14 @@ class NodeSourceConfig:
     hardware_names: Mapping[str, str] = field(default_factory=dict)  # driver name → hardware type
     starved_below_utilization: float = 0.2  # held, serving, but busy less than this: "starved"
     cadvisor_url: str = ""  # the kubelet's /metrics/cadvisor (or a file): bytes each pod sent
+    cadvisor_client: HttpClientConfig = NO_CLIENT_CONFIG  # the kubelet's port 10250 is https
+    dcgm_client: HttpClientConfig = NO_CLIENT_CONFIG
     egress_share: Fraction = Fraction(0)  # of those bytes: billed as internet egress
     cross_zone_share: Fraction = Fraction(0)  # ... and as cross-zone traffic (the rest is free)
 
-    def restart_key(self) -> tuple[str, str, float, float]:
+    def restart_key(self) -> tuple[object, ...]:
         """What a reload cannot change: the sources are built once, at start."""
-        return (self.gpus, self.dcgm_url, self.poll_seconds, self.call_timeout_seconds)
+        return (self.gpus, self.dcgm_url, self.dcgm_client, self.poll_seconds, self.call_timeout_seconds)
 
 
 DEFAULT_PODRESOURCES_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
@@ -96,12 +113,14 @@ class KubernetesConfig:
     podresources_socket: str = DEFAULT_PODRESOURCES_SOCKET  # "" → do not ask the kubelet
     proc_root: str = "/proc"  # the host's /proc (hostPID, or a mount): GPU processes → pods
     scrape_annotated_pods: bool = True  # prometheus.io/scrape pods become token targets
+    scrape_client: HttpClientConfig = NO_CLIENT_CONFIG  # for pods annotated prometheus.io/scheme: https
 
     def restart_key(self) -> tuple[object, ...]:
         """All of it: the watcher and its rules are built once, at start."""
         return (
             self.enabled, self.node_name, self.kubeconfig, self.team_label, self.model_label,
             dict(self.namespace_teams), self.podresources_socket, self.proc_root, self.scrape_annotated_pods,
+            self.scrape_client,
         )  # fmt: skip
 
 

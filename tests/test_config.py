@@ -482,7 +482,7 @@ def test_targets_of_an_invalid_workload_are_still_checked() -> None:
     found = problems(BASE.replace('model: m, gpus: ["0"]}', 'gpus: ["0"], targets: [{url: "ftp://a:1/m"}]}'))
     assert found == [
         "inventory.workloads[0].model (line 8): required field is missing",
-        "inventory.workloads[0].targets[0].url (line 8): must start with http:// (or be file:///path), got 'ftp://a:1/m'",
+        "inventory.workloads[0].targets[0].url (line 8): must start with http:// or https:// (or be file:///path), got 'ftp://a:1/m'",
     ]
 
 
@@ -526,8 +526,7 @@ def test_a_bad_adapter_label_is_refused(target: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("ftp://a:1/m", "must start with http:// (or be file:///path)"),
-        ("https://a:1/m", "https targets are not supported yet"),
+        ("ftp://a:1/m", "must start with http:// or https:// (or be file:///path)"),
         ("file:relative.prom", "a file target is file:///absolute/path"),
         ("http://:1/m", "has no host"),
         ("http://a/metrics", "needs an explicit port"),
@@ -535,7 +534,7 @@ def test_a_bad_adapter_label_is_refused(target: str, expected: str) -> None:
         ("http://a:1", "needs a path, e.g. /metrics"),
         ("http://u:secret@a:1/m", "must not carry credentials"),
         ("http://a:1/m#x", "must not have a #fragment"),
-        ("127.0.0.1:8000/metrics", "must start with http:// (or be file:///path)"),
+        ("127.0.0.1:8000/metrics", "must start with http:// or https:// (or be file:///path)"),
     ],
 )
 def test_target_urls_are_http_host_port_path(url: str, expected: str) -> None:
@@ -747,3 +746,67 @@ def test_a_serving_role_is_read_and_checked() -> None:
     assert load(text).workloads[0].role == "decode"
     wrong = BASE.replace('model: m, gpus: ["0"]}', 'model: m, role: both, gpus: ["0"]}')
     assert "unknown serving role 'both'" in only(wrong)
+
+
+# --- https endpoints -----------------------------------------------------------------------
+
+
+def test_an_https_target_carries_its_trust_and_token() -> None:
+    target = '{url: "https://10.0.0.7:8443/metrics", https: {ca_file: /etc/cpm/ca.crt, server_name: vllm.internal, bearer_token_file: /var/run/token}}'
+    (workload,) = load(BASE.replace('gpus: ["0"]}', f"targets: [{target}]}}")).workloads
+    client = workload.targets[0].client
+    assert (client.ca_file, client.server_name, client.bearer_token_file) == (
+        "/etc/cpm/ca.crt", "vllm.internal", "/var/run/token"
+    )  # fmt: skip
+    assert not client.insecure_skip_verify
+
+
+@pytest.mark.parametrize(
+    ("https", "url", "expected"),
+    [
+        ("{bearer_token_file: /t}", "http://a:1/m", "is for https:// URLs, got 'http://a:1/m'"),
+        ("{ca_file: relative.crt}", "https://a:1/m", "must be an absolute path, got 'relative.crt'"),
+        ("{insecure_skip_verify: yes}", "https://a:1/m", "true or false"),
+        ("{insecure_skip_verify: true, ca_file: /ca.crt}", "https://a:1/m", "verifies nothing"),
+        ("{client_cert: /c.crt}", "https://a:1/m", "unknown field 'client_cert'"),
+    ],
+)
+def test_bad_https_settings_are_refused(https: str, url: str, expected: str) -> None:
+    problem = only(BASE.replace('gpus: ["0"]}', f'targets: [{{url: "{url}", https: {https}}}]}}'))
+    assert problem.startswith("inventory.workloads[0].targets[0].https"), problem
+    assert expected in problem
+
+
+def test_the_kubelets_cadvisor_over_https_with_the_nodes_ip(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOST_IP", "10.1.2.3")
+    cfg = load(
+        BASE
+        + textwrap.dedent("""\
+        node_source:
+          cadvisor_url: https://${HOST_IP}:10250/metrics/cadvisor
+          cadvisor_https: {insecure_skip_verify: true, bearer_token_file: /var/run/secrets/kubernetes.io/serviceaccount/token}
+        kubernetes:
+          scrape_https: {ca_file: /etc/cpm/pods-ca.crt}
+        """)
+    )
+    assert cfg.node_source.cadvisor_url == "https://10.1.2.3:10250/metrics/cadvisor"
+    assert cfg.node_source.cadvisor_client.insecure_skip_verify
+    assert cfg.node_source.cadvisor_client.bearer_token_file.endswith("/serviceaccount/token")
+    assert cfg.kubernetes.scrape_client.ca_file == "/etc/cpm/pods-ca.crt"
+
+
+def test_an_unset_environment_variable_in_a_url_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HOST_IP", raising=False)
+    problem = only(BASE + "node_source:\n  cadvisor_url: https://${HOST_IP}:10250/metrics/cadvisor\n")
+    assert problem == (
+        "node_source.cadvisor_url (line 10): environment variable HOST_IP is not set, "
+        "in 'https://${HOST_IP}:10250/metrics/cadvisor'"
+    )
+
+
+def test_an_ipv6_node_ip_gets_its_brackets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOST_IP", "fd00::7")
+    cfg = load(BASE + "node_source:\n  cadvisor_url: https://${HOST_IP}:10250/metrics/cadvisor\n")
+    assert cfg.node_source.cadvisor_url == "https://[fd00::7]:10250/metrics/cadvisor"
+    cfg = load(BASE + "node_source:\n  cadvisor_url: https://[${HOST_IP}]:10250/metrics/cadvisor\n")
+    assert cfg.node_source.cadvisor_url == "https://[fd00::7]:10250/metrics/cadvisor"

@@ -171,7 +171,6 @@ def test_a_dns_failure_is_a_connect_failure(monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.mark.parametrize(
     "url",
     [
-        "https://127.0.0.1/metrics",
         "ftp://x/y",
         "http:///metrics",
         "http://u:p@h/",

@@ -46,6 +46,11 @@ EVERYTHING: dict[str, Any] = {
     "lifecycle": {"enabled": True},
     "podResources": {"enabled": True},
     "hostProc": {"enabled": True},
+    "cadvisor": {
+        "enabled": True,
+        "insecureSkipVerify": False,
+        "caFile": "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+    },
     "webConfig": {"existingSecret": "cpm-web", "key": "web.yml"},
     "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
     "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
@@ -92,7 +97,6 @@ EVERYTHING: dict[str, Any] = {
             "call_timeout_seconds": 2,
             "hardware_names": {"NVIDIA H100 NVL": "H100"},
             "starved_below_utilization": 0.2,
-            "cadvisor_url": "http://127.0.0.1:10255/metrics/cadvisor",
             "egress_share": 0.1,
             "cross_zone_share": 0.3,
         },
@@ -252,6 +256,8 @@ def test_rbac_is_exactly_pods_read_and_claims_get() -> None:
 def test_api_token_is_mounted_only_when_the_exporter_watches_pods() -> None:
     assert pod_spec()["automountServiceAccountToken"] is True
     assert pod_spec({"config": {"kubernetes": {"enabled": False}}})["automountServiceAccountToken"] is False
+    kubelet_only = {"config": {"kubernetes": {"enabled": False}}, "cadvisor": {"enabled": True}}
+    assert pod_spec(kubelet_only)["automountServiceAccountToken"] is True  # the kubelet wants the token too
     assert one(render_docs(), "ServiceAccount")["automountServiceAccountToken"] is False
 
 
@@ -292,7 +298,10 @@ def test_container_args_parse_with_the_exporters_own_cli(values: dict[str, Any] 
 
 
 @pytest.mark.parametrize("values", [None, EVERYTHING], ids=["defaults", "everything"])
-def test_configmap_config_loads_in_our_loader(values: dict[str, Any] | None) -> None:
+def test_configmap_config_loads_in_our_loader(
+    values: dict[str, Any] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOST_IP", "10.1.2.3")  # the downward API's status.hostIP
     cfg = load_config_text(rendered_config(values), "configmap")
     on = values is EVERYTHING
     assert cfg.kubernetes.enabled is True
@@ -302,6 +311,12 @@ def test_configmap_config_loads_in_our_loader(values: dict[str, Any] | None) -> 
     if on:
         assert cfg.node == "gpu-pool-a"
         assert cfg.node_source.dcgm_url == "http://127.0.0.1:9400/metrics"
+        assert cfg.node_source.cadvisor_url == "https://10.1.2.3:10250/metrics/cadvisor"
+        client = cfg.node_source.cadvisor_client
+        assert client.ca_file.endswith("/ca.crt") and not client.insecure_skip_verify
+        assert client.bearer_token_file == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    else:
+        assert cfg.node_source.cadvisor_url == ""
 
 
 def test_values_yaml_config_block_is_what_the_configmap_holds() -> None:
@@ -547,3 +562,23 @@ def test_a_web_config_secret_is_passed_to_the_exporter_and_tls_switches_the_prob
     plain = container(pod_spec())
     assert "scheme" not in plain["livenessProbe"]["httpGet"]
     assert not any(a.startswith("--web.config.file") for a in plain["args"])
+
+
+def test_cadvisor_reads_this_nodes_kubelet_with_the_service_account_token() -> None:
+    docs = render_docs({"cadvisor": {"enabled": True}})
+    env = {e["name"]: e for e in container(one(docs, "DaemonSet")["spec"]["template"]["spec"])["env"]}
+    assert env["HOST_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
+    assert "HOST_IP" not in {e["name"] for e in container(pod_spec())["env"]}
+    assert {"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]} in one(docs, "ClusterRole")[
+        "rules"
+    ]
+    config = yaml.safe_load(one(docs, "ConfigMap")["data"]["config.yaml"])["node_source"]
+    assert config["cadvisor_url"] == "https://${HOST_IP}:10250/metrics/cadvisor"
+    assert config["cadvisor_https"] == {
+        "insecure_skip_verify": True,
+        "bearer_token_file": "/var/run/secrets/kubernetes.io/serviceaccount/token",
+    }
+    with pytest.raises(helm.HelmRenderError, match=r"leave them unset"):
+        render_mod.render(
+            {"cadvisor": {"enabled": True}, "config": {"node_source": {"cadvisor_url": "http://x:1/m"}}}
+        )

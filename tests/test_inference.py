@@ -323,6 +323,6 @@ def test_a_target_with_an_adapter_label_is_scraped_per_adapter() -> None:
 
     owner = Owner("ml", "sglang-0", "ml", "base")
     target = Target("t", "http://127.0.0.1:1/metrics", owner, "auto", adapter_label="lora")
-    result = scrape(target, FetchLimits(), fetch=lambda url, limits: SGLANG_LORA)
+    result = scrape(target, FetchLimits(), fetch=lambda url, limits, client: SGLANG_LORA)
     assert result.ok and result.server == "sglang"
     assert [m.model for m in result.models] == ["base", "chat", "sql"]

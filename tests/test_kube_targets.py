@@ -9,7 +9,7 @@ from types import MappingProxyType
 import pytest
 
 from exporter.model import Owner
-from exporter.settings import Target
+from exporter.settings import HttpClientConfig, Target
 from exporter.sources.kube_objects import PodInfo
 from exporter.sources.kube_pods import PodWatcher
 from exporter.sources.kube_targets import OwnerRules, owner_of, roles_of, targets_of, token_targets_of
@@ -117,8 +117,11 @@ def test_default_path_https_and_ipv6() -> None:
     (plain,), _ = targets_of([pod(annotations=SCRAPE)], OwnerRules())
     assert plain.url == "http://10.0.0.7:8000/metrics" and plain.token_metric == ""
     https = pod(annotations={**SCRAPE, "prometheus.io/scheme": "https"}, pod_ip="fd00::7")
-    (target,), _ = targets_of([https], OwnerRules())
-    assert target.url == "https://[fd00::7]:8000/metrics"
+    client = HttpClientConfig(ca_file="/etc/cpm/pods-ca.crt")
+    (target,), _ = targets_of([https], OwnerRules(), client)
+    assert target.url == "https://[fd00::7]:8000/metrics" and target.client == client
+    (plain,), _ = targets_of([pod(annotations=SCRAPE)], OwnerRules(), client)
+    assert plain.client == HttpClientConfig()  # trust settings are for https pods only
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ class World:
         self.sims = {"http://good:1/metrics": SimEngine("m-good"), "http://bad:1/metrics": SimEngine("m-bad")}
         self.broken: set[str] = set()
 
-    def fetch(self, url: str, limits: FetchLimits) -> str:
+    def fetch(self, url: str, limits: FetchLimits, client: object = None) -> str:
         if url in self.broken:
             raise FetchError(f"{url}: connection refused", reason="connect")
         return self.sims[url].text()

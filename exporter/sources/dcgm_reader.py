@@ -39,7 +39,8 @@ class DcgmGpus:
         lim = cfg.limits
         limits = FetchLimits(lim.timeout_seconds, lim.max_body_bytes, lim.max_samples)
         try:
-            reading = read_dcgm(self._fetch(self._url, limits), max_samples=limits.max_samples)
+            text = self._fetch(self._url, limits, cfg.node_source.dcgm_client)
+            reading = read_dcgm(text, max_samples=limits.max_samples)
         except SourceError as exc:
             if self._status.up or self._status.error != str(exc):
                 log.warning("dcgm-exporter %s down: %s", self._url, exc)

@@ -36,7 +36,13 @@ def node_source_for(cfg: ExporterConfig) -> NodeSource:
     watcher = PodWatcher(kube.node_name or node_name_from_env(), load_api(kube.kubeconfig or None))
     watcher.start()  # one LIST now; errors go to cpm_source_up{source="kubernetes"} and are retried
     rules = OwnerRules(kube.team_label, kube.model_label, kube.namespace_teams)
-    link = KubeLink(watcher, rules, proc_root=kube.proc_root, scrape=kube.scrape_annotated_pods)
+    link = KubeLink(
+        watcher,
+        rules,
+        proc_root=kube.proc_root,
+        scrape=kube.scrape_annotated_pods,
+        scrape_client=kube.scrape_client,
+    )
     socket = kube.podresources_socket
     holdings = (lambda: list_holdings(socket)) if socket else None
     return DiscoveredNode(reader, holdings=holdings, kube=link)

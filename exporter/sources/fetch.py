@@ -1,4 +1,4 @@
-"""HTTP GET of one /metrics payload, with hard limits. Standard library only.
+"""HTTP(S) GET of one /metrics payload, with hard limits. Standard library only.
 
 * One deadline covers the whole request, connect to last byte: every socket operation
   waits at most until that deadline, so a target trickling one byte a second fails on
@@ -11,24 +11,32 @@
   print ``vllm:`` as ``vllm_`` in OpenMetrics sample names.
 * Content-Type is refused only when it is certainly not an exposition (an HTML error page
   served with 200, JSON); a missing or other type is left to the parser to judge.
+* https (TLS 1.2+) verifies the certificate against the system's CAs or ``ca_file``, unless
+  ``insecure_skip_verify``; the handshake is under the same deadline. A bearer token file is
+  read for every request (projected service-account tokens rotate) and never sent over http.
 
 Every failure is a FetchError with one of the reasons "connect", "timeout", "http_status",
-"redirect", "content_type", "body_too_large", "truncated" or "decode" (bad gzip, invalid
-UTF-8, a malformed HTTP response).
+"redirect", "content_type", "body_too_large", "truncated", "decode" (bad gzip, invalid
+UTF-8, a malformed HTTP response), "tls" (handshake, certificate, CA file) or "auth" (the
+token file).
 """
 
 from __future__ import annotations
 
 import http.client
+import os
 import socket
+import ssl
 import time
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import lru_cache
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from exporter import __version__
 from exporter.errors import FetchError
+from exporter.settings import NO_CLIENT_CONFIG, HttpClientConfig
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -55,21 +63,36 @@ class FetchLimits:
     max_samples: int = 500_000  # lines; enforced by parse_wanted, carried here with the others
 
 
-def fetch_text(url: str, limits: FetchLimits) -> str:
+class _Endpoint(NamedTuple):
+    host: str
+    port: int
+    target: str  # the request target: path and query
+    tls: bool
+
+
+def fetch_text(url: str, limits: FetchLimits, client: HttpClientConfig = NO_CLIENT_CONFIG) -> str:
     """GET ``url`` (or read a ``file://`` exposition) and return its text, or raise FetchError."""
     if url.startswith("file://"):
         return read_file(url, limits)
-    host, port, target = _split(url)
+    end = _split(url)
+    headers = _headers(url, end, client)
+    tls = _tls_context(url, client) if end.tls else None
     deadline = time.monotonic() + limits.timeout_seconds
-    conn = _DeadlineConnection(host, port, deadline)
+    conn = _DeadlineConnection(end.host, end.port, deadline, tls, client.server_name or end.host)
     try:
         try:
             conn.connect()
         except TimeoutError as e:
             raise _timeout(url, limits) from e
+        except ssl.SSLCertVerificationError as e:  # untrusted, expired, or for another name
+            raise FetchError(f"{url}: TLS certificate refused: {e.verify_message or e.reason}", "tls") from e
+        except ssl.SSLError as e:  # no common protocol, not TLS at all
+            raise FetchError(f"{url}: TLS handshake failed: {e.reason or e}", "tls") from e
+        except ssl.CertificateError as e:
+            raise FetchError(f"{url}: TLS handshake failed: {e}", "tls") from e
         except OSError as e:  # refused, unreachable, DNS (socket.gaierror)
             raise FetchError(f"{url}: cannot connect: {e}", "connect") from e
-        body = _exchange(conn, target, url, limits)
+        body = _exchange(conn, end.target, url, limits, headers)
     except TimeoutError as e:
         raise _timeout(url, limits) from e
     except http.client.RemoteDisconnected as e:
@@ -88,30 +111,73 @@ def fetch_text(url: str, limits: FetchLimits) -> str:
         raise FetchError(f"{url}: body is not UTF-8 ({e.reason} at byte {e.start})", "decode") from None
 
 
-def _split(url: str) -> tuple[str, int, str]:
-    """(host, port, request target) of an http:// URL."""
+def _split(url: str) -> _Endpoint:
+    """Host, port and request target of an http:// or https:// URL."""
     if any(c <= " " or c > "~" for c in url):  # http.client would refuse it later, less clearly
         raise FetchError(f"{url!r}: invalid URL: spaces, control or non-ASCII characters", "connect")
     try:
         parts = urlsplit(url)
-        port = parts.port or 80
+        port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as e:
         raise FetchError(f"{url}: invalid URL: {e}", "connect") from None
-    if parts.scheme != "http" or not parts.hostname:
-        raise FetchError(f"{url}: only http://host[:port]/path URLs are supported", "connect")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError(f"{url}: only http(s)://host[:port]/path URLs are supported", "connect")
     if parts.username is not None:
         raise FetchError(f"{url}: credentials in the URL are not supported", "connect")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.hostname, port, target
+    return _Endpoint(parts.hostname, port, target, parts.scheme == "https")
+
+
+def _headers(url: str, end: _Endpoint, client: HttpClientConfig) -> dict[str, str]:
+    """The request headers: ours, plus the bearer token read now (tokens rotate)."""
+    if not client.bearer_token_file:
+        return _HEADERS
+    if not end.tls:
+        raise FetchError(f"{url}: a bearer token is only sent over https", "auth")
+    try:
+        with open(client.bearer_token_file, encoding="utf-8") as f:
+            token = f.read(64 * 1024).strip()
+    except (OSError, UnicodeDecodeError) as e:
+        why = getattr(e, "strerror", None) or e
+        raise FetchError(
+            f"{url}: cannot read bearer_token_file {client.bearer_token_file}: {why}", "auth"
+        ) from e
+    if not token or any(c in token for c in "\r\n"):
+        raise FetchError(
+            f"{url}: bearer_token_file {client.bearer_token_file} holds no single-line token", "auth"
+        )
+    return {**_HEADERS, "Authorization": f"Bearer {token}"}
+
+
+def _tls_context(url: str, client: HttpClientConfig) -> ssl.SSLContext:
+    """The client's TLS context, rebuilt when its CA file changes on disk (rotation)."""
+    try:
+        mtime = os.stat(client.ca_file).st_mtime_ns if client.ca_file else 0
+        return _context(client.ca_file, mtime, client.insecure_skip_verify)
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError: a file that is no PEM bundle
+        raise FetchError(f"{url}: cannot use ca_file {client.ca_file}: {e}", "tls") from e
+
+
+@lru_cache(maxsize=64)
+def _context(ca_file: str, _mtime_ns: int, insecure: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.sslsocket_class = _DeadlineTlsSocket
+    return context
 
 
 def _timeout(url: str, limits: FetchLimits) -> FetchError:
     return FetchError(f"{url}: no complete response within {limits.timeout_seconds:g} s", "timeout")
 
 
-def _exchange(conn: http.client.HTTPConnection, target: str, url: str, limits: FetchLimits) -> bytes:
+def _exchange(
+    conn: http.client.HTTPConnection, target: str, url: str, limits: FetchLimits, headers: dict[str, str]
+) -> bytes:
     """Send the request, check the response head, read the body within the cap."""
-    conn.request("GET", target, headers=_HEADERS)
+    conn.request("GET", target, headers=headers)
     # "Connection: close" hands the socket to the response: closing it is ours to do.
     with conn.getresponse() as resp:
         _check_head(resp, url)
@@ -232,19 +298,58 @@ class _DeadlineSocket(socket.socket):
         super().sendall(data, flags)
 
 
-class _DeadlineConnection(http.client.HTTPConnection):
-    """An HTTPConnection whose socket obeys one deadline for connect, send and receive."""
+class _DeadlineTlsSocket(ssl.SSLSocket):
+    """The TLS twin of _DeadlineSocket: the handshake, sends and receives share the deadline."""
 
-    def __init__(self, host: str, port: int, deadline: float) -> None:
+    deadline: float
+
+    def _arm(self) -> None:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("deadline passed")
+        self.settimeout(remaining)
+
+    def do_handshake(self, block: bool = False) -> None:
+        self._arm()
+        super().do_handshake(block)
+
+    def recv_into(self, buffer: WriteableBuffer, nbytes: int | None = None, flags: int = 0) -> int:
+        self._arm()
+        return super().recv_into(buffer, nbytes, flags)
+
+    def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
+        self._arm()
+        super().sendall(data, flags)
+
+
+class _DeadlineConnection(http.client.HTTPConnection):
+    """An HTTP(S) connection whose socket obeys one deadline for connect, handshake, send and receive."""
+
+    def __init__(
+        self, host: str, port: int, deadline: float, tls: ssl.SSLContext | None = None, server_name: str = ""
+    ) -> None:
         super().__init__(host, port, timeout=max(deadline - time.monotonic(), 0.001))
         self._deadline = deadline
+        self._tls = tls
+        self._server_name = server_name or host
 
     def connect(self) -> None:
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("deadline passed before connecting")
         raw = socket.create_connection((self.host, self.port), timeout=remaining)
-        self.sock = _DeadlineSocket.adopt(raw, self._deadline)
+        if self._tls is None:
+            self.sock = _DeadlineSocket.adopt(raw, self._deadline)
+            return
+        try:
+            tls = self._tls.wrap_socket(raw, server_hostname=self._server_name, do_handshake_on_connect=False)
+        except BaseException:
+            raw.close()
+            raise
+        assert isinstance(tls, _DeadlineTlsSocket)  # the context's sslsocket_class
+        tls.deadline = self._deadline
+        self.sock = tls
+        tls.do_handshake()
 
 
 def read_file(url: str, limits: FetchLimits) -> str:

@@ -14,12 +14,12 @@ from functools import lru_cache
 
 from exporter.errors import ParseError, SourceError
 from exporter.model import Buckets, ModelCounters, TargetScrape
-from exporter.settings import Target
+from exporter.settings import HttpClientConfig, Target
 from exporter.sources.servers import SERVERS, Series, ServerProfile, with_token_metric
 from exporter.sources.textformat import FetchLimits, Sample, fetch_text, has_prefix, parse_wanted
 
 log = logging.getLogger(__name__)
-Fetch = Callable[[str, FetchLimits], str]
+Fetch = Callable[[str, FetchLimits, HttpClientConfig], str]
 # Upstream label values become our label values: bound their length (cardinality and size).
 MAX_LABEL_LENGTH = 128
 _WANTED = {name: profile.wanted() for name, profile in SERVERS.items()}
@@ -152,7 +152,7 @@ def scrape(target: Target, limits: FetchLimits, fetch: Fetch = fetch_text) -> Ta
     if target.token_metric:  # a job's own token counter: nothing to detect
         server = "training"
     try:
-        text = fetch(target.url, limits)
+        text = fetch(target.url, limits, target.client)
         server = server or detect(text)
         models = read_payload(text, server, limits.max_samples, target.token_metric, target.adapter_label)
     except SourceError as e:

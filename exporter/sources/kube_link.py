@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 from exporter.model import Owner, Placement, SourceStatus
-from exporter.settings import StaticWorkload, Target
+from exporter.settings import NO_CLIENT_CONFIG, HttpClientConfig, StaticWorkload, Target
 from exporter.sources.cgroup import pod_of_pid
 from exporter.sources.kube_objects import PodInfo
 from exporter.sources.kube_targets import OwnerRules, owner_of, roles_of, targets_of, token_targets_of
@@ -43,9 +43,16 @@ class PodView(Protocol):
 
 class KubeLink:
     def __init__(
-        self, view: PodView, rules: OwnerRules, *, proc_root: str = "/proc", scrape: bool = True
+        self,
+        view: PodView,
+        rules: OwnerRules,
+        *,
+        proc_root: str = "/proc",
+        scrape: bool = True,
+        scrape_client: HttpClientConfig = NO_CLIENT_CONFIG,
     ) -> None:
         self._view = view
+        self._scrape_client = scrape_client
         self._rules = rules
         self._proc_root = proc_root
         self._scrape = scrape
@@ -121,7 +128,7 @@ class KubeLink:
         pods = [p for key, p in self._pods.items() if key not in declared]
         targets: Mapping[PodKey, list[Target]] = {}
         if self._scrape:
-            found, problems = targets_of(pods, self._rules)
+            found, problems = targets_of(pods, self._rules, self._scrape_client)
             targets = _by_pod(found)
             self._report(problems)
         tokens, problems = token_targets_of(pods)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from exporter.model import Owner
-from exporter.settings import Target
+from exporter.settings import NO_CLIENT_CONFIG, HttpClientConfig, Target
 from exporter.sources.kube_objects import PodInfo, parse_quantity
 
 PREFIX = "cpm-exporter.io/"
@@ -73,7 +73,10 @@ def owner_of(pod: PodInfo, rules: OwnerRules) -> Owner:
     return Owner(namespace=pod.namespace, pod=pod.name, team=team, model=model, workload=workload)
 
 
-def targets_of(pods: Iterable[PodInfo], rules: OwnerRules) -> Discovered:
+def targets_of(
+    pods: Iterable[PodInfo], rules: OwnerRules, https: HttpClientConfig = NO_CLIENT_CONFIG
+) -> Discovered:
+    """Scrape targets of the annotated pods; ``https`` is how to reach the https ones."""
     targets: list[Target] = []
     problems: list[Problem] = []
     for pod in pods:
@@ -96,7 +99,8 @@ def targets_of(pods: Iterable[PodInfo], rules: OwnerRules) -> Discovered:
         if adapter_label and not LABEL_NAME.fullmatch(adapter_label):
             problems.append((name, f"{ADAPTER_LABEL} {adapter_label!r} is not a Prometheus label name"))
             adapter_label = ""
-        targets.append(Target(name, url, owner, "auto", token_metric, adapter_label))
+        client = https if url.startswith("https://") else NO_CLIENT_CONFIG
+        targets.append(Target(name, url, owner, "auto", token_metric, adapter_label, client))
     return Discovered(tuple(targets), tuple(problems))
 
 

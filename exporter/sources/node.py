@@ -179,7 +179,8 @@ class DiscoveredNode:
         url = cfg.node_source.cadvisor_url
         lim = cfg.limits
         try:
-            text = self._fetch(url, FetchLimits(lim.timeout_seconds, lim.max_body_bytes, lim.max_samples))
+            limits = FetchLimits(lim.timeout_seconds, lim.max_body_bytes, lim.max_samples)
+            text = self._fetch(url, limits, cfg.node_source.cadvisor_client)
             sent = pod_transmit_bytes(text, max_samples=lim.max_samples)
         except SourceError as exc:
             if self._network is None or self._network.up:

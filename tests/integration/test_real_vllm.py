@@ -369,14 +369,21 @@ def test_exporter_counts_what_a_real_vllm_served(run: Run) -> None:
     # OutputProcessor.abort_requests), so request_success_total{finished_reason="abort"} stays
     # at 0 (that child counts aborts the engine itself decides). Its tokens are counted, below.
     # The exporter follows vLLM: one request fewer than the client sent, all its tokens.
+    # vLLM notices a hang-up only when a write fails; on a loaded machine the abandoned request
+    # can generate all its 200 tokens first, and then it is an ordinary finished request (seen in
+    # CI once). Both outcomes are vLLM's to choose; the exporter must follow either exactly.
     assert all(reason == "length" for r in completed for reason in r.finish_reasons), completed
     finished = {k: v for k, v in vllm_delta.finished.items() if v}
-    assert finished == {"length": choices}, (finished, choices)
-    # Output: every completed choice's tokens (usage sums the n choices), plus what vLLM counted
-    # for the abandoned request before the abort: at least the tokens its client saw, less than
-    # the 200 it asked for.
     generated_abandoned = vllm_delta.generation - sum(r.completion_tokens for r in completed)
-    assert abandoned.abandoned_after <= generated_abandoned < 200, (generated_abandoned, abandoned)
+    outran_hang_up = finished == {"length": choices + 1}
+    if outran_hang_up:
+        assert generated_abandoned == 200, (generated_abandoned, abandoned)
+    else:
+        assert finished == {"length": choices}, (finished, choices)
+        # Output: every completed choice's tokens (usage sums the n choices), plus what vLLM
+        # counted for the abandoned request before the abort: at least the tokens its client
+        # saw, less than the 200 it asked for.
+        assert abandoned.abandoned_after <= generated_abandoned < 200, (generated_abandoned, abandoned)
     # Input: usage.prompt_tokens counts the prompt once, but each of the n engine requests is
     # prefilled and counted (the second mostly from the prefix cache, still a prompt token in
     # vllm:prompt_tokens_total), plus the abandoned request's prompt, which was prefilled.
@@ -409,11 +416,13 @@ def test_exporter_counts_what_a_real_vllm_served(run: Run) -> None:
     # engine request's lengths once (n=2: two requests, the prompt each, half the completion
     # tokens each; the abandoned one not at all): its histograms hold exactly the client's list.
     lengths = [(r.prompt_tokens, r.completion_tokens // r.n) for r in completed for _ in range(r.n)]
+    if outran_hang_up:  # it finished: 200 tokens after its prompt
+        lengths.append((tokenized_length(vllm, PROMPTS[4]), 200))
     prompt_hist, output_hist = (
         per_bucket(vllm_delta.prompt_lengths),
         per_bucket(vllm_delta.generation_lengths),
     )
-    assert sum(prompt_hist.values()) == sum(output_hist.values()) == len(lengths) == choices
+    assert sum(prompt_hist.values()) == sum(output_hist.values()) == len(lengths) == choices + outran_hang_up
     price_in = ours.total("cpm_cost_by_direction_usd_total", pod=POD, direction="input") / got["input"]
     price_out = ours.total("cpm_cost_by_direction_usd_total", pod=POD, direction="output") / got["output"]
     percentiles = {

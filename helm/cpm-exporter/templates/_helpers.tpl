@@ -69,6 +69,22 @@ matches what is mounted (the schema forbids setting them in values).
 {{- $_ := set $kube "podresources_socket" (ternary (include "cpm-exporter.podresourcesSocket" .) "" .Values.podResources.enabled) }}
 {{- $_ := set $kube "proc_root" (ternary "/host/proc" "/proc" .Values.hostProc.enabled) }}
 {{- $_ = set $config "kubernetes" $kube }}
+{{- if .Values.cadvisor.enabled }}
+{{- $node := deepCopy (default (dict) (get $config "node_source")) }}
+{{- if or (hasKey $node "cadvisor_url") (hasKey $node "cadvisor_https") }}
+{{- fail "cadvisor.enabled sets config.node_source.cadvisor_url and cadvisor_https: leave them unset" }}
+{{- end }}
+{{- /* ${HOST_IP} is expanded by the exporter from the pod's environment (downward API). */}}
+{{- $_ := set $node "cadvisor_url" (printf "https://${HOST_IP}:%v/metrics/cadvisor" .Values.cadvisor.port) }}
+{{- $https := dict "bearer_token_file" "/var/run/secrets/kubernetes.io/serviceaccount/token" }}
+{{- if .Values.cadvisor.insecureSkipVerify }}
+{{- $_ := set $https "insecure_skip_verify" true }}
+{{- else if .Values.cadvisor.caFile }}
+{{- $_ := set $https "ca_file" .Values.cadvisor.caFile }}
+{{- end }}
+{{- $_ := set $node "cadvisor_https" $https }}
+{{- $_ = set $config "node_source" $node }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 
