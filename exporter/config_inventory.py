@@ -207,7 +207,7 @@ def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) ->
         server = yn.optional(m, "server", here, choice_reader(p, servers, "server"), "auto")
         name = yn.optional(m, "name", here, text_reader(p), default_name)
         metric = yn.optional(m, "token_metric", here, lambda path, n: _metric_name(p, n, path), "")
-        adapter = yn.optional(m, "adapter_label", here, lambda path, n: _label_name(p, n, path), "")
+        adapter = yn.optional(m, "adapter_label", here, lambda path, n: _adapter_label(p, n, path), "")
         if metric and server not in ("auto", "training"):
             p.add(
                 f"{here}.token_metric", m["token_metric"], f"is for training targets, not server {server!r}"
@@ -220,12 +220,24 @@ def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) ->
     return out
 
 
-def _label_name(p: Problems, node: Node, path: str) -> str | None:
+def _adapter_label(p: Problems, node: Node, path: str) -> str | None:
     name = yn.text(p, node, path)
-    if name is not None and not _LABEL_NAME.fullmatch(name):
-        p.add(path, node, f"is not a Prometheus label name, got {name!r}")
+    if name is None:
+        return None
+    problem = adapter_label_problem(name)
+    if problem:
+        p.add(path, node, problem)
         return None
     return name
+
+
+def adapter_label_problem(name: str) -> str:
+    """Why ``name`` cannot name the adapter label ("" if it can): histogram and reserved labels."""
+    if not _LABEL_NAME.fullmatch(name):
+        return f"is not a Prometheus label name, got {name!r}"
+    if name in ("le", "quantile") or name.startswith("__"):
+        return f"{name!r} is a label Prometheus reserves for histograms, summaries or itself"
+    return ""
 
 
 def _metric_name(p: Problems, node: Node, path: str) -> str | None:

@@ -515,6 +515,7 @@ def test_an_inference_target_may_name_its_adapter_label() -> None:
             '{url: "http://a:1/m", server: training, adapter_label: lora}',
             "is for inference targets, not training",
         ),
+        ('{url: "http://a:1/m", adapter_label: le}', "'le' is a label Prometheus reserves"),
     ],
 )
 def test_a_bad_adapter_label_is_refused(target: str, expected: str) -> None:

@@ -312,6 +312,7 @@ def test_an_adapter_label_files_each_adapters_tokens_under_its_name() -> None:
     }  # fmt: skip
     assert models["sql"].requests == 3 and models["base"].running == 2  # the gauge has no adapter
     (merged,) = read_payload(SGLANG_LORA, "sglang", 100)  # without it: one model, every token
+    assert read_payload(SGLANG_LORA, "sglang", 100, adapter_label="model_name") == [merged]  # the model's own
     assert (merged.model, merged.input_tokens, merged.output_tokens) == ("base", 450, 45)
 
 

@@ -106,10 +106,19 @@ def test_target_from_prometheus_annotations() -> None:
 def test_an_adapter_label_annotation_is_checked_and_kept() -> None:
     lora = pod("lora-0", annotations={**SCRAPE, "cpm-exporter.io/adapter-label": " lora "})
     odd = pod("odd-0", annotations={**SCRAPE, "cpm-exporter.io/adapter-label": "lora-name"})
-    targets, problems = targets_of([lora, odd], OwnerRules())
-    assert [(t.name, t.adapter_label) for t in targets] == [("ml/lora-0", "lora"), ("ml/odd-0", "")]
+    le = pod("le-0", annotations={**SCRAPE, "cpm-exporter.io/adapter-label": "le"})
+    train = {**SCRAPE, "cpm-exporter.io/adapter-label": "lora", "cpm-exporter.io/workload": "training"}
+    targets, problems = targets_of([lora, odd, le, pod("train-0", annotations=train)], OwnerRules())
+    assert [(t.name, t.adapter_label) for t in targets] == [
+        ("ml/lora-0", "lora"), ("ml/odd-0", ""), ("ml/le-0", ""), ("ml/train-0", ""),
+    ]  # fmt: skip
     assert problems == (
-        ("ml/odd-0", "cpm-exporter.io/adapter-label 'lora-name' is not a Prometheus label name"),
+        ("ml/odd-0", "cpm-exporter.io/adapter-label: is not a Prometheus label name, got 'lora-name'"),
+        (
+            "ml/le-0",
+            "cpm-exporter.io/adapter-label: 'le' is a label Prometheus reserves for histograms, summaries or itself",
+        ),
+        ("ml/train-0", "cpm-exporter.io/adapter-label: is for inference pods, not training"),
     )
 
 

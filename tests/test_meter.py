@@ -349,3 +349,22 @@ def test_finished_requests_are_counted_per_reason_with_resets() -> None:
     v = line(snap, "a-0")
     assert v.totals.requests_by_reason == {"stop": 5 + 4, "abort": 2 + 0}
     assert v.totals.requests == 7 + 4
+
+
+def test_a_model_missing_from_one_payload_loses_nothing_and_one_gone_for_long_is_forgotten() -> None:
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+    both = (counters("llama", 100, 10), counters("lora-a", 50, 5))
+    run(m, (g, p, (scrape(A, *both),)))
+    t = T0 + 10 * S
+    snap = m.tick(TickInput(t, t + 10 * S, "n", g, p, (scrape(A, counters("llama", 200, 20)),)), PRICES, 60)
+    t += 10 * S
+    back = (counters("llama", 200, 20), counters("lora-a", 90, 9))  # back: its 40 + 4 count
+    snap = m.tick(TickInput(t, t + 10 * S, "n", g, p, (scrape(A, *back),)), PRICES, 60)
+    assert line(snap, "a-0", "lora-a").totals.input_tokens == 40
+    keys = lambda: {k[1] for k in m._tokens._last}  # noqa: E731
+    assert keys() == {"llama", "lora-a"}
+    for _ in range(62):  # 620 s of scrapes without the adapter (a restart dropped it)
+        t += 10 * S
+        m.tick(TickInput(t, t + 10 * S, "n", g, p, (scrape(A, counters("llama", 200, 20)),)), PRICES, 60)
+    assert keys() == {"llama"}

@@ -21,10 +21,11 @@ from exporter.meter.ledger import Meter, MeterSnapshot
 from exporter.meter.request_cost import LengthWindow, bucket_quantile, cost_quantiles
 from exporter.model import GpuSample, Owner, Placement, TargetScrape, TickInput
 from exporter.pricing import GpuPrice, PricingConfig
-from exporter.simulation import SimEngine
+from exporter.simulation import VLLM_LENGTHS, SimEngine
 from exporter.sources.inference import read_payload
 
 INF = math.inf
+VLLM_BOUNDS = (*VLLM_LENGTHS, INF)
 T0 = 1_767_225_600 * 10**9
 S = 10**9
 H100 = GpuPrice("H100", "on_demand", Decimal("3.60"), "config", "test")  # $0.001 per GPU-second
@@ -63,8 +64,10 @@ def test_bucket_increase_is_per_bucket_growth_with_resets_taken_whole() -> None:
     # A restart: a new created time, a falling count, or another layout counts the new reading.
     assert bucket_increase((b2, 1.0), (b1, 2.0)) == ((10.0, 2.0), (100.0, 3.0), (INF, 1.0))
     assert bucket_increase((b2, None), (b1, None)) == ((10.0, 2.0), (100.0, 3.0), (INF, 1.0))
-    other = ((50.0, 1.0), (INF, 1.0))
+    other = ((50.0, 1.0), (INF, 1.0))  # fewer requests than before: a restart with new bounds
     assert bucket_increase((b1, None), (other, None)) == ((50.0, 1.0), (INF, 0.0))
+    lost_line = ((10.0, 3.0), (INF, 12.0))  # same life, a bucket line missing: a baseline, not 12 new
+    assert bucket_increase((b2, 1.0), (lost_line, 1.0)) == ()
     # Each bound grew, but the low one more than the high one: only a restart does that.
     grew_unevenly = ((10.0, 5.0), (100.0, 6.0), (INF, 7.0))
     assert bucket_increase((b1, None), (grew_unevenly, None)) == ((10.0, 5.0), (100.0, 1.0), (INF, 1.0))
@@ -79,6 +82,7 @@ def random_histograms(seed: int, n: int) -> list[dict[float, float]]:
         {10.0: 0.0, 20.0: 5.0, INF: 0.0},  # the empty bucket below still starts the interpolation
         {10.0: 1.0, INF: 9.0},  # most ranks in +Inf: the highest finite bound
         {1.0: 4.0, INF: 0.0},
+        {-10.0: 1.0, -5.0: 10.0, INF: 0.0},  # only a first bound <= 0 is returned as it is
     ]
     for _ in range(n):
         bounds = sorted(rng.sample([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 40.95, 4095.0000000000005], 6))
@@ -118,6 +122,7 @@ def test_bucket_quantile_has_no_value_without_observations_or_finite_bounds() ->
     assert bucket_quantile(0.5, {}) is None
     assert bucket_quantile(0.5, {10.0: 0.0, INF: 0.0}) is None
     assert bucket_quantile(0.5, {INF: 4.0}) is None
+    assert bucket_quantile(0.0, {10.0: 0.0, 20.0: 5.0, INF: 0.0}) is None  # PromQL: 0/0
 
 
 def window_of(prompt: dict[float, float], output: dict[float, float]) -> LengthWindow:
@@ -221,6 +226,8 @@ def test_quantiles_cover_the_window_and_a_restart_counts_from_zero() -> None:
         sim.serve(150, 10)
     second = quantiles(tick(meter, sim, T0 + 20 * S))  # twenty requests alike, none negative
     assert first and second and second[0.5] > 0
+    (line,) = meter._lengths
+    assert sum(meter._lengths[line].prompt.values()) == sum(meter._lengths[line].output.values()) == 20
     snap = tick(meter, sim, T0 + 90 * S)  # both ticks with requests left the 60 s window
     assert quantiles(snap) == {}
     assert snap.rejected == {}
@@ -257,3 +264,32 @@ def test_a_broken_histogram_is_rejected_alone_and_tokens_still_count() -> None:
 
 def _fields(m: object) -> dict[str, object]:
     return {name: getattr(m, name) for name in m.__slots__}  # type: ignore[attr-defined]
+
+
+def test_data_parallel_engines_merge_into_one_line_bucket_by_bucket() -> None:
+    """vLLM's engines are read apart (each restarts alone) and their buckets add up per line."""
+    meter, engines = Meter("n"), [SimEngine("llama", engine="vllm", clock=0.0) for _ in range(2)]
+
+    def both(t: int) -> MeterSnapshot:
+        texts = [e.text().replace('engine="0"', f'engine="{i}"') for i, e in enumerate(engines)]
+        models = tuple(read_payload("".join(texts), "vllm", 100_000))
+        assert [m.instance for m in models] == ["0", "1"]
+        inp = TickInput(t, t + 10 * S, "n", (GpuSample("0", "H100", "on_demand"),), (Placement("0", A),),
+                        (TargetScrape("a", A, "vllm", True, models),))  # fmt: skip
+        return meter.tick(inp, PRICES, 60)
+
+    both(T0)
+    for _ in range(30):
+        engines[0].serve(150, 10)  # prompt (100, 200], output (5, 10]
+    for _ in range(10):
+        engines[1].serve(800, 300)  # prompt (500, 1000], output (200, 500]
+    snap = both(T0 + 10 * S)
+    (line,) = meter._lengths
+    assert meter._lengths[line].prompt == {**dict.fromkeys(VLLM_BOUNDS, 0.0), 200.0: 30.0, 1000.0: 10.0}
+    (view,) = snap.lines
+    t = view.totals
+    price_in, price_out = t.cost_input / 1e9 / t.input_tokens, t.cost_output / 1e9 / t.output_tokens
+    # p50 is among the short requests (rank 20 of 40), p90 among the long ones (rank 36: 6th of 10).
+    got = quantiles(snap)
+    assert got[0.5] == pytest.approx(price_in * (100 + 100 * 20 / 30) + price_out * (5 + 5 * 20 / 30))
+    assert got[0.9] == pytest.approx(price_in * (500 + 500 * 6 / 10) + price_out * (200 + 300 * 6 / 10))

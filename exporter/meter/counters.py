@@ -74,8 +74,8 @@ def bucket_increase(
     """Observations per bucket between two readings (bounds, created) of one valid histogram.
 
     The same rules as ``delta`` for every bucket at once: a first reading is a baseline, and
-    a restart (new ``created``, a falling count, or a changed layout) counts the new reading
-    whole. The result is per bucket (count in ``(previous bound, bound]``); () when no
+    a restart (new ``created``, a falling count) counts the new reading whole. New bounds with
+    neither are a new baseline: counting a lifetime of requests as this tick's would be wrong. The result is per bucket (count in ``(previous bound, bound]``); () when no
     observation was added.
     """
     buckets, created = cur
@@ -85,11 +85,15 @@ def bucket_increase(
         grown = [n for _, n in buckets]
     else:
         old, old_created = prev
-        same = len(old) == len(buckets) and all(a[0] == b[0] for a, b in zip(old, buckets, strict=True))
-        grown = [n - o for (_, n), (_, o) in zip(buckets, old, strict=True)] if same else []
         moved = old_created is not None and created is not None and created != old_created
-        if not same or moved or any(g < 0 for g in grown) or _falls(grown):
+        if moved or buckets[-1][1] < old[-1][1]:  # a restart: everything now is new
             grown = [n for _, n in buckets]
+        elif len(old) != len(buckets) or any(a[0] != b[0] for a, b in zip(old, buckets, strict=True)):
+            return ()  # new bounds, same life (a config change, a lost line): a new baseline
+        else:
+            grown = [n - o for (_, n), (_, o) in zip(buckets, old, strict=True)]
+            if any(g < 0 for g in grown) or _falls(grown):  # only a restart does that
+                grown = [n for _, n in buckets]
     if not grown[-1]:
         return ()  # no request finished
     # Every bound stays, empty buckets too: interpolation starts at the bound below.

@@ -84,13 +84,15 @@ def bucket_quantile(q: float, counts: Counts) -> float | None:
     if total <= 0 or not bounds or bounds[0] == float("inf"):
         return None
     rank, below, start = q * total, 0.0, 0.0
-    for le in bounds:
+    for i, le in enumerate(bounds):
         n = counts[le]
         if le == float("inf"):
             return start  # the highest finite bound
         if below + n >= rank:
-            if le <= 0:
+            if i == 0 and le <= 0:
                 return le
+            if n == 0:  # q = 0 on an empty bucket: PromQL's 0/0, no value
+                return None
             return start + (le - start) * ((rank - below) / n)  # PromQL's order of operations
         below += n
         start = le

@@ -30,6 +30,7 @@ COUNTER_FIELDS = (
     "itl_count",
 )
 LENGTH_FIELDS = ("prompt_lengths", "generation_lengths")
+STALE_SERIES_S = 600.0  # a model a target stopped exporting this long ago is forgotten
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,9 @@ class TokenMeter:
         self._last: dict[tuple[str, str, str, str], Reading] = {}
         self._last_buckets: dict[tuple[str, str, str, str], tuple[Buckets, float | None]] = {}
         self._seen_s: dict[str, float] = {}  # target → end of the tick of its last good reading
+        # target → (model, instance) → when its counters were last in a good reading: series a
+        # target stopped exporting (a restart's old adapters) are forgotten after a while.
+        self._series_s: dict[str, dict[tuple[str, str], float]] = {}
 
     def tick(self, scrapes: Iterable[TargetScrape], start_s: float, dt_s: float) -> TokenTick:
         deltas: list[ModelDelta] = []
@@ -117,6 +121,7 @@ class TokenMeter:
                 baselined.add(pod)
             elapsed_s = max(dt_s, now_s - self._seen_s.get(scrape.target, now_s))
             self._seen_s[scrape.target] = now_s
+            self._forget_stale_series(scrape, now_s)
             for m in scrape.models:
                 d, n_resets, jump = self._model_delta(scrape, m, start_s, elapsed_s)
                 resets[scrape.target] += n_resets
@@ -182,7 +187,26 @@ class TokenMeter:
         self._last_buckets[key] = (buckets, m.created)
         return grown
 
+    def _forget_stale_series(self, scrape: TargetScrape, now_s: float) -> None:
+        """Drop the last readings of a target's models unseen for STALE_SERIES_S (bounded memory).
+
+        Not at once: a model missing from one payload keeps its baseline, so nothing is lost
+        when it comes back; one gone for that long re-baselines, as a new series would.
+        """
+        seen = self._series_s.setdefault(scrape.target, {})
+        for m in scrape.models:
+            seen[(m.model, m.instance)] = now_s
+        stale = {k for k, at in seen.items() if now_s - at > STALE_SERIES_S}
+        if stale:
+            for k in stale:
+                del seen[k]
+            self._last = {k: v for k, v in self._last.items() if k[0] != scrape.target or k[1:3] not in stale}
+            self._last_buckets = {
+                k: v for k, v in self._last_buckets.items() if k[0] != scrape.target or k[1:3] not in stale
+            }
+
     def forget_targets(self, keep: set[str]) -> None:
         self._last = {k: v for k, v in self._last.items() if k[0] in keep}
         self._last_buckets = {k: v for k, v in self._last_buckets.items() if k[0] in keep}
         self._seen_s = {k: v for k, v in self._seen_s.items() if k in keep}
+        self._series_s = {k: v for k, v in self._series_s.items() if k in keep}

@@ -53,6 +53,8 @@ def read_payload(
     (LoRA) as its own model; samples without it stay with the base model.
     """
     profile, wanted = profile_of(server, token_metric)
+    if adapter_label in (profile.model_label, profile.instance_label, profile.finish_reason_label):
+        adapter_label = ""  # a label the profile reads for something else never names an adapter
     by_model: dict[tuple[str, str], Indexed] = defaultdict(lambda: defaultdict(list))
     unlabelled: Indexed = defaultdict(list)  # e.g. process_start_time_seconds: shared by all
     for sample in parse_wanted(text, wanted, max_samples=max_samples):

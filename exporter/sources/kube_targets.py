@@ -19,16 +19,17 @@ Model from the ``model`` label, else the ``cpm-exporter.io/model`` annotation, e
 Which pods are scraped follows the common Prometheus convention: ``prometheus.io/scrape:
 "true"``, ``prometheus.io/port`` (required), ``prometheus.io/path`` (default /metrics) and
 ``prometheus.io/scheme`` (http or https), for Running pods with an IP that are not being
-deleted. A bad annotation skips the pod and is returned as a problem for the caller to log.
+deleted. A bad annotation skips the pod and is returned as a problem for the caller to log;
+a bad adapter-label annotation only drops the label (the pod's tokens go to its base model).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from exporter.config_inventory import adapter_label_problem
 from exporter.model import Owner
 from exporter.settings import NO_CLIENT_CONFIG, HttpClientConfig, Target
 from exporter.sources.kube_objects import PodInfo, parse_quantity
@@ -43,7 +44,6 @@ TARGET_TOKENS = PREFIX + "target-tokens"
 ROLE = PREFIX + "role"
 SCRAPE, PORT, PATH, SCHEME = (f"prometheus.io/{k}" for k in ("scrape", "port", "path", "scheme"))
 
-LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 Problem = tuple[str, str]  # ("namespace/pod", message)
 
 
@@ -96,8 +96,11 @@ def targets_of(
         owner = owner_of(pod, rules)
         token_metric = notes.get(TOKEN_METRIC, "").strip()
         adapter_label = notes.get(ADAPTER_LABEL, "").strip()
-        if adapter_label and not LABEL_NAME.fullmatch(adapter_label):
-            problems.append((name, f"{ADAPTER_LABEL} {adapter_label!r} is not a Prometheus label name"))
+        why = adapter_label_problem(adapter_label) if adapter_label else ""
+        if not why and adapter_label and (token_metric or owner.workload == "training"):
+            why = "is for inference pods, not training"
+        if why:  # the pod is still scraped: its tokens count under the base model
+            problems.append((name, f"{ADAPTER_LABEL}: {why}"))
             adapter_label = ""
         client = https if url.startswith("https://") else NO_CLIENT_CONFIG
         targets.append(Target(name, url, owner, "auto", token_metric, adapter_label, client))

@@ -80,7 +80,7 @@ class DiscoveredNode:
         self._holdings = holdings  # the kubelet's PodResources List, when it can be asked
         self._kubelet: SourceStatus | None = None
         self._holders: dict[tuple[str, str], Owner] = {}
-        self._host_network_logged: set[tuple[str, str]] = set()
+        self._host_network: set[tuple[str, str]] = set()  # billed pods known to use hostNetwork
         self._network: SourceStatus | None = None
         self._static = StaticInventory()
         self._units: tuple[GpuUnit, ...] = ()
@@ -164,16 +164,19 @@ class DiscoveredNode:
             base = usage.get(pod) or PodUsage(owner)
             bytes_sent = None if self._on_host_network(pod) else sent.get(pod)
             usage[pod] = replace(base, transmit_bytes_total=bytes_sent)
+        self._host_network &= owners.keys()
         return tuple(usage.values())
 
     def _on_host_network(self, pod: tuple[str, str]) -> bool:
-        """A hostNetwork pod's cAdvisor bytes are the whole node's: never billed as its egress."""
-        if self._kube is None or not self._kube.host_network(pod):
-            return False
-        if pod not in self._host_network_logged:
-            self._host_network_logged.add(pod)
+        """A hostNetwork pod's cAdvisor bytes are the whole node's: never billed as its egress.
+
+        Sticky while the pod is billed: a watch gap that forgets the pod must not bill a tick
+        of the node's bytes (spec.hostNetwork cannot change in a pod's life).
+        """
+        if self._kube is not None and pod not in self._host_network and self._kube.host_network(pod):
+            self._host_network.add(pod)
             log.info("pod=%s/%s uses hostNetwork: its bytes sent are the node's, not billed as egress", *pod)
-        return True
+        return pod in self._host_network
 
     def _sent(self, cfg: ExporterConfig) -> dict[tuple[str, str], float]:
         url = cfg.node_source.cadvisor_url
