@@ -71,36 +71,18 @@ def vllm(sim: SimEngine) -> str:
             for r, n in sim.success.items()
         ],
     )
-    t.family(
-        "vllm:inter_token_latency_seconds",
-        "histogram",
-        "Histogram of inter-token latency in seconds.",
-        sim.itl.lines("vllm:inter_token_latency_seconds", lab),
-    )
-    t.family(
-        "vllm:request_prefill_time_seconds",
-        "histogram",
-        "Histogram of time spent in PREFILL phase for request.",
-        sim.prefill.lines("vllm:request_prefill_time_seconds", lab),
-    )
-    t.family(
-        "vllm:request_decode_time_seconds",
-        "histogram",
-        "Histogram of time spent in DECODE phase for request.",
-        sim.decode.lines("vllm:request_decode_time_seconds", lab),
-    )
-    t.family(
-        "vllm:request_prompt_tokens",
-        "histogram",
-        "Number of prefill tokens processed.",
-        sim.prompt_lengths.lines("vllm:request_prompt_tokens", lab),
-    )
-    t.family(
-        "vllm:request_generation_tokens",
-        "histogram",
-        "Number of generation tokens processed.",
-        sim.output_lengths.lines("vllm:request_generation_tokens", lab),
-    )
+    for name, help_, histogram in (
+        ("inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", sim.itl),
+        (
+            "request_prefill_time_seconds",
+            "Histogram of time spent in PREFILL phase for request.",
+            sim.prefill,
+        ),
+        ("request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", sim.decode),
+        ("request_prompt_tokens", "Number of prefill tokens processed.", sim.prompt_lengths),
+        ("request_generation_tokens", "Number of generation tokens processed.", sim.output_lengths),
+    ):
+        t.family(f"vllm:{name}", "histogram", help_, histogram.lines(f"vllm:{name}", lab))
     return t.done()
 
 
