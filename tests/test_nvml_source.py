@@ -207,7 +207,7 @@ def test_a_driver_that_is_not_there_yet_is_retried_and_reported_down(fake_nvml: 
 
 
 def test_slices_no_instance_uses_are_a_unit_of_their_own_so_the_whole_gpu_is_paid(
-    fake_nvml: FakeNvml, reader: NvmlReader
+    fake_nvml: FakeNvml,
 ) -> None:
     fake_nvml.use(
         Scenario(
@@ -218,12 +218,15 @@ def test_slices_no_instance_uses_are_a_unit_of_their_own_so_the_whole_gpu_is_pai
             ],
         )
     )
-    reader.open()
-    units = reader.read_gpu(0)
-    assert [(u.unit_id, u.index, u.price_share) for u in units] == [
-        ("MIG-aaaa", "0/gi1", Fraction(3, 7)),
-        ("MIG-bbbb", "0/gi2", Fraction(3, 7)),
-        (f"{U0}/unused", "0/unused", Fraction(1, 7)),
+    gpus = NvmlGpus(NvmlPoller(NvmlReader(), poll_seconds=3600))
+    try:
+        units = gpus.units(load_config_text("node: n\n"))
+    finally:
+        gpus.close()
+    assert [(u.unit_id, u.index, u.price_share, u.parent) for u in units] == [
+        ("MIG-aaaa", "0/gi1", Fraction(3, 7), U0),
+        ("MIG-bbbb", "0/gi2", Fraction(3, 7), U0),
+        (f"{U0}/unused", "0/unused", Fraction(1, 7), U0),
     ]
     assert sum(u.power_watts or 0 for u in units) == pytest.approx(700.0)  # the idle slice's power too
 

@@ -16,6 +16,7 @@ from exporter.settings import ExporterConfig
 from exporter.sources.dcgm import DcgmUnit, read_dcgm
 from exporter.sources.fetch import FetchLimits, fetch_text
 from exporter.sources.inference import Fetch
+from exporter.sources.mig import with_unused_slices
 from exporter.sources.node import GpuUnit
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class DcgmGpus:
             self._last = tuple(replace(u, utilization=None) for u in self._last)
             return self._last
         self._status = SourceStatus(self.name, True)
-        self._last = _with_unused([_unit(u) for u in reading.units])
+        self._last = with_unused_slices(tuple(_unit(u) for u in reading.units))
         return self._last
 
     def status(self) -> SourceStatus:
@@ -77,28 +78,8 @@ def _unit(u: DcgmUnit) -> GpuUnit:
         price_share=share,
         profile=u.mig_profile or "",
         holders=tuple((h.namespace, h.pod) for h in u.holders),
+        parent=u.uuid if u.mig_profile is not None else "",
     )
-
-
-def _with_unused(units: list[GpuUnit]) -> tuple[GpuUnit, ...]:
-    """Per MIG GPU, the slices no instance uses as a unit of their own (idle, still paid);
-    shares over the whole GPU are scaled to it, so a GPU is never billed twice."""
-    by_parent: dict[str, list[GpuUnit]] = {}
-    for u in units:
-        if u.profile:
-            by_parent.setdefault(u.unit_id.split("/gi")[0], []).append(u)
-    out = list(units)
-    for parent, migs in by_parent.items():
-        used = sum((u.price_share for u in migs), Fraction(0))
-        if used > 1:
-            log.warning("gpu=%s MIG instances claim %s of the GPU; scaling their shares to 1", parent, used)
-            out = [replace(u, price_share=u.price_share / used) if u in migs else u for u in out]
-        elif used < 1:
-            first = migs[0]
-            index = first.index.split("/")[0]
-            out.append(GpuUnit(f"{parent}/unused", f"{index}/unused", first.name, price_share=1 - used,
-                               profile="unused"))  # fmt: skip
-    return tuple(out)
 
 
 def mig_share(profile: str, model_name: str) -> Fraction:

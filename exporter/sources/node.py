@@ -50,6 +50,7 @@ class GpuUnit:
     fault: str = ""
     pids: tuple[int, ...] = ()  # host PIDs of its compute processes (NVML)
     process_sm: tuple[tuple[int, float], ...] = ()  # (pid, SM use 0..1) where the driver samples it
+    parent: str = ""  # a MIG instance's GPU (its unit id): the instances and unused slices pay it whole
 
 
 class GpuReader(Protocol):

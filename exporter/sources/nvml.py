@@ -49,6 +49,7 @@ class NvmlUnit:
     pids: tuple[int, ...] = ()  # host PIDs of running compute processes
     process_sm: tuple[tuple[int, float], ...] = ()  # (pid, SM utilisation 0..1) samples
     fault: str = ""  # "" when every call answered; else the first failing call's error
+    parent: str = ""  # a MIG instance's GPU UUID
 
 
 def load_pynvml() -> ModuleType:
@@ -123,8 +124,8 @@ class NvmlReader:
             return replace(unit, fault=_fault(exc), utilization=None)
 
     def _read_migs(self, handle: Any, parent: NvmlUnit) -> tuple[NvmlUnit, ...]:
-        """One unit per MIG device, and one for the slices no instance uses (they idle, and are
-        paid for all the same). A failed instance faults the whole GPU: its last known units stay."""
+        """One unit per MIG device (``sources.mig`` adds the slices no instance uses). A failed
+        instance faults the whole GPU: its last known units stay."""
         nv = self._nvml
         units = []
         try:
@@ -141,7 +142,7 @@ class NvmlReader:
             return (replace(parent, fault=_fault(exc), utilization=None),)
         if not units:  # MIG mode on, no instance created: the GPU is billable but unusable
             return (replace(parent, profile="mig-no-instances"),)
-        return tuple(_share_device_readings(_with_unused(units, parent), parent))
+        return tuple(_share_device_readings(units, parent))  # the unused slices: sources.mig
 
     def _read_mig(self, mig: Any, parent: NvmlUnit, total_slices: int) -> NvmlUnit:
         nv = self._nvml
@@ -161,22 +162,8 @@ class NvmlReader:
             price_share=Fraction(slices, max(total_slices, slices)),
             profile=_profile(name),
             pids=_pids(nv, mig),
+            parent=parent.unit_id,
         )
-
-
-def _with_unused(units: list[NvmlUnit], parent: NvmlUnit) -> list[NvmlUnit]:
-    """Add the share no instance uses as its own unit (nobody holds it: idle); scale down if the
-    driver reports more than the whole GPU, so a GPU is never billed twice."""
-    used = sum((u.price_share for u in units), Fraction(0))
-    if used > 1:
-        log.warning(
-            "gpu=%s MIG instances report %s of the GPU; scaling their shares to 1", parent.unit_id, used
-        )
-        return [replace(u, price_share=u.price_share / used) for u in units]
-    if used < 1:
-        units.append(NvmlUnit(f"{parent.unit_id}/unused", f"{parent.index}/unused", parent.name,
-                              price_share=1 - used, profile="unused"))  # fmt: skip
-    return units
 
 
 def _share_device_readings(units: list[NvmlUnit], parent: NvmlUnit) -> list[NvmlUnit]:

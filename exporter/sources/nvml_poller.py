@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 from exporter.model import SourceStatus
 from exporter.settings import ExporterConfig
+from exporter.sources.mig import with_unused_slices
 from exporter.sources.node import GpuUnit
 from exporter.sources.nvml import NvmlReader, NvmlUnavailable, NvmlUnit
 
@@ -224,10 +225,11 @@ class NvmlGpus:
                     fault=u.fault,
                     pids=u.pids,
                     process_sm=u.process_sm,
+                    parent=u.parent,
                 )
             )
         self._seen = seen
-        return tuple(out)
+        return with_unused_slices(tuple(out))
 
     def _try_start(self) -> bool:
         """The driver may come up after us (GPU operator): retry NVML every ``retry_seconds``."""

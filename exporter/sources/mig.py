@@ -1,0 +1,63 @@
+"""A MIG GPU is paid whole: the slices no instance uses are a unit of their own (held by nobody).
+
+One rule for every reader (NVML, dcgm-exporter): group the instances by their parent GPU; if
+their shares exceed the GPU (a driver or exporter glitch), scale them down to it, so the GPU
+is never billed twice; if they fall short, add an ``unused`` unit for the rest, with its share
+of the parent's power and energy (owned hardware pays electricity for idle slices too).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from fractions import Fraction
+
+from exporter.sources.node import GpuUnit
+
+log = logging.getLogger(__name__)
+
+
+def with_unused_slices(units: tuple[GpuUnit, ...]) -> tuple[GpuUnit, ...]:
+    """``units`` with each MIG GPU's instances adding up to exactly the whole GPU."""
+    by_parent: dict[str, list[GpuUnit]] = {}
+    for u in units:
+        if u.parent:
+            by_parent.setdefault(u.parent, []).append(u)
+    out = list(units)
+    for parent, migs in by_parent.items():
+        used = sum((u.price_share for u in migs), Fraction(0))
+        if used > 1:
+            log.warning("gpu=%s MIG instances claim %s of the GPU; scaling their shares to 1", parent, used)
+            scaled = {id(u): _scaled(u, 1 / used) for u in migs}
+            out = [scaled.get(id(u), u) for u in out]
+        elif used < 1:
+            out.append(_unused(parent, migs, 1 - used))
+    return tuple(out)
+
+
+def _scaled(u: GpuUnit, factor: Fraction) -> GpuUnit:
+    f = float(factor)
+    return replace(
+        u,
+        price_share=u.price_share * factor,
+        power_watts=None if u.power_watts is None else u.power_watts * f,
+        energy_joules_total=None if u.energy_joules_total is None else u.energy_joules_total * f,
+    )
+
+
+def _unused(parent: str, migs: list[GpuUnit], share: Fraction) -> GpuUnit:
+    """The idle rest of ``parent``; its device readings from an instance's (each holds its share)."""
+    first = migs[0]
+    per_share = float(share / first.price_share) if first.price_share else 0.0
+    return GpuUnit(
+        f"{parent}/unused",
+        f"{first.index.split('/')[0]}/unused",
+        first.name,
+        power_watts=None if first.power_watts is None else first.power_watts * per_share,
+        energy_joules_total=None
+        if first.energy_joules_total is None
+        else first.energy_joules_total * per_share,
+        price_share=share,
+        profile="unused",
+        parent=parent,
+    )

@@ -1,0 +1,49 @@
+"""One rule for every reader: a MIG GPU's units add up to exactly the whole GPU."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from exporter.sources.mig import with_unused_slices
+from exporter.sources.node import GpuUnit
+
+
+def instance(gi: int, slices: int, *, watts: float | None = 700.0, joules: float | None = 7e6) -> GpuUnit:
+    share = Fraction(slices, 7)
+    f = float(share)  # readers give each instance its share of the parent's device readings
+    return GpuUnit(f"GPU-a/gi{gi}", f"0/gi{gi}", "NVIDIA H100 80GB HBM3", power_watts=None if watts is None else watts * f,
+                   energy_joules_total=None if joules is None else joules * f, price_share=share,
+                   profile=f"{slices}g.40gb", parent="GPU-a")  # fmt: skip
+
+
+def test_the_slices_no_instance_uses_are_an_idle_unit_with_their_share_of_power_and_energy() -> None:
+    whole = GpuUnit("GPU-b", "1", "NVIDIA H100 80GB HBM3", power_watts=500.0)
+    units = with_unused_slices((instance(1, 3), instance(2, 1), whole))
+    unused = units[-1]
+    assert (unused.unit_id, unused.index, unused.profile, unused.parent) == (
+        "GPU-a/unused",
+        "0/unused",
+        "unused",
+        "GPU-a",
+    )
+    assert unused.price_share == Fraction(3, 7)
+    assert unused.power_watts == pytest.approx(300.0) and unused.energy_joules_total == pytest.approx(3e6)
+    mig = [u for u in units if u.parent == "GPU-a"]
+    assert sum(u.price_share for u in mig) == 1
+    assert sum(u.power_watts or 0 for u in mig) == pytest.approx(700.0)  # the GPU's power, once
+    assert units[2] == whole  # a whole GPU is left as it is
+
+
+def test_instances_claiming_more_than_the_gpu_are_scaled_to_it() -> None:
+    units = with_unused_slices((instance(1, 4), instance(2, 4)))  # 8/7: a glitch
+    assert [u.price_share for u in units] == [Fraction(1, 2), Fraction(1, 2)]
+    assert sum(u.power_watts or 0 for u in units) == pytest.approx(700.0)
+    assert sum(u.energy_joules_total or 0 for u in units) == pytest.approx(7e6)
+
+
+def test_a_full_gpu_gets_no_unused_unit_and_unknown_readings_stay_unknown() -> None:
+    assert len(with_unused_slices((instance(1, 7),))) == 1
+    (_, unused) = with_unused_slices((instance(1, 3, watts=None, joules=None),))
+    assert unused.power_watts is None and unused.energy_joules_total is None
