@@ -96,7 +96,7 @@ def read_https(p: Problems, node: Node | None, at: str, url: str | None) -> Http
             node,
             "verifies nothing: drop ca_file and server_name, or this",
         )
-    if url is not None and client != NO_CLIENT_CONFIG and not url.startswith("https://"):
+    if url and client != NO_CLIENT_CONFIG and not url.startswith("https://"):  # "": reported already
         p.add(at, node, f"is for https:// URLs, got {url!r}")
     return client
 
