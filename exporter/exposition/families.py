@@ -107,6 +107,19 @@ def _node(fn: Callable[[ExportView], float | None]) -> Callable[[ExportView], It
     return rows
 
 
+def _on_node(
+    fn: Callable[[ExportView], Iterable[tuple[tuple[str, ...], float]]],
+) -> Callable[[ExportView], Iterable[Row]]:
+    """Node-local status families: the node label first, so a fleet tells nodes apart even
+    where Prometheus's ``instance`` is a pod IP."""
+
+    def rows(view: ExportView) -> Iterable[Row]:
+        node = (view.meter.node,)
+        return ((node, values, value) for values, value in fn(view))
+
+    return rows
+
+
 def _const(
     fn: Callable[[ExportView], Iterable[tuple[tuple[str, ...], float]]],
 ) -> Callable[[ExportView], Iterable[Row]]:
@@ -204,36 +217,36 @@ FAMILIES: tuple[Family, ...] = (
                              *((("team", k), float(x)) for k, x in v.status.pricing.budgets.teams.items())])),
     # -- self-metrics --------------------------------------------------------------------------
     Family("cpm_target_up", "gauge", "1 if the last scrape of an inference target succeeded.",
-           ("target", "server"), _const(lambda v: [((t.name, t.server), float(t.up)) for t in v.status.targets])),
+           ("node", "target", "server"), _on_node(lambda v: [((t.name, t.server), float(t.up)) for t in v.status.targets])),
     Family("cpm_source_up", "gauge", "1 if a node source (nvml, dcgm, inventory, kubernetes, podresources, cadvisor) answered on the last tick.",
-           ("source",), _const(lambda v: [((s.source,), float(s.up)) for s in v.status.sources])),
+           ("node", "source"), _on_node(lambda v: [((s.source,), float(s.up)) for s in v.status.sources])),
     Family("cpm_gpu_info", "gauge", "A discovered GPU unit (a GPU or MIG instance): its index, driver name, "
            "hardware type, MIG profile, which rule placed it (fraction, podresources, process, dcgm, static; "
            "empty: unallocated) and how its holders split it (whole, fraction, share, replicas, measured, equal).",
-           ("gpu", "index", "name", "hardware", "profile", "placed_by", "split"),
-           _const(lambda v: [((u.gpu_id, u.index, u.name, u.hardware, u.profile, u.placed_by, u.split), 1.0)
+           ("node", "gpu", "index", "name", "hardware", "profile", "placed_by", "split"),
+           _on_node(lambda v: [((u.gpu_id, u.index, u.name, u.hardware, u.profile, u.placed_by, u.split), 1.0)
                              for u in v.status.units])),
     Family("cpm_gpu_fault", "gauge", "1 for a GPU unit whose readings failed on the last tick (gpu_is_lost, hung, "
            "...): billed as held, never counted busy.",
-           ("gpu", "fault"), _const(lambda v: [((u.gpu_id, u.fault), 1.0) for u in v.status.units if u.fault])),
+           ("node", "gpu", "fault"), _on_node(lambda v: [((u.gpu_id, u.fault), 1.0) for u in v.status.units if u.fault])),
     Family("cpm_target_scrape_duration_seconds", "gauge", "Duration of the last scrape of a target.",
-           ("target",), _const(lambda v: [((t.name,), t.duration_seconds) for t in v.status.targets])),
+           ("node", "target"), _on_node(lambda v: [((t.name,), t.duration_seconds) for t in v.status.targets])),
     Family("cpm_target_scrape_errors_total", "counter", "Failed scrapes of a target, by reason.",
-           ("target", "reason"),
-           _const(lambda v: [((t.name, r), float(n)) for t in v.status.targets for r, n in sorted(t.errors.items())])),
+           ("node", "target", "reason"),
+           _on_node(lambda v: [((t.name, r), float(n)) for t in v.status.targets for r, n in sorted(t.errors.items())])),
     Family("cpm_upstream_resets_total", "counter", "Upstream counter resets seen (server restarts).",
-           ("target",), _const(lambda v: [((t,), float(n)) for t, n in sorted(v.meter.resets.items())])),
+           ("node", "target"), _on_node(lambda v: [((t,), float(n)) for t, n in sorted(v.meter.resets.items())])),
     Family("cpm_input_rejected_total", "counter", "Inputs rejected (NaN, Inf, negative, implausible jumps).",
-           ("source", "reason"),
-           _const(lambda v: [((s, r), float(n)) for (s, r), n in sorted(v.meter.rejected.items())])),
+           ("node", "source", "reason"),
+           _on_node(lambda v: [((s, r), float(n)) for (s, r), n in sorted(v.meter.rejected.items())])),
     Family("cpm_overflow_owners_total", "counter",
-           "Owner series folded into __overflow__ by the cardinality cap (money is kept).", (),
-           _const(lambda v: [((), float(v.meter.overflowed_owners))])),
-    Family("cpm_unpriced_gpu_seconds_total", "counter", "GPU-seconds with no price (charged nothing).", (),
-           _const(lambda v: [((), v.meter.unpriced_gpu_seconds)])),
-    Family("cpm_tick_duration_seconds", "gauge", "Duration of the last tick (sources, meter, render).", (),
-           _const(lambda v: [((), v.status.tick_seconds)])),
-    Family("cpm_ticks_total", "counter", "Ticks completed.", (), _const(lambda v: [((), float(v.status.ticks))])),
+           "Owner series folded into __overflow__ by the cardinality cap (money is kept).", ("node",),
+           _on_node(lambda v: [((), float(v.meter.overflowed_owners))])),
+    Family("cpm_unpriced_gpu_seconds_total", "counter", "GPU-seconds with no price (charged nothing).", ("node",),
+           _on_node(lambda v: [((), v.meter.unpriced_gpu_seconds)])),
+    Family("cpm_tick_duration_seconds", "gauge", "Duration of the last tick (sources, meter, render).", ("node",),
+           _on_node(lambda v: [((), v.status.tick_seconds)])),
+    Family("cpm_ticks_total", "counter", "Ticks completed.", ("node",), _on_node(lambda v: [((), float(v.status.ticks))])),
     Family("cpm_config_last_reload_successful", "gauge", "1 if the last config load succeeded.", (),
            _const(lambda v: [((), float(v.status.config_ok))])),
     Family("cpm_config_last_reload_success_timestamp_seconds", "gauge",
