@@ -23,9 +23,11 @@ from yaml.nodes import Node
 
 from exporter import yamlnodes as yn
 from exporter.settings import NO_CLIENT_CONFIG, HttpClientConfig
-from exporter.yamlnodes import Problems, key_path, text_reader
+from exporter.yamlnodes import Problems, key_path
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
 _HTTPS_FIELDS = ("ca_file", "insecure_skip_verify", "server_name", "bearer_token_file")
 
 
@@ -40,7 +42,7 @@ def read_url(p: Problems, node: Node, path: str) -> str | None:
         p.add(path, node, f"environment variable {', '.join(missing)} is not set, in {url!r}")
         return None
     raw = url
-    url = _ENV.sub(lambda m: _host(os.environ[m.group(1)], bracketed=raw[max(m.start() - 1, 0)] == "["), raw)
+    url = _ENV.sub(lambda m: _host(os.environ[m.group(1)], host=raw[: m.start()].endswith("://")), raw)
     if url.startswith("file:"):
         if not url.startswith("file:///") or len(url) <= len("file:///"):
             p.add(path, node, f"a file target is file:///absolute/path, got {url!r}")
@@ -66,13 +68,18 @@ def read_url(p: Problems, node: Node, path: str) -> str | None:
     return url
 
 
-def _host(value: str, *, bracketed: bool) -> str:
-    """An environment value as URL text: a bare IPv6 address gets its brackets (status.hostIP)."""
+def _host(value: str, *, host: bool) -> str:
+    """An environment value as URL text: a bare IPv6 address in the host position gets its
+    brackets (status.hostIP on an IPv6 node); anywhere else a value is left as it is."""
+    return f"[{value}]" if host and _is_ip(value, version=6) else value
+
+
+def _is_ip(text: str, version: int | None = None) -> bool:
     try:
-        v6 = ipaddress.ip_address(value).version == 6
+        address = ipaddress.ip_address(text)
     except ValueError:
-        v6 = False
-    return f"[{value}]" if v6 and not bracketed else value
+        return False
+    return version is None or address.version == version
 
 
 def read_https(p: Problems, node: Node | None, at: str, url: str | None) -> HttpClientConfig:
@@ -87,7 +94,7 @@ def read_https(p: Problems, node: Node | None, at: str, url: str | None) -> Http
         insecure_skip_verify=yn.optional(
             m, "insecure_skip_verify", at, lambda a, n: yn.boolean(p, n, a), False
         ),
-        server_name=yn.optional(m, "server_name", at, text_reader(p), ""),
+        server_name=yn.optional(m, "server_name", at, lambda a, n: _server_name(p, n, a), ""),
         bearer_token_file=yn.optional(m, "bearer_token_file", at, path, ""),
     )
     if client.insecure_skip_verify and (client.ca_file or client.server_name):
@@ -99,6 +106,15 @@ def read_https(p: Problems, node: Node | None, at: str, url: str | None) -> Http
     if url and client != NO_CLIENT_CONFIG and not url.startswith("https://"):  # "": reported already
         p.add(at, node, f"is for https:// URLs, got {url!r}")
     return client
+
+
+def _server_name(p: Problems, node: Node, at: str) -> str | None:
+    """A DNS name or an IP address: what a certificate can be issued for."""
+    name = yn.text(p, node, at)
+    if name is not None and not (_is_ip(name) or _HOSTNAME.fullmatch(name)):
+        p.add(at, node, f"is not a host name or IP address, got {name!r}")
+        return None
+    return name
 
 
 def _absolute_path(p: Problems, node: Node, at: str) -> str | None:

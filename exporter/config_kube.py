@@ -19,7 +19,7 @@ from yaml.nodes import Node, ScalarNode
 
 from exporter import yamlnodes as yn
 from exporter.config_http import read_https
-from exporter.settings import DEFAULT_PODRESOURCES_SOCKET, KubernetesConfig
+from exporter.settings import DEFAULT_PODRESOURCES_SOCKET, HttpClientConfig, KubernetesConfig
 from exporter.yamlnodes import Problems, key_path, text_reader
 
 AT = "kubernetes"
@@ -58,8 +58,22 @@ def read_kubernetes(p: Problems, node: Node | None) -> KubernetesConfig:
         ),
         proc_root=proc_root,
         scrape_annotated_pods=yn.optional(m, "scrape_annotated_pods", AT, flag, True),
-        scrape_client=read_https(p, m.get("scrape_https"), key_path(AT, "scrape_https"), None),
+        scrape_client=_scrape_client(p, m.get("scrape_https")),
     )
+
+
+def _scrape_client(p: Problems, node: Node | None) -> HttpClientConfig:
+    """How to reach pods annotated https. Any pod may annotate itself so: a token must never go
+    to one whose certificate is not checked (it would collect the exporter's credentials)."""
+    at = key_path(AT, "scrape_https")
+    client = read_https(p, node, at, None)
+    if client.bearer_token_file and client.insecure_skip_verify:
+        p.add(
+            at,
+            node,
+            "bearer_token_file with insecure_skip_verify would hand the token to any pod: verify with ca_file",
+        )
+    return client
 
 
 def _text_or_empty(p: Problems) -> yn.Reader[str]:

@@ -68,6 +68,9 @@ def read_node_source(p: Problems, node: Node | None, tick: Decimal) -> NodeSourc
     cross_zone = yn.optional(m, "cross_zone_share", AT, share, ZERO)
     if egress + cross_zone > 1:
         p.add(key_path(AT, "cross_zone_share"), node, "egress_share + cross_zone_share must be <= 1")
+    for key in ("dcgm", "cadvisor"):
+        if f"{key}_https" in m and f"{key}_url" not in m:
+            p.add(key_path(AT, f"{key}_https"), m[f"{key}_https"], f"has no {key}_url to apply to")
     return NodeSourceConfig(
         gpus=gpus,
         capacity=yn.optional(

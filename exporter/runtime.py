@@ -115,8 +115,8 @@ class Runtime:
             if cfg.kubernetes.restart_key() != self.config.kubernetes.restart_key():
                 raise ConfigError(["kubernetes: the section takes effect at start; restart to change it"])
             if cfg.node_source.restart_key() != self.config.node_source.restart_key():
-                raise ConfigError(["node_source: gpus, dcgm_url, poll_seconds and call_timeout_seconds "
-                                   "take effect at start; restart to change them"])  # fmt: skip
+                raise ConfigError(["node_source: gpus, dcgm_url, dcgm_https, poll_seconds and "
+                                   "call_timeout_seconds take effect at start; restart to change them"])  # fmt: skip
         except ConfigError as e:
             with self._lock:
                 self._config_ok, self._config_error = False, str(e)

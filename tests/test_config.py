@@ -770,6 +770,7 @@ def test_an_https_target_carries_its_trust_and_token() -> None:
         ("{insecure_skip_verify: yes}", "https://a:1/m", "true or false"),
         ("{insecure_skip_verify: true, ca_file: /ca.crt}", "https://a:1/m", "verifies nothing"),
         ("{client_cert: /c.crt}", "https://a:1/m", "unknown field 'client_cert'"),
+        ("{server_name: a..b}", "https://a:1/m", "is not a host name or IP address, got 'a..b'"),
     ],
 )
 def test_bad_https_settings_are_refused(https: str, url: str, expected: str) -> None:
@@ -814,3 +815,17 @@ def test_an_ipv6_node_ip_gets_its_brackets(monkeypatch: pytest.MonkeyPatch) -> N
     assert cfg.node_source.cadvisor_url == "https://[fd00::7]:10250/metrics/cadvisor"
     cfg = load(BASE + "node_source:\n  cadvisor_url: https://[${HOST_IP}]:10250/metrics/cadvisor\n")
     assert cfg.node_source.cadvisor_url == "https://[fd00::7]:10250/metrics/cadvisor"
+
+
+def test_a_token_for_pods_is_never_sent_unverified() -> None:
+    problem = only(
+        BASE + "kubernetes:\n  scrape_https: {insecure_skip_verify: true, bearer_token_file: /t}\n"
+    )
+    assert problem.startswith(
+        "kubernetes.scrape_https (line 10): bearer_token_file with insecure_skip_verify"
+    )
+
+
+def test_https_settings_without_their_url_are_reported() -> None:
+    problem = only(BASE + "node_source:\n  cadvisor_https: {insecure_skip_verify: true}\n")
+    assert problem == "node_source.cadvisor_https (line 10): has no cadvisor_url to apply to"

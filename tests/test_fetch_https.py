@@ -29,15 +29,21 @@ class TlsServer(ThreadingHTTPServer):
 
     def __init__(self, pki: Pki) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(pki.server_cert, pki.server_key)
-        self.socket = context.wrap_socket(self.socket, server_side=True)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(pki.server_cert, pki.server_key)
         self.authorization: list[str | None] = []
         self.payload = PAYLOAD
         self.required_token = ""  # like the kubelet: 401 without "Bearer <token>"
 
     def url(self, host: str = "127.0.0.1") -> str:
         return f"https://{host}:{self.server_address[1]}/metrics"
+
+    def finish_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        """The handshake in the request's own thread, bounded: a client that never completes it
+        cannot stall the server (or the test's teardown)."""
+        request.settimeout(5)
+        with self.context.wrap_socket(request, server_side=True) as tls:
+            super().finish_request(tls, client_address)  # type: ignore[arg-type]
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # a client that refused our certificate hung up: the point of those tests
@@ -117,7 +123,7 @@ def test_the_bearer_token_is_read_for_every_request(server: TlsServer, tmp_path:
     assert server.authorization == ["Bearer first", "Bearer rotated"]
 
 
-@pytest.mark.parametrize("content", [None, "", "two\nlines"])
+@pytest.mark.parametrize("content", [None, "", "two\nlines", "\ufefftoken", "tökén"])
 def test_an_unusable_token_file_fails_before_connecting(
     server: TlsServer, tmp_path: Path, content: str | None
 ) -> None:
@@ -200,3 +206,8 @@ def test_the_node_reads_the_kubelets_cadvisor_over_https_with_its_token(
     token.write_text("sa-token")  # the kubelet rotated it in place
     assert sent() == {"vllm-llama31-8b-7d9f6c5b8-x2kqp": 73645128834.0}
     assert [s.up for s in node.status() if s.source == "cadvisor"] == [True]
+
+
+def test_a_server_name_ssl_cannot_encode_is_a_tls_failure_not_a_crash(server: TlsServer) -> None:
+    error = fails(server.url(), HttpClientConfig(insecure_skip_verify=True, server_name="a..b"))
+    assert error.reason == "tls" and "a..b" in str(error), error

@@ -466,6 +466,11 @@ def test_notes_tell_how_to_reach_the_exporter() -> None:
         ),
         ({"config": {"node_source": {"gpus": "magic"}}}, "/config/node_source/gpus"),
         ({"serviceMonitor": {"interval": 15}}, "/serviceMonitor/interval"),
+        (
+            {"config": {"node_source": {"dcgm_https": {"ca_file": "ca.crt"}}}},
+            "/config/node_source/dcgm_https/ca_file",
+        ),
+        ({"config": {"kubernetes": {"scrape_https": {"verify": True}}}}, "/config/kubernetes/scrape_https"),
         ({"unknownTopLevel": True}, "unknownTopLevel"),
     ],
 )
@@ -578,6 +583,9 @@ def test_cadvisor_reads_this_nodes_kubelet_with_the_service_account_token() -> N
         "insecure_skip_verify": True,
         "bearer_token_file": "/var/run/secrets/kubernetes.io/serviceaccount/token",
     }
+    for bad, why in (({"caFile": "/ca.crt"}, "not both"), ({"insecureSkipVerify": False}, "set caFile")):
+        with pytest.raises(helm.HelmRenderError, match=why):
+            render_mod.render({"cadvisor": {"enabled": True, **bad}})
     with pytest.raises(helm.HelmRenderError, match=r"leave them unset"):
         render_mod.render(
             {"cadvisor": {"enabled": True}, "config": {"node_source": {"cadvisor_url": "http://x:1/m"}}}

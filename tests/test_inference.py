@@ -327,3 +327,18 @@ def test_a_target_with_an_adapter_label_is_scraped_per_adapter() -> None:
     result = scrape(target, FetchLimits(), fetch=lambda url, limits, client: SGLANG_LORA)
     assert result.ok and result.server == "sglang"
     assert [m.model for m in result.models] == ["base", "chat", "sql"]
+
+
+def test_an_unexpected_error_stops_only_its_target() -> None:
+    from exporter.model import Owner
+    from exporter.settings import Target
+    from exporter.sources.inference import scrape
+    from exporter.sources.textformat import FetchLimits
+
+    def broken(url: str, limits: FetchLimits, client: object) -> str:
+        raise UnicodeEncodeError("latin-1", "ö", 0, 1, "a bug of ours")
+
+    target = Target("t", "http://127.0.0.1:1/metrics", Owner("ml", "p", "ml", "m"))
+    result = scrape(target, FetchLimits(), fetch=broken)
+    assert (result.ok, result.error_reason) == (False, "internal")
+    assert "UnicodeEncodeError" in result.error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fractions import Fraction
 
 import pytest
@@ -47,3 +48,14 @@ def test_a_full_gpu_gets_no_unused_unit_and_unknown_readings_stay_unknown() -> N
     assert len(with_unused_slices((instance(1, 7),))) == 1
     (_, unused) = with_unused_slices((instance(1, 3, watts=None, joules=None),))
     assert unused.power_watts is None and unused.energy_joules_total is None
+
+
+def test_the_rest_reads_from_an_instance_with_a_share_and_takes_a_fault_all_instances_share() -> None:
+    empty = GpuUnit("GPU-a/gi9", "0/gi9", "NVIDIA H100 80GB HBM3 MIG 1g.10gb", price_share=Fraction(0),
+                    profile="1g.10gb", parent="GPU-a", power_watts=0.0)  # fmt: skip
+    (_, _, unused) = with_unused_slices((empty, instance(1, 3)))
+    assert unused.power_watts == pytest.approx(400.0)  # 4/7 of 700 W, not 0 from the empty one
+    assert unused.name == "NVIDIA H100 80GB HBM3"
+    lost = tuple(replace(u, fault="gpu_is_lost") for u in (instance(1, 3), instance(2, 3)))
+    assert with_unused_slices(lost)[-1].fault == "gpu_is_lost"
+    assert with_unused_slices((lost[0], instance(2, 3)))[-1].fault == ""

@@ -77,6 +77,8 @@ def fetch_text(url: str, limits: FetchLimits, client: HttpClientConfig = NO_CLIE
     end = _split(url)
     headers = _headers(url, end, client)
     tls = _tls_context(url, client) if end.tls else None
+    if tls is not None:
+        _check_server_name(url, client.server_name or end.host)
     deadline = time.monotonic() + limits.timeout_seconds
     conn = _DeadlineConnection(end.host, end.port, deadline, tls, client.server_name or end.host)
     try:
@@ -88,13 +90,13 @@ def fetch_text(url: str, limits: FetchLimits, client: HttpClientConfig = NO_CLIE
             raise FetchError(f"{url}: TLS certificate refused: {e.verify_message or e.reason}", "tls") from e
         except ssl.SSLError as e:  # no common protocol, not TLS at all
             raise FetchError(f"{url}: TLS handshake failed: {e.reason or e}", "tls") from e
-        except ssl.CertificateError as e:
-            raise FetchError(f"{url}: TLS handshake failed: {e}", "tls") from e
         except OSError as e:  # refused, unreachable, DNS (socket.gaierror)
             raise FetchError(f"{url}: cannot connect: {e}", "connect") from e
         body = _exchange(conn, end.target, url, limits, headers)
     except TimeoutError as e:
         raise _timeout(url, limits) from e
+    except ssl.SSLError as e:  # a TLS alert after the handshake (e.g. a client certificate required)
+        raise FetchError(f"{url}: TLS failed while talking: {e.reason or e}", "tls") from e
     except http.client.RemoteDisconnected as e:
         raise FetchError(f"{url}: closed the connection without a response", "connect") from e
     except http.client.IncompleteRead as e:
@@ -142,11 +144,20 @@ def _headers(url: str, end: _Endpoint, client: HttpClientConfig) -> dict[str, st
         raise FetchError(
             f"{url}: cannot read bearer_token_file {client.bearer_token_file}: {why}", "auth"
         ) from e
-    if not token or any(c in token for c in "\r\n"):
+    if not token or not token.isascii() or not token.isprintable():  # a header value: one line of ASCII
         raise FetchError(
-            f"{url}: bearer_token_file {client.bearer_token_file} holds no single-line token", "auth"
+            f"{url}: bearer_token_file {client.bearer_token_file} holds no single-line ASCII token", "auth"
         )
     return {**_HEADERS, "Authorization": f"Bearer {token}"}
+
+
+def _check_server_name(url: str, name: str) -> None:
+    """ssl encodes the name (IDNA) only after the connection is made, and then leaks the socket
+    when it cannot: check first."""
+    try:
+        name.encode("idna")
+    except UnicodeError as e:
+        raise FetchError(f"{url}: TLS cannot use server name {name!r}: {e}", "tls") from None
 
 
 def _tls_context(url: str, client: HttpClientConfig) -> ssl.SSLContext:
@@ -331,7 +342,7 @@ class _DeadlineConnection(http.client.HTTPConnection):
         super().__init__(host, port, timeout=max(deadline - time.monotonic(), 0.001))
         self._deadline = deadline
         self._tls = tls
-        self._server_name = server_name or host
+        self.server_name = server_name or host
 
     def connect(self) -> None:
         remaining = self._deadline - time.monotonic()
@@ -342,7 +353,7 @@ class _DeadlineConnection(http.client.HTTPConnection):
             self.sock = _DeadlineSocket.adopt(raw, self._deadline)
             return
         try:
-            tls = self._tls.wrap_socket(raw, server_hostname=self._server_name, do_handshake_on_connect=False)
+            tls = self._tls.wrap_socket(raw, server_hostname=self.server_name, do_handshake_on_connect=False)
         except BaseException:
             raw.close()
             raise

@@ -158,21 +158,28 @@ def scrape(target: Target, limits: FetchLimits, fetch: Fetch = fetch_text) -> Ta
         server = server or detect(text)
         models = read_payload(text, server, limits.max_samples, target.token_metric, target.adapter_label)
     except SourceError as e:
-        return TargetScrape(
-            target=target.name,
-            holder=target.owner,
-            server=server,
-            ok=False,
-            error_reason=e.reason,
-            error=str(e),
-            duration_seconds=time.perf_counter() - began,
-        )
+        return _failed(target, server, e.reason, str(e), began)
+    except Exception as e:  # a bug of ours on one target's input must not stop the tick for all
+        log.exception("target=%s: unexpected error while scraping", target.name)
+        return _failed(target, server, "internal", f"{type(e).__name__}: {e}", began)
     return TargetScrape(
         target=target.name,
         holder=target.owner,
         server=server,
         ok=True,
         models=tuple(models),
+        duration_seconds=time.perf_counter() - began,
+    )
+
+
+def _failed(target: Target, server: str, reason: str, error: str, began: float) -> TargetScrape:
+    return TargetScrape(
+        target=target.name,
+        holder=target.owner,
+        server=server,
+        ok=False,
+        error_reason=reason,
+        error=error,
         duration_seconds=time.perf_counter() - began,
     )
 

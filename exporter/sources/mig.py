@@ -9,12 +9,14 @@ of the parent's power and energy (owned hardware pays electricity for idle slice
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 from fractions import Fraction
 
 from exporter.sources.node import GpuUnit
 
 log = logging.getLogger(__name__)
+_MIG_SUFFIX = re.compile(r"\s+MIG\s.*$")
 
 
 def with_unused_slices(units: tuple[GpuUnit, ...]) -> tuple[GpuUnit, ...]:
@@ -46,18 +48,25 @@ def _scaled(u: GpuUnit, factor: Fraction) -> GpuUnit:
 
 
 def _unused(parent: str, migs: list[GpuUnit], share: Fraction) -> GpuUnit:
-    """The idle rest of ``parent``; its device readings from an instance's (each holds its share)."""
-    first = migs[0]
-    per_share = float(share / first.price_share) if first.price_share else 0.0
+    """The idle rest of ``parent``. A fault every instance shares (the whole GPU is lost or hung)
+    is the rest's fault too."""
+    faults = {u.fault for u in migs}
     return GpuUnit(
         f"{parent}/unused",
-        f"{first.index.split('/')[0]}/unused",
-        first.name,
-        power_watts=None if first.power_watts is None else first.power_watts * per_share,
-        energy_joules_total=None
-        if first.energy_joules_total is None
-        else first.energy_joules_total * per_share,
+        f"{migs[0].index.split('/')[0]}/unused",
+        _MIG_SUFFIX.sub("", migs[0].name),  # "NVIDIA H100 80GB HBM3 MIG 3g.40gb": the GPU's name
+        power_watts=_rest([(u.power_watts, u.price_share) for u in migs], share),
+        energy_joules_total=_rest([(u.energy_joules_total, u.price_share) for u in migs], share),
         price_share=share,
         profile="unused",
         parent=parent,
+        fault=faults.pop() if len(faults) == 1 else "",
     )
+
+
+def _rest(readings: list[tuple[float | None, Fraction]], share: Fraction) -> float | None:
+    """``share`` of a device reading, from an instance that holds a known part of it."""
+    for value, part in readings:
+        if value is not None and part:
+            return value * float(share / part)
+    return None

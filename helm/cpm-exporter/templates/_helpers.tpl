@@ -77,10 +77,14 @@ matches what is mounted (the schema forbids setting them in values).
 {{- /* ${HOST_IP} is expanded by the exporter from the pod's environment (downward API). */}}
 {{- $_ := set $node "cadvisor_url" (printf "https://${HOST_IP}:%v/metrics/cadvisor" .Values.cadvisor.port) }}
 {{- $https := dict "bearer_token_file" "/var/run/secrets/kubernetes.io/serviceaccount/token" }}
-{{- if .Values.cadvisor.insecureSkipVerify }}
+{{- if and .Values.cadvisor.insecureSkipVerify .Values.cadvisor.caFile }}
+{{- fail "cadvisor: set caFile (and insecureSkipVerify: false) or insecureSkipVerify, not both" }}
+{{- else if .Values.cadvisor.insecureSkipVerify }}
 {{- $_ := set $https "insecure_skip_verify" true }}
 {{- else if .Values.cadvisor.caFile }}
 {{- $_ := set $https "ca_file" .Values.cadvisor.caFile }}
+{{- else }}
+{{- fail "cadvisor: insecureSkipVerify is false, so set caFile: the system CAs do not sign kubelet certificates" }}
 {{- end }}
 {{- $_ := set $node "cadvisor_https" $https }}
 {{- $_ = set $config "node_source" $node }}
