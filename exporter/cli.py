@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from exporter import __version__
@@ -126,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run(args)
         web = _load_web(args.web_config)  # before anything starts: never serve without it
+        from exporter.wakeup import block_signals
+
+        block_signals()  # before any thread starts: every thread inherits the mask
         if args.command == "demo":
             return _demo(args.listen, args.tick_seconds, web)
         return _run(args.config, args.listen, args.lifecycle, web)
@@ -185,7 +187,7 @@ def _serve(
     runtime: Runtime, listen: tuple[str, int], *, lifecycle: bool, web: WebConfig | None = None
 ) -> int:
     from exporter.exposition.server import serve
-    from exporter.wakeup import Wakeup
+    from exporter.wakeup import Wakeup, forward_signals
 
     wakeup = Wakeup()
     server = serve(listen[0], listen[1], runtime.published, runtime.reload if lifecycle else None, web)
@@ -197,16 +199,10 @@ def _serve(
         f"cpm-exporter {__version__} serving {scheme}://{shown}:{port}/ (metrics at /metrics){secured}",
         file=sys.stderr,
     )
-    _on_signals(wakeup.request_stop, wakeup.request_reload)
+    forward_signals(wakeup)
     try:
         runtime.run(wakeup)
     finally:
         server.shutdown()
         wakeup.close()
     return 0
-
-
-def _on_signals(on_stop: Callable[[], None], on_hup: Callable[[], None]) -> None:
-    signal.signal(signal.SIGTERM, lambda *_: on_stop())
-    signal.signal(signal.SIGINT, lambda *_: on_stop())
-    signal.signal(signal.SIGHUP, lambda *_: on_hup())

@@ -1,10 +1,13 @@
-"""Signal-safe requests to the main loop: stop, reload, and a wake-up that cuts its sleep short.
+"""Requests to the main loop — stop, reload — and a wake-up that cuts its sleep short.
 
-A Python signal handler runs on the main thread between two bytecodes — possibly while that
-thread is inside ``threading.Event.wait`` holding the event's lock. A handler that takes any
-lock (``Event.set`` does) then deadlocks the exporter, which is what ten quick SIGHUPs did.
-So handlers here only assign a flag and write one byte to a pipe (the classic self-pipe);
-the loop sleeps in ``poll`` on that pipe.
+No Python signal handler is used. One runs on the main thread between two bytecodes: a
+handler that takes a lock the main thread holds deadlocks (ten quick SIGHUPs did that with
+``Event.set``), and one that calls functions can be re-entered by the next signal at each
+call, so a storm of SIGHUPs nested handlers until RecursionError killed the exporter. So the
+process blocks SIGTERM, SIGINT and SIGHUP in every thread (``block_signals``, before any
+thread starts) and one thread takes them with ``sigwait`` (``forward_signals``): a burst of
+one signal collapses into one pending signal in the kernel, and the requests run as plain code.
+The loop sleeps in ``poll`` on a pipe that a request writes one byte to (the self-pipe).
 """
 
 from __future__ import annotations
@@ -12,6 +15,15 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
+import threading
+
+SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+
+
+def block_signals() -> None:
+    """Block SIGNALS in this thread and every thread it starts from now on (call it first)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
 
 
 class Wakeup:
@@ -60,3 +72,18 @@ class Wakeup:
         with contextlib.suppress(BlockingIOError):
             while os.read(self._read, 4096):
                 pass
+
+
+def forward_signals(wakeup: Wakeup) -> threading.Thread:
+    """A daemon thread turning SIGHUP into a reload request and SIGTERM/SIGINT into a stop."""
+
+    def take() -> None:
+        while True:
+            if signal.sigwait(SIGNALS) == signal.SIGHUP:
+                wakeup.request_reload()
+            else:
+                wakeup.request_stop()
+
+    thread = threading.Thread(target=take, name="signals", daemon=True)
+    thread.start()
+    return thread

@@ -147,7 +147,7 @@ def test_reload_on_sighup(started, wait_for) -> None:
     assert state(exporter) == (1.0, float(PRICE_B), config_hash(config(PRICE_B)))
     assert len(os.listdir(f"/proc/{exporter.pid}/task")) <= threads + 2
     assert len(os.listdir(f"/proc/{exporter.pid}/fd")) <= fds + 2
-    assert "Traceback" not in exporter.log()
+    assert "Traceback" not in exporter.log_path.read_text()
 
 
 def test_reload_on_post(started, wait_for) -> None:
@@ -165,3 +165,14 @@ def test_reload_on_post(started, wait_for) -> None:
     wait_state(exporter, wait_for, (1.0, float(PRICE_B), config_hash(config(PRICE_B))))
     assert exporter.post("/-/reload") == (200, b"config unchanged\n")
     assert charged_usd_per_gpu_hour(exporter) == pytest.approx(float(PRICE_B), rel=1e-4)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_ends_the_exporter_cleanly(started, signum: int) -> None:
+    """Taken by the signal thread (no Python handler): the loop wakes, stops, and exits 0, even
+    when the stop lands in the middle of a SIGHUP storm."""
+    exporter, _ = started
+    storm = f"for i in $(seq 200); do kill -HUP {exporter.pid}; done; kill -{int(signum)} {exporter.pid}"
+    subprocess.run(["bash", "-c", storm], check=True, timeout=30)
+    assert exporter.proc.wait(timeout=10) == 0, exporter.log()
+    assert "Traceback" not in exporter.log_path.read_text()
