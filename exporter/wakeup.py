@@ -35,6 +35,8 @@ class Wakeup:
         self._poll.register(self._read, select.POLLIN)
         self.stopping = False
         self._reload = False
+        self._closed = False
+        self._lock = threading.Lock()  # the signal thread pokes while the main thread may close
 
     def request_stop(self) -> None:
         self.stopping = True
@@ -60,13 +62,18 @@ class Wakeup:
             self._drain()
 
     def close(self) -> None:
-        os.close(self._read)
-        os.close(self._write)
+        with self._lock:  # the signal thread may be writing: never into a closed (reused) fd
+            self._closed = True
+            os.close(self._read)
+            os.close(self._write)
 
     def _poke(self) -> None:
-        # A full pipe holds wake-ups already: one more adds nothing.
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._write, b"\0")
+        with self._lock:
+            if self._closed:  # a signal after the loop ended: nothing is listening
+                return
+            # A full pipe holds wake-ups already: one more adds nothing.
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._write, b"\0")
 
     def _drain(self) -> None:
         with contextlib.suppress(BlockingIOError):
