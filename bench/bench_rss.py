@@ -110,7 +110,7 @@ def main() -> None:
     print(f"python {sys.version.split()[0]} ({py}); waiting {args.wait:.0f} s per process")
 
     port = free_port()
-    measure("demo (4 sim servers, tick 1 s)", [py, "-m", "exporter", "demo", "--listen", f"127.0.0.1:{port}",
+    measure("demo (6 sim servers + training, tick 1 s)", [py, "-m", "exporter", "demo", "--listen", f"127.0.0.1:{port}",
                                                 "--tick-seconds", "1"], port, args.wait)  # fmt: skip
 
     fd, path = tempfile.mkstemp(prefix="cpm-bench-", suffix=".yaml")
