@@ -75,8 +75,9 @@ def bucket_increase(
 
     The same rules as ``delta`` for every bucket at once: a first reading is a baseline, and
     a restart (new ``created``, a falling count) counts the new reading whole. New bounds with
-    neither are a new baseline: counting a lifetime of requests as this tick's would be wrong. The result is per bucket (count in ``(previous bound, bound]``); () when no
-    observation was added.
+    neither are a new baseline: counting a lifetime of requests as this tick's would be wrong.
+    The result is per bucket (count in ``(previous bound, bound]``); () when no observation
+    was added.
     """
     buckets, created = cur
     if prev is None:

@@ -79,11 +79,20 @@ def bucket_quantile(q: float, counts: Counts) -> float | None:
     +Inf bucket gives the highest finite bound. None without observations or finite bounds.
     Layouts merged from several servers keep each observation at its own upper bound.
     """
+    return bucket_quantiles((q,), counts)[0]
+
+
+def bucket_quantiles(qs: Sequence[float], counts: Counts) -> list[float | None]:
+    """``bucket_quantile`` for each of ``qs``, sorting and summing the buckets once."""
     bounds = sorted(counts)
     total = sum(counts.values())
     if total <= 0 or not bounds or bounds[0] == float("inf"):
-        return None
-    rank, below, start = q * total, 0.0, 0.0
+        return [None] * len(qs)
+    return [_quantile(q * total, bounds, counts) for q in qs]
+
+
+def _quantile(rank: float, bounds: list[float], counts: Counts) -> float | None:
+    below, start = 0.0, 0.0
     for i, le in enumerate(bounds):
         n = counts[le]
         if le == float("inf"):
@@ -110,15 +119,12 @@ def cost_quantiles(
     A price of None means the direction's money has no tokens to divide by; a price of 0
     (the direction cost nothing) needs no histogram.
     """
-    out = []
-    for q in quantiles:
-        cost = 0.0
-        for price, counts in ((usd_per_prompt_token, window.prompt), (usd_per_output_token, window.output)):
-            if price == 0:
-                continue
-            length = bucket_quantile(q, counts)
-            if price is None or length is None:
-                return ()
-            cost += price * length
-        out.append((q, cost))
-    return tuple(out)
+    lengths = []
+    for price, counts in ((usd_per_prompt_token, window.prompt), (usd_per_output_token, window.output)):
+        if price == 0:
+            continue
+        found = bucket_quantiles(quantiles, counts)
+        if price is None or None in found:
+            return ()
+        lengths.append([price * length for length in found if length is not None])
+    return tuple((q, sum(part[i] for part in lengths)) for i, q in enumerate(quantiles))

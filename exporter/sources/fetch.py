@@ -282,6 +282,14 @@ class _Inflater(_Sink):
         return super().finish()
 
 
+def _arm(sock: socket.socket, deadline: float) -> None:
+    """Let the next operation on ``sock`` (plain or TLS) wait only until ``deadline``."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("deadline passed")
+    sock.settimeout(remaining)
+
+
 class _DeadlineSocket(socket.socket):
     """A socket whose every send and receive waits at most until one shared deadline."""
 
@@ -293,19 +301,13 @@ class _DeadlineSocket(socket.socket):
         adopted.deadline = deadline
         return adopted
 
-    def _arm(self) -> None:
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("deadline passed")
-        self.settimeout(remaining)
-
     # http.client reads through socket.makefile(), whose SocketIO calls recv_into.
     def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
-        self._arm()
+        _arm(self, self.deadline)
         return super().recv_into(buffer, nbytes, flags)
 
     def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
-        self._arm()
+        _arm(self, self.deadline)
         super().sendall(data, flags)
 
 
@@ -314,22 +316,16 @@ class _DeadlineTlsSocket(ssl.SSLSocket):
 
     deadline: float
 
-    def _arm(self) -> None:
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("deadline passed")
-        self.settimeout(remaining)
-
     def do_handshake(self, block: bool = False) -> None:
-        self._arm()
+        _arm(self, self.deadline)
         super().do_handshake(block)
 
     def recv_into(self, buffer: WriteableBuffer, nbytes: int | None = None, flags: int = 0) -> int:
-        self._arm()
+        _arm(self, self.deadline)
         return super().recv_into(buffer, nbytes, flags)
 
     def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
-        self._arm()
+        _arm(self, self.deadline)
         super().sendall(data, flags)
 
 
