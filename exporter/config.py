@@ -6,7 +6,7 @@ The file format (every field is optional unless marked *required*)::
     tick_seconds: 5             # > 0, <= 300
     window_seconds: 60          # window of the live gauges; >= tick_seconds, <= 86400
     max_owners: 2000            # cardinality cap (owners beyond it fold into __overflow__), >= 1
-    limits: {scrape_timeout_seconds: 2, max_body_bytes: 33554432, max_samples: 500000}
+    limits: {scrape_timeout_seconds: 2, max_body_bytes: 33554432, max_samples: 500000, max_series: 20000}
                                 # timeout <= tick_seconds so one slow target cannot stall a tick
     pricing:
       currency: USD             # the only currency; stated so a file in EUR fails loudly
@@ -127,7 +127,7 @@ _TOP = (
     "node_source",
     "kubernetes",
 )
-_LIMITS = ("scrape_timeout_seconds", "max_body_bytes", "max_samples")
+_LIMITS = ("scrape_timeout_seconds", "max_body_bytes", "max_samples", "max_series")
 _PRICING = (
     *("currency", "catalogue", "month", "gpus", "owned", "energy", "egress_usd_per_gb"),
     *("cross_zone_usd_per_gb", "storage_usd_per_gb_month", "support_uplift_percent", "overhead"),
@@ -221,10 +221,12 @@ def _read_limits(p: Problems, node: Node | None, tick: Decimal) -> ScrapeLimits:
         )
     body = yn.optional(m, "max_body_bytes", "limits", lambda at, n: yn.integer(p, n, at, ge=1), 0)
     samples = yn.optional(m, "max_samples", "limits", lambda at, n: yn.integer(p, n, at, ge=1), 0)
+    series = yn.optional(m, "max_series", "limits", lambda at, n: yn.integer(p, n, at, ge=1), 0)
     return ScrapeLimits(
         timeout_seconds=float(timeout),
         max_body_bytes=body or default.max_body_bytes,
         max_samples=samples or default.max_samples,
+        max_series=series or default.max_series,
     )
 
 

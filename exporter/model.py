@@ -112,12 +112,13 @@ class ModelCounters:
 
     ``created`` is the upstream ``_created`` timestamp (or process start): when it changes,
     the counters restarted from zero even if they already overtook their old values.
-    Histogram sums are seconds; counts are observations.
+    Histogram sums are seconds; counts are observations. ``None`` is a counter this scrape
+    did not carry (the server has none, or the family is missing this once): unknown, not 0.
     """
 
     model: str
-    input_tokens: float
-    output_tokens: float
+    input_tokens: float | None
+    output_tokens: float | None
     requests: float | None = None
     created: float | None = None
     prefill_seconds: float | None = None  # sum of per-request prefill time
@@ -149,6 +150,7 @@ class TargetScrape:
     error_reason: str = ""
     error: str = ""
     duration_seconds: float = 0.0
+    started_at: float | None = None  # the serving container's start (Kubernetes), if known
 
 
 @dataclass(frozen=True, slots=True)

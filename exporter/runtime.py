@@ -317,7 +317,12 @@ def derive(cfg: ExporterConfig) -> Derived:
     prices = (cfg.pricing.gpu_price(hw, cap) for hw, cap in pairs)
     tokens, roles = pod_facts(cfg.workloads)
     return Derived(
-        limits=FetchLimits(cfg.limits.timeout_seconds, cfg.limits.max_body_bytes, cfg.limits.max_samples),
+        limits=FetchLimits(
+            cfg.limits.timeout_seconds,
+            cfg.limits.max_body_bytes,
+            cfg.limits.max_samples,
+            cfg.limits.max_series,
+        ),
         token_targets=tokens,
         roles=roles,
         prices_in_use=tuple(p for p in prices if p is not None),

@@ -22,6 +22,9 @@ class ScrapeLimits:
     timeout_seconds: float = 2.0  # whole request, connect to last byte
     max_body_bytes: int = 32 * 2**20  # counted after decompression
     max_samples: int = 500_000  # lines in the payload
+    # Samples of the families a reader parses: parsing costs ~10 µs each, so this bounds what one
+    # hostile target (100 000 models) can cost a tick; counted before any is parsed.
+    max_series: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,9 @@ class Target:
     # sample's tokens were served for; those tokens become their own model line.
     adapter_label: str = ""
     client: HttpClientConfig = NO_CLIENT_CONFIG  # https targets: trust and token
+    # Kubernetes: when the container serving the metrics started (UNIX s). A new start after
+    # our last reading is a restart even where the server exports no start time of its own.
+    started_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

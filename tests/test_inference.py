@@ -342,3 +342,47 @@ def test_an_unexpected_error_stops_only_its_target() -> None:
     result = scrape(target, FetchLimits(), fetch=broken)
     assert (result.ok, result.error_reason) == (False, "internal")
     assert "UnicodeEncodeError" in result.error
+
+
+# ---- unknown is not zero; a bad value refuses the scrape, a bad gauge costs only itself ----
+def _without(text: str, family: str) -> str:
+    return "".join(line for line in text.splitlines(keepends=True) if family not in line)
+
+
+def test_a_family_missing_from_one_scrape_is_unknown_not_zero() -> None:
+    text = _without(VLLM[-1].read_text(), "vllm:generation_tokens")
+    for m in read_payload(text, "vllm", 100_000):
+        assert m.output_tokens is None and m.input_tokens is not None
+
+
+def test_triton_without_token_histograms_still_reads_the_backend_models_requests() -> None:
+    """r24.12 with TensorRT-LLM 0.15: no nv_llm_* families. The tensorrt_llm model's finished
+    requests are read; its tokens are unknown; the ensemble's other models are not lines."""
+    full = (FIXTURES / "triton-trtllm" / "r26.06.txt").read_text()
+    text = _without(full, "nv_llm_")
+    (m,) = read_payload(text, "triton", 10_000)
+    assert (m.model, m.requests, m.input_tokens, m.output_tokens) == ("tensorrt_llm", 4712, None, None)
+
+
+@pytest.mark.parametrize("bad", ["NaN", "+Inf", "-3"])
+@pytest.mark.parametrize("family", ["vllm:prompt_tokens_total", "vllm:request_success_total"])
+def test_a_bad_token_or_request_counter_refuses_the_scrape(bad: str, family: str) -> None:
+    text = VLLM[-1].read_text()
+    lines = text.splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.startswith(family + "{"))
+    lines[at] = lines[at].rsplit(" ", 1)[0] + f" {bad}\n"
+    with pytest.raises(ParseError) as e:
+        read_payload("".join(lines), "vllm", 100_000)
+    assert e.value.reason == "bad_value" and "not a counter value" in str(e.value)
+
+
+def test_a_bad_gauge_costs_only_the_figure_it_feeds() -> None:
+    text = VLLM[-1].read_text()
+    good = read_payload(text, "vllm", 100_000)
+    lines = [
+        line.rsplit(" ", 1)[0] + " NaN\n" if line.startswith("vllm:num_requests_running{") else line
+        for line in text.splitlines(keepends=True)
+    ]
+    bad = read_payload("".join(lines), "vllm", 100_000)
+    assert [m.running for m in bad] == [None] * len(bad)
+    assert [(m.input_tokens, m.output_tokens) for m in bad] == [(m.input_tokens, m.output_tokens) for m in good]

@@ -16,7 +16,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from exporter.errors import SourceError
-from exporter.sources.kube_objects import PodInfo, parse_pod, parse_quantity, parse_timestamp
+from exporter.sources.kube_objects import ContainerRun, PodInfo, parse_pod, parse_quantity, parse_timestamp
 from exporter.sources.kube_pods import Backoff, PodWatcher, load_api, node_name_from_env
 from tests.fake_kube_api import FakeKubeApi
 
@@ -197,6 +197,7 @@ def test_pod_fields(kube: FakeKubeApi, start: Callable[..., PodWatcher]) -> None
         claims=("cache", "weights"),
         container_ids=("abc123", "def456"),
         created_at=1714564800.0,  # the fake's creationTimestamp, 2024-05-01T12:00:00Z
+        containers=(ContainerRun("c0", (8000,), 1714564800.0), ContainerRun("c1", (8000,), 1714564800.0)),
     )
     kube.mark_deleting("ml", "vllm-0", when="2024-05-01T12:30:00Z")
     eventually(lambda: watcher.pods()[0].deleted_at == 1714566600.0)

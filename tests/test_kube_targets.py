@@ -260,3 +260,39 @@ def test_a_finished_pods_gpu_is_held_until_its_last_container_stopped() -> None:
     before = (Placement("GPU-0", Owner("ml", "job-0", "ml", "")),)
     bounded = link.bound((), before, since=1_767_225_600.0)  # the kubelet no longer lists it
     assert [(p.gpu_id, p.until_ns) for p in bounded] == [("GPU-0", 1_767_225_607 * 10**9)]
+
+
+# ---- the serving container's start: a restart no counter shows ---------------------------
+def _pod_json(containers: list[dict[str, object]], statuses: list[dict[str, object]]) -> dict[str, object]:
+    return {
+        "metadata": {"uid": "u1", "name": "tgi-0", "namespace": "ml", "annotations": SCRAPE},
+        "spec": {"containers": containers},
+        "status": {"phase": "Running", "podIP": "10.0.0.9", "containerStatuses": statuses},
+    }
+
+
+def _running(name: str, at: str) -> dict[str, object]:
+    return {"name": name, "state": {"running": {"startedAt": at}}, "restartCount": 1}
+
+
+def test_a_target_carries_the_start_of_the_container_serving_its_port() -> None:
+    from exporter.sources.kube_objects import parse_pod, parse_timestamp
+
+    containers = [{"name": "proxy", "ports": [{"containerPort": 15001}]},
+                  {"name": "tgi", "ports": [{"containerPort": 8000}, {"containerPort": 9000}]}]  # fmt: skip
+    statuses = [_running("proxy", "2026-12-01T00:00:00Z"), _running("tgi", "2026-12-01T01:02:03Z")]
+    info, _ = parse_pod(_pod_json(containers, statuses))
+    (target,) = targets_of([info], OwnerRules()).targets
+    assert target.started_at == parse_timestamp("2026-12-01T01:02:03Z")
+
+
+def test_the_only_container_serves_an_undeclared_port_and_two_undeclared_are_not_guessed() -> None:
+    from exporter.sources.kube_objects import parse_pod, parse_timestamp
+
+    one, _ = parse_pod(_pod_json([{"name": "tgi"}], [_running("tgi", "2026-12-01T01:02:03Z")]))
+    assert targets_of([one], OwnerRules()).targets[0].started_at == parse_timestamp("2026-12-01T01:02:03Z")
+    statuses = [_running("a", "2026-12-01T00:00:00Z"), _running("b", "2026-12-01T01:00:00Z")]
+    two, _ = parse_pod(_pod_json([{"name": "a"}, {"name": "b"}], statuses))
+    assert targets_of([two], OwnerRules()).targets[0].started_at is None  # a sidecar's restart is not ours
+    waiting, _ = parse_pod(_pod_json([{"name": "tgi"}], [{"name": "tgi", "state": {"waiting": {}}}]))
+    assert targets_of([waiting], OwnerRules()).targets[0].started_at is None

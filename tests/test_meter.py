@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from decimal import Decimal
+from itertools import pairwise
 
 import pytest
 
@@ -132,8 +134,10 @@ def test_interactivity_falls_back_to_output_rate_per_running_request() -> None:
     assert gauges.interactivity_method == "output_rate_per_running_request"
 
 
-@pytest.mark.parametrize(("value", "reason"), [(math.nan, "nan"), (math.inf, "inf"), (-5.0, "negative")])
-def test_bad_numbers_reject_the_whole_target_and_freeze_it(value: float, reason: str) -> None:
+@pytest.mark.parametrize("value", [math.nan, math.inf, -5.0])
+def test_a_bad_counter_that_reaches_the_meter_freezes_alone(value: float) -> None:
+    """The reader refuses such a scrape (test_inference); should one reach the meter, the
+    bad counter alone freezes and is counted, and nothing is lost when it is good again."""
     m = Meter("n")
     g, p = gpus(1), (Placement("0", A),)
     good = (g, p, (scrape(A, counters("llama", 100, 10)),))
@@ -142,10 +146,11 @@ def test_bad_numbers_reject_the_whole_target_and_freeze_it(value: float, reason:
     snap = m.tick(
         TickInput(T0 + 20 * S, T0 + 30 * S, "n", g, p, (scrape(A, counters("llama", value, 30)),)), PRICES, 60
     )
-    assert snap.rejected[("a-0", reason)] == 1
+    assert snap.rejected[("a-0", "bad_value")] == 1
     assert line(snap, "a-0").totals.input_tokens == before  # frozen, not reset
+    assert line(snap, "a-0").totals.output_tokens == 20 - 10 + 30 - 20
     snap = m.tick(
-        TickInput(T0 + 30 * S, T0 + 40 * S, "n", g, p, (scrape(A, counters("llama", 250, 25)),)), PRICES, 60
+        TickInput(T0 + 30 * S, T0 + 40 * S, "n", g, p, (scrape(A, counters("llama", 250, 35)),)), PRICES, 60
     )
     assert line(snap, "a-0").totals.input_tokens == before + 50  # resumes without loss
 
@@ -176,7 +181,7 @@ def test_a_restart_counts_as_restart_from_zero_and_is_counted() -> None:
     assert snap.resets["a-0"] == 1
 
 
-def test_an_implausible_jump_is_rejected_and_rebaselined() -> None:
+def test_an_implausible_jump_is_held_back_then_taken_as_the_new_baseline() -> None:
     m = Meter("n")
     g, p = gpus(1), (Placement("0", A),)
     snap = run(
@@ -187,6 +192,20 @@ def test_an_implausible_jump_is_rejected_and_rebaselined() -> None:
     )
     assert snap.rejected[("a-0", "implausible_jump")] == 1
     assert line(snap, "a-0").totals.input_tokens == 50
+
+
+def test_an_implausible_glitch_that_passes_loses_nothing() -> None:
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+    snap = run(
+        m,
+        (g, p, (scrape(A, counters("llama", 100, 10)),)),
+        (g, p, (scrape(A, counters("llama", 1e15, 10)),)),  # one bogus reading
+        (g, p, (scrape(A, counters("llama", 180, 20)),)),  # goes on from before it
+    )
+    assert snap.rejected[("a-0", "implausible_jump")] == 1
+    totals = line(snap, "a-0").totals
+    assert (totals.input_tokens, totals.output_tokens, snap.resets.get("a-0", 0)) == (80, 10, 0)
 
 
 def test_owners_past_the_cap_fold_into_overflow_and_money_is_kept() -> None:
@@ -362,9 +381,78 @@ def test_a_model_missing_from_one_payload_loses_nothing_and_one_gone_for_long_is
     back = (counters("llama", 200, 20), counters("lora-a", 90, 9))  # back: its 40 + 4 count
     snap = m.tick(TickInput(t, t + 10 * S, "n", g, p, (scrape(A, *back),)), PRICES, 60)
     assert line(snap, "a-0", "lora-a").totals.input_tokens == 40
-    keys = lambda: {k[1] for k in m._tokens._last}  # noqa: E731
+    keys = lambda: {k[0] for k in m._tokens._targets["a-0"].series}  # noqa: E731
     assert keys() == {"llama", "lora-a"}
-    for _ in range(62):  # 620 s of scrapes without the adapter (a restart dropped it)
+    for _ in range(362):  # an hour of scrapes without the adapter
         t += 10 * S
         m.tick(TickInput(t, t + 10 * S, "n", g, p, (scrape(A, counters("llama", 200, 20)),)), PRICES, 60)
     assert keys() == {"llama"}
+
+
+def test_cache_hits_above_the_prompt_tokens_are_capped_and_counted() -> None:
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+    first = replace(counters("llama", 100, 10), cached_input_tokens=50.0)
+    more_hits_than_prompts = replace(counters("llama", 110, 20), cached_input_tokens=80.0)
+    snap = run(m, (g, p, (scrape(A, first),)), (g, p, (scrape(A, more_hits_than_prompts),)))
+    totals = line(snap, "a-0").totals
+    assert (totals.input_tokens, totals.cached_input_tokens) == (10, 10)
+    assert snap.rejected[("a-0", "cached_above_input")] == 1
+    assert line(snap, "a-0").gauges.usd_per_million_output is not None
+
+
+def test_the_phase_time_split_holds_while_no_request_finishes() -> None:
+    """vLLM's phase histograms move only when a request finishes: ticks between keep the last
+    ratio and the split label, rather than flapping to token_weight (series appearing and going stale)."""
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+    ticks = [
+        (100, 10, 1.0, 3.0),
+        (200, 50, 2.0, 6.0),  # a request finished: prefill +1 s, decode +3 s → 25 % input
+        (300, 90, 2.0, 6.0),  # tokens flow, nothing finished
+        (400, 130, 2.0, 6.0),
+    ]
+    splits, money = [], []
+    for i, (tokens_in, tokens_out, prefill, decode) in enumerate(ticks):
+        c = counters("llama", tokens_in, tokens_out, prefill_seconds=prefill, decode_seconds=decode)
+        snap = m.tick(
+            TickInput(T0 + i * 10 * S, T0 + (i + 1) * 10 * S, "n", g, p, (scrape(A, c),)), PRICES, 60
+        )
+        splits.append(line(snap, "a-0").split)
+        money.append((line(snap, "a-0").totals.cost_input, line(snap, "a-0").totals.cost_output))
+    assert splits[1:] == ["phase_time"] * 3
+    for (in0, out0), (in1, out1) in pairwise(money):
+        assert (in1 - in0) * 3 == out1 - out0  # 25 % / 75 % on every tick after the first request
+
+
+def test_a_window_holds_exactly_its_length() -> None:
+    """Ticks of ~1 s do not fit a 30 s window evenly: the oldest straddling tick counts by its part
+    inside, so a gauge equals increase-over-30s ÷ 30 s, never a 31-tick figure."""
+    from exporter.meter.windows import TickRecord, Window
+
+    w, end, dt = Window(), 0, 1_000_300_000  # 1.0003 s ticks
+    for _ in range(100):
+        end += dt
+        w.add(TickRecord(end, dt, cost=dt, input_tokens=1.0), 30 * S)
+        assert w.sums().dt_ns == pytest.approx(min(end, 30 * S))
+        assert w.sums().cost == pytest.approx(min(end, 30 * S))  # cost accrues 1 nano-$ per ns
+
+
+def test_a_catch_up_after_an_outage_is_spread_over_the_ticks_it_accrued_in() -> None:
+    """Tokens frozen while a target was down arrive at once; the window's CPM must stay the steady
+    one, not fall 5-6x for one window."""
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+    cpm = {}
+    for i in range(16):
+        down = 8 <= i < 13  # five scrapes fail; the one at 13 catches up 50 s of tokens
+        c = counters("llama", 1000 * (i + 1), 500 * (i + 1))
+        snap = m.tick(
+            TickInput(T0 + i * 10 * S, T0 + (i + 1) * 10 * S, "n", g, p, (scrape(A, c, ok=not down),)),
+            PRICES,
+            60,
+        )
+        cpm[i] = line(snap, "a-0").gauges.usd_per_million_total
+    for i in (13, 14, 15):  # windows holding the catch-up and part of the outage
+        assert cpm[i] == pytest.approx(cpm[7], rel=1e-9), (i, cpm)
+    assert line(snap, "a-0").totals.input_tokens == 15_000  # the counters themselves got it all, once

@@ -57,20 +57,24 @@ def test_valid_buckets(buckets: tuple[tuple[float, float], ...], ok: bool) -> No
 def test_bucket_increase_is_per_bucket_growth_with_resets_taken_whole() -> None:
     b1 = ((10.0, 2.0), (100.0, 5.0), (INF, 6.0))
     b2 = ((10.0, 3.0), (100.0, 9.0), (INF, 12.0))
-    assert bucket_increase(None, (b1, 1.0), born_after=5.0) == ()  # first sight: a baseline
-    assert bucket_increase(None, (b1, 7.0), born_after=5.0) == ((10.0, 2.0), (100.0, 3.0), (INF, 1.0))
-    assert bucket_increase((b1, 1.0), (b2, 1.0)) == ((10.0, 1.0), (100.0, 3.0), (INF, 2.0))
-    assert bucket_increase((b2, 1.0), (b2, 1.0)) == ()  # nothing finished
-    # A restart: a new created time, a falling count, or another layout counts the new reading.
-    assert bucket_increase((b2, 1.0), (b1, 2.0)) == ((10.0, 2.0), (100.0, 3.0), (INF, 1.0))
-    assert bucket_increase((b2, None), (b1, None)) == ((10.0, 2.0), (100.0, 3.0), (INF, 1.0))
+    assert bucket_increase(None, b1, whole=False) == ()  # first sight: a baseline
+    # Started since the last reading (a restart the caller saw, or born since): all of it is new.
+    assert bucket_increase(None, b1, whole=True) == ((10.0, 2.0), (100.0, 3.0), (INF, 1.0))
+    assert bucket_increase(b2, b1, whole=True) == ((10.0, 2.0), (100.0, 3.0), (INF, 1.0))
+    assert bucket_increase(b1, b2, whole=False) == ((10.0, 1.0), (100.0, 3.0), (INF, 2.0))
+    assert bucket_increase(b2, b2, whole=False) == ()  # nothing finished
+    # A falling count is a restart: the new reading counts whole.
+    assert bucket_increase(b2, b1, whole=False) == ((10.0, 2.0), (100.0, 3.0), (INF, 1.0))
     other = ((50.0, 1.0), (INF, 1.0))  # fewer requests than before: a restart with new bounds
-    assert bucket_increase((b1, None), (other, None)) == ((50.0, 1.0), (INF, 0.0))
+    assert bucket_increase(b1, other, whole=False) == ((50.0, 1.0), (INF, 0.0))
     lost_line = ((10.0, 3.0), (INF, 12.0))  # same life, a bucket line missing: a baseline, not 12 new
-    assert bucket_increase((b2, 1.0), (lost_line, 1.0)) == ()
+    assert bucket_increase(b2, lost_line, whole=False) == ()
     # Each bound grew, but the low one more than the high one: only a restart does that.
     grew_unevenly = ((10.0, 5.0), (100.0, 6.0), (INF, 7.0))
-    assert bucket_increase((b1, None), (grew_unevenly, None)) == ((10.0, 5.0), (100.0, 1.0), (INF, 1.0))
+    assert bucket_increase(b1, grew_unevenly, whole=False) == ((10.0, 5.0), (100.0, 1.0), (INF, 1.0))
+    # Float noise below the old count is no restart.
+    noisy = ((10.0, 3.0), (100.0, 9.0), (INF, 11.999999999999))
+    assert bucket_increase(b2, noisy, whole=False) == ()
 
 
 # -- quantiles: the same numbers as PromQL's histogram_quantile -------------------------------

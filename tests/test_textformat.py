@@ -399,3 +399,11 @@ def test_has_prefix_on_the_fixtures() -> None:
     assert has_prefix(texts["sglang"], "sglang:") and not has_prefix(texts["sglang"], "vllm:")
     assert has_prefix(texts["llamacpp"], "llamacpp:")
     assert has_prefix(texts["tgi"], "tgi_")
+
+
+def test_more_wanted_samples_than_the_series_limit_are_refused_before_parsing() -> None:
+    text = "".join(f'a{{i="{i}"}} 1\nb{{i="{i}"}} 2\n' for i in range(10)) + "a{broken\n"
+    assert len(parse_wanted(text.replace("a{broken\n", ""), {"a"}, max_wanted=10)) == 10
+    with pytest.raises(ParseError) as e:  # 11 wanted lines: refused, the broken one never parsed
+        parse_wanted(text, {"a"}, max_wanted=10)
+    assert e.value.reason == "series_limit" and "limits.max_series" in str(e.value)

@@ -18,6 +18,7 @@ LINE_LABELS = ("node", "namespace", "pod", "team", "model", "workload", "hardwar
 # (base label values, extra label values, value): the base is shared by every series of a
 # line, so the renderer escapes it once per line rather than once per series.
 Row = tuple[tuple[str, ...], tuple[str, ...], float]
+Values = tuple[tuple[str, ...], float | None]  # (extra label values, value) of one line
 NS = 1e9
 
 
@@ -74,11 +75,21 @@ def _cost_by_direction(v: LineView) -> Iterable[tuple[tuple[str, ...], float | N
 
 
 def _tokens(v: LineView) -> Iterable[tuple[tuple[str, ...], float | None]]:
-    if v.line.owner.is_idle:
-        return []
+    t = v.totals
     if _is_training(v):
-        return [(("training",), v.totals.input_tokens)]
-    return [(("input",), v.totals.input_tokens), (("output",), v.totals.output_tokens)]
+        directions = [("training", "input_tokens", t.input_tokens)]
+    else:
+        directions = [("input", "input_tokens", t.input_tokens), ("output", "output_tokens", t.output_tokens)]
+    return [((direction,), n) for direction, name, n in directions if name in t.known]
+
+
+def _known(name: str, value: Callable[[LineView], float]) -> Callable[[LineView], Iterable[Values]]:
+    """A per-line counter exported only where a server ever sent it: unknown is absent, not 0."""
+
+    def rows(v: LineView) -> Iterable[Values]:
+        return [((), value(v))] if name in v.totals.known and not _is_training(v) else []
+
+    return rows
 
 
 def _training(field: str) -> Callable[[LineView], Iterable[tuple[tuple[str, ...], float | None]]]:
@@ -149,14 +160,13 @@ FAMILIES: tuple[Family, ...] = (
            (*L, "direction"), _per_line(_tokens)),
     Family("cpm_cached_input_tokens_total", "counter",
            "Input tokens served from a prefix cache (a part of direction=\"input\"), where the server says.",
-           L, _per_line(lambda v: [((), v.totals.cached_input_tokens)]
-                        if not v.line.owner.is_idle and not _is_training(v) else [])),
+           L, _per_line(_known("cached_input_tokens", lambda v: v.totals.cached_input_tokens))),
     Family("cpm_requests_by_finish_reason_total", "counter",
            "Finished requests by why they finished (stop, length, abort, error…), where the server says.",
            (*L, "finish_reason"),
            _per_line(lambda v: [((why,), n) for why, n in sorted(v.totals.requests_by_reason.items())])),
     Family("cpm_requests_total", "counter", "Finished requests (every finish reason).", L,
-           _per_line(lambda v: [((), v.totals.requests)] if not v.line.owner.is_idle else [])),
+           _per_line(_known("requests", lambda v: v.totals.requests))),
     Family("cpm_gpu_seconds_total", "counter",
            "GPU-seconds: held by an owner, busy within held (where utilisation is known), or idle (held by nobody); "
            "a MIG instance's second counts as one (its price share applies to money, not to time).",

@@ -4,6 +4,9 @@ Prometheus's own rule (``extrapolatedRate``): any decrease is a reset, and the n
 is the increase since the restart. We add a start-time check: when ``_created`` changes,
 the target restarted even if its counter already overtook the old value (100 → 150 after
 a restart must count 150, not 50). Never ``abs()`` and never clamp: both undercount.
+
+A decrease of at most ``NOISE`` × the old value is float rounding (a sum taken in another
+order, a value printed with fewer digits), not a restart: it adds nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +14,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import pairwise
+
+NOISE = 1e-9
+
+
+def fell(old: float, new: float) -> bool:
+    """``new`` is below ``old`` by more than float rounding: only a restart does that."""
+    return new < old - NOISE * old
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +43,7 @@ def is_valid_counter(value: float | None) -> bool:
 
 
 def restarted(prev: Reading, cur: Reading) -> bool:
-    if cur.value < prev.value:
+    if fell(prev.value, cur.value):
         return True
     return prev.created is not None and cur.created is not None and cur.created != prev.created
 
@@ -50,10 +60,13 @@ def delta(prev: Reading | None, cur: Reading, *, born_after: float | None = None
         return Delta(cur.value if new else 0.0, reset=False)
     if restarted(prev, cur):
         return Delta(cur.value, reset=True)
-    return Delta(cur.value - prev.value, reset=False)
+    return Delta(max(cur.value - prev.value, 0.0), reset=False)
 
 
-def valid_buckets(buckets: tuple[tuple[float, float], ...]) -> bool:
+Buckets = tuple[tuple[float, float], ...]  # (upper bound, cumulative count), ascending
+
+
+def valid_buckets(buckets: Buckets) -> bool:
     """A cumulative histogram we accept: rising bounds ending at +Inf, counts valid and not falling."""
     if not buckets or buckets[-1][0] != math.inf:
         return False
@@ -65,41 +78,33 @@ def valid_buckets(buckets: tuple[tuple[float, float], ...]) -> bool:
     return True
 
 
-def bucket_increase(
-    prev: tuple[tuple[tuple[float, float], ...], float | None] | None,
-    cur: tuple[tuple[tuple[float, float], ...], float | None],
-    *,
-    born_after: float | None = None,
-) -> tuple[tuple[float, float], ...]:
-    """Observations per bucket between two readings (bounds, created) of one valid histogram.
+def bucket_increase(prev: Buckets | None, cur: Buckets, *, whole: bool) -> Buckets:
+    """Observations per bucket between two readings of one valid histogram.
 
-    The same rules as ``delta`` for every bucket at once: a first reading is a baseline, and
-    a restart (new ``created``, a falling count) counts the new reading whole. New bounds with
-    neither are a new baseline: counting a lifetime of requests as this tick's would be wrong.
-    The result is per bucket (count in ``(previous bound, bound]``); () when no observation
-    was added.
+    ``whole``: the histogram started since ``prev`` (a restart, or a series born since the
+    last reading), so every observation in ``cur`` is new. Otherwise a first reading is a
+    baseline, a falling count is a restart (the new reading counts whole), and new bounds
+    without a restart are a new baseline: counting a lifetime of requests as this tick's would
+    be wrong. The result is per bucket (count in ``(previous bound, bound]``); () when no
+    observation was added.
     """
-    buckets, created = cur
-    if prev is None:
-        if born_after is None or created is None or created < born_after:
-            return ()
-        grown = [n for _, n in buckets]
+    if whole:
+        grown = [n for _, n in cur]
+    elif prev is None:
+        return ()
+    elif fell(prev[-1][1], cur[-1][1]):
+        grown = [n for _, n in cur]
+    elif len(prev) != len(cur) or any(a[0] != b[0] for a, b in zip(prev, cur, strict=True)):
+        return ()
     else:
-        old, old_created = prev
-        moved = old_created is not None and created is not None and created != old_created
-        if moved or buckets[-1][1] < old[-1][1]:  # a restart: everything now is new
-            grown = [n for _, n in buckets]
-        elif len(old) != len(buckets) or any(a[0] != b[0] for a, b in zip(old, buckets, strict=True)):
-            return ()  # new bounds, same life (a config change, a lost line): a new baseline
-        else:
-            grown = [n - o for (_, n), (_, o) in zip(buckets, old, strict=True)]
-            if any(g < 0 for g in grown) or _falls(grown):  # only a restart does that
-                grown = [n for _, n in buckets]
+        grown = [max(n - o, 0.0) for (_, n), (_, o) in zip(cur, prev, strict=True)]
+        if any(fell(o, n) for (_, n), (_, o) in zip(cur, prev, strict=True)) or _falls(grown):
+            grown = [n for _, n in cur]  # only a restart between readings does either
     if not grown[-1]:
         return ()  # no request finished
     # Every bound stays, empty buckets too: interpolation starts at the bound below.
     per_bucket = [g - below for g, below in zip(grown, [0.0, *grown[:-1]], strict=True)]
-    return tuple((le, n) for (le, _), n in zip(buckets, per_bucket, strict=True))
+    return tuple((le, n) for (le, _), n in zip(cur, per_bucket, strict=True))
 
 
 def _falls(cumulative: list[float]) -> bool:

@@ -45,6 +45,9 @@ class LineTotals:
     measured_ns: int = 0  # held time whose utilisation was known
     idle_cost: dict[str, int] = field(default_factory=dict)  # reason → nano-dollars (a subset of cost)
     last_ns: int = 0  # last tick that touched this line
+    # Counters (ModelDelta.known) a server ever exported for this line: the others are unknown,
+    # and their series are absent, not 0.
+    known: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +237,8 @@ class Meter:
         totals.busy_ns += tl.time[1]
         totals.measured_ns += tl.time[2]
         totals.last_ns = inp.end_ns
+        if d.known - totals.known:
+            totals.known |= d.known
         self._bill += cost
         running = sum(x.running or 0.0 for x in tl.deltas) * inp.dt_ns / NS_PER_S
         if d.itl_count:
@@ -255,7 +260,8 @@ class Meter:
             tl.time[2],
             d.cached_input_tokens,
         )  # fmt: skip  (positional: this runs for every line every tick)
-        self._windows.setdefault(line, Window()).add(record, window_ns)
+        accrued_ns = int(max((x.accrued_s for x in tl.deltas), default=0.0) * NS_PER_S)
+        self._windows.setdefault(line, Window()).add(record, window_ns, accrued_ns=accrued_ns)
         prompt = [x.prompt_lengths for x in tl.deltas if x.prompt_lengths]
         output = [x.generation_lengths for x in tl.deltas if x.generation_lengths]
         if prompt or output or line in self._lengths:
@@ -284,9 +290,12 @@ class Meter:
             self._split[line] = "disaggregated"
             return (cost, 0) if role == "prefill" else (0, cost)
         weights: tuple[int | Fraction, int | Fraction] | None = None
-        if deltas and all(x.has_phase_time for x in deltas) and d.prefill_seconds + d.decode_seconds > 0:
+        phase = bool(deltas) and all(x.has_phase_time for x in deltas)
+        if phase and d.prefill_seconds + d.decode_seconds > 0:
             weights = (weight(d.prefill_seconds), weight(d.decode_seconds))
             self._split[line] = "phase_time"
+        elif phase and self._split.get(line) == "phase_time":
+            pass  # phase times move only when a request finishes: keep its last ratio, not flap
         elif d.tokens > 0:
             weights = (
                 weight(d.computed_input_tokens),
@@ -420,6 +429,7 @@ def _sum_deltas(deltas: list[ModelDelta]) -> ModelDelta:
             decode_seconds=total.decode_seconds + x.decode_seconds,
             itl_seconds=total.itl_seconds + x.itl_seconds,
             itl_count=total.itl_count + x.itl_count,
+            known=total.known | x.known,
         )
     return total
 
@@ -428,7 +438,7 @@ def _copy(t: LineTotals) -> LineTotals:
     return LineTotals(
         dict(t.cost), t.cost_input, t.cost_output, t.input_tokens, t.output_tokens, t.requests, t.cached_input_tokens,
         dict(t.requests_by_reason),
-        t.held_ns, t.busy_ns, t.measured_ns, dict(t.idle_cost), t.last_ns,
+        t.held_ns, t.busy_ns, t.measured_ns, dict(t.idle_cost), t.last_ns, t.known,
     )  # fmt: skip
 
 

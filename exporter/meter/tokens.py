@@ -1,36 +1,43 @@
 """Token, request and latency deltas per model from the targets' cumulative counters.
 
-A target whose scrape failed, or whose numbers are not valid counters (NaN, ±Inf,
-negative), is skipped whole for the tick: its last readings stay, so its counters freeze
-and resume without loss when it comes back.
+Every token once (README "Every token once"):
+
+* a target's very first good scrape is a baseline; after that, a series absent from the
+  target's last good scrape was born since (a model added, an adapter's first request, a
+  finish reason's first request) and counts from 0;
+* a counter missing from one scrape is unknown for that scrape: it freezes, it never resets;
+* a restart seen on any counter of a (target, model, instance) — a fall beyond float noise, a
+  changed ``_created`` or process start — restarts every counter of it, and a restart of the
+  target's container (Kubernetes ``startedAt``) restarts all of the target: new values count
+  whole;
+* a failed scrape freezes the whole target; the next good one adds the gap once.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from exporter.meter.counters import Reading, bucket_increase, delta, is_valid_counter, valid_buckets
+from exporter.meter.counters import bucket_increase, fell, is_valid_counter, valid_buckets
 from exporter.model import Buckets, ModelCounters, Owner, TargetScrape
 
 # Increments beyond this many tokens per second of tick are a bogus upstream value
-# (reliability §b.4): the new value becomes the baseline, the jump is not counted.
+# (reliability §b.4): held back one tick, then either a glitch that passed or a new baseline.
 MAX_TOKENS_PER_SECOND = 10_000_000
-COUNTER_FIELDS = (
-    "input_tokens",
-    "cached_input_tokens",
-    "output_tokens",
-    "requests",
-    "prefill_seconds",
-    "decode_seconds",
-    "itl_seconds",
-    "itl_count",
-)
+TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "output_tokens", "requests")
+# Counters that feed only a gauge or the input/output split: a bad value drops that figure alone.
+FIGURE_FIELDS = ("prefill_seconds", "decode_seconds", "itl_seconds", "itl_count")
+COUNTER_FIELDS = TOKEN_FIELDS + FIGURE_FIELDS
 LENGTH_FIELDS = ("prompt_lengths", "generation_lengths")
-STALE_SERIES_S = 600.0  # a model a target stopped exporting this long ago is forgotten
+REASON = "requests:"  # key prefix of the per-finish-reason request counters
+# A model a target has not exported for this long is forgotten (bounded memory). Servers keep
+# their series for their whole life, so only a restart drops one, and that is seen on the others.
+STALE_SERIES_S = 3600.0
+# Kubernetes gives a container's start to the second: a start this close before our last
+# reading may still be after it.
+STARTED_AT_RESOLUTION_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,9 @@ class ModelDelta:
     has_phase_time: bool = False  # the server exports prefill and decode time
     prompt_lengths: Buckets = ()  # requests finished this tick, per prompt-length bucket
     generation_lengths: Buckets = ()  # ... per output-length bucket
+    # The COUNTER_FIELDS the server exported this tick: a field never known is unknown, not 0.
+    known: frozenset[str] = frozenset()
+    accrued_s: float = 0.0  # the time these amounts accrued over (longer than a tick after an outage)
 
     @property
     def computed_input_tokens(self) -> float:
@@ -74,139 +84,253 @@ class TokenTick:
     done: dict[tuple[str, str], float]  # (namespace, pod) → input tokens its counters show now
 
 
-def _invalid_reason(models: Iterable[ModelCounters]) -> str:
-    for m in models:
-        for name in COUNTER_FIELDS:
-            value = getattr(m, name)
-            if not is_valid_counter(value):
-                return "nan" if math.isnan(value) else ("inf" if math.isinf(value) else "negative")
-        if not all(is_valid_counter(n) for _, n in m.requests_by_reason):
-            return "bad_reason_counter"
-        if m.running is not None and not (math.isfinite(m.running) and m.running >= 0):
-            return "bad_gauge"
-    return ""
+@dataclass(slots=True)
+class _Series:
+    """The last good readings of one (model, instance) of a target."""
+
+    values: dict[str, float]  # COUNTER_FIELDS and REASON + reason → cumulative value
+    created: float | None
+    lengths: dict[str, Buckets]
+    seen_s: float
+    held: dict[str, float] | None = None  # an implausible jump's readings, held back one tick
+
+
+@dataclass(slots=True)
+class _Target:
+    series: dict[tuple[str, str], _Series]
+    read_s: float  # end of the tick of the last good reading
+    started_at: float | None  # the serving container's start (Kubernetes), if known
+    missed: bool = False  # a scrape failed since the last good one: the next is a catch-up
+
+
+@dataclass(slots=True)
+class _Out:
+    deltas: list[ModelDelta] = field(default_factory=list)
+    resets: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
+    read: set[tuple[str, str]] = field(default_factory=set)
+    baselined: set[tuple[str, str]] = field(default_factory=set)
+    done: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 class TokenMeter:
-    """Keeps the last reading of every (target, model, counter) to compute deltas."""
+    """Keeps the last good reading of every target's series to compute deltas."""
 
     def __init__(self) -> None:
-        self._last: dict[tuple[str, str, str, str], Reading] = {}
-        self._last_buckets: dict[tuple[str, str, str, str], tuple[Buckets, float | None]] = {}
-        self._seen_s: dict[str, float] = {}  # target → end of the tick of its last good reading
-        # target → (model, instance) → when its counters were last in a good reading: series a
-        # target stopped exporting (a restart's old adapters) are forgotten after a while.
-        self._series_s: dict[str, dict[tuple[str, str], float]] = {}
+        self._targets: dict[str, _Target] = {}
 
     def tick(self, scrapes: Iterable[TargetScrape], start_s: float, dt_s: float) -> TokenTick:
-        deltas: list[ModelDelta] = []
-        resets: Counter[str] = Counter()
-        rejected: Counter[tuple[str, str]] = Counter()
-        read: set[tuple[str, str]] = set()
-        baselined: set[tuple[str, str]] = set()
-        done: dict[tuple[str, str], float] = {}
+        out = _Out()
         for scrape in scrapes:
-            if not scrape.ok:
-                continue
-            reason = _invalid_reason(scrape.models)
-            if reason:
-                rejected[(scrape.target, reason)] += 1
-                continue
-            pod = (scrape.holder.namespace, scrape.holder.pod)
-            read.add(pod)
-            done[pod] = done.get(pod, 0.0) + sum(m.input_tokens for m in scrape.models)
-            # A catch-up after an outage spans the whole gap, not just this tick.
-            now_s = start_s + dt_s
-            if scrape.target not in self._seen_s:
-                baselined.add(pod)
-            elapsed_s = max(dt_s, now_s - self._seen_s.get(scrape.target, now_s))
-            self._seen_s[scrape.target] = now_s
-            self._forget_stale_series(scrape, now_s)
-            for m in scrape.models:
-                d, n_resets, jump = self._model_delta(scrape, m, start_s, elapsed_s)
-                resets[scrape.target] += n_resets
-                if jump:
-                    rejected[(scrape.target, "implausible_jump")] += 1
-                lengths = [self._lengths(scrape.target, m, name, start_s) for name in LENGTH_FIELDS]
-                if None in lengths:
-                    rejected[(scrape.target, "bad_histogram")] += lengths.count(None)
-                if not jump and (lengths[0] or lengths[1]):
-                    d = replace(d, prompt_lengths=lengths[0] or (), generation_lengths=lengths[1] or ())
-                deltas.append(d)
-        return TokenTick(tuple(deltas), resets, rejected, frozenset(read), frozenset(baselined), done)
-
-    def _model_delta(
-        self, scrape: TargetScrape, m: ModelCounters, start_s: float, elapsed_s: float
-    ) -> tuple[ModelDelta, int, bool]:
-        owner = scrape.holder._replace(model=m.model or scrape.holder.model)
-        amounts: dict[str, Any] = {}  # COUNTER_FIELDS → float (Any: ModelDelta has other fields too)
-        reset = False
-        for name in COUNTER_FIELDS:
-            value = getattr(m, name)
-            if value is None:
-                continue
-            key = (scrape.target, m.model, m.instance, name)
-            d = delta(self._last.get(key), Reading(value, m.created), born_after=start_s)
-            self._last[key] = Reading(value, m.created)
-            amounts[name] = d.amount
-            reset = reset or d.reset
-        by_reason = []
-        for why, value in m.requests_by_reason:
-            key = (scrape.target, m.model, m.instance, "requests:" + why)
-            d = delta(self._last.get(key), Reading(value, m.created), born_after=start_s)
-            self._last[key] = Reading(value, m.created)
-            by_reason.append((why, d.amount))
-        jump = amounts.get("input_tokens", 0) + amounts.get("output_tokens", 0) > MAX_TOKENS_PER_SECOND * max(
-            elapsed_s, 1.0
+            if scrape.ok:
+                self._read(scrape, start_s, dt_s, out)
+            elif (missed := self._targets.get(scrape.target)) is not None:
+                missed.missed = True
+        return TokenTick(
+            tuple(out.deltas),
+            out.resets,
+            out.rejected,
+            frozenset(out.read),
+            frozenset(out.baselined),
+            out.done,
         )
-        if jump:
-            amounts, by_reason = {}, []
-        phase = m.prefill_seconds is not None and m.decode_seconds is not None
-        md = ModelDelta(
-            owner=owner,
-            running=m.running,
-            requests_by_reason=tuple(by_reason),
-            itl_method=m.itl_method,
-            has_phase_time=phase,
-            **amounts,
-        )
-        return md, int(reset), jump
-
-    def _lengths(self, target: str, m: ModelCounters, name: str, start_s: float) -> Buckets | None:
-        """Requests finished since the last reading, per length bucket; None if the histogram is bad.
-
-        A bad histogram is left out alone (its last good reading stays): tokens still count.
-        """
-        buckets: Buckets = getattr(m, name)
-        if not buckets:
-            return ()
-        if not valid_buckets(buckets):
-            return None
-        key = (target, m.model, m.instance, name)
-        grown = bucket_increase(self._last_buckets.get(key), (buckets, m.created), born_after=start_s)
-        self._last_buckets[key] = (buckets, m.created)
-        return grown
-
-    def _forget_stale_series(self, scrape: TargetScrape, now_s: float) -> None:
-        """Drop the last readings of a target's models unseen for STALE_SERIES_S (bounded memory).
-
-        Not at once: a model missing from one payload keeps its baseline, so nothing is lost
-        when it comes back; one gone for that long re-baselines, as a new series would.
-        """
-        seen = self._series_s.setdefault(scrape.target, {})
-        for m in scrape.models:
-            seen[(m.model, m.instance)] = now_s
-        stale = {k for k, at in seen.items() if now_s - at > STALE_SERIES_S}
-        if stale:
-            for k in stale:
-                del seen[k]
-            self._last = {k: v for k, v in self._last.items() if k[0] != scrape.target or k[1:3] not in stale}
-            self._last_buckets = {
-                k: v for k, v in self._last_buckets.items() if k[0] != scrape.target or k[1:3] not in stale
-            }
 
     def forget_targets(self, keep: set[str]) -> None:
-        self._last = {k: v for k, v in self._last.items() if k[0] in keep}
-        self._last_buckets = {k: v for k, v in self._last_buckets.items() if k[0] in keep}
-        self._seen_s = {k: v for k, v in self._seen_s.items() if k in keep}
-        self._series_s = {k: v for k, v in self._series_s.items() if k in keep}
+        self._targets = {k: v for k, v in self._targets.items() if k in keep}
+
+    def _read(self, scrape: TargetScrape, start_s: float, dt_s: float, out: _Out) -> None:
+        pod = (scrape.holder.namespace, scrape.holder.pod)
+        now_s = start_s + dt_s
+        out.read.add(pod)
+        shown = [m.input_tokens for m in scrape.models if m.input_tokens is not None]
+        if shown:
+            out.done[pod] = out.done.get(pod, 0.0) + sum(shown)
+        target = self._targets.get(scrape.target)
+        first = target is None
+        if target is None:
+            target = self._targets[scrape.target] = _Target({}, now_s, scrape.started_at)
+            out.baselined.add(pod)
+        elif _container_restarted(target, scrape.started_at):
+            target.series.clear()  # every series of the old container is over: all count from 0
+            out.resets[scrape.target] += 1
+        # A catch-up after an outage spans the whole gap, not just this tick.
+        elapsed_s = max(dt_s, now_s - target.read_s)
+        accrued_s = elapsed_s if target.missed else 0.0
+        for m in scrape.models:
+            d = self._series_delta(scrape, target, m, first, start_s, now_s, elapsed_s, out)
+            out.deltas.append(replace(d, accrued_s=accrued_s) if accrued_s and d.known else d)
+        target.read_s, target.started_at, target.missed = now_s, scrape.started_at, False
+        stale = [k for k, s in target.series.items() if now_s - s.seen_s > STALE_SERIES_S]
+        for k in stale:
+            del target.series[k]
+
+    def _series_delta(
+        self,
+        scrape: TargetScrape,
+        target: _Target,
+        m: ModelCounters,
+        first: bool,
+        start_s: float,
+        now_s: float,
+        elapsed_s: float,
+        out: _Out,
+    ) -> ModelDelta:
+        key = (m.model, m.instance)
+        prev = target.series.get(key)
+        readings = _readings(m, scrape.target, out)
+        if prev is None:
+            # Born since our last good reading, unless this is the target's first: a baseline
+            # then, except a series whose _created shows it started within this tick.
+            whole = not first or (m.created is not None and m.created >= start_s)
+            base: dict[str, float] | None = None if whole else readings
+        elif _restarted(prev, m, readings):
+            out.resets[scrape.target] += 1
+            base = None
+        else:
+            base = prev.values
+        amounts = _increase(base, readings)
+        if amounts.get("cached_input_tokens", 0.0) > amounts.get("input_tokens", 0.0):
+            # Hits are a part of the prompt tokens: more hits than prompts is a server's slip, capped
+            # (the input CPM would otherwise vanish) and counted so that it is seen.
+            out.rejected[(scrape.target, "cached_above_input")] += 1
+            amounts["cached_input_tokens"] = amounts.get("input_tokens", 0.0)
+        lengths = self._lengths(scrape.target, prev, m, whole=base is None, out=out)
+        if _tokens(amounts) > MAX_TOKENS_PER_SECOND * max(elapsed_s, 1.0):
+            amounts, lengths = self._jump(scrape.target, prev, m, readings, (now_s, elapsed_s), out), {}
+        else:
+            kept = prev.values if prev is not None and base is not None else {}
+            kept_lengths = prev.lengths if prev is not None and base is not None else {}
+            target.series[key] = _Series(
+                _merged(kept, readings), m.created, {**kept_lengths, **_valid_lengths(m)}, now_s
+            )
+        return _delta(scrape, m, amounts, lengths, known=frozenset(readings) & frozenset(COUNTER_FIELDS))
+
+    def _jump(
+        self,
+        target_name: str,
+        prev: _Series | None,
+        m: ModelCounters,
+        readings: dict[str, float],
+        when: tuple[float, float],  # (now, elapsed) in seconds
+        out: _Out,
+    ) -> dict[str, float]:
+        """An implausible increase: hold it back one tick. If the next reading goes on from it,
+        it was real and becomes the baseline; if it goes on from before it, it was a glitch."""
+        target = self._targets[target_name]
+        key, (now_s, elapsed_s) = (m.model, m.instance), when
+        if prev is None or prev.held is None:
+            out.rejected[(target_name, "implausible_jump")] += 1
+        if prev is None:  # a series born with a lifetime in it: a baseline, not this tick's
+            target.series[key] = _Series(dict(readings), m.created, _valid_lengths(m), now_s)
+            return {}
+        since_held = _increase(prev.held, readings) if prev.held is not None else None
+        if since_held is not None and _tokens(since_held) <= MAX_TOKENS_PER_SECOND * max(elapsed_s, 1.0):
+            target.series[key] = _Series(
+                _merged(prev.held or {}, readings), m.created, _valid_lengths(m), now_s
+            )
+            return since_held
+        prev.held, prev.seen_s = dict(readings), now_s
+        return {}
+
+    def _lengths(
+        self, target: str, prev: _Series | None, m: ModelCounters, *, whole: bool, out: _Out
+    ) -> dict[str, Buckets]:
+        """Requests finished since the last reading, per length bucket. A bad histogram is left
+        out alone (its last good reading stays, counted as ``bad_histogram``): tokens still count."""
+        grown: dict[str, Buckets] = {}
+        for name in LENGTH_FIELDS:
+            buckets: Buckets = getattr(m, name)
+            if not buckets:
+                continue
+            if not valid_buckets(buckets):
+                out.rejected[(target, "bad_histogram")] += 1
+                continue
+            old = prev.lengths.get(name) if prev is not None else None
+            born = prev is not None and old is None  # a histogram that appeared since
+            grown[name] = bucket_increase(old, buckets, whole=whole or born)
+        return grown
+
+
+def _container_restarted(target: _Target, started_at: float | None) -> bool:
+    """The serving container started again after our last good reading (Kubernetes says so)."""
+    if started_at is None or started_at == target.started_at:
+        return False
+    return started_at + STARTED_AT_RESOLUTION_S > target.read_s
+
+
+def _readings(m: ModelCounters, target: str, out: _Out) -> dict[str, float]:
+    """The counters this scrape carries. A figure-only counter with a bad value (the reader
+    refuses bad token counters) is dropped alone and counted as ``bad_value``."""
+    found: dict[str, float] = {}
+    for name in COUNTER_FIELDS:
+        value = getattr(m, name)
+        if value is None:
+            continue
+        if is_valid_counter(value):
+            found[name] = value
+        else:
+            out.rejected[(target, "bad_value")] += 1
+    for why, value in m.requests_by_reason:
+        found[REASON + why] = value
+    return found
+
+
+def _restarted(prev: _Series, m: ModelCounters, readings: dict[str, float]) -> bool:
+    """Any counter of the series fell, or its start time moved: all of it restarted."""
+    if prev.created is not None and m.created is not None and m.created != prev.created:
+        return True
+    if any(fell(prev.values[k], v) for k, v in readings.items() if k in prev.values):
+        return True
+    return any(
+        fell(old[-1][1], new[-1][1])
+        for name, new in _valid_lengths(m).items()
+        if (old := prev.lengths.get(name)) is not None
+    )
+
+
+def _increase(base: dict[str, float] | None, readings: dict[str, float]) -> dict[str, float]:
+    """Per counter: since ``base``; all of it where there is no base (born since, restarted)."""
+    if base is None:
+        return dict(readings)
+    return {k: max(v - base[k], 0.0) if k in base else v for k, v in readings.items()}
+
+
+def _merged(kept: dict[str, float], readings: dict[str, float]) -> dict[str, float]:
+    """The new baseline: counters missing from this scrape keep their last value (frozen);
+    a value below the last by float noise keeps the last, so noise never adds up."""
+    merged = dict(kept)
+    for k, v in readings.items():
+        merged[k] = max(v, kept.get(k, v))
+    return merged
+
+
+def _valid_lengths(m: ModelCounters) -> dict[str, Buckets]:
+    return {name: b for name in LENGTH_FIELDS if (b := getattr(m, name)) and valid_buckets(b)}
+
+
+def _tokens(amounts: dict[str, float]) -> float:
+    return amounts.get("input_tokens", 0.0) + amounts.get("output_tokens", 0.0)
+
+
+def _delta(
+    scrape: TargetScrape,
+    m: ModelCounters,
+    amounts: dict[str, float],
+    lengths: dict[str, Buckets],
+    *,
+    known: frozenset[str],
+) -> ModelDelta:
+    fields: dict[str, Any] = {k: v for k, v in amounts.items() if not k.startswith(REASON)}
+    return ModelDelta(
+        owner=scrape.holder._replace(model=m.model or scrape.holder.model),
+        running=m.running,
+        requests_by_reason=tuple(
+            (k.removeprefix(REASON), v) for k, v in amounts.items() if k.startswith(REASON)
+        ),
+        itl_method=m.itl_method if "itl_count" in amounts else "",
+        has_phase_time="prefill_seconds" in known and "decode_seconds" in known,
+        prompt_lengths=lengths.get("prompt_lengths", ()),
+        generation_lengths=lengths.get("generation_lengths", ()),
+        known=known,
+        **fields,
+    )

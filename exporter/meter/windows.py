@@ -59,9 +59,18 @@ def _per_million(cost_nano: int, tokens: float) -> float | None:
     return _ratio(cost_nano / NANO_PER_USD * 1e6, tokens)
 
 
+# Fields a catch-up after an outage spreads back over the ticks it accrued in.
+SPREAD_FIELDS = tuple(
+    TickRecord._fields.index(f)
+    for f in ("input_tokens", "output_tokens", "requests", "itl_seconds", "itl_count", "cached_input_tokens")
+)
+
+
 class Window:
     """The records of the last ``length_ns`` of wall-clock time, with running sums.
 
+    The window holds exactly its length: the oldest record, when it straddles the window's
+    start, counts by the part of it inside (a 30 s window of ~1 s ticks is 30 s, never 31).
     Sums are updated as records enter and leave (O(1) per tick, whatever the window), and
     reset from the record itself whenever the window holds one, so float error cannot build up.
     """
@@ -69,8 +78,15 @@ class Window:
     def __init__(self) -> None:
         self._records: deque[TickRecord] = deque()
         self._sum: list[float] = [0] * len(TickRecord._fields)
+        self._length_ns = 0
 
-    def add(self, record: TickRecord, length_ns: int) -> None:
+    def add(self, record: TickRecord, length_ns: int, *, accrued_ns: int = 0) -> None:
+        """Add a tick. ``accrued_ns`` > the tick: its tokens accrued over that much time (a
+        target's catch-up after an outage) and are spread back over the ticks of that span,
+        so no window shows an outage's tokens on its last tick's money."""
+        self._length_ns = length_ns
+        if accrued_ns > record.dt_ns > 0:
+            record = self._spread_back(record, accrued_ns)
         self._records.append(record)
         self._sum = [a + b for a, b in zip(self._sum, record, strict=True)]
         while self._records and self._records[0].end_ns <= record.end_ns - length_ns:
@@ -80,8 +96,32 @@ class Window:
             self._sum = list(record)
 
     def sums(self) -> TickRecord:
-        """The window's totals, as one record spanning it (``end_ns`` is meaningless)."""
-        return TickRecord._make(self._sum)
+        """The window's totals over exactly its length (``end_ns`` is meaningless)."""
+        if not self._records:
+            return TickRecord._make(self._sum)
+        first = self._records[0]
+        outside = self._records[-1].end_ns - self._length_ns - (first.end_ns - first.dt_ns)
+        if outside <= 0 or first.dt_ns <= 0:
+            return TickRecord._make(self._sum)
+        share = min(outside / first.dt_ns, 1.0)
+        return TickRecord._make(s - share * x for s, x in zip(self._sum, first, strict=True))
+
+    def _spread_back(self, record: TickRecord, accrued_ns: int) -> TickRecord:
+        """This tick keeps its share of the catch-up; older ticks of the span get theirs."""
+        begin = record.end_ns - accrued_ns
+        fields = list(record)
+        for i in SPREAD_FIELDS:
+            fields[i] = record[i] * record.dt_ns / accrued_ns
+        for k, old in enumerate(self._records):
+            overlap = min(old.end_ns, record.end_ns - record.dt_ns) - max(old.end_ns - old.dt_ns, begin)
+            if overlap > 0:
+                grown = list(old)
+                for i in SPREAD_FIELDS:
+                    part = record[i] * overlap / accrued_ns
+                    grown[i] += part
+                    self._sum[i] += part
+                self._records[k] = TickRecord._make(grown)
+        return TickRecord._make(fields)
 
     def gauges(self) -> LiveGauges:
         r = self.sums()
@@ -93,7 +133,10 @@ class Window:
             # Prefix-cache hits cost next to nothing: they must not dilute the input price.
             usd_per_million_input=_per_million(r.cost_input, r.input_tokens - r.cached_input_tokens),
             usd_per_million_output=_per_million(r.cost_output, r.output_tokens),
-            usd_per_million_total=_per_million(r.cost, r.input_tokens + r.output_tokens),
+            # One definition for all three: the tokens the GPUs computed (cache hits excluded).
+            usd_per_million_total=_per_million(
+                r.cost, r.input_tokens - r.cached_input_tokens + r.output_tokens
+            ),
             usd_per_request=_ratio(r.cost / NANO_PER_USD, r.requests),
             tokens_per_second_per_user=tps,
             interactivity_method=method,

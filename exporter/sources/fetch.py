@@ -61,6 +61,7 @@ class FetchLimits:
     timeout_seconds: float = 2.0
     max_body_bytes: int = 32 * 2**20  # after decompression
     max_samples: int = 500_000  # lines; enforced by parse_wanted, carried here with the others
+    max_series: int = 20_000  # samples of the families read; enforced by parse_wanted too
 
 
 class _Endpoint(NamedTuple):

@@ -45,7 +45,12 @@ def profile_of(server: str, token_metric: str = "") -> tuple[ServerProfile, froz
 
 
 def read_payload(
-    text: str, server: str, max_samples: int, token_metric: str = "", adapter_label: str = ""
+    text: str,
+    server: str,
+    max_samples: int,
+    token_metric: str = "",
+    adapter_label: str = "",
+    max_series: int | None = None,
 ) -> list[ModelCounters]:
     """Cumulative counters per model in one payload of ``server``'s metrics.
 
@@ -57,7 +62,7 @@ def read_payload(
         adapter_label = ""  # a label the profile reads for something else never names an adapter
     by_model: dict[tuple[str, str], Indexed] = defaultdict(lambda: defaultdict(list))
     unlabelled: Indexed = defaultdict(list)  # e.g. process_start_time_seconds: shared by all
-    for sample in parse_wanted(text, wanted, max_samples=max_samples):
+    for sample in parse_wanted(text, wanted, max_samples=max_samples, max_wanted=max_series):
         model = sample.labels.get(profile.model_label) if profile.model_label else ""
         if model is None:
             unlabelled[sample.name].append(sample)
@@ -66,12 +71,18 @@ def read_payload(
             model = sample.labels.get(adapter_label) or model
         instance = sample.labels.get(profile.instance_label, "") if profile.instance_label else ""
         by_model[(model[:MAX_LABEL_LENGTH], instance[:MAX_LABEL_LENGTH])][sample.name].append(sample)
-    keys = [k for k, idx in by_model.items() if value(idx, profile.input_tokens) is not None]
+    # A model is read when any of its counters is there: a family missing from one scrape
+    # is unknown for that scrape (the meter freezes it), never read as 0.
+    counters = (profile.input_tokens, profile.output_tokens, profile.requests)
+    keys = [k for k, idx in by_model.items() if any(value(idx, c) is not None for c in counters)]
     if not keys:
-        raise ParseError(
-            f"payload has no {profile.input_tokens[0].names[0]} series", reason="no_token_counters"
-        )
-    return [_model_counters(k, by_model[k], unlabelled, profile) for k in sorted(keys)]
+        names = " or ".join(c[0].names[0] for c in counters if c)
+        raise ParseError(f"payload has no {names} series", reason="no_token_counters")
+    models = [_model_counters(k, by_model[k], unlabelled, profile) for k in sorted(keys)]
+    bad = next((why for m in models if (why := bad_counter(m))), "")
+    if bad:
+        raise ParseError(bad, reason="bad_value")
+    return models
 
 
 def value(index: Indexed, alternatives: tuple[Series, ...]) -> float | None:
@@ -128,8 +139,8 @@ def _model_counters(key: tuple[str, str], index: Indexed, shared: Indexed, p: Se
     return ModelCounters(
         model=key[0],
         instance=key[1],
-        input_tokens=value(index, p.input_tokens) or 0.0,
-        output_tokens=value(index, p.output_tokens) or 0.0,
+        input_tokens=value(index, p.input_tokens),
+        output_tokens=value(index, p.output_tokens),
         cached_input_tokens=value(index, p.cached_input_tokens),
         requests=value(index, p.requests),
         requests_by_reason=by_label(index, p.requests, p.finish_reason_label)
@@ -141,10 +152,30 @@ def _model_counters(key: tuple[str, str], index: Indexed, shared: Indexed, p: Se
         itl_seconds=token_time[0],
         itl_count=token_time[1],
         itl_method=p.token_time_method if token_time[0] is not None else "",
-        running=value(index, p.running),
+        running=_gauge(value(index, p.running)),
         prompt_lengths=buckets(index, p.prompt_lengths),
         generation_lengths=buckets(index, p.generation_lengths),
     )
+
+
+def _gauge(reading: float | None) -> float | None:
+    """A gauge that is not a finite, non-negative number is unknown: it feeds one figure only."""
+    return reading if reading is not None and math.isfinite(reading) and reading >= 0 else None
+
+
+def bad_counter(m: ModelCounters) -> str:
+    """Why a token or request counter of ``m`` is not a counter value (NaN, ±Inf, < 0); "" if fine.
+
+    These refuse the scrape (the target's counters freeze, ``cpm_target_up`` is 0): a token
+    counter we cannot read makes every other figure of the target suspect. Figures that feed
+    only a gauge or the input/output split are dropped alone, by the meter.
+    """
+    named = [(f, getattr(m, f)) for f in ("input_tokens", "output_tokens", "cached_input_tokens", "requests")]
+    named += [(f"requests[{why}]", n) for why, n in m.requests_by_reason]
+    for name, reading in named:
+        if reading is not None and not (math.isfinite(reading) and reading >= 0):
+            return f"model {m.model!r}: {name} is {reading!r}, not a counter value"
+    return ""
 
 
 def scrape(target: Target, limits: FetchLimits, fetch: Fetch = fetch_text) -> TargetScrape:
@@ -156,7 +187,9 @@ def scrape(target: Target, limits: FetchLimits, fetch: Fetch = fetch_text) -> Ta
     try:
         text = fetch(target.url, limits, target.client)
         server = server or detect(text)
-        models = read_payload(text, server, limits.max_samples, target.token_metric, target.adapter_label)
+        models = read_payload(
+            text, server, limits.max_samples, target.token_metric, target.adapter_label, limits.max_series
+        )
     except SourceError as e:
         return _failed(target, server, e.reason, str(e), began)
     except Exception as e:  # a bug of ours on one target's input must not stop the tick for all
@@ -169,6 +202,7 @@ def scrape(target: Target, limits: FetchLimits, fetch: Fetch = fetch_text) -> Ta
         ok=True,
         models=tuple(models),
         duration_seconds=time.perf_counter() - began,
+        started_at=target.started_at,
     )
 
 

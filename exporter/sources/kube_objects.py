@@ -13,6 +13,15 @@ from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
+class ContainerRun:
+    """One container of a pod: the ports it declares, and when its current run started."""
+
+    name: str
+    ports: tuple[int, ...]  # spec.containers[].ports[].containerPort
+    started_at: float | None  # status.containerStatuses[].state.running.startedAt; None unless running
+
+
+@dataclass(frozen=True, slots=True)
 class PodInfo:
     uid: str
     namespace: str
@@ -30,6 +39,16 @@ class PodInfo:
     # spec.hostNetwork: the pod sends on the node's own interfaces, so cAdvisor's network
     # counters for it are the whole node's, not the pod's.
     host_network: bool = False
+    containers: tuple[ContainerRun, ...] = ()
+
+    def started_at(self, port: int) -> float | None:
+        """When the container serving ``port`` last started: the one declaring the port, or the
+        pod's only container. None when no container can be told (a restart of it is then seen
+        only through the server's own start time)."""
+        declaring = [c for c in self.containers if port in c.ports]
+        if len(declaring) == 1:
+            return declaring[0].started_at
+        return self.containers[0].started_at if len(self.containers) == 1 and not declaring else None
 
 
 # ---- parsing: JSON of the API → records --------------------------------------------------
@@ -125,12 +144,14 @@ def parse_pod(obj: object) -> tuple[PodInfo, str]:
             claims.append(f"{name}-{_str(volume.get('name'), 'spec.volumes[].name')}")
     container_ids: list[str] = []
     finished: list[float | None] = []
+    starts: dict[str, float | None] = {}
     for container in _list(status.get("containerStatuses"), "status.containerStatuses"):
         entry = _dict(container, "containerStatuses[]", optional=False)
         cid = _str(entry.get("containerID"), "containerID", "")
         if cid:
             container_ids.append(cid.split("://", 1)[-1])
         finished.append(_finished(entry))
+        starts[_str(entry.get("name"), "containerStatuses[].name", "")] = _running_since(entry)
     deletion, creation = meta.get("deletionTimestamp"), meta.get("creationTimestamp")
     info = PodInfo(
         uid=uid,
@@ -150,6 +171,7 @@ def parse_pod(obj: object) -> tuple[PodInfo, str]:
         else parse_timestamp(_str(creation, "metadata.creationTimestamp")),
         finished_at=_all_finished(finished),
         host_network=spec.get("hostNetwork") is True,
+        containers=_containers(spec, starts),
     )
     return info, _str(spec.get("nodeName"), "spec.nodeName", "")
 
@@ -167,6 +189,25 @@ def _finished(container: dict[str, Any]) -> float | None:
     )
     at = terminated.get("finishedAt")
     return None if at is None else parse_timestamp(_str(at, "terminated.finishedAt"))
+
+
+def _running_since(container: dict[str, Any]) -> float | None:
+    """state.running.startedAt of a container status, or None while it does not run."""
+    running = _dict(_dict(container.get("state"), "containerStatuses[].state").get("running"), "running")
+    at = running.get("startedAt")
+    return None if at is None else parse_timestamp(_str(at, "running.startedAt"))
+
+
+def _containers(spec: dict[str, Any], starts: Mapping[str, float | None]) -> tuple[ContainerRun, ...]:
+    out = []
+    for container in _list(spec.get("containers"), "spec.containers"):
+        entry = _dict(container, "spec.containers[]", optional=False)
+        name = _str(entry.get("name"), "spec.containers[].name", "")
+        ports = _list(entry.get("ports"), "spec.containers[].ports")
+        numbers = [_dict(p, "ports[]", optional=False).get("containerPort") for p in ports]
+        declared = tuple(n for n in numbers if isinstance(n, int) and not isinstance(n, bool))
+        out.append(ContainerRun(name, declared, starts.get(name)))
+    return tuple(out)
 
 
 def _resource_version(obj: object) -> str:

@@ -103,8 +103,13 @@ def targets_of(
             problems.append((name, f"{ADAPTER_LABEL}: {why}"))
             adapter_label = ""
         client = https if url.startswith("https://") else NO_CLIENT_CONFIG
-        targets.append(Target(name, url, owner, "auto", token_metric, adapter_label, client))
+        started = pod.started_at(_port(notes))
+        targets.append(Target(name, url, owner, "auto", token_metric, adapter_label, client, started))
     return Discovered(tuple(targets), tuple(problems))
+
+
+def _port(notes: Mapping[str, str]) -> int:
+    return int(notes[PORT].strip())  # _url has checked it
 
 
 def _url(ip: str, notes: Mapping[str, str]) -> tuple[str, str]:

@@ -137,7 +137,12 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
             model_label="model",
             input_tokens=(s("nv_llm_input_token_len_sum"),),
             output_tokens=(s("nv_llm_output_token_len_sum"),),
-            requests=(s("nv_llm_output_token_len_count"),),
+            # r24.12 with TensorRT-LLM ≤ 0.15 has no token histograms: the backend model's
+            # finished requests are still read (its tokens are unknown, not 0).
+            requests=(
+                s("nv_llm_output_token_len_count"),
+                s("nv_inference_request_success", model="tensorrt_llm"),
+            ),
             running=(s("nv_trt_llm_request_metrics", request_type="active"),),
             prompt_lengths=(s("nv_llm_input_token_len_bucket"),),
             generation_lengths=(s("nv_llm_output_token_len_bucket"),),

@@ -80,10 +80,13 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _EXPECTED_NUMBER = "expected a decimal number, +Inf, -Inf or NaN"
 
 
-def parse_wanted(text: str, wanted: Collection[str], *, max_samples: int = 500_000) -> list[Sample]:
+def parse_wanted(
+    text: str, wanted: Collection[str], *, max_samples: int = 500_000, max_wanted: int | None = None
+) -> list[Sample]:
     """Every sample of ``text`` whose name is in ``wanted``, in payload order.
 
-    Raises ParseError with reason "sample_limit", "truncated", "duplicate" or "parse".
+    Raises ParseError with reason "sample_limit", "series_limit" (more than ``max_wanted``
+    wanted samples: refused before any is parsed), "truncated", "duplicate" or "parse".
     Raises ValueError (TypeError) if a wanted name is not a metric name, or ``wanted`` is
     a str: caller bugs.
     """
@@ -99,7 +102,14 @@ def parse_wanted(text: str, wanted: Collection[str], *, max_samples: int = 500_0
         raise ParseError(f"line {line}: payload ends without a newline (truncated)", "truncated")
     samples: list[Sample] = []
     seen: set[tuple[str, frozenset[tuple[str, str]]]] = set()
-    for start, name in _locate(text, frozenset(wanted)):
+    hits = _locate(text, frozenset(wanted))
+    if max_wanted is not None and len(hits) > max_wanted:
+        raise ParseError(
+            f"payload has {len(hits)} samples of the families read, more than the limit of {max_wanted}"
+            " (limits.max_series)",
+            "series_limit",
+        )
+    for start, name in hits:
         sample = _parse_line(text, start, text.find("\n", start), name)
         key = (name, frozenset(sample.labels.items()))
         if key in seen:

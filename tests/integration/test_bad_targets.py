@@ -323,12 +323,12 @@ def test_bad_target_resumes_without_loss(scenario: Scenario, mode: str) -> None:
     assert last.get("cpm_target_up", target=mode) == 1
 
 
-def test_nan_counters_are_rejected_not_counted(scenario: Scenario) -> None:
-    rejected = [s.total("cpm_input_rejected_total", source="nan", reason="nan") for s in scenario.bad]
-    assert rejected[-1] >= BAD_TICKS - 1, rejected
-    assert rejected == sorted(rejected)
-    assert scenario.bad[-1].get("cpm_target_up", target="nan") == 1  # the scrape worked; the input did not
-    assert errors(scenario.bad[-1], "nan") == {}
+def test_a_nan_token_counter_downs_the_target_with_its_reason(scenario: Scenario) -> None:
+    """A token counter we cannot read makes the scrape unusable: the user alerts on cpm_target_up."""
+    last = scenario.bad[-1]
+    assert last.get("cpm_target_up", target="nan") == 0
+    reasons = errors(last, "nan")
+    assert set(reasons) == {"bad_value"} and reasons["bad_value"] >= BAD_TICKS - 1, reasons
 
 
 def test_counter_reset_is_counted_and_total_is_exact(scenario: Scenario) -> None:

@@ -79,7 +79,7 @@ class NodeA:
     llama: str
     train: str
     canary: str  # a vLLM with no traffic on a held GPU: idle by reason no_traffic
-    nan: str  # a counter reading NaN: rejected
+    nan: str  # a phase-time sum reading NaN: that figure is rejected, the tokens still count
     down: str = "http://127.0.0.1:1/metrics"  # nothing listens: a failed scrape
 
 
@@ -108,8 +108,8 @@ inventory:
        target_tokens: 1e12, targets: [{{url: "{urls.train}"}}]}}
     - {{pod: canary-0, namespace: serve, team: search, model: {LLAMA}, gpus: ['4'],
        targets: [{{url: "{urls.canary}", server: vllm}}]}}
-    - {{pod: broken-0, namespace: research, team: research, model: llama-ft, kind: training,
-       targets: [{{url: "{urls.nan}"}}]}}
+    - {{pod: broken-0, namespace: research, team: research, model: {LLAMA},
+       targets: [{{url: "{urls.nan}", server: vllm}}]}}
     - {{pod: down-0, namespace: serve, team: search, model: {LLAMA}, targets: [{{url: "{urls.down}"}}]}}
 {batch}"""
 
@@ -195,7 +195,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, exporters: ExporterFactory) 
     )
     a_config, b_config = work / "node-a.yaml", work / "node-b.yaml"
     nan = work / "nan.prom"
-    nan.write_text("# TYPE cpm_training_tokens_total counter\ncpm_training_tokens_total NaN\n")
+    nan.write_text(
+        f'vllm:prompt_tokens_total{{model_name="{LLAMA}"}} 10\n'
+        f'vllm:generation_tokens_total{{model_name="{LLAMA}"}} 5\n'
+        f'vllm:request_prefill_time_seconds_sum{{model_name="{LLAMA}"}} NaN\n'
+    )
     urls = NodeA(servers[0].url, train_urls[0], servers[2].url, f"file://{nan}")
     a_config.write_text(node_a_config(urls, staged=False))
     b_config.write_text(node_b_config(servers[1].url, train_urls[1]))
@@ -263,7 +267,8 @@ def test_a_fleet_cpm_per_model_spans_both_nodes(fleet: Fleet) -> None:
     def per_node(at: float) -> dict[str, float]:
         expr = (
             f'1e6 * sum by (node) (rate(cpm_cost_usd_total{{model="{LLAMA}",workload!="training"}}[5s]))'
-            f' / sum by (node) (rate(cpm_tokens_total{{model="{LLAMA}",direction=~"input|output"}}[5s]))'
+            f' / (sum by (node) (rate(cpm_tokens_total{{model="{LLAMA}",direction=~"input|output"}}[5s]))'
+            f'    - sum by (node) (rate(cpm_cached_input_tokens_total{{model="{LLAMA}"}}[5s])))'
         )
         return {r["metric"]["node"]: float(r["value"][1]) for r in p.query(expr, at=at)}
 
@@ -272,9 +277,11 @@ def test_a_fleet_cpm_per_model_spans_both_nodes(fleet: Fleet) -> None:
         at, value = float(row["value"][0]), float(row["value"][1])
         # The same fleet CPM from both nodes' raw counters at the rule's own timestamp. Not exact:
         # a scrape stamped before the evaluation can land after it (2 % seen with 5 s windows).
+        # Total CPM divides by the tokens the GPUs computed: prefix-cache hits are left out.
         raw = p.value(
             f'1e6 * sum(rate(cpm_cost_usd_total{{model="{LLAMA}",workload!="training"}}[5s]))'
-            f' / sum(rate(cpm_tokens_total{{model="{LLAMA}",direction=~"input|output"}}[5s]))',
+            f' / (sum(rate(cpm_tokens_total{{model="{LLAMA}",direction=~"input|output"}}[5s]))'
+            f'    - sum(rate(cpm_cached_input_tokens_total{{model="{LLAMA}"}}[5s])))',
             at=at,
         )
         nodes = per_node(at)

@@ -143,8 +143,8 @@ def test_bill_is_conserved_exactly(prices, node, ticks, storage, data) -> None: 
 )
 def test_tokens_equal_truth_across_resets(history: list[tuple[int, int, bool, bool]]) -> None:
     """Upstream restarts never lose or double-count tokens, with one documented exception: a
-    restart with no new _created whose new value already overtook the old one (undetectable:
-    exactly the old value is lost, as in Prometheus's own rate())."""
+    restart with no new _created whose new values all already overtook the old ones
+    (undetectable: exactly the old values are lost, as in Prometheus's own rate())."""
     from exporter.model import GpuSample, Placement
 
     owner = Owner("ns", "pod", "team", "m")
@@ -162,8 +162,10 @@ def test_tokens_equal_truth_across_resets(history: list[tuple[int, int, bool, bo
             created += new_created
         value[0] += add_in
         value[1] += add_out
+        # A restart seen on either counter (a fall) restarts both: only one that neither
+        # counter nor _created shows goes unseen.
+        undetectable = restart and not new_created and value[0] >= old[0] and value[1] >= old[1]
         for i, added in enumerate((add_in, add_out)):
-            undetectable = restart and not new_created and value[i] >= old[i]
             if step > 0:  # the first reading is a baseline: the series predates the exporter
                 expected[i] += added - (old[i] if undetectable else 0)
         counters = ModelCounters("m", value[0], value[1], created=created)
