@@ -132,6 +132,12 @@ class ModelCounters:
     requests_by_reason: tuple[tuple[str, float], ...] = ()  # (finish reason, finished requests)
     prompt_lengths: Buckets = ()  # cumulative histogram of finished requests' prompt tokens
     generation_lengths: Buckets = ()  # ... and of their output tokens
+    created_by: str = ""  # the series ``created`` was read from (vLLM: _created, else process start)
+    # Servers whose prompt counter leaves cache hits out (llama.cpp): input_tokens is then None
+    # and the meter adds this counter's increase and cached_input_tokens' increase.
+    computed_input_tokens: float | None = None
+    # (field, series) for fields read from one of several alternatives: which one it was.
+    sources: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -456,3 +456,54 @@ def test_a_catch_up_after_an_outage_is_spread_over_the_ticks_it_accrued_in() -> 
     for i in (13, 14, 15):  # windows holding the catch-up and part of the outage
         assert cpm[i] == pytest.approx(cpm[7], rel=1e-9), (i, cpm)
     assert line(snap, "a-0").totals.input_tokens == 15_000  # the counters themselves got it all, once
+
+
+def test_a_created_series_missing_once_is_no_restart() -> None:
+    """vLLM's _created is read first, process_start_time_seconds second: a scrape without the
+    _created family must not compare one with the other and count a lifetime twice."""
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+    with_created = replace(
+        counters("llama", 100, 10), created=1000.0, created_by="vllm:prompt_tokens_created"
+    )
+    process_only = replace(counters("llama", 150, 15), created=900.0, created_by="process_start_time_seconds")
+    back = replace(counters("llama", 200, 20), created=1000.0, created_by="vllm:prompt_tokens_created")
+    snap = run(m, *((g, p, (scrape(A, c),)) for c in (with_created, process_only, back)))
+    totals = line(snap, "a-0").totals
+    assert (totals.input_tokens, totals.output_tokens, snap.resets.get("a-0", 0)) == (100, 10, 0)
+
+
+def test_llamacpp_input_is_the_increase_of_computed_and_cached_each_frozen_alone() -> None:
+    """llama.cpp counts computed prompt tokens apart from cache hits; a cached family missing
+    once must freeze the hits, not make input fall (which read as a restart: a lifetime twice)."""
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+
+    def llamacpp(computed: float, cached: float | None, out: float) -> ModelCounters:
+        return ModelCounters("", None, out, computed_input_tokens=computed, cached_input_tokens=cached)
+
+    ticks = [llamacpp(1000, 500, 100), llamacpp(1100, None, 110), llamacpp(1200, 540, 120)]
+    snap = run(m, *((g, p, (scrape(A, c),)) for c in ticks))
+    totals = line(snap, "a-0").totals
+    assert (totals.input_tokens, totals.cached_input_tokens, snap.resets.get("a-0", 0)) == (240, 40, 0)
+    assert "input_tokens" in totals.known
+
+
+def test_a_counter_read_from_another_alternative_once_is_unknown_not_a_restart() -> None:
+    """vLLM's cache hits: prompt_tokens_cached_total, else prefix_cache_hits_total. A scrape missing
+    the first must not compare the second's value with the first's."""
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+    new, old = "vllm:prompt_tokens_cached_total", "vllm:prefix_cache_hits_total"
+
+    def vllm(i: float, cached: float, source: str) -> ModelCounters:
+        return replace(
+            counters("llama", i, i / 10),
+            cached_input_tokens=cached,
+            sources=(("cached_input_tokens", source),),
+        )
+
+    ticks = [vllm(1000, 500, new), vllm(1100, 90, old), vllm(1200, 560, new)]
+    snap = run(m, *((g, p, (scrape(A, c),)) for c in ticks))
+    totals = line(snap, "a-0").totals
+    assert (totals.input_tokens, totals.cached_input_tokens, snap.resets.get("a-0", 0)) == (200, 60, 0)

@@ -26,7 +26,7 @@ from exporter.model import Buckets, ModelCounters, Owner, TargetScrape
 # Increments beyond this many tokens per second of tick are a bogus upstream value
 # (reliability §b.4): held back one tick, then either a glitch that passed or a new baseline.
 MAX_TOKENS_PER_SECOND = 10_000_000
-TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "output_tokens", "requests")
+TOKEN_FIELDS = ("input_tokens", "computed_input_tokens", "cached_input_tokens", "output_tokens", "requests")
 # Counters that feed only a gauge or the input/output split: a bad value drops that figure alone.
 FIGURE_FIELDS = ("prefill_seconds", "decode_seconds", "itl_seconds", "itl_count")
 COUNTER_FIELDS = TOKEN_FIELDS + FIGURE_FIELDS
@@ -89,9 +89,11 @@ class _Series:
     """The last good readings of one (model, instance) of a target."""
 
     values: dict[str, float]  # COUNTER_FIELDS and REASON + reason → cumulative value
-    created: float | None
+    created: tuple[str, float] | None  # (series, start time): the last one read
     lengths: dict[str, Buckets]
     seen_s: float
+    present: frozenset[str] = frozenset()  # the counters the last reading carried
+    sources: dict[str, str] = field(default_factory=dict)  # field → the alternative it is read from
     held: dict[str, float] | None = None  # an implausible jump's readings, held back one tick
 
 
@@ -178,6 +180,10 @@ class TokenMeter:
         key = (m.model, m.instance)
         prev = target.series.get(key)
         readings = _readings(m, scrape.target, out)
+        if prev is not None:  # another alternative than last time: a family missing once, unknown
+            for name, source in m.sources:
+                if prev.sources.get(name, source) != source:
+                    readings.pop(name, None)
         if prev is None:
             # Born since our last good reading, unless this is the target's first: a baseline
             # then, except a series whose _created shows it started within this tick.
@@ -188,22 +194,29 @@ class TokenMeter:
             base = None
         else:
             base = prev.values
-        amounts = _increase(base, readings)
-        if amounts.get("cached_input_tokens", 0.0) > amounts.get("input_tokens", 0.0):
-            # Hits are a part of the prompt tokens: more hits than prompts is a server's slip, capped
-            # (the input CPM would otherwise vanish) and counted so that it is seen.
+        amounts = _with_input(_increase(base, readings), readings, prev)
+        if _more_hits_than_prompts(amounts, readings, None if base is None else prev):
+            # Hits are a part of the prompt tokens: more of them over one span is a server's slip,
+            # capped (the input CPM would otherwise vanish) and counted so that it is seen.
             out.rejected[(scrape.target, "cached_above_input")] += 1
-            amounts["cached_input_tokens"] = amounts.get("input_tokens", 0.0)
+            amounts["cached_input_tokens"] = amounts["input_tokens"]
         lengths = self._lengths(scrape.target, prev, m, whole=base is None, out=out)
         if _tokens(amounts) > MAX_TOKENS_PER_SECOND * max(elapsed_s, 1.0):
             amounts, lengths = self._jump(scrape.target, prev, m, readings, (now_s, elapsed_s), out), {}
         else:
             kept = prev.values if prev is not None and base is not None else {}
             kept_lengths = prev.lengths if prev is not None and base is not None else {}
+            lengths_now = {**kept_lengths, **_valid_lengths(m)}
+            kept_sources = prev.sources if prev is not None and base is not None else {}
             target.series[key] = _Series(
-                _merged(kept, readings), m.created, {**kept_lengths, **_valid_lengths(m)}, now_s
+                _merged(kept, readings),
+                _created(m, prev),
+                lengths_now,
+                now_s,
+                frozenset(readings),
+                {**kept_sources, **_sources(m, readings)},
             )
-        return _delta(scrape, m, amounts, lengths, known=frozenset(readings) & frozenset(COUNTER_FIELDS))
+        return _delta(scrape, m, amounts, lengths, known=_known(readings))
 
     def _jump(
         self,
@@ -221,12 +234,15 @@ class TokenMeter:
         if prev is None or prev.held is None:
             out.rejected[(target_name, "implausible_jump")] += 1
         if prev is None:  # a series born with a lifetime in it: a baseline, not this tick's
-            target.series[key] = _Series(dict(readings), m.created, _valid_lengths(m), now_s)
+            target.series[key] = _Series(
+                dict(readings), _created(m, None), _valid_lengths(m), now_s, frozenset(readings)
+            )
             return {}
         since_held = _increase(prev.held, readings) if prev.held is not None else None
         if since_held is not None and _tokens(since_held) <= MAX_TOKENS_PER_SECOND * max(elapsed_s, 1.0):
+            merged = _merged(prev.held or {}, readings)
             target.series[key] = _Series(
-                _merged(prev.held or {}, readings), m.created, _valid_lengths(m), now_s
+                merged, _created(m, prev), _valid_lengths(m), now_s, frozenset(readings)
             )
             return since_held
         prev.held, prev.seen_s = dict(readings), now_s
@@ -277,7 +293,8 @@ def _readings(m: ModelCounters, target: str, out: _Out) -> dict[str, float]:
 
 def _restarted(prev: _Series, m: ModelCounters, readings: dict[str, float]) -> bool:
     """Any counter of the series fell, or its start time moved: all of it restarted."""
-    if prev.created is not None and m.created is not None and m.created != prev.created:
+    same_clock = prev.created is not None and prev.created[0] == m.created_by
+    if same_clock and m.created is not None and prev.created is not None and m.created != prev.created[1]:
         return True
     if any(fell(prev.values[k], v) for k, v in readings.items() if k in prev.values):
         return True
@@ -286,6 +303,51 @@ def _restarted(prev: _Series, m: ModelCounters, readings: dict[str, float]) -> b
         for name, new in _valid_lengths(m).items()
         if (old := prev.lengths.get(name)) is not None
     )
+
+
+def _with_input(
+    amounts: dict[str, float], readings: dict[str, float], prev: _Series | None
+) -> dict[str, float]:
+    """Servers counting computed prompt tokens apart from cache hits (llama.cpp): input is the
+    increase of both, each frozen on its own when its family is missing once."""
+    if "computed_input_tokens" not in readings and (
+        prev is None or "computed_input_tokens" not in prev.values
+    ):
+        return amounts
+    computed = amounts.pop("computed_input_tokens", None)
+    if computed is not None or "cached_input_tokens" in amounts:
+        amounts["input_tokens"] = (computed or 0.0) + amounts.get("cached_input_tokens", 0.0)
+    return amounts
+
+
+def _known(readings: dict[str, float]) -> frozenset[str]:
+    known = frozenset(readings) & frozenset(COUNTER_FIELDS)
+    return known | {"input_tokens"} if "computed_input_tokens" in known else known
+
+
+def _sources(m: ModelCounters, readings: dict[str, float]) -> dict[str, str]:
+    return {name: source for name, source in m.sources if name in readings}
+
+
+HIT_PAIR = frozenset(("input_tokens", "cached_input_tokens"))
+
+
+def _more_hits_than_prompts(
+    amounts: dict[str, float], readings: dict[str, float], prev: _Series | None
+) -> bool:
+    """More cache hits than prompt tokens over one span: both counters read now, and both read
+    last time (or both counted whole): a family missing once makes the spans differ, legitimately."""
+    same_span = prev is None or prev.present >= HIT_PAIR
+    return (
+        same_span and readings.keys() >= HIT_PAIR and amounts["cached_input_tokens"] > amounts["input_tokens"]
+    )
+
+
+def _created(m: ModelCounters, prev: _Series | None) -> tuple[str, float] | None:
+    """The start time to compare the next reading with: this one's, else the last one read."""
+    if m.created is not None:
+        return m.created_by, m.created
+    return prev.created if prev is not None else None
 
 
 def _increase(base: dict[str, float] | None, readings: dict[str, float]) -> dict[str, float]:

@@ -73,10 +73,10 @@ def read_payload(
         by_model[(model[:MAX_LABEL_LENGTH], instance[:MAX_LABEL_LENGTH])][sample.name].append(sample)
     # A model is read when any of its counters is there: a family missing from one scrape
     # is unknown for that scrape (the meter freezes it), never read as 0.
-    counters = (profile.input_tokens, profile.output_tokens, profile.requests)
+    counters = (profile.input_tokens, profile.computed_input_tokens, profile.output_tokens, profile.requests)
     keys = [k for k, idx in by_model.items() if any(value(idx, c) is not None for c in counters)]
     if not keys:
-        names = " or ".join(c[0].names[0] for c in counters if c)
+        names = " or ".join(c[0].names[0] for c in counters if c)  # every profile has one
         raise ParseError(f"payload has no {names} series", reason="no_token_counters")
     models = [_model_counters(k, by_model[k], unlabelled, profile) for k in sorted(keys)]
     bad = next((why for m in models if (why := bad_counter(m))), "")
@@ -86,16 +86,27 @@ def read_payload(
 
 
 def value(index: Indexed, alternatives: tuple[Series, ...]) -> float | None:
-    """The first alternative with any matching sample, summed; None if none is present."""
+    """The first alternative present, summed; None if none is present."""
+    found = read_first(index, alternatives)
+    return None if found is None else found[1]
+
+
+def read_first(index: Indexed, alternatives: tuple[Series, ...]) -> tuple[str, float] | None:
+    """(the first name of the first alternative present, its sum); None if none is.
+
+    An alternative of several names is present only when every one is: a sum missing a part
+    would look like a fall. A sample that is not a finite, non-negative number makes the sum
+    NaN rather than hiding in it (a -5 child beside a +100 one), for the caller to refuse.
+    """
     for series in alternatives:
         found = [
-            x.value
+            [x.value for x in index.get(name, ()) if all(x.labels.get(k) == v for k, v in series.where)]
             for name in series.names
-            for x in index.get(name, ())
-            if all(x.labels.get(k) == v for k, v in series.where)
         ]
-        if found:
-            return sum(found)
+        if all(found):
+            values = [v for part in found for v in part]
+            total = sum(values)
+            return series.names[0], total if all(math.isfinite(v) and v >= 0 for v in values) else math.nan
     return None
 
 
@@ -130,31 +141,46 @@ def buckets(index: Indexed, alternatives: tuple[Series, ...]) -> Buckets:
 
 
 def _model_counters(key: tuple[str, str], index: Indexed, shared: Indexed, p: ServerProfile) -> ModelCounters:
+    sources: list[tuple[str, str]] = []
+
+    def read(field: str, alternatives: tuple[Series, ...]) -> float | None:
+        """One quantity; where it has alternatives, which one was read goes with it: a family
+        missing once must not switch a counter to another series (the meter compares)."""
+        found = read_first(index, alternatives)
+        if found is not None and len(alternatives) > 1:
+            sources.append((field, found[0]))
+        return None if found is None else found[1]
+
     token_time = next(
-        ((t, n) for pair in p.token_time if (t := value(index, (pair[0],))) is not None
+        ((pair[0].names[0], t, n) for pair in p.token_time if (t := value(index, (pair[0],))) is not None
          and (n := value(index, (pair[1],))) is not None),
-        (None, None),
+        ("", None, None),
     )  # fmt: skip
-    created = value(index, p.created)
+    if len(p.token_time) > 1 and token_time[1] is not None:
+        sources += [("itl_seconds", token_time[0]), ("itl_count", token_time[0])]
+    created = read_first(index, p.created) or read_first(shared, p.created) or ("", None)
     return ModelCounters(
         model=key[0],
         instance=key[1],
-        input_tokens=value(index, p.input_tokens),
-        output_tokens=value(index, p.output_tokens),
-        cached_input_tokens=value(index, p.cached_input_tokens),
-        requests=value(index, p.requests),
+        input_tokens=read("input_tokens", p.input_tokens),
+        output_tokens=read("output_tokens", p.output_tokens),
+        cached_input_tokens=read("cached_input_tokens", p.cached_input_tokens),
+        computed_input_tokens=read("computed_input_tokens", p.computed_input_tokens),
+        requests=read("requests", p.requests),
         requests_by_reason=by_label(index, p.requests, p.finish_reason_label)
         if p.finish_reason_label
         else (),
-        created=created if created is not None else value(shared, p.created),
-        prefill_seconds=value(index, p.prefill_seconds),
-        decode_seconds=value(index, p.decode_seconds),
-        itl_seconds=token_time[0],
-        itl_count=token_time[1],
-        itl_method=p.token_time_method if token_time[0] is not None else "",
+        created=created[1] if created[1] is not None and math.isfinite(created[1]) else None,
+        created_by=created[0],
+        prefill_seconds=read("prefill_seconds", p.prefill_seconds),
+        decode_seconds=read("decode_seconds", p.decode_seconds),
+        itl_seconds=token_time[1],
+        itl_count=token_time[2],
+        itl_method=p.token_time_method if token_time[1] is not None else "",
         running=_gauge(value(index, p.running)),
         prompt_lengths=buckets(index, p.prompt_lengths),
         generation_lengths=buckets(index, p.generation_lengths),
+        sources=tuple(sources),
     )
 
 
@@ -170,7 +196,8 @@ def bad_counter(m: ModelCounters) -> str:
     counter we cannot read makes every other figure of the target suspect. Figures that feed
     only a gauge or the input/output split are dropped alone, by the meter.
     """
-    named = [(f, getattr(m, f)) for f in ("input_tokens", "output_tokens", "cached_input_tokens", "requests")]
+    fields = ("input_tokens", "computed_input_tokens", "output_tokens", "cached_input_tokens", "requests")
+    named = [(f, getattr(m, f)) for f in fields]
     named += [(f"requests[{why}]", n) for why, n in m.requests_by_reason]
     for name, reading in named:
         if reading is not None and not (math.isfinite(reading) and reading >= 0):

@@ -37,6 +37,9 @@ class ServerProfile:
     input_tokens: Alternatives  # every prompt token, computed or served from cache
     output_tokens: Alternatives
     cached_input_tokens: Alternatives = ()  # the part of the input served from a prefix cache
+    # A server whose prompt counter excludes cache hits: input = Δ this + Δ cached, each a
+    # counter of its own (a sum of two families would fall when one is missing once).
+    computed_input_tokens: Alternatives = ()
     model_label: str = ""  # "" when one process serves one model and says not which
     # A label whose values are independent counter sets of one model (vLLM's data-parallel
     # ``engine``): each restarts on its own, so each is read, and reset-checked, apart.
@@ -60,6 +63,7 @@ class ServerProfile:
         """Every sample name this profile may read, across the versions it knows."""
         fields: tuple[Alternatives, ...] = (
             self.input_tokens,
+            self.computed_input_tokens,
             self.cached_input_tokens,
             self.output_tokens,
             self.created,
@@ -149,9 +153,10 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
         ),
         "llamacpp": ServerProfile(
             # Hand-written text, no labels, 6 significant digits. prompt_tokens_total
-            # excludes cached prompt tokens, so input = computed + cached.
+            # excludes cached prompt tokens, so input = computed + cached (older builds: no cached).
             prefixes=("llamacpp:",),
-            input_tokens=(s("llamacpp:prompt_tokens_total", "llamacpp:prompt_tokens_cached_total"),),
+            input_tokens=(),
+            computed_input_tokens=(s("llamacpp:prompt_tokens_total"),),
             cached_input_tokens=(s("llamacpp:prompt_tokens_cached_total"),),
             output_tokens=(s("llamacpp:tokens_predicted_total"),),
             running=(s("llamacpp:requests_processing"),),
