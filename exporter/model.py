@@ -95,7 +95,9 @@ class PodUsage:
     """Non-GPU resources a pod consumed: cumulative counters and current capacity."""
 
     holder: Owner
-    storage_bytes: float = 0.0  # provisioned capacity right now (PVCs)
+    # Provisioned capacity right now (PVCs): a claim shared by several pods is split among them,
+    # exactly (a Fraction), so the node bills it once.
+    storage_bytes: float | Fraction = 0.0
     # Cumulative bytes the pod sent (cAdvisor): split into egress / cross-zone / free by the
     # node's configured destination shares (TickInput), an approximation cAdvisor forces.
     transmit_bytes_total: float | None = None

@@ -250,11 +250,11 @@ class GpuAttributor:
         return out
 
 
-def _scaled(per_unit: Exact, units: float) -> Exact:
-    """``units`` (bytes, whole in practice) times an exact price per unit."""
+def _scaled(per_unit: Exact, units: float | Fraction) -> Exact:
+    """``units`` (bytes; a shared claim's exact part) times an exact price per unit."""
     if not units:
         return 0, 1
-    n = weight(units)
+    n = units if isinstance(units, Fraction) else weight(units)
     if isinstance(n, int):
         return per_unit[0] * n, per_unit[1]
     return per_unit[0] * n.numerator, per_unit[1] * n.denominator

@@ -6,9 +6,11 @@ workloads and their scrape targets, and the storage their claims provision.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from decimal import Decimal
+from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol
 
 from exporter.model import Owner, Placement, SourceStatus
@@ -112,11 +114,22 @@ class KubeLink:
                 out += [(key, uuid, pct) for uuid, pct in hami_fractions(text)]
         return out
 
-    def storage_bytes(self, pod: PodKey) -> float:
-        found = self._pods.get(pod)
-        if found is None:
-            return 0.0
-        return sum(self._view.claim_capacity(found.namespace, c) or 0.0 for c in found.claims)
+    def storage_bytes(self, pods: Iterable[PodKey]) -> dict[PodKey, Fraction]:
+        """Each of ``pods``' part of the claims it mounts. A claim several of them mount (a
+        shared ReadWriteMany model cache) is split evenly among them, so this node bills each
+        claim once per second; exact fractions, so the parts sum to the claim."""
+        mounting = {pod: found for pod in pods if (found := self._pods.get(pod)) is not None}
+        users = Counter((f.namespace, c) for f in mounting.values() for c in set(f.claims))
+        out: dict[PodKey, Fraction] = {}
+        for pod, found in mounting.items():
+            parts = [
+                Fraction(size) / users[(found.namespace, c)]
+                for c in set(found.claims)
+                if (size := self._view.claim_capacity(found.namespace, c))
+            ]
+            if parts:
+                out[pod] = sum(parts, Fraction(0))
+        return out
 
     def host_network(self, pod: PodKey) -> bool:
         """True for a hostNetwork pod: the bytes cAdvisor shows for it are the node's."""

@@ -152,10 +152,10 @@ class DiscoveredNode:
         """Storage from the config; bytes sent from cAdvisor, for the pods that hold GPUs or that
         the config declares (the node's other pods are not AI workloads: not ours to bill)."""
         usage = {(u.holder.namespace, u.holder.pod): u for u in self._static.pods(cfg)}
-        if self._kube is not None:  # the claims GPU pods mount (PVC capacity)
-            for pod, owner in self._holders.items():
-                if pod not in usage and (size := self._kube.storage_bytes(pod)):
-                    usage[pod] = PodUsage(owner, storage_bytes=size)
+        if self._kube is not None:  # the claims GPU pods mount (PVC capacity), shared ones split
+            shares = self._kube.storage_bytes(pod for pod in self._holders if pod not in usage)
+            for pod, size in shares.items():
+                usage[pod] = PodUsage(self._holders[pod], storage_bytes=size)
         if not cfg.node_source.cadvisor_url:
             self._network = None
             return tuple(usage.values())
