@@ -48,13 +48,16 @@ class GpuSample:
     hardware: str
     capacity: str
     utilization: float | None = None  # 0..1 busy fraction over the tick; None = unknown
-    power_watts: float | None = None  # for owned hardware's energy component
-    # A MIG instance pays its slices' share of the parent's price (3 of 7 slices: 3/7).
+    # The physical GPU's power, whole (a MIG instance's too): owned hardware's energy fallback.
+    power_watts: float | None = None
+    # A MIG instance pays its slices' share of the parent's price (3 of 7 slices: 3/7), and that
+    # share of the physical GPU's energy: the meter applies it, once.
     price_share: Fraction = Fraction(1)
-    # Cumulative energy (NVML / DCGM total energy, in joules): when known, owned hardware's
-    # energy is its difference between ticks rather than power × time.
+    # The physical GPU's cumulative energy (NVML / DCGM total energy, in joules), whole: when
+    # known, owned hardware's energy is its difference between ticks rather than power × time.
     energy_joules_total: float | None = None
     profile: str = ""  # MIG profile such as "3g.40gb"; "" for a whole GPU
+    device: str = ""  # the physical GPU whose power and energy these are; "" = gpu_id itself
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,3 +160,15 @@ def test_a_bad_utilisation_does_not_cost_a_good_energy_counter_its_baseline() ->
     assert snap.rejected[("gpu", "bad_reading")] == 1
     (line,) = [v for v in snap.lines if v.line.owner.pod == "a-0"]
     assert line.totals.measured_ns == 0  # the NaN tick's busy time is unknown, not zero
+
+
+def test_a_mig_instance_without_an_energy_counter_pays_its_share_of_the_gpus_power_once() -> None:
+    """Readers pass the GPU's power whole; the meter applies the 3/7 share, once (not share²)."""
+    owned = GpuPrice("H100", "owned", Decimal("1.80"), "config", "test")
+    pricing = PricingConfig(
+        gpu_prices={("H100", "owned"): owned}, energy=Energy(usd_per_kwh=Decimal("0.36"), pue=Decimal("1.5"))
+    )
+    unit = GpuSample("MIG-a", "H100", "owned", power_watts=700.0, price_share=Fraction(3, 7), device="GPU-a")
+    snap = tick(Meter("n"), 0, [unit], [Placement("MIG-a", A)], pricing=pricing)
+    # 300 W × 10 s = 3 kJ = 1/1200 kWh; × PUE 1.5 × $0.36 = $0.00045
+    assert cost(snap, "a-0", "energy") == 450_000

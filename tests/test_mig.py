@@ -12,14 +12,17 @@ from exporter.sources.node import GpuUnit
 
 
 def instance(gi: int, slices: int, *, watts: float | None = 700.0, joules: float | None = 7e6) -> GpuUnit:
-    share = Fraction(slices, 7)
-    f = float(share)  # readers give each instance its share of the parent's device readings
-    return GpuUnit(f"GPU-a/gi{gi}", f"0/gi{gi}", "NVIDIA H100 80GB HBM3", power_watts=None if watts is None else watts * f,
-                   energy_joules_total=None if joules is None else joules * f, price_share=share,
+    # Readers pass the parent's device readings on whole: the meter applies the share, once.
+    return GpuUnit(f"GPU-a/gi{gi}", f"0/gi{gi}", "NVIDIA H100 80GB HBM3", power_watts=watts,
+                   energy_joules_total=joules, price_share=Fraction(slices, 7),
                    profile=f"{slices}g.40gb", parent="GPU-a")  # fmt: skip
 
 
-def test_the_slices_no_instance_uses_are_an_idle_unit_with_their_share_of_power_and_energy() -> None:
+def billed_watts(units: tuple[GpuUnit, ...]) -> float:
+    return sum(float(u.price_share) * (u.power_watts or 0) for u in units)
+
+
+def test_the_slices_no_instance_uses_are_an_idle_unit_carrying_the_gpus_power_and_energy() -> None:
     whole = GpuUnit("GPU-b", "1", "NVIDIA H100 80GB HBM3", power_watts=500.0)
     units = with_unused_slices((instance(1, 3), instance(2, 1), whole))
     unused = units[-1]
@@ -30,18 +33,18 @@ def test_the_slices_no_instance_uses_are_an_idle_unit_with_their_share_of_power_
         "GPU-a",
     )
     assert unused.price_share == Fraction(3, 7)
-    assert unused.power_watts == pytest.approx(300.0) and unused.energy_joules_total == pytest.approx(3e6)
-    mig = [u for u in units if u.parent == "GPU-a"]
+    assert (unused.power_watts, unused.energy_joules_total) == (700.0, 7e6)  # the GPU's, whole
+    mig = tuple(u for u in units if u.parent == "GPU-a")
     assert sum(u.price_share for u in mig) == 1
-    assert sum(u.power_watts or 0 for u in mig) == pytest.approx(700.0)  # the GPU's power, once
+    assert billed_watts(mig) == pytest.approx(700.0)  # the GPU's power, once
     assert units[2] == whole  # a whole GPU is left as it is
 
 
 def test_instances_claiming_more_than_the_gpu_are_scaled_to_it() -> None:
     units = with_unused_slices((instance(1, 4), instance(2, 4)))  # 8/7: a glitch
     assert [u.price_share for u in units] == [Fraction(1, 2), Fraction(1, 2)]
-    assert sum(u.power_watts or 0 for u in units) == pytest.approx(700.0)
-    assert sum(u.energy_joules_total or 0 for u in units) == pytest.approx(7e6)
+    assert billed_watts(units) == pytest.approx(700.0)
+    assert [u.energy_joules_total for u in units] == [7e6, 7e6]  # the GPU's counter, whole
 
 
 def test_a_full_gpu_gets_no_unused_unit_and_unknown_readings_stay_unknown() -> None:
@@ -54,7 +57,7 @@ def test_the_rest_reads_from_an_instance_with_a_share_and_takes_a_fault_all_inst
     empty = GpuUnit("GPU-a/gi9", "0/gi9", "NVIDIA H100 80GB HBM3 MIG 1g.10gb", price_share=Fraction(0),
                     profile="1g.10gb", parent="GPU-a", power_watts=0.0)  # fmt: skip
     (_, _, unused) = with_unused_slices((empty, instance(1, 3)))
-    assert unused.power_watts == pytest.approx(400.0)  # 4/7 of 700 W, not 0 from the empty one
+    assert unused.power_watts == pytest.approx(700.0)  # the GPU's 700 W, not 0 from the empty one
     assert unused.name == "NVIDIA H100 80GB HBM3"
     lost = tuple(replace(u, fault="gpu_is_lost") for u in (instance(1, 3), instance(2, 3)))
     assert with_unused_slices(lost)[-1].fault == "gpu_is_lost"

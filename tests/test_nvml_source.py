@@ -70,7 +70,7 @@ def test_a_lost_gpu_keeps_its_identity_and_is_never_busy_while_the_other_reads_o
     assert ok.fault == "" and ok.utilization == 0.8
 
 
-def test_mig_instances_are_units_with_slice_shares_and_the_parent_power_split(
+def test_mig_instances_are_units_with_slice_shares_carrying_the_parents_power(
     fake_nvml: FakeNvml, reader: NvmlReader
 ) -> None:
     fake_nvml.use(
@@ -103,8 +103,9 @@ def test_mig_instances_are_units_with_slice_shares_and_the_parent_power_split(
     ]
     assert [u.pids for u in units] == [(), (777,), ()]
     assert all(u.utilization is None for u in units)  # NVML has none per MIG instance
-    assert sum(u.power_watts or 0 for u in units) == pytest.approx(700.0)
-    assert sum(u.energy_joules_total or 0 for u in units) == pytest.approx(7000.0)
+    # Each carries the GPU's readings whole (the meter applies the shares, once).
+    assert [(u.power_watts, u.energy_joules_total) for u in units] == [(700.0, 7000.0)] * 3
+    assert sum(float(u.price_share) * (u.power_watts or 0) for u in units) == pytest.approx(700.0)
 
 
 def test_nvml_that_cannot_start_says_why(fake_nvml: FakeNvml) -> None:
@@ -228,7 +229,8 @@ def test_slices_no_instance_uses_are_a_unit_of_their_own_so_the_whole_gpu_is_pai
         ("MIG-bbbb", "0/gi2", Fraction(3, 7), U0),
         (f"{U0}/unused", "0/unused", Fraction(1, 7), U0),
     ]
-    assert sum(u.power_watts or 0 for u in units) == pytest.approx(700.0)  # the idle slice's power too
+    # The idle slices' share of the power is billed too: Σ share × the GPU's power = the GPU's power.
+    assert sum(float(u.price_share) * (u.power_watts or 0) for u in units) == pytest.approx(700.0)
 
 
 def test_compute_instances_pay_their_compute_slices(fake_nvml: FakeNvml, reader: NvmlReader) -> None:

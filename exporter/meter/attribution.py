@@ -106,16 +106,17 @@ def _gpu_exact(
 
 
 def _energy(gpu: GpuSample, pricing: PricingConfig, dt_ns: int, joules: float | None) -> Fraction:
-    """Energy bought for this GPU over the tick: the meter's own reading when there is one,
-    else power (measured, or the configured nameplate) × time; × PUE × $/kWh."""
+    """Energy bought for this unit over the tick: its share of the physical GPU's metered
+    joules when there are any, else of its power (measured, or the configured nameplate) ×
+    time; × PUE × $/kWh. The share is applied here and nowhere else."""
     if joules is None:
         owned = pricing.owned.get(gpu.hardware)
         watts = gpu.power_watts if gpu.power_watts is not None else (owned.watts if owned else None)
         if watts is None or watts <= 0:
             return Fraction(0)
-        used = Fraction(watts) * dt_ns / 10**9 * gpu.price_share  # a MIG instance: its share
+        used = Fraction(watts) * dt_ns / 10**9 * gpu.price_share
     else:
-        used = Fraction(joules)
+        used = Fraction(joules) * gpu.price_share
     kwh = used * Fraction(pricing.energy.pue) / JOULES_PER_KWH
     return kwh * Fraction(*nano(pricing.energy.usd_per_kwh))
 
@@ -150,9 +151,10 @@ class GpuAttributor:
         node_overhead = self._node_overhead_shares(inp, pricing)
         gpus = [_usable(g) for g in inp.gpus]
         bad = tuple(g.gpu_id for g, usable in zip(inp.gpus, gpus, strict=True) if usable is not g)
+        joules = self._device_joules(gpus)
         for gpu, overhead_share in zip(gpus, node_overhead, strict=True):
             pieces = segments(holders.get(gpu.gpu_id, []), inp.start_ns, inp.end_ns)
-            exact = _gpu_exact(gpu, pricing, dt, self._joules(gpu))
+            exact = _gpu_exact(gpu, pricing, dt, joules.get(gpu.device or gpu.gpu_id))
             if exact is None:
                 unpriced.append(gpu.gpu_id)
                 exact = {}
@@ -170,16 +172,24 @@ class GpuAttributor:
         charges += self._support(charges, pricing)
         return Attribution(tuple(charges), tuple(times), tuple(unpriced), primary, bad)
 
-    def _joules(self, gpu: GpuSample) -> float | None:
-        """Energy since the last tick from the GPU's cumulative counter (None: no counter, or
-        its first reading). A driver reload restarts it from zero, like any counter."""
-        if gpu.energy_joules_total is None:
-            self._energy_readings.pop(gpu.gpu_id, None)
-            return None
-        cur = Reading(gpu.energy_joules_total)
-        last = self._energy_readings.get(gpu.gpu_id)
-        self._energy_readings[gpu.gpu_id] = cur
-        return None if last is None else delta(last, cur).amount
+    def _device_joules(self, gpus: list[GpuSample]) -> dict[str, float]:
+        """Joules each physical GPU used since the last tick, from its cumulative counter: one
+        counter and one baseline per GPU, whatever its MIG layout, so a layout change or a
+        GPU leaving MIG mode bills no energy twice. Absent: no counter, or its first reading. A
+        driver reload restarts it from zero, like any counter; baselines of GPUs gone are dropped."""
+        totals: dict[str, float] = {}
+        for g in gpus:
+            if g.energy_joules_total is not None:
+                totals.setdefault(g.device or g.gpu_id, g.energy_joules_total)
+        out: dict[str, float] = {}
+        for device, total in totals.items():
+            last = self._energy_readings.get(device)
+            self._energy_readings[device] = Reading(total)
+            if last is not None:
+                out[device] = delta(last, Reading(total)).amount
+        for gone in self._energy_readings.keys() - totals.keys():
+            del self._energy_readings[gone]
+        return out
 
     def _node_overhead_shares(self, inp: TickInput, pricing: PricingConfig) -> list[int]:
         """The node's $/node-hour overhead, split over its GPUs by price share (exactly)."""

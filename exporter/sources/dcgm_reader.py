@@ -66,15 +66,15 @@ def _unit(u: DcgmUnit) -> GpuUnit:
     if u.mig_profile is not None:
         share = mig_share(u.mig_profile, u.model_name)
         index = f"{u.gpu_index}/gi{u.gpu_instance_id}"
-    # Device-level readings on an instance's series are the parent's: each instance its share.
-    scale = float(share)
+    # Device-level readings on an instance's series are the parent's, passed on whole: the
+    # meter meters each physical GPU's energy once and splits it by the current shares.
     return GpuUnit(
         u.unit_id,
         index,
         u.model_name,
         utilization=u.utilization,
-        power_watts=None if u.power_watts is None else u.power_watts * scale,
-        energy_joules_total=None if u.energy_joules_total is None else u.energy_joules_total * scale,
+        power_watts=u.power_watts,
+        energy_joules_total=u.energy_joules_total,
         price_share=share,
         profile=u.mig_profile or "",
         holders=tuple((h.namespace, h.pod) for h in u.holders),

@@ -3,7 +3,8 @@
 One rule for every reader (NVML, dcgm-exporter): group the instances by their parent GPU; if
 their shares exceed the GPU (a driver or exporter glitch), scale them down to it, so the GPU
 is never billed twice; if they fall short, add an ``unused`` unit for the rest, with its share
-of the parent's power and energy (owned hardware pays electricity for idle slices too).
+of the parent's energy (owned hardware pays electricity for idle slices too). Power and energy
+stay the parent's, whole, on every unit: the meter applies the shares, once.
 """
 
 from __future__ import annotations
@@ -38,13 +39,7 @@ def with_unused_slices(units: tuple[GpuUnit, ...]) -> tuple[GpuUnit, ...]:
 
 
 def _scaled(u: GpuUnit, factor: Fraction) -> GpuUnit:
-    f = float(factor)
-    return replace(
-        u,
-        price_share=u.price_share * factor,
-        power_watts=None if u.power_watts is None else u.power_watts * f,
-        energy_joules_total=None if u.energy_joules_total is None else u.energy_joules_total * f,
-    )
+    return replace(u, price_share=u.price_share * factor)
 
 
 def _unused(parent: str, migs: list[GpuUnit], share: Fraction) -> GpuUnit:
@@ -55,8 +50,8 @@ def _unused(parent: str, migs: list[GpuUnit], share: Fraction) -> GpuUnit:
         f"{parent}/unused",
         f"{migs[0].index.split('/')[0]}/unused",
         _MIG_SUFFIX.sub("", migs[0].name),  # "NVIDIA H100 80GB HBM3 MIG 3g.40gb": the GPU's name
-        power_watts=_rest([(u.power_watts, u.price_share) for u in migs], share),
-        energy_joules_total=_rest([(u.energy_joules_total, u.price_share) for u in migs], share),
+        power_watts=_device_reading([u.power_watts for u in migs]),
+        energy_joules_total=_device_reading([u.energy_joules_total for u in migs]),
         price_share=share,
         profile="unused",
         parent=parent,
@@ -64,9 +59,8 @@ def _unused(parent: str, migs: list[GpuUnit], share: Fraction) -> GpuUnit:
     )
 
 
-def _rest(readings: list[tuple[float | None, Fraction]], share: Fraction) -> float | None:
-    """``share`` of a device reading, from an instance that holds a known part of it."""
-    for value, part in readings:
-        if value is not None and part:
-            return value * float(share / part)
-    return None
+def _device_reading(readings: list[float | None]) -> float | None:
+    """The parent's reading as its instances carry it (all alike; an instance that read 0
+    while another read the GPU's value does not win)."""
+    known = [r for r in readings if r is not None]
+    return max(known) if known else None

@@ -42,6 +42,8 @@ class GpuUnit:
     index: str
     name: str
     utilization: float | None = None
+    # The physical GPU's power and cumulative energy, whole, also on a MIG instance (the meter
+    # applies price_share once).
     power_watts: float | None = None
     energy_joules_total: float | None = None
     price_share: Fraction = Fraction(1)
@@ -106,6 +108,7 @@ class DiscoveredNode:
                 price_share=u.price_share,
                 energy_joules_total=u.energy_joules_total,
                 profile=u.profile,
+                device=u.parent or u.unit_id,
             )
             for u, hardware in zip(self._units, self._hardware, strict=True)
         )

@@ -10,8 +10,8 @@ missing or cannot initialise (no driver, wrong version) raises ``NvmlUnavailable
 the reason, so the caller can fall back to the next source.
 
 MIG: NVML gives no utilisation for MIG instances (DCGM's GR_ENGINE_ACTIVE does, see the dcgm
-source), so their utilisation is unknown here; power and energy are the parent's, shared by
-slices, so the parent's energy is billed once.
+source), so their utilisation is unknown here; power and energy are the parent's, passed on
+whole: the meter bills the parent's energy once, split by the instances' shares.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ class NvmlReader:
             return (replace(parent, fault=_fault(exc), utilization=None),)
         if not units:  # MIG mode on, no instance created: the GPU is billable but unusable
             return (replace(parent, profile="mig-no-instances"),)
-        return tuple(_share_device_readings(units, parent))  # the unused slices: sources.mig
+        return tuple(_with_device_readings(units, parent))  # the unused slices: sources.mig
 
     def _read_mig(self, mig: Any, parent: NvmlUnit, total_slices: int) -> NvmlUnit:
         nv = self._nvml
@@ -166,21 +166,13 @@ class NvmlReader:
         )
 
 
-def _share_device_readings(units: list[NvmlUnit], parent: NvmlUnit) -> list[NvmlUnit]:
-    """Give each MIG instance its slices' share of the parent's power and energy."""
-    out = []
-    for u in units:
-        s = float(u.price_share)
-        out.append(
-            replace(
-                u,
-                power_watts=None if parent.power_watts is None else parent.power_watts * s,
-                energy_joules_total=None
-                if parent.energy_joules_total is None
-                else parent.energy_joules_total * s,
-            )
-        )
-    return out
+def _with_device_readings(units: list[NvmlUnit], parent: NvmlUnit) -> list[NvmlUnit]:
+    """Each MIG instance carries the parent's power and energy whole: the meter meters the
+    physical GPU's counter once and splits each tick's joules by the current shares."""
+    return [
+        replace(u, power_watts=parent.power_watts, energy_joules_total=parent.energy_joules_total)
+        for u in units
+    ]
 
 
 def _mig_enabled(nv: ModuleType, handle: Any) -> bool:
