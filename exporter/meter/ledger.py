@@ -112,6 +112,7 @@ class Meter:
         self._roles: Mapping[PodKey, str] = {}
         self._last_ratio: dict[Line, tuple[int | Fraction, int | Fraction]] = {}
         self._last_model: dict[PodKey, str] = {}
+        self._served_lines: dict[PodKey, set[Line]] = {}  # model lines of a pod that served tokens
         self._admitted: set[Owner] = set()
         self._folded: set[Owner] = set()  # distinct owners folded into __overflow__
         self._coverage = Window()
@@ -168,7 +169,10 @@ class Meter:
             if d.tokens:
                 self._last_model[pod] = d.owner.model
             hw, cap = att.primary.get(pod, (NO_HARDWARE, NO_HARDWARE))
-            out[self._admit(Line(d.owner, hw, cap))].deltas.append(d)
+            line = self._admit(Line(d.owner, hw, cap))
+            out[line].deltas.append(d)
+            if d.tokens:
+                self._served_lines.setdefault(pod, set()).add(line)
         for pod, models in served.items():  # a single served name is known before any traffic
             if pod not in self._last_model and len(models) == 1:
                 self._last_model[pod] = next(iter(models)).model
@@ -191,6 +195,8 @@ class Meter:
             return _Plan((line,), ())
         pod = (line.owner.namespace, line.owner.pod)
         models = {o: w for o, w in served.get(pod, {}).items() if w > 0}
+        if not models and (quiet := self._window_shares(pod, line)) is not None:
+            return quiet
         if not models:
             # The name the server last served under wins over the declared one, so quiet ticks
             # land on the same series as busy ones even if --served-model-name differs.
@@ -200,6 +206,27 @@ class Meter:
         owners = sorted(models, key=lambda o: o.model)
         lines = tuple(self._admit(Line(o, line.hardware, line.capacity)) for o in owners)
         return _Plan(lines, tuple(weight(models[o]) for o in owners))
+
+    def _window_shares(self, pod: PodKey, line: Line) -> _Plan | None:
+        """A quiet tick of a pod serving several models (LoRA adapters): its money goes to them
+        by their token shares over the window, not all to one of them."""
+        served = self._served_lines.get(pod)
+        if not served or len(served) < 2:
+            return None
+        found = []
+        for model_line in sorted(served, key=lambda x: x.owner.model):
+            window = self._windows.get(model_line)
+            if (
+                window is not None
+                and model_line.hardware == line.hardware
+                and model_line.capacity == line.capacity
+            ):
+                sums = window.sums()
+                if (tokens := sums.input_tokens + sums.output_tokens) > 0:
+                    found.append((model_line, weight(tokens)))
+        if not found:
+            return None
+        return _Plan(tuple(x for x, _ in found), tuple(w for _, w in found))
 
     def _admit(self, line: Line) -> Line:
         """Bound label cardinality: owners past the cap fold into one overflow owner."""
@@ -343,6 +370,11 @@ class Meter:
             self._gpus.accruals.drop(lambda key: (o := _owner_of(key)) is not None and o not in live)
             pods = {(o.namespace, o.pod) for o in live}
             self._last_model = {p: m for p, m in self._last_model.items() if p in pods}
+            self._served_lines = {
+                p: {x for x in lines if x in self._totals}
+                for p, lines in self._served_lines.items()
+                if p in pods
+            }
 
     def _gauges(self, line: Line) -> LiveGauges:
         gauges = self._windows[line].gauges()

@@ -202,3 +202,49 @@ def test_meter_ticks_of_a_millisecond_do_not_drift() -> None:
         t += 10**6
     exact = _hourly(price, 5_000 * 10**6)
     assert snap.bill_nano == int(exact)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shares=st.lists(st.integers(1, 20), min_size=2, max_size=4),
+    busy=st.lists(st.booleans(), min_size=3, max_size=30),
+)
+def test_a_multi_model_pods_money_follows_its_token_shares_through_quiet_ticks(
+    shares: list[int], busy: list[bool]
+) -> None:
+    """A pod serving adapters in fixed proportions, with random quiet ticks: each adapter's money is
+    its token share of the pod's money (issue 13.5: quiet ticks all went to the last model by name)."""
+    from exporter.model import GpuSample, Placement
+
+    from exporter.pricing import GpuPrice
+
+    prices = PricingConfig(
+        {("H100", "on_demand"): GpuPrice("H100", "on_demand", Decimal("3.60"), "config", "t")}
+    )
+    holder = Owner("ns", "pod", "team", "base")
+    meter, totals, t = Meter("n"), [0.0] * len(shares), T0
+    for step, active in enumerate(busy):
+        if active or step == 0:
+            totals = [x + 100 * s for x, s in zip(totals, shares, strict=True)]
+        models = tuple(ModelCounters(f"lora-{i}", x, x / 4) for i, x in enumerate(totals))
+        scrape = TargetScrape("t", holder, "sglang", True, models)
+        snap = meter.tick(
+            TickInput(
+                t,
+                t + 10**9,
+                "n",
+                (GpuSample("0", "H100", "on_demand"),),
+                (Placement("0", holder),),
+                (scrape,),
+            ),
+            prices,
+            3600,
+        )
+        t += 10**9
+    # Before the first tokens the pod's money is its declared model's ("base"): nothing to split by.
+    money = {
+        v.line.owner.model: sum(v.totals.cost.values()) for v in snap.lines if v.line.owner.model != "base"
+    }
+    paid = sum(money.values())
+    for i, s in enumerate(shares):
+        assert abs(money.get(f"lora-{i}", 0) - paid * s / sum(shares)) <= len(busy), (money, shares)
