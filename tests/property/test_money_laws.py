@@ -215,7 +215,6 @@ def test_a_multi_model_pods_money_follows_its_token_shares_through_quiet_ticks(
     """A pod serving adapters in fixed proportions, with random quiet ticks: each adapter's money is
     its token share of the pod's money (issue 13.5: quiet ticks all went to the last model by name)."""
     from exporter.model import GpuSample, Placement
-
     from exporter.pricing import GpuPrice
 
     prices = PricingConfig(
