@@ -172,3 +172,51 @@ def test_a_mig_instance_without_an_energy_counter_pays_its_share_of_the_gpus_pow
     snap = tick(Meter("n"), 0, [unit], [Placement("MIG-a", A)], pricing=pricing)
     # 300 W × 10 s = 3 kJ = 1/1200 kWh; × PUE 1.5 × $0.36 = $0.00045
     assert cost(snap, "a-0", "energy") == 450_000
+
+
+def test_a_busy_training_job_between_steps_is_not_idle_and_traffic_is_judged_over_the_window() -> None:
+    """Issue 13.7: a 100 %-busy job adding its tokens once per 30-s step was booked 82 % no_traffic."""
+    meter = Meter("n")
+    job = Owner("research", "train-0", "research", "ft", "training")
+    step = 0
+    for i in range(24):  # 10-s ticks, window 60 s; one step's tokens every 3 ticks
+        step += 1_000_000 if i % 3 == 0 else 0
+        busy = GpuSample("0", "H100", "on_demand", utilization=1.0)
+        snap = tick(
+            meter,
+            i,
+            [busy],
+            [Placement("0", job)],
+            [TargetScrape("t", job, "training", True, (ModelCounters("ft", step, None),))],
+        )
+    assert idle_cost(snap, "train-0") == {}
+    # The same job's counters, utilisation unknown: tokens inside the window say it works; only the
+    # two ticks before its first counted step (tick 0 is the counters' baseline) had nothing to say so.
+    meter = Meter("n")
+    step = 0
+    for i in range(24):
+        step += 1_000_000 if i % 3 == 0 else 0
+        unknown = GpuSample("0", "H100", "on_demand")
+        snap = tick(
+            meter,
+            i,
+            [unknown],
+            [Placement("0", job)],
+            [TargetScrape("t", job, "training", True, (ModelCounters("ft", step, None),))],
+        )
+    assert idle_cost(snap, "train-0") == {"no_traffic": 2 * 10_000_000}
+
+
+def test_a_gpu_busy_by_its_own_measurement_is_never_no_traffic() -> None:
+    meter = Meter("n")
+    held = [Placement("0", A)]
+    for i in range(3):  # counters read and flat, but the GPU is 90 % busy (a warm-up, a batch job)
+        snap = tick(
+            meter, i, [GpuSample("0", "H100", "on_demand", utilization=0.9)], held, [scrape(A, 100, 10)]
+        )
+    assert idle_cost(snap, "a-0") == {}
+    for i in range(3, 10):  # and idle once it is not
+        snap = tick(
+            meter, i, [GpuSample("0", "H100", "on_demand", utilization=0.0)], held, [scrape(A, 100, 10)]
+        )
+    assert idle_cost(snap, "a-0") == {"no_traffic": 7 * 10_000_000}

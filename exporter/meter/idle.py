@@ -26,18 +26,23 @@ def idle_cost(
 ) -> tuple[str, int] | None:
     """(reason, nano-dollars) of this line's tick money that bought idle GPU time, or None.
 
-    ``time`` is (held, busy, measured) ns. ``tokens_read``: the pod's token counters were read
-    this tick; without them "no traffic" cannot be told from "not measured", so it is not claimed.
+    ``time`` is (held, busy, measured) ns. ``tokens`` are the line's tokens over the window, not
+    the tick: a training job adding its tokens once per 30-s step is not idle between steps.
+    ``tokens_read``: the pod's token counters were read this tick; without them "no traffic"
+    cannot be told from "not measured", so it is not claimed. A GPU the measured utilisation
+    says is busy is never idle, whatever the counters say.
     """
     money = sum(charges.get(c, 0) for c in GPU_COMPONENTS)
     if not money:
         return None
     if line.owner.is_idle:
         return "unallocated", money
+    held, busy, measured = time
+    if measured > 0 and busy >= starved_below * measured:
+        return None  # busy enough by its own measurement
     if tokens_read and tokens <= 0:
         return "no_traffic", money
-    held, busy, measured = time
-    if measured <= 0 or held <= 0 or busy >= starved_below * measured:
+    if measured <= 0 or held <= 0:
         return None
     # Only the unbusy part of the measured time is idle; floor keeps it ≤ the money.
     return "starved", money * (measured - busy) // held

@@ -295,7 +295,11 @@ class Meter:
             self._lengths.setdefault(line, LengthWindow()).add(inp.end_ns, prompt, output, window_ns)
 
     def _book_idle(self, line: Line, tl: _TickLine, read: frozenset[PodKey], starved_below: float) -> None:
-        tokens = sum(x.tokens for x in tl.deltas)
+        window = self._windows.get(line)
+        sums = window.sums() if window is not None else None
+        tokens = (
+            sums.input_tokens + sums.output_tokens if sums is not None else sum(x.tokens for x in tl.deltas)
+        )
         was_read = (line.owner.namespace, line.owner.pod) in read
         found = idle_cost(line, tl.charges, tl.time, tokens, was_read, starved_below)
         if found is not None:
