@@ -44,16 +44,27 @@ def test_each_rule_answers_when_the_better_ones_have_nothing() -> None:
     assert held(d, "GPU-2") == {"a": 1, "b": 3}
 
 
-def test_time_sliced_replicas_split_by_replica_count_or_by_measured_use() -> None:
+def test_time_sliced_replicas_split_by_replica_count_whoever_used_them() -> None:
+    """Who holds pays (issue 13.8): a replica reserved and left idle pays like a busy one, and the
+    split does not jump with the driver's samples."""
     claims = [DeviceClaim(A, "0"), DeviceClaim(A, "0"), DeviceClaim(B, "0")]  # a holds 2 of 3 replicas
     d = decide([UnitView("GPU-0", "0")], claims=claims, owner_of=owner)
     assert held(d, "GPU-0") == {"a": 2, "b": 1} and d.split["GPU-0"] == "replicas"
-    sampled = UnitView("GPU-0", "0", pids=(10, 11), process_sm=((10, 0.15), (11, 0.45)))
-    d = decide([sampled], claims=claims, pod_of_pid={10: A, 11: B}, owner_of=owner)
-    assert held(d, "GPU-0") == {"a": 150, "b": 450} and d.split["GPU-0"] == "measured"
-    idle = UnitView("GPU-0", "0", pids=(10, 11), process_sm=((10, 0.0), (11, 0.0)))
-    d = decide([idle], claims=claims, pod_of_pid={10: A, 11: B}, owner_of=owner)
-    assert d.split["GPU-0"] == "replicas"  # nobody used it: no basis to measure, replicas decide
+    for sm in (((10, 0.0), (11, 0.45)), ((10, 0.0), (11, 0.0)), ()):  # a idle, both idle, no sample
+        sampled = UnitView("GPU-0", "0", pids=(10, 11), process_sm=sm)
+        d = decide([sampled], claims=claims, pod_of_pid={10: A, 11: B}, owner_of=owner)
+        assert held(d, "GPU-0") == {"a": 2, "b": 1} and d.split["GPU-0"] == "replicas"
+    shared = UnitView("GPU-1", "1", pids=(10, 11), process_sm=((10, 0.0), (11, 0.9)))
+    d = decide([shared], pod_of_pid={10: A, 11: B}, owner_of=owner)
+    assert held(d, "GPU-1") == {"a": 1, "b": 1} and d.split["GPU-1"] == "equal"
+
+
+def test_an_overcommitted_gpu_says_so() -> None:
+    """Issue 13.11: HAMi gave two pods 80 % each; each pays half, and the unit's split says why."""
+    d = decide([UnitView("GPU-0", "0")], fractions=[(A, "GPU-0", 80), (B, "GPU-0", 80)], owner_of=owner)
+    assert held(d, "GPU-0") == {"a": 80, "b": 80} and d.split["GPU-0"] == "overcommitted"
+    d = decide([UnitView("GPU-0", "0")], fractions=[(A, "GPU-0", 30), (B, "GPU-0", 50)], owner_of=owner)
+    assert d.split["GPU-0"] == "fraction"
 
 
 def test_claims_find_units_by_uuid_or_index_and_mig_instances_by_index() -> None:

@@ -232,7 +232,7 @@ FAMILIES: tuple[Family, ...] = (
            ("node", "source"), _on_node(lambda v: [((s.source,), float(s.up)) for s in v.status.sources])),
     Family("cpm_gpu_info", "gauge", "A discovered GPU unit (a GPU or MIG instance): its index, driver name, "
            "hardware type, MIG profile, which rule placed it (fraction, podresources, process, dcgm, static; "
-           "empty: unallocated) and how its holders split it (whole, fraction, share, replicas, measured, equal).",
+           "empty: unallocated) and how its holders split it (whole, fraction, overcommitted, share, replicas, equal).",
            ("node", "gpu", "index", "name", "hardware", "profile", "placed_by", "split"),
            _on_node(lambda v: [((u.gpu_id, u.index, u.name, u.hardware, u.profile, u.placed_by, u.split), 1.0)
                              for u in v.status.units])),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol
@@ -84,6 +84,7 @@ class DiscoveredNode:
         self._kubelet: SourceStatus | None = None
         self._holders: dict[tuple[str, str], Owner] = {}
         self._host_network: set[tuple[str, str]] = set()  # billed pods known to use hostNetwork
+        self._overcommitted: frozenset[str] = frozenset()  # units whose fractions exceed the GPU
         self._network: SourceStatus | None = None
         self._static = StaticInventory()
         self._units: tuple[GpuUnit, ...] = ()
@@ -145,6 +146,7 @@ class DiscoveredNode:
         self._holders = {
             (p.holder.namespace, p.holder.pod): p.holder for p in decision.placements if not p.holder.is_idle
         }
+        self._say_overcommitted(decision.split, decision.placements)
         now, placed = self._clock(), decision.placements
         if kube is not None:  # holders that came or went since the last tick pay their part only
             placed = kube.bound(placed, self._last, self._last_at)
@@ -170,6 +172,18 @@ class DiscoveredNode:
             usage[pod] = replace(base, transmit_bytes_total=bytes_sent)
         self._host_network &= owners.keys()
         return tuple(usage.values())
+
+    def _say_overcommitted(self, split: Mapping[str, str], placements: tuple[Placement, ...]) -> None:
+        """Once per episode: a sharing scheduler gave a GPU's pods more than the GPU. Each pays its
+        part relative to the others (money kept); the scheduler is what to fix."""
+        now = frozenset(unit for unit, how in split.items() if how == "overcommitted")
+        for unit in sorted(now - self._overcommitted):
+            given = ", ".join(
+                f"{p.holder.namespace}/{p.holder.pod} {p.weight}%" for p in placements if p.gpu_id == unit
+            )
+            log.warning("gpu=%s is overcommitted by its sharing scheduler (%s): each pod pays its share of "
+                        "the whole, relative to the others; cpm_gpu_info{split=\"overcommitted\"}", unit, given)  # fmt: skip
+        self._overcommitted = now
 
     def _on_host_network(self, pod: tuple[str, str]) -> bool:
         """A hostNetwork pod's cAdvisor bytes are the whole node's: never billed as its egress.

@@ -12,9 +12,11 @@ Per unit, the first rule with an answer wins, and the unit says which (``placed_
 
 Several holders of one unit (time-slicing, sharing schedulers) split it, and the unit says how
 (``split``): ``share`` (the config's shares), ``replicas`` (time-slicing replicas each pod got
-from the device plugin), ``measured`` (each pod's share of the unit's per-process SM use, when
-the driver samples it and someone used the GPU), ``fraction`` (the scheduler's fractions), else
-``equal``. ``whole`` when one pod holds it.
+from the device plugin), ``fraction`` (the scheduler's fractions; ``overcommitted`` when they add
+up to more than the GPU, so the scheduler can be fixed), else ``equal``. ``whole`` when one pod
+holds it. Who holds pays: a replica reserved and left unused costs its holder as much as a busy
+one, as a whole GPU held idle does (the drivers' per-process SM samples say who was efficient,
+not who reserved).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from dataclasses import dataclass
 from exporter.model import IDLE, Owner, Placement
 
 PodKey = tuple[str, str]  # (namespace, pod)
-MEASURED_SCALE = 1000  # per-mille: SM use becomes an integer weight
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,9 @@ def decide(
     split: dict[str, str] = {}
     for u in units:
         if u.unit_id in by_fraction:
-            rule, holders, how = "fraction", _fraction_holders(by_fraction[u.unit_id], owner_of), "fraction"
+            given = by_fraction[u.unit_id]
+            how = "overcommitted" if sum(given.values()) > 100 else "fraction"
+            rule, holders = "fraction", _fraction_holders(given, owner_of)
         else:
             rule, holders, how = _holders(u, by_claim, pod_of_pid or {}, reader_rule, static or {}, owner_of)
         placed_by[u.unit_id] = rule
@@ -92,16 +95,10 @@ def _holders(
 ) -> tuple[str, list[tuple[Owner, int]], str]:
     if u.unit_id in by_claim:
         replicas = by_claim[u.unit_id]
-        measured = _measured(u, pod_of_pid, set(replicas))
-        if measured:
-            return "podresources", [(owner_of(p), w) for p, w in measured], "measured"
         how = "replicas" if len(set(replicas.values())) > 1 else "equal"
         return "podresources", [(owner_of(p), n) for p, n in sorted(replicas.items())], how
     pods = sorted({pod_of_pid[pid] for pid in u.pids if pid in pod_of_pid})
     if pods:
-        measured = _measured(u, pod_of_pid, set(pods))
-        if measured:
-            return "process", [(owner_of(p), w) for p, w in measured], "measured"
         return "process", [(owner_of(p), 1) for p in pods], "equal"
     if u.reader_holders:
         return reader_rule, [(owner_of(p), 1) for p in sorted(set(u.reader_holders))], "equal"
@@ -109,20 +106,6 @@ def _holders(
         held = list(static[u.unit_id])
         return "static", held, "share" if len({w for _, w in held}) > 1 else "equal"
     return "", [], ""
-
-
-def _measured(u: UnitView, pod_of_pid: Mapping[int, PodKey], pods: set[PodKey]) -> list[tuple[PodKey, int]]:
-    """Each holder's share of the unit's sampled SM use; [] when nobody used it (no basis)."""
-    if len(pods) < 2 or not u.process_sm:
-        return []
-    use: Counter[PodKey] = Counter()
-    for pid, sm in u.process_sm:
-        pod = pod_of_pid.get(pid)
-        if pod in pods:
-            use[pod] += round(sm * MEASURED_SCALE)
-    if not sum(use.values()):
-        return []
-    return [(p, use[p]) for p in sorted(pods)]  # a holder that used nothing pays nothing of it
 
 
 def _fraction_holders(
