@@ -296,3 +296,29 @@ def test_the_only_container_serves_an_undeclared_port_and_two_undeclared_are_not
     assert targets_of([two], OwnerRules()).targets[0].started_at is None  # a sidecar's restart is not ours
     waiting, _ = parse_pod(_pod_json([{"name": "tgi"}], [{"name": "tgi", "state": {"waiting": {}}}]))
     assert targets_of([waiting], OwnerRules()).targets[0].started_at is None
+
+
+def test_a_pod_recreated_under_its_name_within_a_tick_holds_in_both_incarnations() -> None:
+    """Issue 13.9: the old incarnation's seconds went to idle. It holds until it left, the new one
+    from its creation; both are the same holder (one line)."""
+    from exporter.model import Placement
+    from exporter.sources.kube_link import KubeLink
+
+    old = dataclasses.replace(pod("vllm-0"), uid="u-old")
+    new = dataclasses.replace(pod("vllm-0"), uid="u-new", created_at=1_767_225_606.0)
+
+    class View:
+        def pods(self):  # type: ignore[no-untyped-def]
+            return (new,)
+
+        def removed_since(self, since: float):  # type: ignore[no-untyped-def]
+            return ((old, 1_767_225_604.0),)
+
+    link = KubeLink(View(), OwnerRules())  # type: ignore[arg-type]
+    link.refresh()
+    holder = Owner("ml", "vllm-0", "ml", "")
+    bounded = link.bound((Placement("GPU-0", holder),), (Placement("GPU-0", holder),), since=1_767_225_600.0)
+    assert [(p.since_ns, p.until_ns) for p in bounded] == [
+        (1_767_225_606 * 10**9, None),  # the new incarnation, from its creation
+        (None, 1_767_225_604 * 10**9),  # the old one, from the tick's start until it left
+    ]

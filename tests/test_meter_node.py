@@ -220,3 +220,9 @@ def test_a_gpu_busy_by_its_own_measurement_is_never_no_traffic() -> None:
             meter, i, [GpuSample("0", "H100", "on_demand", utilization=0.0)], held, [scrape(A, 100, 10)]
         )
     assert idle_cost(snap, "a-0") == {"no_traffic": 7 * 10_000_000}
+
+
+def test_two_incarnations_of_one_pod_in_a_tick_pay_their_own_spans_on_one_line() -> None:
+    held = [Placement("0", A, until_ns=T0 + 4 * S), Placement("0", A, since_ns=T0 + 6 * S)]
+    snap = tick(Meter("n"), 0, [GpuSample("0", "H100", "on_demand")], held)
+    assert (cost(snap, "a-0"), cost(snap, "")) == (8_000_000, 2_000_000)  # 4 s + 4 s held, 2 s between

@@ -87,21 +87,29 @@ class KubeLink:
     ) -> tuple[Placement, ...]:
         """This tick's placements with holding times: a holder created during the tick holds
         from its creation; one gone from ``now`` holds until it left the node, or, if the API still
-        lists it, until its last container finished (the kubelet frees GPUs before the deletion)."""
+        lists it, until its last container finished (the kubelet frees GPUs before the deletion).
+        A pod recreated under the same name within the tick (a StatefulSet's) is two incarnations:
+        the old one holds until it left, the new one from its creation."""
         if since is None:
             return now
         out = []
         for p in now:
             created = getattr(self._pods.get((p.holder.namespace, p.holder.pod)), "created_at", None)
             out.append(replace(p, since_ns=int(created * NS_PER_S)) if created and created > since else p)
-        left = {(pod.namespace, pod.name): at for pod, at in self._view.removed_since(since)}
+        removed = self._view.removed_since(since)
+        left = {(pod.namespace, pod.name): at for pod, at in removed}
+        recreated = {
+            (pod.namespace, pod.name)
+            for pod, _ in removed
+            if (now_pod := self._pods.get((pod.namespace, pod.name))) is not None and now_pod.uid != pod.uid
+        }
         for key, pod in self._pods.items():
             if pod.finished_at is not None and pod.finished_at > since:
                 left.setdefault(key, pod.finished_at)
         still = {(p.gpu_id, p.holder.namespace, p.holder.pod) for p in now}
         for p in before:
             key = (p.holder.namespace, p.holder.pod)
-            if key in left and (p.gpu_id, *key) not in still:
+            if key in left and ((p.gpu_id, *key) not in still or key in recreated):
                 out.append(replace(p, since_ns=None, until_ns=int(left[key] * NS_PER_S)))
         return tuple(out)
 
