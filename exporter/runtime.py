@@ -26,7 +26,7 @@ from exporter.exposition.server import Published
 from exporter.exposition.status import ExportView, RuntimeStatus, TargetStatus
 from exporter.meter.ledger import Meter, MeterSnapshot
 from exporter.model import GpuSample, TargetScrape, TickInput
-from exporter.pricing import GpuPrice
+from exporter.pricing import GpuPrice, PricingConfig
 from exporter.settings import ExporterConfig, StaticWorkload, Target
 from exporter.sources import inference
 from exporter.sources.discovery import node_source_for
@@ -73,6 +73,7 @@ class Runtime:
         self._derived = derive(self.config)
         self._node = node_source or node_source_for(self.config)
         self._clock = clock
+        self._price_change: tuple[int, PricingConfig] | None = None  # (swap time, prices before)
         # GPU-seconds come from a monotonic clock (a wall-clock jump must not bill a day or
         # drop a tick); wall time only places the tick in calendar months and beside _created.
         # An injected wall clock also drives elapsed time unless a monotonic one is given.
@@ -124,6 +125,9 @@ class Runtime:
             return False, str(e)
         with self._lock:
             changed = cfg.sha256 != self.config.sha256
+            if cfg.pricing != self.config.pricing and self._price_change is None:
+                # New prices apply from the swap on: the tick it lands in is cut there.
+                self._price_change = (self._clock(), self.config.pricing)
             self.config, self._derived = cfg, derive(cfg)
             self.meter.max_owners = cfg.max_owners
             self._config_ok, self._config_error = True, ""
@@ -163,7 +167,9 @@ class Runtime:
             egress_share=cfg.node_source.egress_share,
             cross_zone_share=cfg.node_source.cross_zone_share,
         )
-        snapshot = self.meter.tick(inp, cfg.pricing, cfg.window_seconds)
+        with self._lock:
+            change, self._price_change = self._price_change, None
+        snapshot = self.meter.tick(inp, cfg.pricing, cfg.window_seconds, price_change=change)
         self._last_mono = mono
         self._ticks += 1
         view = ExportView(snapshot, self._status(cfg, self._prices_in_use(cfg, derived, gpus), scrapes))

@@ -193,3 +193,20 @@ def test_the_heavy_node_clients_load_only_where_they_are_used() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_price_reload_applies_from_the_swap_on_not_to_the_whole_tick(world: World) -> None:
+    """Issue 13.10: the tick a reload lands in is cut at the swap."""
+    holder = {"text": CONFIG}
+    rt = Runtime(lambda: load_config_text(holder["text"]), clock=world.clock, fetch=world.fetch)
+    rt.tick()
+    world.advance(4)
+    holder["text"] = CONFIG.replace("3.60", "7.20")
+    assert rt.reload()[0]
+    world.advance(6)
+    rt.tick()
+    # 4 s at $3.60/h ($0.001/s) + 6 s at $7.20/h ($0.002/s)
+    assert value(rt, "cpm_cost_usd_total", pod="good-0", component="gpu") == pytest.approx(0.016)
+    world.advance(10)
+    rt.tick()  # the next tick is wholly at the new price
+    assert value(rt, "cpm_cost_usd_total", pod="good-0", component="gpu") == pytest.approx(0.036)

@@ -124,7 +124,16 @@ class Meter:
         self._retired = 0  # cost of lines expired after the retention period
         self._snapshot = MeterSnapshot(node=node, end_ns=0)
 
-    def tick(self, inp: TickInput, pricing: PricingConfig, window_s: float) -> MeterSnapshot:
+    def tick(
+        self,
+        inp: TickInput,
+        pricing: PricingConfig,
+        window_s: float,
+        *,
+        price_change: tuple[int, PricingConfig] | None = None,
+    ) -> MeterSnapshot:
+        """One tick. ``price_change`` = (when, the prices before): a reload within the tick cuts
+        it there, so the new prices apply from the swap on, not to the whole tick."""
         if inp.dt_ns < 0:  # 0 is the baseline tick at start: readings, no money
             self._rejected[("clock", "non_positive_tick")] += 1
             self._snapshot = replace(self._snapshot, rejected=dict(self._rejected))
@@ -135,8 +144,7 @@ class Meter:
         self._targets = inp.token_targets
         self._roles = inp.roles
         self._rejected.update(tok.rejected)
-        att = self._gpus.attribute(inp, pricing)
-        self._unpriced_ns += inp.dt_ns * len(att.unpriced)
+        att = self._attribute(inp, pricing, price_change)
         if att.bad_readings:
             self._rejected[("gpu", "bad_reading")] += len(att.bad_readings)
         lines = self._by_model(att, tok.deltas)
@@ -153,6 +161,30 @@ class Meter:
         self._expire(inp.end_ns, max(self.retention_ns, 2 * window_ns))
         self._snapshot = self._snap(inp.end_ns)
         return self._snapshot
+
+    def _attribute(
+        self, inp: TickInput, pricing: PricingConfig, change: tuple[int, PricingConfig] | None
+    ) -> Attribution:
+        """GPU, node and pod charges of the tick; cut at a price swap inside it. Time-based money
+        (GPU-hours, overhead, storage) follows the cut; counter-based amounts measured once per
+        tick (energy joules, bytes sent) are priced at the prices the tick started with."""
+        if change is None or not inp.start_ns < change[0] < inp.end_ns:
+            att = self._gpus.attribute(inp, pricing)
+            self._unpriced_ns += inp.dt_ns * len(att.unpriced)
+            return att
+        at, before = change
+        first = self._gpus.attribute(replace(inp, end_ns=at), before)
+        second = self._gpus.attribute(replace(inp, start_ns=at), pricing)
+        self._unpriced_ns += (at - inp.start_ns) * len(first.unpriced) + (inp.end_ns - at) * len(
+            second.unpriced
+        )
+        return Attribution(
+            first.charges + second.charges,
+            first.times + second.times,
+            tuple(sorted({*first.unpriced, *second.unpriced})),
+            second.primary,
+            tuple(sorted({*first.bad_readings, *second.bad_readings})),
+        )
 
     def forget_targets(self, keep: set[str]) -> None:
         """Targets removed from the config: drop their last readings (a re-added one re-baselines)."""
