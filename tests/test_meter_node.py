@@ -226,3 +226,20 @@ def test_two_incarnations_of_one_pod_in_a_tick_pay_their_own_spans_on_one_line()
     held = [Placement("0", A, until_ns=T0 + 4 * S), Placement("0", A, since_ns=T0 + 6 * S)]
     snap = tick(Meter("n"), 0, [GpuSample("0", "H100", "on_demand")], held)
     assert (cost(snap, "a-0"), cost(snap, "")) == (8_000_000, 2_000_000)  # 4 s + 4 s held, 2 s between
+
+
+def test_a_pod_on_two_kinds_of_gpu_serves_its_tokens_on_both_lines() -> None:
+    """Issue 13.6: a pod on an on-demand and a spot H100 filed all its tokens under one line; the
+    other line's CPM was missing and its money was called no_traffic idle."""
+    spot = GpuPrice("H100", "spot", Decimal("1.80"), "config", "test")
+    pricing = PricingConfig(gpu_prices={**PRICES.gpu_prices, ("H100", "spot"): spot})
+    gpus = [GpuSample("0", "H100", "on_demand"), GpuSample("1", "H100", "spot")]
+    held = [Placement("0", A), Placement("1", A)]
+    meter = Meter("n")
+    tick(meter, 0, gpus, held, [scrape(A, 1000, 100)], pricing=pricing)
+    snap = tick(meter, 1, gpus, held, [scrape(A, 2001, 301)], pricing=pricing)
+    lines = {v.line.capacity: v for v in snap.lines if v.line.owner.pod == "a-0"}
+    tokens = {c: (v.totals.input_tokens, v.totals.output_tokens) for c, v in lines.items()}
+    assert tokens == {"on_demand": (501, 101), "spot": (500, 100)}  # whole tokens, adding up exactly
+    assert idle_cost(snap, "a-0") == {}
+    assert all(v.gauges.usd_per_million_total is not None for v in lines.values())

@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import Any
 
 from exporter.meter.attribution import NO_HARDWARE, Attribution, Charge, GpuAttributor, GpuTime, Line
 from exporter.meter.idle import idle_cost
@@ -19,7 +20,7 @@ from exporter.meter.projection import Projection, project
 from exporter.meter.request_cost import LengthWindow, cost_quantiles
 from exporter.meter.tokens import ModelDelta, TokenMeter
 from exporter.meter.windows import TOKEN_TIME, LiveGauges, TickRecord, Window, held_and_busy
-from exporter.model import IDLE, OVERFLOW, Owner, TickInput
+from exporter.model import IDLE, OVERFLOW, Buckets, Owner, TickInput
 from exporter.pricing import PricingConfig
 
 NS_PER_S = 10**9
@@ -195,16 +196,18 @@ class Meter:
     def _by_model(self, att: Attribution, deltas: tuple[ModelDelta, ...]) -> dict[Line, _TickLine]:
         served: dict[PodKey, dict[Owner, float]] = defaultdict(lambda: defaultdict(float))
         out: dict[Line, _TickLine] = defaultdict(_TickLine)
+        spread = _held_by_kind(att.times)
         for d in deltas:
             pod = (d.owner.namespace, d.owner.pod)
             served[pod][d.owner] += d.tokens
             if d.tokens:
                 self._last_model[pod] = d.owner.model
-            hw, cap = att.primary.get(pod, (NO_HARDWARE, NO_HARDWARE))
-            line = self._admit(Line(d.owner, hw, cap))
-            out[line].deltas.append(d)
-            if d.tokens:
-                self._served_lines.setdefault(pod, set()).add(line)
+            primary = att.primary.get(pod, (NO_HARDWARE, NO_HARDWARE))
+            for (hw, cap), share in _by_kind(d, spread.get(pod), primary):
+                line = self._admit(Line(d.owner, hw, cap))
+                out[line].deltas.append(share)
+                if share.tokens:
+                    self._served_lines.setdefault(pod, set()).add(line)
         for pod, models in served.items():  # a single served name is known before any traffic
             if pod not in self._last_model and len(models) == 1:
                 self._last_model[pod] = next(iter(models)).model
@@ -460,6 +463,62 @@ class Meter:
             bill_nano=self._bill,
             retired_nano=self._retired,
         )
+
+
+Kind = tuple[str, str]  # (hardware, capacity class)
+SCALED = ("input_tokens", "cached_input_tokens", "output_tokens", "requests", "prefill_seconds",
+          "decode_seconds", "itl_seconds", "itl_count")  # fmt: skip
+
+
+def _held_by_kind(times: tuple[GpuTime, ...]) -> dict[PodKey, dict[Kind, int]]:
+    """GPU-nanoseconds each pod held this tick per hardware type and capacity class."""
+    out: dict[PodKey, dict[Kind, int]] = defaultdict(dict)
+    for t in times:
+        if not t.line.owner.is_idle and t.held_ns:
+            kinds = out[(t.line.owner.namespace, t.line.owner.pod)]
+            kind = (t.line.hardware, t.line.capacity)
+            kinds[kind] = kinds.get(kind, 0) + t.held_ns
+    return out
+
+
+def _by_kind(d: ModelDelta, held: dict[Kind, int] | None, primary: Kind) -> list[tuple[Kind, ModelDelta]]:
+    """A pod on GPUs of several kinds (H100 and A100, on-demand and spot) serves its tokens on all
+    of them: each kind's line gets the pod's tokens by its share of the GPU time held, so each
+    line's CPM divides its own money by its own tokens (not half the truth and half idle)."""
+    if not held or len(held) < 2:
+        return [(primary, d)]
+    kinds = sorted(held)
+    weights = [held[k] for k in kinds]
+    columns = {f: _parts(getattr(d, f), weights) for f in SCALED}
+    reasons = [_parts(n, weights) for _, n in d.requests_by_reason]
+    out = []
+    for i, kind in enumerate(kinds):
+        amounts: dict[str, Any] = {f: columns[f][i] for f in SCALED}  # Any: replace() has other fields too
+        part = replace(
+            d,
+            running=None if d.running is None else d.running * weights[i] / sum(weights),
+            requests_by_reason=tuple(
+                (why, r[i]) for (why, _), r in zip(d.requests_by_reason, reasons, strict=True)
+            ),
+            prompt_lengths=_scaled_buckets(d.prompt_lengths, weights[i], sum(weights)),
+            generation_lengths=_scaled_buckets(d.generation_lengths, weights[i], sum(weights)),
+            **amounts,
+        )
+        out.append((kind, part))
+    return out
+
+
+def _parts(x: float, weights: list[int]) -> list[float]:
+    """``x`` split by ``weights``: whole numbers (tokens, requests) into whole parts by largest
+    remainder, so the parts add up to exactly ``x``; other amounts proportionally."""
+    if x == int(x) and x >= 0:
+        return [float(n) for n in allocate(int(x), list(weights))]
+    total = sum(weights)
+    return [x * w / total for w in weights]
+
+
+def _scaled_buckets(buckets: Buckets, part: int, total: int) -> Buckets:
+    return tuple((le, n * part / total) for le, n in buckets)
 
 
 def _usd_per_token(nano: int, tokens: float) -> float | None:
