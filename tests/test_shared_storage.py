@@ -10,8 +10,11 @@ from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from exporter.meter.ledger import Meter
-from exporter.model import PodUsage, TickInput
+from exporter.model import Owner, PodUsage, TickInput
 from exporter.pricing import BYTES_PER_GB, PricingConfig
 from exporter.sources.kube_link import KubeLink
 from exporter.sources.kube_objects import PodInfo
@@ -79,3 +82,39 @@ def test_the_node_bills_a_shared_claim_once_per_second() -> None:
     expected = Fraction(8, 100) * (TIB + 3) / BYTES_PER_GB * 10**9
     assert abs(billed - expected) < len(parts)  # each pod's carry holds < 1 nano-dollar
     assert round(billed / 10**9, 2) == 81.92
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    mounts=st.lists(
+        st.sets(st.sampled_from(sorted(c for _, c in CLAIMS)), max_size=3), min_size=1, max_size=8
+    ),
+    billed=st.data(),
+)
+def test_each_claim_is_billed_exactly_once_whoever_mounts_it(
+    mounts: list[set[str]], billed: st.DataObject
+) -> None:
+    pods = [pod(f"p{i}", *sorted(m)) for i, m in enumerate(mounts)]
+    keys = [("ml", p.name) for p in pods]
+    chosen = billed.draw(st.lists(st.sampled_from(keys), unique=True))
+    parts = link(*pods).storage_bytes(chosen)
+    mounted = {c for p in pods if ("ml", p.name) in chosen for c in p.claims}
+    assert sum(parts.values(), Fraction(0)) == sum(Fraction(CLAIMS[("ml", c)]) for c in mounted)
+    price = PricingConfig({}, storage_usd_per_gb_month=Decimal("0.08"))
+    usage = tuple(PodUsage(Owner("ml", p, "ml", ""), storage_bytes=b) for (_, p), b in parts.items())
+    meter = Meter("n")
+    for i in range(3):
+        snap = meter.tick(
+            TickInput(T0 + i * 10 * S, T0 + (i + 1) * 10 * S, "n", (), (), pods=usage), price, 60
+        )
+    billed_nano = sum(v.totals.cost.get("storage", 0) for v in snap.lines)
+    month_s = 31 * 86_400
+    exact = (
+        Fraction(8, 100)
+        * 10**9
+        * sum(Fraction(CLAIMS[("ml", c)]) for c in mounted)
+        / BYTES_PER_GB
+        * 30
+        / month_s
+    )
+    assert 0 <= exact - billed_nano < max(len(parts), 1)  # each pod's carry holds < 1 nano-dollar
