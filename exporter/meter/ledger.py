@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
+from exporter.meter import state
 from exporter.meter.attribution import NO_HARDWARE, Attribution, Charge, GpuAttributor, GpuTime, Line
 from exporter.meter.idle import idle_cost
 from exporter.meter.money import NANO_PER_USD, allocate, weight
@@ -186,6 +187,14 @@ class Meter:
             second.primary,
             tuple(sorted({*first.bad_readings, *second.bad_readings})),
         )
+
+    def to_state(self) -> state.Json:
+        """Everything needed to go on exactly after a restart, as JSON values (meter.state)."""
+        return state.meter_to(self)
+
+    def restore(self, saved: state.Json) -> None:
+        """Go on from ``to_state()``'s values: counters continue, baselines too."""
+        state.meter_restore(self, saved)
 
     def forget_targets(self, keep: set[str]) -> None:
         """Targets removed from the config: drop their last readings (a re-added one re-baselines)."""

@@ -77,6 +77,13 @@ class Accruals:
     def __len__(self) -> int:
         return len(self._carry)
 
+    def items(self) -> list[tuple[Hashable, Exact]]:
+        """The carries, for the state file."""
+        return list(self._carry.items())
+
+    def restore(self, carries: list[tuple[Hashable, Exact]], dropped: int) -> None:
+        self._carry, self.dropped = dict(carries), dropped
+
 
 def weight(x: float) -> int | Fraction:
     """A float weight (tokens, seconds) exactly, as an int when it is whole (the usual case)."""
