@@ -8,6 +8,8 @@ The file format (every field is optional unless marked *required*)::
     max_owners: 2000            # cardinality cap (owners beyond it fold into __overflow__), >= 1
     limits: {scrape_timeout_seconds: 2, max_body_bytes: 33554432, max_samples: 500000, max_series: 20000}
                                 # timeout <= tick_seconds so one slow target cannot stall a tick
+    state_file: /var/lib/cpm-exporter/state.json   # default: none (a restart starts from zero)
+    state_max_gap_seconds: 3600 # a longer downtime is billed idle (exporter_down), not to holders
     pricing:
       currency: USD             # the only currency; stated so a file in EUR fails loudly
       catalogue: true           # false: every used price must come from this file
@@ -126,6 +128,8 @@ _TOP = (
     "inventory",
     "node_source",
     "kubernetes",
+    "state_file",
+    "state_max_gap_seconds",
 )
 _LIMITS = ("scrape_timeout_seconds", "max_body_bytes", "max_samples", "max_series")
 _PRICING = (
@@ -189,6 +193,8 @@ def _read_root(p: Problems, root: Node) -> ExporterConfig | None:
     gpus = tuple(gpu for gpu, _, _ in located)
     workloads = read_workloads(p, (inventory or {}).get("workloads"), gpu_ids)
     pricing = _resolve_prices(p, own, located)
+    state_file = yn.optional(top, "state_file", "", text_reader(p), "")
+    max_gap = yn.optional(top, "state_max_gap_seconds", "", number_reader(p, gt=ZERO), Decimal(3600))
     return ExporterConfig(
         pricing=pricing,
         node=node,
@@ -200,6 +206,8 @@ def _read_root(p: Problems, root: Node) -> ExporterConfig | None:
         max_owners=max_owners,
         node_source=node_source,
         kubernetes=read_kubernetes(p, top.get("kubernetes")),
+        state_file=state_file,
+        state_max_gap_seconds=float(max_gap),
     )
 
 

@@ -184,6 +184,9 @@ class TickInput:
     # Of the bytes pods send: the share billed as internet egress, and as cross-zone traffic.
     egress_share: Fraction = Fraction(0)
     cross_zone_share: Fraction = Fraction(0)
+    # Why a GPU nobody holds is idle: "unallocated", or "exporter_down" for a downtime too long
+    # to bill to the holders found at start.
+    idle_reason: str = "unallocated"
 
     @property
     def dt_ns(self) -> int:

@@ -15,10 +15,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
-from exporter import __version__
+from exporter import __version__, statefile
 from exporter.errors import ConfigError
 from exporter.exposition.page import render_page
 from exporter.exposition.render import render
@@ -96,6 +96,9 @@ class Runtime:
         self._ticks = 0
         self._tick_seconds = 0.0
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="scrape")
+        self._resume_ns: int | None = None  # end of the saved tick to go on from
+        self._save_error = ""
+        self._resume()
 
     # -- config -------------------------------------------------------------------------------
 
@@ -169,13 +172,90 @@ class Runtime:
         )
         with self._lock:
             change, self._price_change = self._price_change, None
+        inp = self._downtime(inp, cfg)
         snapshot = self.meter.tick(inp, cfg.pricing, cfg.window_seconds, price_change=change)
         self._last_mono = mono
         self._ticks += 1
+        self._save(cfg, end_ns)
         view = ExportView(snapshot, self._status(cfg, self._prices_in_use(cfg, derived, gpus), scrapes))
         self.published.publish(render(view), render_page(view))
         self._tick_seconds = time.perf_counter() - began
         return snapshot
+
+    # -- the state file: go on exactly after a restart ---------------------------------------
+
+    def _resume(self) -> None:
+        """Go on from the state file, if there is a usable one; else start fresh, saying why."""
+        path = self.config.state_file
+        if not path:
+            log.info("no state_file: a restart of this exporter starts its counters from zero and bills "
+                     "nothing for its downtime")  # fmt: skip
+            return
+        try:
+            saved = statefile.read(path, node=self.config.node, now_ns=self._clock())
+            if saved is None:
+                log.info("state_file=%s does not exist yet: a first start", path)
+                return
+            self.meter.restore(saved.meter)
+            self._restore_runtime(saved.runtime)
+        except statefile.StateProblem as e:
+            self._state_unusable(path, e.reason, str(e))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:  # valid JSON, wrong shape
+            self._state_unusable(path, "corrupt", f"{type(e).__name__}: {e}")
+        else:
+            self._resume_ns = saved.end_ns
+            log.info("state_file=%s: going on from the tick that ended %.1f s ago", path,
+                     (self._clock() - saved.end_ns) / 1e9)  # fmt: skip
+
+    def _state_unusable(self, path: str, reason: str, message: str) -> None:
+        self.meter = Meter(self.config.node, max_owners=self.config.max_owners)  # nothing half-restored
+        self._target_errors, self._ticks = {}, 0
+        aside = statefile.set_aside(path)
+        log.error("state_file=%s is unusable (%s): %s; %s; metering starts fresh", path, reason, message,
+                  f"set aside as {aside}" if aside else "could not set it aside")  # fmt: skip
+        self.meter.reject("state", reason)
+
+    def _restore_runtime(self, saved: dict[str, Any]) -> None:
+        self._target_errors = {
+            str(t): Counter({str(r): int(n) for r, n in e.items()}) for t, e in saved["errors"].items()
+        }
+        self._ticks = int(saved["ticks"])
+
+    def _save(self, cfg: ExporterConfig, end_ns: int) -> None:
+        """Save this tick's state; a failed write is logged (once per cause) and counted, never fatal."""
+        if not cfg.state_file:
+            return
+        runtime = {"errors": {t: dict(e) for t, e in self._target_errors.items()}, "ticks": self._ticks}
+        try:
+            statefile.write(
+                cfg.state_file, statefile.SavedState(cfg.node, end_ns, self.meter.to_state(), runtime)
+            )
+        except OSError as e:
+            if str(e) != self._save_error:
+                log.error(
+                    "state_file=%s cannot be written: %s (a restart would start from zero)", cfg.state_file, e
+                )
+            self._save_error = str(e)
+            self.meter.reject("state", "write_failed")
+        else:
+            self._save_error = ""
+
+    def _downtime(self, inp: TickInput, cfg: ExporterConfig) -> TickInput:
+        """The first tick after a restart spans the downtime. A short one is billed to the holders
+        found at start; a longer one than state_max_gap_seconds is billed idle (exporter_down)
+        in a tick of its own, and this tick starts after it."""
+        resume, self._resume_ns = self._resume_ns, None
+        if resume is None or resume >= inp.end_ns:
+            return inp
+        gap_s = (inp.end_ns - resume) / 1e9
+        if gap_s <= cfg.state_max_gap_seconds:
+            log.info("downtime of %.1f s billed to the holders found at start", gap_s)
+            return replace(inp, start_ns=resume)
+        log.warning("downtime of %.0f s is longer than state_max_gap_seconds=%s: billed idle (exporter_down), "
+                    "not to holders", gap_s, cfg.state_max_gap_seconds)  # fmt: skip
+        gap = replace(inp, start_ns=resume, placements=(), scrapes=(), idle_reason="exporter_down")
+        self.meter.tick(gap, cfg.pricing, cfg.window_seconds)
+        return inp
 
     def _plan(self, cfg: ExporterConfig, derived: Derived) -> Plan:
         """The config's workloads plus those the node discovered (the config wins on a pod)."""

@@ -142,6 +142,10 @@ class ExporterConfig:
     max_owners: int = 2000  # cardinality cap: owners beyond it fold into __overflow__
     node_source: NodeSourceConfig = field(default_factory=NodeSourceConfig)
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
+    # Where each tick's state is saved, so a restart goes on exactly ("" = no persistence), and the
+    # longest downtime billed to the holders found at start (longer: billed idle, exporter_down).
+    state_file: str = ""
+    state_max_gap_seconds: float = 3600.0
     path: str = ""  # file it came from ("<embedded demo>" for the demo)
     sha256: str = ""  # of the file's bytes; exported as cpm_config_hash
 

@@ -246,7 +246,7 @@ FAMILIES: tuple[Family, ...] = (
            _on_node(lambda v: [((t.name, r), float(n)) for t in v.status.targets for r, n in sorted(t.errors.items())])),
     Family("cpm_upstream_resets_total", "counter", "Upstream counter resets seen (server restarts).",
            ("node", "target"), _on_node(lambda v: [((t,), float(n)) for t, n in sorted(v.meter.resets.items())])),
-    Family("cpm_input_rejected_total", "counter", "Inputs rejected (NaN, Inf, negative, implausible jumps).",
+    Family("cpm_input_rejected_total", "counter", "Inputs rejected (NaN, Inf, negative, implausible jumps, an unusable state file: source=\"state\").",
            ("node", "source", "reason"),
            _on_node(lambda v: [((s, r), float(n)) for (s, r), n in sorted(v.meter.rejected.items())])),
     Family("cpm_overflow_owners_total", "counter",

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from exporter.meter.attribution import Line
 
 GPU_COMPONENTS = ("gpu", "overhead", "energy")  # what the GPU time itself cost
-IDLE_REASONS = ("unallocated", "no_traffic", "starved")
+IDLE_REASONS = ("unallocated", "exporter_down", "no_traffic", "starved")
 
 
 def idle_cost(
@@ -23,6 +23,7 @@ def idle_cost(
     tokens: float,
     tokens_read: bool,
     starved_below: float,
+    unheld: str = "unallocated",
 ) -> tuple[str, int] | None:
     """(reason, nano-dollars) of this line's tick money that bought idle GPU time, or None.
 
@@ -36,7 +37,7 @@ def idle_cost(
     if not money:
         return None
     if line.owner.is_idle:
-        return "unallocated", money
+        return unheld, money
     held, busy, measured = time
     if measured > 0 and busy >= starved_below * measured:
         return None  # busy enough by its own measurement

@@ -153,7 +153,7 @@ class Meter:
         window_ns = int(window_s * NS_PER_S)
         for line, tl in lines.items():
             self._book(line, tl, inp, pricing, window_ns)
-            self._book_idle(line, tl, tok.read_pods - tok.baselined, inp.starved_below)
+            self._book_idle(line, tl, tok.read_pods - tok.baselined, inp)
         for line, window in self._windows.items():
             if line not in lines:  # quiet this tick: its window still slides, so gauges decay
                 window.add(TickRecord(end_ns=inp.end_ns, dt_ns=inp.dt_ns), window_ns)
@@ -187,6 +187,11 @@ class Meter:
             second.primary,
             tuple(sorted({*first.bad_readings, *second.bad_readings})),
         )
+
+    def reject(self, source: str, reason: str) -> None:
+        """Count an input rejected outside a tick (a state file): cpm_input_rejected_total."""
+        self._rejected[(source, reason)] += 1
+        self._snapshot = replace(self._snapshot, rejected=dict(self._rejected))
 
     def to_state(self) -> state.Json:
         """Everything needed to go on exactly after a restart, as JSON values (meter.state)."""
@@ -338,14 +343,14 @@ class Meter:
         if prompt or output or line in self._lengths:
             self._lengths.setdefault(line, LengthWindow()).add(inp.end_ns, prompt, output, window_ns)
 
-    def _book_idle(self, line: Line, tl: _TickLine, read: frozenset[PodKey], starved_below: float) -> None:
+    def _book_idle(self, line: Line, tl: _TickLine, read: frozenset[PodKey], inp: TickInput) -> None:
         window = self._windows.get(line)
         sums = window.sums() if window is not None else None
         tokens = (
             sums.input_tokens + sums.output_tokens if sums is not None else sum(x.tokens for x in tl.deltas)
         )
         was_read = (line.owner.namespace, line.owner.pod) in read
-        found = idle_cost(line, tl.charges, tl.time, tokens, was_read, starved_below)
+        found = idle_cost(line, tl.charges, tl.time, tokens, was_read, inp.starved_below, inp.idle_reason)
         if found is not None:
             reason, nano = found
             idle = self._totals[line].idle_cost

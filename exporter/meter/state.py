@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from exporter.meter.attribution import GpuAttributor, Line
 from exporter.meter.counters import Reading
 from exporter.meter.tokens import TokenMeter, _Series, _Target
+from exporter.meter.windows import Window
 from exporter.model import OVERFLOW, Owner
 
 if TYPE_CHECKING:  # the ledger imports this module
@@ -213,6 +214,7 @@ def meter_to(m: Meter) -> Json:
 def meter_restore(m: Meter, v: Json) -> None:
     """Continue from a saved state: counters go on from their values, baselines from theirs."""
     m._totals = {line_from(line): totals_from(t) for line, t in v["lines"]}
+    m._windows = {line: Window() for line in m._totals}  # the live gauges refill within a window
     m._split = {line_from(line): str(how) for line, how in v["split"]}
     m._last_ratio = {line_from(line): (number_from(a), number_from(b)) for line, a, b in v["last_ratio"]}
     m._last_model = {(str(ns), str(pod)): str(model) for ns, pod, model in v["last_model"]}
