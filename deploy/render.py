@@ -5,8 +5,8 @@
 
 Rendering uses Helm's own Go engine (PyPI ``helm-python-sdk``), so the output is what ``helm template``
 gives with the chart's default values, release ``cpm-exporter`` in namespace ``cpm-exporter``, preceded by
-that Namespace. The Namespace enforces Pod Security ``restricted``, which the default pod meets; the
-hostPath opt-ins (``podResources``, ``hostProc``) need ``privileged`` instead.
+that Namespace. The default pod keeps its state on the node (a hostPath), so the Namespace enforces Pod
+Security ``privileged`` and warns at ``restricted``, which the pod meets in everything else.
 
 The chart's ``rules/cpm-exporter.rules.yml`` is a copy of ``deploy/rules/cpm-exporter.rules.yml`` (Helm's
 ``.Files.Get`` reads only inside the chart); this script refreshes the copy when the deploy file exists.
@@ -52,8 +52,10 @@ kind: Namespace
 metadata:
   name: {NAMESPACE}
   labels:
-    # The default pod (non-root, no hostPath) meets "restricted"; podResources/hostProc need "privileged".
-    pod-security.kubernetes.io/enforce: restricted
+    # The default pod keeps its state on the node (a hostPath, and an init container with only CAP_CHOWN
+    # that hands the directory to the non-root user), which needs "privileged"; everything else of it meets
+    # "restricted", and with state.volume set (say an emptyDir) the whole pod does.
+    pod-security.kubernetes.io/enforce: privileged
     pod-security.kubernetes.io/warn: restricted
 """
 

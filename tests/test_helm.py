@@ -200,7 +200,29 @@ def test_default_pod_is_non_root_and_unprivileged() -> None:
     assert_locked_down(spec)
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["runAsUser"] == 65532
-    assert not any("hostPath" in v for v in spec["volumes"])
+    # Its only hostPath is the state directory, and nothing but the exporter writes there.
+    assert [v["name"] for v in spec["volumes"] if "hostPath" in v] == ["state"]
+
+
+def test_the_state_lives_on_the_node_and_is_handed_to_the_non_root_user() -> None:
+    """Issue 14: a restart continues every counter. The state directory is a hostPath made the
+    non-root user's by an init container that can do nothing but chown it."""
+    spec = pod_spec()
+    state = next(v for v in spec["volumes"] if v["name"] == "state")
+    assert state["hostPath"] == {"path": "/var/lib/cpm-exporter", "type": "DirectoryOrCreate"}
+    assert {"name": "state", "mountPath": "/var/lib/cpm-exporter"} in container(spec)["volumeMounts"]
+    (init,) = spec["initContainers"]
+    assert init["command"] == ["chown", "65532:65532", "/var/lib/cpm-exporter"]
+    assert init["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert init["securityContext"]["allowPrivilegeEscalation"] is False
+    assert "state_file: /var/lib/cpm-exporter/state.json" in rendered_config()
+    # Another volume (an emptyDir: container restarts only) needs no chown and no hostPath.
+    other = pod_spec({"state": {"volume": {"emptyDir": {}}}})
+    assert "initContainers" not in other and not any("hostPath" in v for v in other["volumes"])
+    # Root pods (podResources mode) need no chown; no state: no volume, no config key.
+    assert "initContainers" not in pod_spec({"podResources": {"enabled": True}})
+    off = {"state": {"enabled": False}}
+    assert "state" not in {v["name"] for v in pod_spec(off)["volumes"]} and "state_file" not in rendered_config(off)
 
 
 def test_pod_resources_mode_is_root_but_still_without_capabilities() -> None:
@@ -325,6 +347,7 @@ def test_values_yaml_config_block_is_what_the_configmap_holds() -> None:
     # the two keys the chart owns (they follow the mounts), as default mode sets them
     assert rendered["kubernetes"].pop("proc_root") == "/proc"
     assert rendered["kubernetes"].pop("podresources_socket") == ""
+    assert rendered.pop("state_file") == "/var/lib/cpm-exporter/state.json"  # and the state, on the node
     assert rendered == values["config"]
 
 
@@ -380,7 +403,7 @@ def test_each_opt_in_adds_exactly_its_read_only_mount(
 ) -> None:
     base_mounts, base_volumes = mounts(None)
     got_mounts, got_volumes = mounts(values)
-    assert set(base_mounts) == {"config", "tmp"}
+    assert set(base_mounts) == {"config", "tmp", "state"}
     assert {k: v for k, v in got_mounts.items() if k not in base_mounts} == {name: (path, True)}
     assert {k: v for k, v in got_volumes.items() if k not in base_volumes} == {name: {"name": name, **source}}
     assert {k: got_mounts[k] for k in base_mounts} == base_mounts

@@ -69,6 +69,12 @@ matches what is mounted (the schema forbids setting them in values).
 {{- $_ := set $kube "podresources_socket" (ternary (include "cpm-exporter.podresourcesSocket" .) "" .Values.podResources.enabled) }}
 {{- $_ := set $kube "proc_root" (ternary "/host/proc" "/proc" .Values.hostProc.enabled) }}
 {{- $_ = set $config "kubernetes" $kube }}
+{{- if .Values.state.enabled }}
+{{- if hasKey $config "state_file" }}
+{{- fail "state.enabled sets config.state_file: leave it unset" }}
+{{- end }}
+{{- $_ := set $config "state_file" "/var/lib/cpm-exporter/state.json" }}
+{{- end }}
 {{- if .Values.cadvisor.enabled }}
 {{- $node := deepCopy (default (dict) (get $config "node_source")) }}
 {{- if or (hasKey $node "cadvisor_url") (hasKey $node "cadvisor_https") }}
