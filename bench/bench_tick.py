@@ -33,6 +33,7 @@ import io
 import pstats
 import random
 import sys
+import tempfile
 import time
 from decimal import Decimal
 from fractions import Fraction
@@ -41,7 +42,7 @@ from types import MappingProxyType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exporter import __version__
+from exporter import __version__, statefile
 from exporter.exposition.page import render_page
 from exporter.exposition.render import render
 from exporter.exposition.server import Published
@@ -291,6 +292,21 @@ def main() -> None:
     print(f"  of which render_page (/)           : {best_stage[2] * ms:7.2f} ms")
     print(f"  of which publish (gzip level 1)    : {best_stage[3] * ms:7.2f} ms")
     print(f"meter + render + render_page (no gzip): {(best_cpu - best_stage[3]) * ms:7.2f} ms CPU/tick")
+
+    # The state file each tick writes (issue 14): its size, and the CPU of to_state + write (fsync incl.).
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "state.json")
+        best_state = best_write = float("inf")
+        size = 0
+        for _ in range(20):
+            c0 = time.process_time()
+            saved = meter.to_state()
+            c1 = time.process_time()
+            size = statefile.write(path, statefile.SavedState("gpu-node-1", snap.end_ns, saved, {}))
+            c2 = time.process_time()
+            best_state, best_write = min(best_state, c1 - c0), min(best_write, c2 - c1)
+    print(f"state file per tick                  : {size} B; to_state {best_state * ms:.2f} ms + write "
+          f"{best_write * ms:.2f} ms CPU (best of 20)")  # fmt: skip
 
     if args.profile:
         node3, meter3, pub3 = Node(), Meter("gpu-node-1"), Published()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -443,3 +444,45 @@ def test_exporter_counts_what_a_real_vllm_served(run: Run) -> None:
         g_lo, g_hi = bucket_around(sorted(g for _, g in lengths)[rank], bounds)
         assert price_in * p_lo + price_out * g_lo <= usd <= price_in * p_hi + price_out * g_hi, (pct, lengths)
     print(f"request cost percentiles (USD): {percentiles}")
+
+
+# --- an exporter restart under load (issue 14) -------------------------------------------------
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_restart_under_load_loses_no_token_of_a_real_vllm(
+    vllm_server: VllmServer, exporter_process: Callable[..., Exporter], tmp_path: Path, stop: signal.Signals
+) -> None:
+    """The exporter is stopped (SIGTERM) or killed (SIGKILL) while clients keep vLLM busy, and
+    started again on its state file: its tokens and requests equal vLLM's own increase since its
+    first scrape, to the token, and its bill covers the whole span, downtime included."""
+    vllm = vllm_server
+    start = settled(vllm, VllmCounters.read(vllm), at_least=0)
+    config = tmp_path / "restart.yaml"
+    config.write_text(run_config(vllm.metrics_url) + f"state_file: {tmp_path / 'state.json'}\n")
+    began = time.time()
+    exporter = exporter_process(config, lifecycle=False)
+    ready = time.time()
+    baseline = VllmCounters.read(vllm)
+    assert baseline == start, "vLLM's counters moved while the exporter started"
+    with ThreadPoolExecutor(max_workers=2) as clients:
+        load = [clients.submit(complete, vllm, PROMPTS[i % len(PROMPTS)], 12) for i in range(16)]
+        time.sleep(1.5)  # under load: requests are running when the exporter goes
+        exporter.proc.send_signal(stop)
+        exporter.proc.wait(timeout=15)
+        time.sleep(2.0)
+        exporter = exporter_process(config, lifecycle=False)
+        served = sum(f.result().n for f in load)
+    end = settled(vllm, baseline, at_least=served)
+    exporter.next_tick(after=int(exporter.next_tick().get("cpm_ticks_total")))
+    ours = exporter.samples()
+    asked = time.time()
+    delta = end.since(baseline)
+    got = (
+        ours.total("cpm_tokens_total", pod=POD, direction="input"),
+        ours.total("cpm_tokens_total", pod=POD, direction="output"),
+        ours.total("cpm_requests_total", pod=POD),
+    )
+    assert got == (delta.prompt, delta.generation, delta.requests), (got, delta)
+    billed_s = ours.get("cpm_bill_usd_total") / (3.20 / 3600)
+    assert asked - ready - 1.0 <= billed_s <= asked - began, (billed_s, asked - ready, asked - began)
