@@ -222,7 +222,9 @@ def test_the_state_lives_on_the_node_and_is_handed_to_the_non_root_user() -> Non
     # Root pods (podResources mode) need no chown; no state: no volume, no config key.
     assert "initContainers" not in pod_spec({"podResources": {"enabled": True}})
     off = {"state": {"enabled": False}}
-    assert "state" not in {v["name"] for v in pod_spec(off)["volumes"]} and "state_file" not in rendered_config(off)
+    assert "state" not in {
+        v["name"] for v in pod_spec(off)["volumes"]
+    } and "state_file" not in rendered_config(off)
 
 
 def test_pod_resources_mode_is_root_but_still_without_capabilities() -> None:
