@@ -333,6 +333,8 @@ class Prometheus:
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.jobs: dict[str, list[str]] = {}
+        # job → extra scrape-config keys (honor_labels, ...) and "labels" for its targets
+        self.job_options: dict[str, dict[str, Any]] = {}
         self.rule_files: list[str] = []  # set before start(): rules evaluated every second
         self.alertmanagers: list[str] = []  # host:port of Alertmanagers to send alerts to
 
@@ -344,7 +346,13 @@ class Prometheus:
         config = {  # JSON is YAML
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": targets}]}
+                {
+                    "job_name": job,
+                    **{k: v for k, v in self.job_options.get(job, {}).items() if k != "labels"},
+                    "static_configs": [
+                        {"targets": targets, "labels": self.job_options.get(job, {}).get("labels", {})}
+                    ],
+                }
                 for job, targets in self.jobs.items()
             ],
             "rule_files": self.rule_files,
@@ -386,9 +394,17 @@ class Prometheus:
         if self.proc is not None:
             _stop(self.proc)
 
-    def set_targets(self, jobs: dict[str, Iterable[str]], *, timeout: float = 20.0) -> None:
-        """Replace every scrape job, reload, and wait until Prometheus lists all the targets."""
+    def set_targets(
+        self,
+        jobs: dict[str, Iterable[str]],
+        *,
+        timeout: float = 20.0,
+        options: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Replace every scrape job, reload, and wait until Prometheus lists all the targets.
+        ``options``: per job, extra scrape-config keys and ``labels`` for its targets."""
         self.jobs = {job: list(targets) for job, targets in jobs.items()}
+        self.job_options = dict(options or {})
         self._write_config()
         status, body = http("POST", self.url + "/-/reload")
         assert status == 200, f"Prometheus reload failed ({status}): {body.decode(errors='replace')}"
