@@ -63,13 +63,15 @@ def variable_names(board: dict[str, Any]) -> list[str]:
     return [v["name"] for v in board.get("templating", {}).get("list", [])]
 
 
-def substitute(expr: str, variables: list[str]) -> str:
-    """``expr`` with Grafana's built-in variables and the given template variables replaced (see above)."""
+def substitute(expr: str, variables: list[str], picked: dict[str, str] | None = None) -> str:
+    """``expr`` with Grafana's built-in variables and the given template variables replaced (see above);
+    ``picked`` sets some variables to one value (say one cluster) instead of "All"."""
     for name, value in SUBSTITUTIONS.items():
         expr = expr.replace(name, value)
     for name in sorted(variables, key=len, reverse=True):  # $model_x before $model
-        expr = re.sub(r"\$\{" + re.escape(name) + r"(?::[^}]*)?\}", ALL, expr)
-        expr = re.sub(r"\$" + re.escape(name) + r"\b", ALL, expr)
+        value = (picked or {}).get(name) or ALL  # a plain label value (no regex characters) when picked
+        expr = re.sub(r"\$\{" + re.escape(name) + r"(?::[^}]*)?\}", lambda _, v=value: v, expr)
+        expr = re.sub(r"\$" + re.escape(name) + r"\b", lambda _, v=value: v, expr)
     return expr
 
 
@@ -84,11 +86,11 @@ def raw_panel_queries() -> list[tuple[str, str, str]]:
     ]
 
 
-def panel_queries() -> list[tuple[str, str, str]]:
+def panel_queries(picked: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
     """(dashboard uid, panel title, expr with every variable substituted) for every panel query."""
     boards = load_dashboards()
     return [
-        (uid, title, substitute(expr, variable_names(boards[uid])))
+        (uid, title, substitute(expr, variable_names(boards[uid]), picked))
         for uid, title, expr in raw_panel_queries()
     ]
 

@@ -42,6 +42,7 @@ from tests.integration.conftest import (
 
 RULES = REPO / "deploy" / "rules" / "cpm-exporter.rules.yml"
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+CLUSTER = "prod-eu"  # the cluster label every series carries, as in a central store
 # Minutes → seconds, so a test can watch the alerts happen; each rule's expression is kept.
 COMPRESS = (
     (r"\[5m\]", "[5s]"),
@@ -231,7 +232,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, exporters: ExporterFactory) 
     prometheus.rule_files = [str(compressed_rules(work / "rules.yml"))]
     prometheus.alertmanagers = [f"127.0.0.1:{am_port}"]
     prometheus.start()
-    prometheus.set_targets({"cpm-exporter": [a.address, b.address]})
+    # Both nodes' series carry cluster="prod-eu", as in a central store fed by several clusters.
+    prometheus.set_targets(
+        {"cpm-exporter": [a.address, b.address]}, options={"cpm-exporter": {"labels": {"cluster": CLUSTER}}}
+    )
     prometheus.wait_up("cpm-exporter")
     try:
         yield Fleet(a, b, a_config, prometheus, webhook, urls)
@@ -370,10 +374,14 @@ def test_the_lost_gpu_on_node_b_alerts(fleet: Fleet) -> None:
     assert "CpmGpuFault/node-a" not in fleet.webhook.firing  # fmt: skip
 
 
-def test_every_dashboard_panel_query_returns_data(fleet: Fleet) -> None:
+@pytest.mark.parametrize("cluster", ["All", CLUSTER])
+def test_every_dashboard_panel_query_returns_data(fleet: Fleet, cluster: str) -> None:
+    """With every variable at All, and with one cluster picked: the recording rules keep `cluster`, so the
+    panels built on them filter on it like those on the raw series (issue 15.2)."""
     from grafana.queries import panel_queries, variable_queries
 
-    queries = [(uid, title, expr) for uid, title, expr in panel_queries()]
+    picked = {} if cluster == "All" else {"cluster": cluster}
+    queries = [(uid, title, expr) for uid, title, expr in panel_queries(picked)]
     queries += [(uid, f"variable {name} ({label})", expr) for uid, name, label, expr in variable_queries()]
     assert len(queries) > 100
     empty = queries
