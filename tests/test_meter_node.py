@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from fractions import Fraction
 
+import pytest
+
 from exporter.meter.ledger import Meter, MeterSnapshot
 from exporter.model import GpuSample, ModelCounters, Owner, Placement, TargetScrape, TickInput
 from exporter.pricing import Energy, GpuPrice, Overhead, PricingConfig
@@ -243,3 +245,21 @@ def test_a_pod_on_two_kinds_of_gpu_serves_its_tokens_on_both_lines() -> None:
     assert tokens == {"on_demand": (501, 101), "spot": (500, 100)}  # whole tokens, adding up exactly
     assert idle_cost(snap, "a-0") == {}
     assert all(v.gauges.usd_per_million_total is not None for v in lines.values())
+
+
+def test_the_page_idle_burn_is_the_idle_counters_rate_over_the_window() -> None:
+    """Issue 15.3: the page said $28.03/h where the rules said $13.3/h. One definition: the idle money
+    cpm_idle_cost_usd_total counts, over the window."""
+    from exporter.exposition.page import _idle_burn
+
+    meter = Meter("n")
+    held = [Placement("0", A)]
+    totals = []
+    for i in range(12):  # 10-s ticks, 60-s window: a starved pod, then an unallocated GPU too
+        gpus = [GpuSample("0", "H100", "on_demand", utilization=0.05), GpuSample("1", "H100", "on_demand")]
+        snap = tick(meter, i, gpus, held, [scrape(A, 100 * i, 10 * i)])
+        totals.append(sum(sum(v.totals.idle_cost.values()) for v in snap.lines))
+    window_idle_usd = (totals[-1] - totals[-7]) / 1e9  # the last 6 ticks = the 60-s window
+    page = sum(_idle_burn(v.gauges) or 0.0 for v in snap.lines)
+    assert page == pytest.approx(window_idle_usd / 60 * 3600)
+    assert page == pytest.approx(3.60 + 3.60 * 0.95)  # the free GPU whole, 95 % of the starved one

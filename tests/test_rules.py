@@ -271,7 +271,11 @@ def test_unit_test_series_have_exactly_the_labels_of_a_real_scrape() -> None:
                 (name,) = names
                 if name in FAMILY_LABELS:
                     labels = matchers.get(name, set())
-                    assert labels == FAMILY_LABELS[name] | SCRAPE_LABELS, f"{path.name}: {series['series']}"
+                    # `cluster`: the topology label a central store's series carry (clusters.test.yml).
+                    topology = {"cluster"} & labels
+                    assert labels == FAMILY_LABELS[name] | SCRAPE_LABELS | topology, (
+                        f"{path.name}: {series['series']}"
+                    )
                     checked += 1
                 else:
                     assert name in PROMETHEUS_METRICS, f"{path.name}: {name} is not exported"

@@ -32,11 +32,9 @@ def _num(x: float | None, fmt: str) -> str:
 
 
 def _idle_burn(g: LiveGauges) -> float | None:
-    if g.burn_usd_per_hour is None:
-        return None
-    if g.usd_per_million_total is None:  # nothing served in the window: all of it is idle
-        return g.burn_usd_per_hour
-    return None if g.utilization is None else g.burn_usd_per_hour * (1 - g.utilization)
+    """The idle money's rate over the window: the money cpm_idle_cost_usd_total counts (unallocated,
+    exporter_down, no_traffic, starved), so the page says what the rules and CpmIdleBurnHigh say."""
+    return g.idle_burn_usd_per_hour
 
 
 def _row(v: LineView) -> str:
@@ -77,10 +75,8 @@ def render_page(view: ExportView) -> bytes:
         (v for v in m.lines if not v.line.owner.is_idle), key=lambda v: (v.line.owner.model, v.line.owner.pod)
     )
     idle = [v for v in m.lines if v.line.owner.is_idle]
-    # Unallocated GPUs plus what held GPUs burn without working (the rows' idle $/h).
-    idle_burn = sum(v.gauges.burn_usd_per_hour or 0.0 for v in idle) + sum(
-        _idle_burn(v.gauges) or 0.0 for v in served
-    )
+    # Every line's idle money over the window, unallocated GPUs included: one definition with the rules.
+    idle_burn = sum(_idle_burn(v.gauges) or 0.0 for v in m.lines)
     when = datetime.fromtimestamp(m.end_ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     refresh = max(1, round(s.window_seconds / 12)) if s.window_seconds else 5
     banner = (

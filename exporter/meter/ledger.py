@@ -355,6 +355,8 @@ class Meter:
             reason, nano = found
             idle = self._totals[line].idle_cost
             idle[reason] = idle.get(reason, 0) + nano
+            if window is not None:
+                window.add_idle(nano)
 
     def _direction_split(
         self, line: Line, cost: int, d: ModelDelta, deltas: list[ModelDelta], pricing: PricingConfig

@@ -33,6 +33,7 @@ class TickRecord(NamedTuple):
     busy_ns: int = 0
     measured_ns: int = 0
     cached_input_tokens: float = 0.0
+    idle_cost: int = 0  # nano-dollars of ``cost`` that bought idle GPU time (cpm_idle_cost_usd_total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class LiveGauges:
     tokens_per_second_per_user: float | None = None
     interactivity_method: str = ""  # TOKEN_TIME | "output_rate_per_running_request"
     burn_usd_per_hour: float | None = None
+    idle_burn_usd_per_hour: float | None = None  # the idle money's rate: cpm_idle_cost_usd_total's, per hour
     utilization: float | None = None
     window_seconds: float = 0.0
 
@@ -59,6 +61,7 @@ def _per_million(cost_nano: int, tokens: float) -> float | None:
     return _ratio(cost_nano / NANO_PER_USD * 1e6, tokens)
 
 
+IDLE_FIELD = TickRecord._fields.index("idle_cost")
 # Fields a catch-up after an outage spreads back over the ticks it accrued in.
 SPREAD_FIELDS = tuple(
     TickRecord._fields.index(f)
@@ -94,6 +97,13 @@ class Window:
             self._sum = [a - b for a, b in zip(self._sum, old, strict=True)]
         if len(self._records) == 1:
             self._sum = list(record)
+
+    def add_idle(self, nano: int) -> None:
+        """The idle money of the tick just added (known once the tick's tokens are in the window)."""
+        if self._records and nano:
+            last = self._records[-1]
+            self._records[-1] = last._replace(idle_cost=last.idle_cost + nano)
+            self._sum[IDLE_FIELD] += nano
 
     def sums(self) -> TickRecord:
         """The window's totals over exactly its length (``end_ns`` is meaningless)."""
@@ -141,6 +151,7 @@ class Window:
             tokens_per_second_per_user=tps,
             interactivity_method=method,
             burn_usd_per_hour=r.cost / NANO_PER_USD / span_s * 3600,
+            idle_burn_usd_per_hour=r.idle_cost / NANO_PER_USD / span_s * 3600,
             utilization=_ratio(r.busy_ns, r.measured_ns),
             window_seconds=span_s,
         )
