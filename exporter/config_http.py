@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from yaml.nodes import Node
 
 from exporter import yamlnodes as yn
+from exporter.redact import redact_url
 from exporter.settings import NO_CLIENT_CONFIG, HttpClientConfig
 from exporter.yamlnodes import Problems, key_path
 
@@ -63,7 +64,7 @@ def read_url(p: Problems, node: Node, path: str) -> str | None:
         (bool(parts.fragment), "must not have a #fragment"),
     ):
         if bad:
-            p.add(path, node, f"{why}, got {url!r}")
+            p.add(path, node, f"{why}, got {redact_url(url)!r}")
             return None
     return url
 

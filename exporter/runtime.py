@@ -265,6 +265,9 @@ class Runtime:
         names = frozenset(t.name for t in targets)
         if names != self._target_names:  # a reload or pods changed them: gone targets' readings go
             self.meter.forget_targets(set(names))  # on the tick thread, never beside a running tick
+            # ... and their bookkeeping: a node whose pods come and go must not grow forever.
+            self._target_errors = {t: e for t, e in self._target_errors.items() if t in names}
+            self._server_of = {t: s for t, s in self._server_of.items() if t in names}
             self._target_names = names
         if not extra:
             return Plan(targets, derived.token_targets, derived.roles)

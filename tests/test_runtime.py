@@ -210,3 +210,17 @@ def test_a_price_reload_applies_from_the_swap_on_not_to_the_whole_tick(world: Wo
     world.advance(10)
     rt.tick()  # the next tick is wholly at the new price
     assert value(rt, "cpm_cost_usd_total", pod="good-0", component="gpu") == pytest.approx(0.036)
+
+
+def test_gone_targets_bookkeeping_is_pruned(world: World) -> None:
+    """Issue 15.6: per-target maps grew with every target name ever seen (pods come and go)."""
+    holder = {"text": CONFIG}
+    rt = Runtime(lambda: load_config_text(holder["text"]), clock=world.clock, fetch=world.fetch)
+    world.broken.add("http://bad:1/metrics")
+    rt.tick()
+    assert set(rt._target_errors) == {"good-0", "bad-0"}
+    holder["text"] = CONFIG.replace(', targets: [{url: "http://bad:1/metrics"}]', "")
+    assert rt.reload()[0]
+    world.advance(5)
+    rt.tick()
+    assert set(rt._target_errors) == set(rt._server_of) == {"good-0"}

@@ -12,22 +12,31 @@ configured response headers. Without one, responses are byte for byte what they 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 from exporter.exposition.render import CONTENT_TYPE
 from exporter.exposition.webconfig import REALM, BasicAuth, WebConfig
 
 log = logging.getLogger(__name__)
 REQUEST_TIMEOUT_S = 10.0  # stdlib handlers have none: a slowloris client would hold a thread
+# A whole request (its line, headers and answer) within this, however slowly a client trickles bytes.
+REQUEST_DEADLINE_S = 30.0
+MAX_CONNECTIONS = 64  # beyond this, a new connection is closed at once: threads and memory stay bounded
+MAX_POST_BODY = 64 * 1024
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # answered without basic auth: probes
+# A client gone mid-request (a scraper's timeout, a closed browser tab): not our error, not a traceback.
+GONE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError, ssl.SSLError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +97,35 @@ def make_handler(
             else:
                 self._send(404, b"not found: try /metrics or /\n", "text/plain; charset=utf-8")
 
+        def handle_one_request(self) -> None:
+            """One request, cut off at REQUEST_DEADLINE_S: the per-read timeout alone lets a client
+            that sends a header line every few seconds hold its thread forever."""
+            watchdog = getattr(self.server, "watchdog", None)
+            if watchdog is None:
+                super().handle_one_request()
+                return
+            watchdog.arm(self)
+            try:
+                super().handle_one_request()
+            finally:
+                watchdog.disarm(self)
+
+        def cut(self) -> None:
+            log.debug("http client=%s cut off after %.0f s", self.client_address[0], REQUEST_DEADLINE_S)
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+        def version_string(self) -> str:
+            return self.server_version  # never the interpreter's version
+
         def do_POST(self) -> None:
             if not self._authorized(self.path.split("?", 1)[0]):
+                return
+            if not self._body_read():
+                return
+            if self._cross_site():
+                self._send(403, b"cross-site request refused\n", "text/plain; charset=utf-8")
                 return
             if self.path != "/-/reload" or reload is None:
                 hint = b"reload endpoint disabled (start with --web.enable-lifecycle)\n"
@@ -98,11 +134,39 @@ def make_handler(
             ok, message = reload()
             self._send(200 if ok else 500, (message + "\n").encode(), "text/plain; charset=utf-8")
 
+        def _body_read(self) -> bool:
+            """Read (and drop) a POST's body, so nothing in it is taken for a next request; a body
+            of unknown or excessive length closes the connection after the answer."""
+            length = self.headers.get("Content-Length")
+            if self.headers.get("Transfer-Encoding") or (length is not None and not length.isdigit()):
+                self.close_connection = True
+                return True
+            size = int(length or 0)
+            if size > MAX_POST_BODY:
+                self.close_connection = True
+                self._send(413, b"request body too large\n", "text/plain; charset=utf-8")
+                return False
+            if size:
+                self.rfile.read(size)
+            return True
+
+        def _cross_site(self) -> bool:
+            """A browser's request from another site (any web page can make one): refused, so a
+            page cannot reload the exporter. Non-browser clients send neither header."""
+            site = self.headers.get("Sec-Fetch-Site")
+            if site is not None and site not in ("same-origin", "none"):
+                return True
+            origin = self.headers.get("Origin")
+            if origin is None or origin == "null":
+                return origin == "null"
+            return urlsplit(origin).netloc != self.headers.get("Host", "")
+
         def _send_metrics(self, cur: Rendered) -> None:
-            if "gzip" in self.headers.get("Accept-Encoding", ""):
-                self._send(200, cur.metrics_gzip, CONTENT_TYPE, encoding="gzip")
+            vary = (("Vary", "Accept-Encoding"),)
+            if accepts_gzip(self.headers.get("Accept-Encoding", "")):
+                self._send(200, cur.metrics_gzip, CONTENT_TYPE, encoding="gzip", headers=vary)
             else:
-                self._send(200, cur.metrics, CONTENT_TYPE)
+                self._send(200, cur.metrics, CONTENT_TYPE, headers=vary)
 
         def _authorized(self, path: str) -> bool:
             if auth is None or path in OPEN_PATHS or auth.check(self.headers.get("Authorization")):
@@ -139,6 +203,54 @@ def make_handler(
     return Handler
 
 
+def accepts_gzip(header: str) -> bool:
+    """Accept-Encoding allows gzip: listed (or ``*``) with a q-value above 0 (``gzip;q=0`` refuses it)."""
+    q_of: dict[str, float] = {}
+    for item in header.split(","):
+        name, _, params = item.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        q_of[name.strip().lower()] = q
+    return q_of.get("gzip", q_of.get("x-gzip", q_of.get("*", 0.0))) > 0
+
+
+class Watchdog:
+    """One thread for every request's deadline (a timer thread per request would double the threads)."""
+
+    def __init__(self) -> None:
+        self._due: dict[object, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, name="http-deadlines", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def arm(self, handler: object) -> None:
+        with self._lock:
+            self._due[handler] = time.monotonic() + REQUEST_DEADLINE_S
+
+    def disarm(self, handler: object) -> None:
+        with self._lock:
+            self._due.pop(handler, None)
+
+    def _run(self) -> None:
+        while not self._stop.wait(min(0.25, REQUEST_DEADLINE_S / 4)):
+            now = time.monotonic()
+            with self._lock:
+                late = [h for h, at in self._due.items() if at <= now]
+                for h in late:
+                    del self._due[h]
+            for h in late:
+                h.cut()  # type: ignore[attr-defined]
+
+
 class ExporterHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -152,6 +264,30 @@ class ExporterHTTPServer(ThreadingHTTPServer):
     ) -> None:
         super().__init__(address, handler)
         self.ssl_context = ssl_context
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.watchdog = Watchdog()
+
+    def server_close(self) -> None:
+        self.watchdog.stop()
+        super().server_close()
+
+    def process_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: object
+    ) -> None:
+        """A thread per connection, at most MAX_CONNECTIONS at once: past that, closed at once."""
+        if not self._slots.acquire(blocking=False):
+            log.debug("http client=%s refused: %d connections open", client_address, MAX_CONNECTIONS)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: object
+    ) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def finish_request(
         self, request: socket.socket | tuple[bytes, socket.socket], client_address: object
@@ -175,8 +311,8 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self, request: socket.socket | tuple[bytes, socket.socket], client_address: object
     ) -> None:
         exc = sys.exc_info()[1]
-        if self.ssl_context is not None and isinstance(exc, OSError):  # a TLS client gone mid-request
-            log.debug("tls connection error client=%s error=%s", client_address, exc)
+        if isinstance(exc, GONE) or (self.ssl_context is not None and isinstance(exc, OSError)):
+            log.debug("http client=%s gone: %s", client_address, exc)
             return
         super().handle_error(request, client_address)
 

@@ -36,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 
 from exporter import __version__
 from exporter.errors import FetchError
+from exporter.redact import redact_url
 from exporter.settings import NO_CLIENT_CONFIG, HttpClientConfig
 
 if TYPE_CHECKING:
@@ -88,45 +89,51 @@ def fetch_text(url: str, limits: FetchLimits, client: HttpClientConfig = NO_CLIE
         except TimeoutError as e:
             raise _timeout(url, limits) from e
         except ssl.SSLCertVerificationError as e:  # untrusted, expired, or for another name
-            raise FetchError(f"{url}: TLS certificate refused: {e.verify_message or e.reason}", "tls") from e
+            raise FetchError(
+                f"{redact_url(url)}: TLS certificate refused: {e.verify_message or e.reason}", "tls"
+            ) from e
         except ssl.SSLError as e:  # no common protocol, not TLS at all
-            raise FetchError(f"{url}: TLS handshake failed: {e.reason or e}", "tls") from e
+            raise FetchError(f"{redact_url(url)}: TLS handshake failed: {e.reason or e}", "tls") from e
         except OSError as e:  # refused, unreachable, DNS (socket.gaierror)
-            raise FetchError(f"{url}: cannot connect: {e}", "connect") from e
+            raise FetchError(f"{redact_url(url)}: cannot connect: {e}", "connect") from e
         body = _exchange(conn, end.target, url, limits, headers)
     except TimeoutError as e:
         raise _timeout(url, limits) from e
     except ssl.SSLError as e:  # a TLS alert after the handshake (e.g. a client certificate required)
-        raise FetchError(f"{url}: TLS failed while talking: {e.reason or e}", "tls") from e
+        raise FetchError(f"{redact_url(url)}: TLS failed while talking: {e.reason or e}", "tls") from e
     except http.client.RemoteDisconnected as e:
-        raise FetchError(f"{url}: closed the connection without a response", "connect") from e
+        raise FetchError(f"{redact_url(url)}: closed the connection without a response", "connect") from e
     except http.client.IncompleteRead as e:
-        raise FetchError(f"{url}: body ended early ({e!r})", "truncated") from e
+        raise FetchError(f"{redact_url(url)}: body ended early ({e!r})", "truncated") from e
     except http.client.HTTPException as e:
-        raise FetchError(f"{url}: malformed HTTP response ({e!r})", "decode") from e
+        raise FetchError(f"{redact_url(url)}: malformed HTTP response ({e!r})", "decode") from e
     except OSError as e:  # reset in the middle of the response
-        raise FetchError(f"{url}: connection lost while reading: {e}", "truncated") from e
+        raise FetchError(f"{redact_url(url)}: connection lost while reading: {e}", "truncated") from e
     finally:
         conn.close()
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise FetchError(f"{url}: body is not UTF-8 ({e.reason} at byte {e.start})", "decode") from None
+        raise FetchError(
+            f"{redact_url(url)}: body is not UTF-8 ({e.reason} at byte {e.start})", "decode"
+        ) from None
 
 
 def _split(url: str) -> _Endpoint:
     """Host, port and request target of an http:// or https:// URL."""
     if any(c <= " " or c > "~" for c in url):  # http.client would refuse it later, less clearly
-        raise FetchError(f"{url!r}: invalid URL: spaces, control or non-ASCII characters", "connect")
+        raise FetchError(
+            f"{redact_url(url)!r}: invalid URL: spaces, control or non-ASCII characters", "connect"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as e:
-        raise FetchError(f"{url}: invalid URL: {e}", "connect") from None
+        raise FetchError(f"{redact_url(url)}: invalid URL: {e}", "connect") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchError(f"{url}: only http(s)://host[:port]/path URLs are supported", "connect")
+        raise FetchError(f"{redact_url(url)}: only http(s)://host[:port]/path URLs are supported", "connect")
     if parts.username is not None:
-        raise FetchError(f"{url}: credentials in the URL are not supported", "connect")
+        raise FetchError(f"{redact_url(url)}: credentials in the URL are not supported", "connect")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return _Endpoint(parts.hostname, port, target, parts.scheme == "https")
 
@@ -136,18 +143,19 @@ def _headers(url: str, end: _Endpoint, client: HttpClientConfig) -> dict[str, st
     if not client.bearer_token_file:
         return _HEADERS
     if not end.tls:
-        raise FetchError(f"{url}: a bearer token is only sent over https", "auth")
+        raise FetchError(f"{redact_url(url)}: a bearer token is only sent over https", "auth")
     try:
         with open(client.bearer_token_file, encoding="utf-8") as f:
             token = f.read(64 * 1024).strip()
     except (OSError, UnicodeDecodeError) as e:
         why = getattr(e, "strerror", None) or e
         raise FetchError(
-            f"{url}: cannot read bearer_token_file {client.bearer_token_file}: {why}", "auth"
+            f"{redact_url(url)}: cannot read bearer_token_file {client.bearer_token_file}: {why}", "auth"
         ) from e
     if not token or not token.isascii() or not token.isprintable():  # a header value: one line of ASCII
         raise FetchError(
-            f"{url}: bearer_token_file {client.bearer_token_file} holds no single-line ASCII token", "auth"
+            f"{redact_url(url)}: bearer_token_file {client.bearer_token_file} holds no single-line ASCII token",
+            "auth",
         )
     return {**_HEADERS, "Authorization": f"Bearer {token}"}
 
@@ -158,7 +166,7 @@ def _check_server_name(url: str, name: str) -> None:
     try:
         name.encode("idna")
     except UnicodeError as e:
-        raise FetchError(f"{url}: TLS cannot use server name {name!r}: {e}", "tls") from None
+        raise FetchError(f"{redact_url(url)}: TLS cannot use server name {name!r}: {e}", "tls") from None
 
 
 def _tls_context(url: str, client: HttpClientConfig) -> ssl.SSLContext:
@@ -167,7 +175,7 @@ def _tls_context(url: str, client: HttpClientConfig) -> ssl.SSLContext:
         mtime = os.stat(client.ca_file).st_mtime_ns if client.ca_file else 0
         return _context(client.ca_file, mtime, client.insecure_skip_verify)
     except (OSError, ValueError) as e:  # ssl.SSLError is an OSError: a file that is no PEM bundle
-        raise FetchError(f"{url}: cannot use ca_file {client.ca_file}: {e}", "tls") from e
+        raise FetchError(f"{redact_url(url)}: cannot use ca_file {client.ca_file}: {e}", "tls") from e
 
 
 @lru_cache(maxsize=64)
@@ -182,7 +190,9 @@ def _context(ca_file: str, _mtime_ns: int, insecure: bool) -> ssl.SSLContext:
 
 
 def _timeout(url: str, limits: FetchLimits) -> FetchError:
-    return FetchError(f"{url}: no complete response within {limits.timeout_seconds:g} s", "timeout")
+    return FetchError(
+        f"{redact_url(url)}: no complete response within {limits.timeout_seconds:g} s", "timeout"
+    )
 
 
 def _exchange(
@@ -205,28 +215,36 @@ def _read_body(resp: http.client.HTTPResponse, url: str, limits: FetchLimits) ->
             raise _too_large(url, limits.max_body_bytes, f"Content-Length is {resp.length}")
         sink = _Sink(limits.max_body_bytes, url)
     else:
-        raise FetchError(f"{url}: unsupported Content-Encoding {encoding!r}", "decode")
+        raise FetchError(f"{redact_url(url)}: unsupported Content-Encoding {encoding!r}", "decode")
     while chunk := resp.read(_CHUNK):
         sink.feed(chunk)
     # http.client returns b"" instead of raising when a Content-Length body ends early.
     if resp.length:
-        raise FetchError(f"{url}: body ended {resp.length} bytes short of its Content-Length", "truncated")
+        raise FetchError(
+            f"{redact_url(url)}: body ended {resp.length} bytes short of its Content-Length", "truncated"
+        )
     return sink.finish()
 
 
 def _check_head(resp: http.client.HTTPResponse, url: str) -> None:
     if 300 <= resp.status < 400:
         where = resp.getheader("Location", "(no Location)")
-        raise FetchError(f"{url}: HTTP {resp.status} redirect to {where} (not followed)", "redirect")
+        raise FetchError(
+            f"{redact_url(url)}: HTTP {resp.status} redirect to {where} (not followed)", "redirect"
+        )
     if resp.status != 200:
-        raise FetchError(f"{url}: HTTP {resp.status} {resp.reason}", "http_status")
+        raise FetchError(f"{redact_url(url)}: HTTP {resp.status} {resp.reason}", "http_status")
     media = (resp.getheader("Content-Type") or "").split(";", 1)[0].strip().lower()
     if media in _NOT_EXPOSITION:
-        raise FetchError(f"{url}: Content-Type {media} is not a metrics exposition", "content_type")
+        raise FetchError(
+            f"{redact_url(url)}: Content-Type {media} is not a metrics exposition", "content_type"
+        )
 
 
 def _too_large(url: str, cap: int, detail: str) -> FetchError:
-    return FetchError(f"{url}: body larger than the limit of {cap} bytes ({detail})", "body_too_large")
+    return FetchError(
+        f"{redact_url(url)}: body larger than the limit of {cap} bytes ({detail})", "body_too_large"
+    )
 
 
 class _Sink:
@@ -367,10 +385,14 @@ def read_file(url: str, limits: FetchLimits) -> str:
         with open(path, "rb") as f:
             data = f.read(limits.max_body_bytes + 1)
     except OSError as e:
-        raise FetchError(f"{url}: cannot read: {e.strerror or e}", "connect") from e
+        raise FetchError(f"{redact_url(url)}: cannot read: {e.strerror or e}", "connect") from e
     if len(data) > limits.max_body_bytes:
-        raise FetchError(f"{url}: file over the {limits.max_body_bytes}-byte body limit", "body_too_large")
+        raise FetchError(
+            f"{redact_url(url)}: file over the {limits.max_body_bytes}-byte body limit", "body_too_large"
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise FetchError(f"{url}: file is not UTF-8 ({e.reason} at byte {e.start})", "decode") from None
+        raise FetchError(
+            f"{redact_url(url)}: file is not UTF-8 ({e.reason} at byte {e.start})", "decode"
+        ) from None
