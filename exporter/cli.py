@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from exporter import __version__
 from exporter.errors import ConfigError, SourceError
+from exporter.logformat import FORMATS, formatter
 from exporter.settings import DEFAULT_PORT
 
 if TYPE_CHECKING:  # imported lazily at run time so that --help stays fast
@@ -64,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="log verbosity (info)",
     )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        default="logfmt",
+        choices=FORMATS,
+        help="log line format: logfmt (key=value, as Prometheus logs) or json (one object per line) (logfmt)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run on a simulated node: no GPU, no cluster, made-up data")
@@ -112,11 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(args.log_format))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     try:
         if args.command == "check-config":
             return _check(args.file)

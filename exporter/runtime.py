@@ -188,8 +188,9 @@ class Runtime:
         """Go on from the state file, if there is a usable one; else start fresh, saying why."""
         path = self.config.state_file
         if not path:
-            log.info("no state_file: a restart of this exporter starts its counters from zero and bills "
-                     "nothing for its downtime")  # fmt: skip
+            if self.mode == "run":  # the demo keeps nothing by design
+                log.info("no state_file: a restart of this exporter starts its counters from zero and "
+                         "bills nothing for its downtime")  # fmt: skip
             return
         try:
             saved = statefile.read(path, node=self.config.node, now_ns=self._clock())

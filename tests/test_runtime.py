@@ -224,3 +224,10 @@ def test_gone_targets_bookkeeping_is_pruned(world: World) -> None:
     world.advance(5)
     rt.tick()
     assert set(rt._target_errors) == set(rt._server_of) == {"good-0"}
+
+
+def test_the_exporters_own_process_series_are_exported(world: World) -> None:
+    rt = make(world)
+    rt.tick()
+    assert value(rt, "process_resident_memory_bytes") > 10 * 2**20
+    assert value(rt, "process_start_time_seconds") > 1.7e9

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import math
 
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+
 from exporter.exposition.families import FAMILIES, Family
 from exporter.exposition.status import ExportView
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The exporter's own process_* series (CPU, resident memory, open fds, start time), from
+# prometheus-client's collector: what every exporter exports, read once per tick with the rest.
+_PROCESS = CollectorRegistry(auto_describe=False)
+ProcessCollector(registry=_PROCESS)
 
 
 def escape_label(value: str) -> str:
@@ -61,4 +67,4 @@ def render(view: ExportView) -> bytes:
     prefixes: dict[tuple[str, ...], str] = {}  # every line family starts with LINE_LABELS
     for family in FAMILIES:
         lines += render_family(family, view, prefixes)
-    return ("\n".join(lines) + "\n").encode()
+    return ("\n".join(lines) + "\n").encode() + generate_latest(_PROCESS)
