@@ -28,6 +28,8 @@ CHART = ROOT / "helm" / "cpm-exporter"
 MANIFESTS = ROOT / "deploy" / "manifests" / "cpm-exporter.yaml"
 RULES = ROOT / "deploy" / "rules" / "cpm-exporter.rules.yml"
 CHART_RULES = CHART / "rules" / "cpm-exporter.rules.yml"
+DASHBOARDS = ROOT / "grafana" / "dashboards"
+CHART_DASHBOARDS = CHART / "dashboards"  # Helm's .Files.Get reads only inside the chart: a copy
 RELEASE = "cpm-exporter"
 NAMESPACE = "cpm-exporter"
 
@@ -41,6 +43,7 @@ _ORDER = (
     "daemonset.yaml",
     "servicemonitor.yaml",
     "prometheusrule.yaml",
+    "dashboards.yaml",
 )
 
 _HEADER = f"""\
@@ -96,6 +99,14 @@ def rules_in_sync() -> bool:
     return not RULES.exists() or RULES.read_bytes() == CHART_RULES.read_bytes()
 
 
+def stale_dashboards() -> list[tuple[Path, bytes | None]]:
+    """(chart copy, the bytes it must hold; None: remove) for every dashboard copy out of step."""
+    want = {p.name: p.read_bytes() for p in DASHBOARDS.glob("*.json")}
+    have = {p.name: p.read_bytes() for p in CHART_DASHBOARDS.glob("*.json")}
+    names = sorted(want.keys() | have.keys())
+    return [(CHART_DASHBOARDS / n, want.get(n)) for n in names if want.get(n) != have.get(n)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if an output is stale; write nothing")
@@ -105,6 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         stale.append(CHART_RULES)
         if not args.check:
             CHART_RULES.write_bytes(RULES.read_bytes())
+    for copy, data in stale_dashboards():
+        stale.append(copy)
+        if not args.check:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            if data is None:
+                copy.unlink()
+            else:
+                copy.write_bytes(data)
     text = manifests_text()  # after the rules copy: a PrometheusRule would read it
     if not MANIFESTS.exists() or MANIFESTS.read_text(encoding="utf-8") != text:
         stale.append(MANIFESTS)
