@@ -17,6 +17,7 @@ import re
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -101,7 +102,8 @@ pricing:
   budgets: {{usd_per_million_tokens: {{models: {{"{LLAMA}": 0.01}}, teams: {{search: 0.01}}}}}}
 inventory:
   gpus:
-    - {{hardware: H100, count: 5, capacity: on_demand, utilization: {util}}}
+    - {{hardware: H100, count: 4, capacity: on_demand, utilization: {util}}}
+    - {{hardware: H100, count: 1, capacity: on_demand, utilization: 0.0}}  # GPU 4: the canary's, unused
   workloads:
     - {{pod: llama-0, namespace: serve, team: search, model: {LLAMA}, gpus: ['0'],
        targets: [{{url: "{urls.llama}", server: vllm}}]}}
@@ -388,5 +390,100 @@ def test_every_dashboard_panel_query_returns_data(fleet: Fleet, cluster: str) ->
     deadline = time.monotonic() + 90  # [1m] rates and the compressed daily chargeback need a little history
     while empty and time.monotonic() < deadline:
         empty = [q for q in empty if not fleet.prometheus.query(q[2])]
+        time.sleep(2)
+    assert not empty, "panels without data:\n" + "\n".join(f"{u} / {t}: {e}" for u, t, e in empty)
+
+
+# --- two clusters remote-writing to a central store: vmagent → VictoriaMetrics, rules in vmalert (issue 15.2b) ---
+
+
+class _Sink(BaseHTTPRequestHandler):
+    """vmalert's notifier: accepts whatever alerts it posts (the Alertmanager path is tested above)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _spawn(work: Path, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    with (work / f"{name}.log").open("ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture(scope="module")
+def central(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Two "clusters" (prod-eu, prod-us), each a vmagent scraping the fleet's two exporters and remote-writing
+    with its own external `cluster` label to one VictoriaMetrics, where vmalert evaluates our rules."""
+    work = tmp_path_factory.mktemp("central")
+    vm_port, sink = free_port(), ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    vm = f"http://127.0.0.1:{vm_port}"
+    procs = [_spawn(work, "victoria-metrics", [require_tool("victoria-metrics"), f"-storageDataPath={work / 'vm'}",
+                                             f"-httpListenAddr=127.0.0.1:{vm_port}", "-retentionPeriod=1d",
+                                             "-search.latencyOffset=0s", "-loggerLevel=WARN"])]  # fmt: skip
+    wait_for(lambda: _ok(vm + "/health"), 30, what="VictoriaMetrics ready")
+    scrape = work / "scrape.yml"
+    scrape.write_text(json.dumps({"global": {"scrape_interval": "1s"}, "scrape_configs": [
+        {"job_name": "cpm-exporter", "honor_labels": True,
+         "static_configs": [{"targets": [fleet.a.address, fleet.b.address]}]}]}))  # fmt: skip
+    for cluster in ("prod-eu", "prod-us"):
+        procs.append(_spawn(work, f"vmagent-{cluster}", [
+            require_tool("vmagent"), f"-promscrape.config={scrape}", f"-remoteWrite.url={vm}/api/v1/write",
+            f"-remoteWrite.label=cluster={cluster}", f"-remoteWrite.tmpDataPath={work / cluster}",
+            f"-httpListenAddr=127.0.0.1:{free_port()}", "-remoteWrite.flushInterval=200ms", "-loggerLevel=WARN"]))  # fmt: skip
+    procs.append(_spawn(work, "vmalert", [
+        require_tool("vmalert"), f"-rule={fleet.prometheus.rule_files[0]}", f"-datasource.url={vm}",
+        f"-remoteWrite.url={vm}", f"-notifier.url=http://127.0.0.1:{sink.server_address[1]}",
+        "-evaluationInterval=1s", f"-httpListenAddr=127.0.0.1:{free_port()}", "-loggerLevel=WARN"]))  # fmt: skip
+    try:
+        yield vm
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=10)
+        sink.shutdown()
+        sink.server_close()
+
+
+def _ok(url: str) -> bool:
+    try:
+        return http("GET", url, timeout=2)[0] == 200
+    except OSError:
+        return False
+
+
+def _vm_query(vm: str, expr: str) -> list[dict[str, object]]:
+    status, body = http("GET", f"{vm}/api/v1/query?" + urllib.parse.urlencode({"query": expr}), timeout=10)
+    answer = json.loads(body)
+    assert status == 200 and answer.get("status") == "success", (expr, status, answer)
+    return list(answer["data"]["result"]) if answer["data"]["resultType"] != "scalar" else [answer["data"]]
+
+
+@pytest.mark.parametrize("cluster", ["All", "prod-eu", "prod-us"])
+def test_a_central_store_fed_by_two_clusters_answers_every_panel(central: str, cluster: str) -> None:
+    """vmalert's recording rules keep each cluster's figures apart, and every panel query returns data in
+    VictoriaMetrics with each cluster picked and with All."""
+    from grafana.queries import panel_queries
+
+    def per_cluster() -> bool:
+        found = {
+            str(r["metric"].get("cluster"))
+            for r in _vm_query(central, 'model:cpm_usd_per_million_tokens:rate5m{direction="total"}')
+        }  # type: ignore[union-attr]
+        return found >= {"prod-eu", "prod-us"}
+
+    wait_for(per_cluster, 90, interval=1, what="recorded CPM per cluster in VictoriaMetrics")
+    picked = {} if cluster == "All" else {"cluster": cluster}
+    queries = panel_queries(picked)
+    empty = queries
+    deadline = time.monotonic() + 90
+    while empty and time.monotonic() < deadline:
+        empty = [q for q in empty if not _vm_query(central, q[2])]
         time.sleep(2)
     assert not empty, "panels without data:\n" + "\n".join(f"{u} / {t}: {e}" for u, t, e in empty)
