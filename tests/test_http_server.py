@@ -156,3 +156,50 @@ def test_urls_are_printed_without_secrets() -> None:
     with pytest.raises(FetchError) as e:
         fetch_text("http://admin:hunter2@127.0.0.1:1/metrics?key=k", FetchLimits())
     assert "hunter2" not in str(e.value) and "key=k" not in str(e.value)
+
+
+def test_a_rotated_tls_certificate_is_served_without_a_restart(
+    tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cert-manager renews the Secret: the files change under the same paths; new connections get the
+    new certificate, and a pair that does not load keeps the last good one."""
+    import shutil
+    import ssl
+    from pathlib import Path
+
+    from exporter.exposition.webconfig import load_web_config
+    from tests.test_webconfig import make_pki
+
+    work = Path(str(tmp_path))
+    old, new = make_pki(work / "old"), make_pki(work / "new")
+    live = work / "live"
+    live.mkdir()
+    shutil.copy(old.server_cert, live / "tls.crt")
+    shutil.copy(old.server_key, live / "tls.key")
+    (live / "web.yml").write_text("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n")
+    monkeypatch.setattr(srv.CertificateFiles, "CHECK_S", 0.0)
+    published = srv.Published()
+    published.publish(b"x 1\n", b"")
+    httpd = srv.serve("127.0.0.1", 0, published, None, load_web_config(live / "web.yml"))
+    port = httpd.server_address[1]
+
+    def served() -> bytes:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, ctx.wrap_socket(raw) as s:
+            der = s.getpeercert(binary_form=True)
+            assert der is not None
+            return der
+
+    try:
+        first = served()
+        shutil.copy(new.server_cert, live / "tls.crt")
+        shutil.copy(new.server_key, live / "tls.key")
+        time.sleep(0.05)
+        rotated = served()
+        assert rotated != first and rotated == ssl.PEM_cert_to_DER_cert((live / "tls.crt").read_text())
+        (live / "tls.key").write_text("not a key")  # a half-written renewal
+        assert served() == rotated  # the last good pair goes on
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

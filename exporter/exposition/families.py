@@ -57,6 +57,8 @@ def _cost(v: LineView) -> Iterable[tuple[tuple[str, ...], float | None]]:
 def _gpu_seconds(v: LineView) -> Iterable[tuple[tuple[str, ...], float | None]]:
     if v.line.owner.is_idle:
         return [(("idle",), v.totals.held_ns / NS)]
+    if not v.totals.held_ns:  # a pod that never held a GPU (a gateway's storage, say): nothing to say
+        return []
     if not v.totals.measured_ns:  # utilisation never known: busy is unknown, not zero
         return [(("held",), v.totals.held_ns / NS)]
     return [(("held",), v.totals.held_ns / NS), (("busy",), v.totals.busy_ns / NS)]
@@ -67,8 +69,8 @@ def _is_training(v: LineView) -> bool:
 
 
 def _cost_by_direction(v: LineView) -> Iterable[tuple[tuple[str, ...], float | None]]:
-    if v.line.owner.is_idle:
-        return []
+    if v.line.owner.is_idle or not v.totals.known & {"input_tokens", "output_tokens"}:
+        return []  # no tokens ever read: an input/output split of its money would be made up
     if _is_training(v):
         return [(("training",), to_usd(v.totals.cost_input))]
     return [(("input",), to_usd(v.totals.cost_input)), (("output",), to_usd(v.totals.cost_output))]
@@ -153,7 +155,8 @@ FAMILIES: tuple[Family, ...] = (
            "node_source.starved_below_utilization: the unbusy part). A subset of cpm_cost_usd_total, in USD.",
            (*L, "reason"), _per_line(lambda v: (((r,), to_usd(n)) for r, n in sorted(v.totals.idle_cost.items())))),
     Family("cpm_cost_by_direction_usd_total", "counter",
-           "Money charged to an owner split into input (prefill) and output (decode) tokens, in USD.",
+           "Money charged to an owner split into input (prefill) and output (decode) tokens, in USD; "
+           "only on lines whose tokens were read (a split of a line without tokens would be made up).",
            (*L, "direction"), _per_line(_cost_by_direction)),
     Family("cpm_tokens_total", "counter",
            "Tokens processed, by direction (input = prompt, output = generated, training = trained on).",
@@ -169,7 +172,8 @@ FAMILIES: tuple[Family, ...] = (
            _per_line(_known("requests", lambda v: v.totals.requests))),
     Family("cpm_gpu_seconds_total", "counter",
            "GPU-seconds: held by an owner, busy within held (where utilisation is known), or idle (held by nobody); "
-           "a MIG instance's second counts as one (its price share applies to money, not to time).",
+           "a MIG instance's second counts as one (its price share applies to money, not to time). Only on lines "
+           "that held a GPU.",
            (*L, "state"), _per_line(_gpu_seconds)),
     Family("cpm_bill_usd_total", "counter",
            "Everything charged on this node: the sum of cpm_cost_usd_total plus cpm_cost_retired_usd_total.",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import logging
+import os
 import socket
 import ssl
 import sys
@@ -25,8 +26,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from exporter.errors import ConfigError
 from exporter.exposition.render import CONTENT_TYPE
-from exporter.exposition.webconfig import REALM, BasicAuth, WebConfig
+from exporter.exposition.webconfig import REALM, BasicAuth, TLSServerConfig, WebConfig
 
 log = logging.getLogger(__name__)
 REQUEST_TIMEOUT_S = 10.0  # stdlib handlers have none: a slowloris client would hold a thread
@@ -220,6 +222,49 @@ def accepts_gzip(header: str) -> bool:
     return q_of.get("gzip", q_of.get("x-gzip", q_of.get("*", 0.0))) > 0
 
 
+class CertificateFiles:
+    """A rotated certificate (cert-manager renewing a Secret, a file replaced) is served without a restart:
+    the files are checked at most every CHECK_S seconds on a new connection; a pair that does not load
+    keeps the last good context and says so once."""
+
+    CHECK_S = 5.0
+
+    def __init__(self, tls: TLSServerConfig) -> None:
+        self.tls = tls
+        self._stamp = self._read_stamp()
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+        self._failed: tuple[object, ...] | None = None
+
+    def _read_stamp(self) -> tuple[object, ...]:
+        stamp: list[object] = []
+        for path in (self.tls.cert_file, self.tls.key_file, self.tls.client_ca_file):
+            try:
+                st = os.stat(path) if path else None
+            except OSError:
+                st = None
+            stamp.append(None if st is None else (st.st_mtime_ns, st.st_size, st.st_ino))
+        return tuple(stamp)
+
+    def current(self, context: ssl.SSLContext) -> ssl.SSLContext:
+        with self._lock:
+            if time.monotonic() - self._checked < self.CHECK_S:
+                return context
+            self._checked = time.monotonic()
+            stamp = self._read_stamp()
+            if stamp == self._stamp or stamp == self._failed:
+                return context
+            try:
+                fresh = self.tls.ssl_context()
+            except ConfigError as e:
+                self._failed = stamp
+                log.error("tls certificate changed but does not load, serving the last good one: %s", e)
+                return context
+            self._stamp, self._failed = stamp, None
+            log.info("tls certificate reloaded cert_file=%s", self.tls.cert_file)
+            return fresh
+
+
 class Watchdog:
     """One thread for every request's deadline (a timer thread per request would double the threads)."""
 
@@ -261,9 +306,11 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         address: tuple[str, int],
         handler: type[BaseHTTPRequestHandler],
         ssl_context: ssl.SSLContext | None = None,
+        certificates: CertificateFiles | None = None,
     ) -> None:
         super().__init__(address, handler)
         self.ssl_context = ssl_context
+        self.certificates = certificates
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.watchdog = Watchdog()
 
@@ -297,6 +344,8 @@ class ExporterHTTPServer(ThreadingHTTPServer):
             super().finish_request(request, client_address)
             return
         request.settimeout(REQUEST_TIMEOUT_S)
+        if self.certificates is not None:
+            self.ssl_context = self.certificates.current(self.ssl_context)
         try:
             tls = self.ssl_context.wrap_socket(request, server_side=True)
         except OSError as exc:  # ssl.SSLError, reset, timeout: this client only
@@ -326,6 +375,7 @@ def serve(
     longer loads raises ``ConfigError`` here, before anything listens.
     """
     context = web.tls.ssl_context() if web is not None and web.tls is not None else None
-    server = ExporterHTTPServer((host, port), make_handler(published, reload, web), context)
+    files = CertificateFiles(web.tls) if web is not None and web.tls is not None else None
+    server = ExporterHTTPServer((host, port), make_handler(published, reload, web), context, files)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
