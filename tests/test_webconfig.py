@@ -10,6 +10,7 @@ import base64
 import datetime
 import ipaddress
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -354,3 +355,27 @@ def test_unknown_user_and_wrong_password_both_pay_the_bcrypt_cost() -> None:
     auth = BasicAuth([("prometheus", hashed.decode())])
     assert _elapsed(lambda: auth.check(_header("nobody", "guess"))) >= floor
     assert _elapsed(lambda: auth.check(_header("prometheus", "guess"))) >= floor
+
+
+def test_a_flood_of_guesses_at_unknown_users_never_delays_a_real_users_first_login() -> None:
+    """Issue 15.6: with one bcrypt lock, a flood of wrong passwords delayed a legitimate login 4.7 s."""
+    import base64
+    import time as _time
+    from concurrent.futures import ThreadPoolExecutor
+
+    slow = threading.Event()
+
+    def checkpw(password: bytes, hashed: bytes) -> bool:
+        if password.startswith(b"guess"):
+            slow.wait(0.3)  # each guess holds its lane 0.3 s
+        return password == b"s3cret"
+
+    auth = BasicAuth([("prometheus", HASH4)], checkpw=checkpw)
+    header = lambda user, pw: "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()  # noqa: E731
+    with ThreadPoolExecutor(max_workers=8) as flood:
+        guesses = [flood.submit(auth.check, header(f"nobody{i}", f"guess{i}")) for i in range(8)]
+        _time.sleep(0.05)  # the guesses hold the unknown users' lane now
+        began = _time.monotonic()
+        assert auth.check(header("prometheus", "s3cret"))
+        assert _time.monotonic() - began < 0.25
+        assert not any(g.result() for g in guesses)

@@ -360,7 +360,8 @@ class BasicAuth:
     the highest configured cost. Successes are remembered (bounded LRU) under an HMAC of user,
     stored hash and password with a key made at start, so a scrape every 15 s costs one bcrypt
     per process, and nothing in memory is a password or an offline-guessable digest of one.
-    Failures are never remembered. ``checkpw`` is injectable for tests.
+    Failures are never remembered. Guesses at unknown users queue apart from configured users' checks.
+    ``checkpw`` is injectable for tests.
     """
 
     def __init__(
@@ -376,7 +377,9 @@ class BasicAuth:
         self._cache: OrderedDict[bytes, None] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
-        self._bcrypt_lock = threading.Lock()  # one bcrypt at a time: guesses cannot take every core
+        # One bcrypt at a time per lane, so guesses cannot take every core; configured users and unknown
+        # ones queue apart, so a flood of guesses at made-up users never delays a real user's first login.
+        self._lanes = {True: threading.Lock(), False: threading.Lock()}
 
     def check(self, authorization: str | None) -> bool:
         """True if the header carries a configured user and its password."""
@@ -400,7 +403,7 @@ class BasicAuth:
                     self._cache.move_to_end(digest)
                     return True
         hashed = stored if stored is not None and len(password) <= _MAX_PASSWORD else self._dummy
-        with self._bcrypt_lock:
+        with self._lanes[stored is not None]:
             try:
                 ok = self._checkpw(password[:_MAX_PASSWORD], hashed)
             except ValueError:  # a hash bcrypt cannot read (the pattern let it through)
