@@ -32,27 +32,13 @@ B = Owner("chat", "qwen-0", "chat", "qwen")
 
 
 def tick_input(i: int) -> TickInput:
+    joules = 1e6 + 7e3 * i  # one owned GPU split 3/7 + 4/7 (MIG): one energy counter
+    mig = {"power_watts": 700.0, "device": "GPU-1", "energy_joules_total": joules}
     gpus = (
         GpuSample("0", "H100", "on_demand", utilization=0.3 + 0.01 * (i % 7)),
-        GpuSample(
-            "MIG-a",
-            "H100",
-            "owned",
-            price_share=Fraction(3, 7),
-            energy_joules_total=1e6 + 7e3 * i,
-            power_watts=700.0,
-            device="GPU-1",
-        ),
-        GpuSample(
-            "GPU-1/unused",
-            "H100",
-            "owned",
-            price_share=Fraction(4, 7),
-            energy_joules_total=1e6 + 7e3 * i,
-            power_watts=700.0,
-            device="GPU-1",
-        ),
-    )
+        *(GpuSample(unit, "H100", "owned", price_share=Fraction(n, 7), **mig)  # type: ignore[arg-type]
+          for unit, n in (("MIG-a", 3), ("GPU-1/unused", 4))),
+    )  # fmt: skip
     models = (
         ModelCounters("llama", 1000.0 * i, 300.0 * i, requests=3.0 * i, created=1.0, cached_input_tokens=100.0 * i,
                       prefill_seconds=0.5 * i, decode_seconds=2.0 * i, requests_by_reason=(("stop", 3.0 * i),)),
