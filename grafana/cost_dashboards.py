@@ -40,6 +40,7 @@ MODEL_NAME = 'name=~"$model"'
 TEAM_NAME = 'name=~"$team"'
 COST_RATE = "model_team_hardware_direction:cpm_cost_by_direction_usd:rate5m"
 TOKEN_RATE = "model_team_hardware_direction:cpm_tokens:rate5m"
+PREFILLED_RATE = "model_team_hardware:cpm_prefilled_input_tokens:rate5m"
 CPM_MODEL = "model:cpm_usd_per_million_tokens:rate5m"
 INTERACTIVITY = "model:cpm_tokens_per_second_per_user:output_weighted_mean5m"
 USD_PER_REQUEST = "model:cpm_usd_per_request:rate5m"
@@ -82,9 +83,11 @@ def fleet() -> dashboard.Dashboard:
         .with_panel(
             stat_panel(
                 "Fleet CPM (total)",
-                "All inference $ / all input and output tokens × 10⁶, over 5 minutes.",
+                "All inference $ / the tokens the GPUs computed (input without prefix-cache hits, and output) "
+                '× 10⁶, over 5 minutes: the recording rules\' direction="total".',
                 USD,
-                f"1e6 * sum({sel(COST_RATE, *models)}) / sum({sel(TOKEN_RATE, *models)})",
+                f"1e6 * sum({sel(COST_RATE, *models)}) / ((sum({sel(PREFILLED_RATE, *models)})"
+                f" + sum({sel(TOKEN_RATE, OUTPUT, *models)})) > 0)",
             )
         )
         .with_panel(
@@ -260,7 +263,9 @@ def chargeback() -> dashboard.Dashboard:
                 "Money per team over the time range. __idle__ = GPUs no pod held; 'idle' = the idle part of the team's own.",
                 [
                     Column("cost", f"sum by (team) ({spent})", USD),
-                    Column("share", f"sum by (team) ({spent}) / scalar(sum({spent}))", PERCENT),
+                    Column(
+                        "share", f"sum by (team) ({spent}) / on () group_left () (sum({spent}) > 0)", PERCENT
+                    ),
                     Column(
                         "idle",
                         f"sum by (team) (increase({sel('cpm_idle_cost_usd_total', NAMESPACE, TEAM)}[$__range]))",
@@ -268,7 +273,9 @@ def chargeback() -> dashboard.Dashboard:
                     ),
                     Column("tokens", f"sum by (team) ({tokens})", TOKENS),
                     Column(
-                        "$/M tokens", f"1e6 * sum by (team) ({inference_usd}) / sum by (team) ({tokens})", USD
+                        "$/M tokens",
+                        f"1e6 * sum by (team) ({inference_usd}) / (sum by (team) ({tokens}) > 0)",
+                        USD,
                     ),
                 ],
                 sort_by="cost",

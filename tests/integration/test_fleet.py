@@ -392,6 +392,10 @@ def test_every_dashboard_panel_query_returns_data(fleet: Fleet, cluster: str) ->
         empty = [q for q in empty if not fleet.prometheus.query(q[2])]
         time.sleep(2)
     assert not empty, "panels without data:\n" + "\n".join(f"{u} / {t}: {e}" for u, t, e in empty)
+    # No shipped query answers Inf or NaN (a ratio with nothing to divide by has no value, issue 15.3).
+    odd = [(u, t, r["value"][1]) for u, t, e in queries for r in fleet.prometheus.query(e)
+           if r["value"][1] in ("NaN", "+Inf", "-Inf")]  # fmt: skip
+    assert not odd, "panels answering Inf/NaN:\n" + "\n".join(f"{u} / {t}: {v}" for u, t, v in odd)
 
 
 # --- two clusters remote-writing to a central store: vmagent → VictoriaMetrics, rules in vmalert (issue 15.2b) ---
