@@ -469,10 +469,56 @@ def _vm_query(vm: str, expr: str) -> list[dict[str, object]]:
     return list(answer["data"]["result"]) if answer["data"]["resultType"] != "scalar" else [answer["data"]]
 
 
+@pytest.fixture(scope="module")
+def central_prometheus(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The same two clusters as Prometheus agents (``--enable-feature=agent``, external label ``cluster``)
+    remote-writing to a central Prometheus (``--web.enable-remote-write-receiver``) that evaluates the rules."""
+    work = tmp_path_factory.mktemp("central-prometheus")
+    binary, port = require_tool("prometheus"), free_port()
+    store = work / "central.yml"
+    store.write_text(
+        json.dumps({"global": {"evaluation_interval": "1s"}, "rule_files": fleet.prometheus.rule_files})
+    )
+    procs = [_spawn(work, "central", [binary, f"--config.file={store}", f"--storage.tsdb.path={work / 'tsdb'}",
+                                      f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver",
+                                      "--log.level=warn"])]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _ok(url + "/-/ready"), 30, what="the central Prometheus ready")
+    for cluster in ("prod-eu", "prod-us"):
+        agent = work / f"agent-{cluster}.yml"
+        agent.write_text(json.dumps({
+            "global": {"scrape_interval": "1s", "external_labels": {"cluster": cluster}},
+            "scrape_configs": [{"job_name": "cpm-exporter", "honor_labels": True,
+                                "static_configs": [{"targets": [fleet.a.address, fleet.b.address]}]}],
+            "remote_write": [{"url": url + "/api/v1/write", "queue_config": {"batch_send_deadline": "200ms"}}]}))  # fmt: skip
+        procs.append(_spawn(work, f"agent-{cluster}", [binary, "--enable-feature=agent", f"--config.file={agent}",
+                                                       f"--storage.agent.path={work / cluster}",
+                                                       f"--web.listen-address=127.0.0.1:{free_port()}",
+                                                       "--log.level=warn"]))  # fmt: skip
+    try:
+        yield url
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=10)
+
+
+@pytest.mark.parametrize("cluster", ["All", "prod-eu"])
+def test_prometheus_agents_remote_writing_to_a_central_prometheus_answer_every_panel(
+    central_prometheus: str, cluster: str
+) -> None:
+    _every_panel_answers(central_prometheus, cluster)
+
+
 @pytest.mark.parametrize("cluster", ["All", "prod-eu", "prod-us"])
 def test_a_central_store_fed_by_two_clusters_answers_every_panel(central: str, cluster: str) -> None:
     """vmalert's recording rules keep each cluster's figures apart, and every panel query returns data in
     VictoriaMetrics with each cluster picked and with All."""
+    _every_panel_answers(central, cluster)
+
+
+def _every_panel_answers(central: str, cluster: str) -> None:
     from grafana.queries import panel_queries
 
     def per_cluster() -> bool:
@@ -482,7 +528,7 @@ def test_a_central_store_fed_by_two_clusters_answers_every_panel(central: str, c
         }  # type: ignore[union-attr]
         return found >= {"prod-eu", "prod-us"}
 
-    wait_for(per_cluster, 90, interval=1, what="recorded CPM per cluster in VictoriaMetrics")
+    wait_for(per_cluster, 90, interval=1, what="recorded CPM per cluster in the central store")
     picked = {} if cluster == "All" else {"cluster": cluster}
     queries = panel_queries(picked)
     empty = queries
