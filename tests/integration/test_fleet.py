@@ -328,6 +328,24 @@ def test_a_training_run_split_over_two_nodes_costs_the_sum_of_its_halves(fleet: 
     wait_for(summed, 40, what="the training run's cost summed across its two nodes")
 
 
+def test_the_page_and_the_rules_say_the_same_idle_burn(fleet: Fleet) -> None:
+    """One number, one definition (issue 15.3): node-a's page and node_reason:cpm_idle_cost_usd_per_hour:rate5m
+    over the same steady burn (the canary's unused GPU) agree; before, the page said twice the rules' figure."""
+
+    def page_burn() -> float:
+        status, body = fleet.a.get("/")
+        m = re.search(rb'id="idle-burn">\$([0-9.,]+)/h', body)
+        assert status == 200 and m is not None, body[:300]
+        return float(m.group(1).decode().replace(",", ""))
+
+    def agree() -> bool:
+        rule = fleet.prometheus.query('sum(node_reason:cpm_idle_cost_usd_per_hour:rate5m{node="node-a"})')
+        return bool(rule) and page_burn() == pytest.approx(float(rule[0]["value"][1]), rel=0.03)
+
+    wait_for(agree, 30, interval=0.5, what="the page's idle burn to equal the rules'", consecutive=3)
+    assert page_burn() > 0
+
+
 def test_every_recording_rule_returns_data(fleet: Fleet) -> None:
     records = sorted(
         {
@@ -447,12 +465,20 @@ def central(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     try:
         yield vm
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=10)
+        _stop_all(procs)
         sink.shutdown()
         sink.server_close()
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Senders first (an agent flushing to a store already gone would wait), then the store."""
+    for p in reversed(procs):
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)
 
 
 def _ok(url: str) -> bool:
@@ -498,10 +524,7 @@ def central_prometheus(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -
     try:
         yield url
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=10)
+        _stop_all(procs)
 
 
 @pytest.mark.parametrize("cluster", ["All", "prod-eu"])
