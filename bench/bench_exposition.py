@@ -38,8 +38,8 @@ from exporter.exposition.status import ExportView, RuntimeStatus, TargetStatus
 from exporter.meter.attribution import Line
 from exporter.meter.ledger import LineTotals, LineView, MeterSnapshot
 from exporter.meter.windows import LiveGauges
-from exporter.model import IDLE, Owner
 from exporter.pricing import GpuPrice, Overhead, PricingConfig
+from exporter.records import IDLE, Owner
 
 TARGET_SERIES = 10_000
 END_NS = 1_795_392_000 * 10**9

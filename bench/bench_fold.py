@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from exporter.errors import ParseError
 from exporter.meter.ledger import Meter
-from exporter.model import GpuSample, Owner, Placement, TargetScrape, TickInput
 from exporter.pricing import GpuPrice, PricingConfig
+from exporter.records import GpuSample, Owner, Placement, TargetScrape, TickInput
 from exporter.settings import ScrapeLimits
 from exporter.sources.inference import read_payload
 

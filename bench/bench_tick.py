@@ -48,7 +48,8 @@ from exporter.exposition.render import render
 from exporter.exposition.server import Published
 from exporter.exposition.status import ExportView, RuntimeStatus, TargetStatus
 from exporter.meter.ledger import Meter
-from exporter.model import (
+from exporter.pricing import BYTES_PER_GB, Budgets, GpuPrice, Overhead, PricingConfig
+from exporter.records import (
     GpuSample,
     ModelCounters,
     Owner,
@@ -57,7 +58,6 @@ from exporter.model import (
     TargetScrape,
     TickInput,
 )
-from exporter.pricing import BYTES_PER_GB, Budgets, GpuPrice, Overhead, PricingConfig
 
 TICK_S = 5
 # vLLM's request-length buckets (1-2-5 up to max_model_len 8192), +Inf last.

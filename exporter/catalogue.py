@@ -16,8 +16,8 @@ from decimal import Decimal
 from yaml.nodes import Node
 
 from exporter import yamlnodes as yn
-from exporter.model import CAPACITY_CLASSES
 from exporter.pricing import ZERO, GpuPrice
+from exporter.records import CAPACITY_CLASSES
 from exporter.yamlnodes import Problems, choice_reader, number_reader, text_reader
 
 CATALOGUE_PREFIX = "catalogue-"  # exporter/data/catalogue-YYYY-MM-DD.yaml; the newest wins

@@ -101,7 +101,6 @@ from exporter.config_inventory import known_servers as known_servers
 from exporter.config_kube import read_kubernetes
 from exporter.config_node import read_node_source
 from exporter.errors import ConfigError
-from exporter.model import CAPACITY_CLASSES
 from exporter.pricetable import format_price_table as format_price_table
 from exporter.pricing import (
     MONTH_CONVENTIONS,
@@ -113,6 +112,7 @@ from exporter.pricing import (
     OwnedHardware,
     PricingConfig,
 )
+from exporter.records import CAPACITY_CLASSES
 from exporter.settings import ExporterConfig, ScrapeLimits
 from exporter.yamlnodes import Problems, choice_reader, key_path, number_reader, text_reader
 

@@ -14,8 +14,8 @@ from yaml.nodes import Node, ScalarNode
 
 from exporter import yamlnodes as yn
 from exporter.config_http import read_https, read_url
-from exporter.model import CAPACITY_CLASSES, SERVING_ROLES, WORKLOAD_KINDS, Owner
 from exporter.pricing import ZERO
+from exporter.records import CAPACITY_CLASSES, SERVING_ROLES, WORKLOAD_KINDS, Owner
 from exporter.settings import StaticGpu, StaticWorkload, Target
 from exporter.yamlnodes import Problems, choice_reader, number_reader, text_reader
 

@@ -25,8 +25,8 @@ from yaml.nodes import Node
 
 from exporter import yamlnodes as yn
 from exporter.config_http import read_https, read_url
-from exporter.model import CAPACITY_CLASSES
 from exporter.pricing import ZERO
+from exporter.records import CAPACITY_CLASSES
 from exporter.settings import GPU_SOURCES, NodeSourceConfig
 from exporter.yamlnodes import Problems, choice_reader, key_path, number_reader
 

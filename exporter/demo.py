@@ -15,7 +15,7 @@ from importlib import resources
 from typing import NamedTuple
 
 from exporter.config import load_config_text
-from exporter.model import GpuSample
+from exporter.records import GpuSample
 from exporter.settings import ExporterConfig
 from exporter.simulation import Load, SimEngine, SimServer
 from exporter.sources.inventory import StaticInventory

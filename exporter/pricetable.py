@@ -7,8 +7,8 @@ from decimal import Decimal
 from exporter import yamlnodes as yn
 from exporter.catalogue import load_catalogue
 from exporter.errors import ConfigError
-from exporter.model import CAPACITY_CLASSES
 from exporter.pricing import GpuPrice, PricingConfig
+from exporter.records import CAPACITY_CLASSES
 from exporter.settings import ExporterConfig
 
 

@@ -25,8 +25,8 @@ from exporter.exposition.render import render
 from exporter.exposition.server import Published
 from exporter.exposition.status import ExportView, RuntimeStatus, TargetStatus
 from exporter.meter.ledger import Meter, MeterSnapshot
-from exporter.model import GpuSample, TargetScrape, TickInput
 from exporter.pricing import GpuPrice, PricingConfig
+from exporter.records import GpuSample, TargetScrape, TickInput
 from exporter.settings import ExporterConfig, StaticWorkload, Target
 from exporter.sources import inference
 from exporter.sources.discovery import node_source_for

@@ -9,7 +9,7 @@ import pytest
 
 from exporter.config import Catalogue, CatalogueFact, CatalogueRow, fact_date, load_catalogue, parse_catalogue
 from exporter.errors import ConfigError
-from exporter.model import CAPACITY_CLASSES
+from exporter.records import CAPACITY_CLASSES
 from exporter.yamlnodes import decimal_places
 
 

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from exporter import yamlnodes
 from exporter.config import format_price_table, known_servers, load_config, load_config_text
 from exporter.errors import ConfigError
-from exporter.model import Owner
 from exporter.pricing import Budgets, Energy, GpuPrice, Overhead, OwnedHardware
+from exporter.records import Owner
 from exporter.settings import ExporterConfig, ScrapeLimits, StaticGpu, StaticWorkload, Target
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config"

@@ -324,7 +324,7 @@ def test_an_adapter_label_files_each_adapters_tokens_under_its_name() -> None:
 
 
 def test_a_target_with_an_adapter_label_is_scraped_per_adapter() -> None:
-    from exporter.model import Owner
+    from exporter.records import Owner
     from exporter.settings import Target
     from exporter.sources.inference import scrape
     from exporter.sources.textformat import FetchLimits
@@ -337,7 +337,7 @@ def test_a_target_with_an_adapter_label_is_scraped_per_adapter() -> None:
 
 
 def test_an_unexpected_error_stops_only_its_target() -> None:
-    from exporter.model import Owner
+    from exporter.records import Owner
     from exporter.settings import Target
     from exporter.sources.inference import scrape
     from exporter.sources.textformat import FetchLimits

@@ -8,7 +8,7 @@ from types import MappingProxyType
 
 import pytest
 
-from exporter.model import Owner
+from exporter.records import Owner
 from exporter.settings import HttpClientConfig, Target
 from exporter.sources.kube_objects import PodInfo
 from exporter.sources.kube_pods import PodWatcher
@@ -229,7 +229,7 @@ def test_hami_fraction_annotations() -> None:
 
 
 def test_a_finished_pods_gpu_is_held_until_its_last_container_stopped() -> None:
-    from exporter.model import Owner, Placement
+    from exporter.records import Owner, Placement
     from exporter.sources.kube_link import KubeLink
     from exporter.sources.kube_objects import parse_pod
 
@@ -301,7 +301,7 @@ def test_the_only_container_serves_an_undeclared_port_and_two_undeclared_are_not
 def test_a_pod_recreated_under_its_name_within_a_tick_holds_in_both_incarnations() -> None:
     """Issue 13.9: the old incarnation's seconds went to idle. It holds until it left, the new one
     from its creation; both are the same holder (one line)."""
-    from exporter.model import Placement
+    from exporter.records import Placement
     from exporter.sources.kube_link import KubeLink
 
     old = dataclasses.replace(pod("vllm-0"), uid="u-old")

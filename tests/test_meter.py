@@ -10,8 +10,8 @@ from itertools import pairwise
 import pytest
 
 from exporter.meter.ledger import Meter, MeterSnapshot
-from exporter.model import OVERFLOW, GpuSample, ModelCounters, Owner, Placement, TargetScrape, TickInput
 from exporter.pricing import GpuPrice, PricingConfig
+from exporter.records import OVERFLOW, GpuSample, ModelCounters, Owner, Placement, TargetScrape, TickInput
 
 T0 = 1_767_225_600 * 10**9
 S = 10**9

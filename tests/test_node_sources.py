@@ -11,7 +11,7 @@ import pytest
 
 from exporter.config import load_config_text
 from exporter.errors import ConfigError
-from exporter.model import Owner
+from exporter.records import Owner
 from exporter.sources.dcgm_reader import DcgmGpus, mig_share
 from exporter.sources.node import DiscoveredNode
 
@@ -164,7 +164,7 @@ CADVISOR = Path(__file__).parent / "fixtures" / "cadvisor" / "v0.60.5-network.tx
 
 def test_bytes_sent_by_gpu_pods_become_egress_and_cross_zone_money(tmp_path: Path) -> None:
     from exporter.meter.ledger import Meter
-    from exporter.model import TickInput
+    from exporter.records import TickInput
 
     network = tmp_path / "cadvisor.txt"
     network.write_text(CADVISOR.read_text())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exporter.model import Owner
+from exporter.records import Owner
 from exporter.sources.placement import DeviceClaim, UnitView, decide
 
 A, B, C = ("ns", "a"), ("ns", "b"), ("other", "c")
@@ -85,7 +85,7 @@ def test_a_unit_nobody_holds_is_unallocated() -> None:
 
 
 def test_a_sharing_schedulers_fractions_bill_each_pod_its_percent_and_the_rest_is_idle() -> None:
-    from exporter.model import IDLE
+    from exporter.records import IDLE
 
     units = [UnitView("GPU-0", "0", pids=(10,)), UnitView("GPU-1", "1")]
     fractions = [(A, "GPU-0", 30), (B, "GPU-0", 50), (C, "GPU-1", 100), (C, "GPU-gone", 10)]

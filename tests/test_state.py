@@ -11,8 +11,8 @@ from decimal import Decimal
 from fractions import Fraction
 
 from exporter.meter.ledger import Meter, MeterSnapshot
-from exporter.model import GpuSample, ModelCounters, Owner, Placement, PodUsage, TargetScrape, TickInput
 from exporter.pricing import Energy, GpuPrice, Overhead, PricingConfig
+from exporter.records import GpuSample, ModelCounters, Owner, Placement, PodUsage, TargetScrape, TickInput
 
 S = 10**9
 T0 = 1_767_225_600 * S

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from exporter.meter.ledger import MeterSnapshot
-from exporter.model import SourceStatus, UnitInfo
 from exporter.pricing import GpuPrice, PricingConfig
+from exporter.records import SourceStatus, UnitInfo
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,8 +21,8 @@ from exporter.meter.projection import Projection, project
 from exporter.meter.request_cost import LengthWindow, cost_quantiles
 from exporter.meter.tokens import ModelDelta, TokenMeter
 from exporter.meter.windows import TOKEN_TIME, LiveGauges, TickRecord, Window, held_and_busy
-from exporter.model import IDLE, OVERFLOW, Buckets, Owner, TickInput
 from exporter.pricing import PricingConfig
+from exporter.records import IDLE, OVERFLOW, Buckets, Owner, TickInput
 
 NS_PER_S = 10**9
 UNKNOWN_MODEL = "__unknown__"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Sequence
 
-from exporter.model import Buckets
+from exporter.records import Buckets
 
 QUANTILES = (0.5, 0.9, 0.99)
 Counts = dict[float, float]  # upper bound → observations in the bucket

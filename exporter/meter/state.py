@@ -17,7 +17,7 @@ from exporter.meter.attribution import GpuAttributor, Line
 from exporter.meter.counters import Reading
 from exporter.meter.tokens import TokenMeter, _Series, _Target
 from exporter.meter.windows import Window
-from exporter.model import OVERFLOW, Owner
+from exporter.records import OVERFLOW, Owner
 
 if TYPE_CHECKING:  # the ledger imports this module
     from exporter.meter.ledger import LineTotals, Meter

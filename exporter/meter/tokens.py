@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from exporter.meter.counters import bucket_increase, fell, is_valid_counter, valid_buckets
-from exporter.model import Buckets, ModelCounters, Owner, TargetScrape
+from exporter.records import Buckets, ModelCounters, Owner, TargetScrape
 
 # Increments beyond this many tokens per second of tick are a bogus upstream value
 # (reliability §b.4): held back one tick, then either a glitch that passed or a new baseline.

@@ -11,7 +11,7 @@ from dataclasses import replace
 from fractions import Fraction
 
 from exporter.errors import SourceError
-from exporter.model import SourceStatus
+from exporter.records import SourceStatus
 from exporter.settings import ExporterConfig
 from exporter.sources.dcgm import DcgmUnit, read_dcgm
 from exporter.sources.fetch import FetchLimits, fetch_text

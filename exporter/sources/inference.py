@@ -13,7 +13,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from exporter.errors import ParseError, SourceError
-from exporter.model import Buckets, ModelCounters, TargetScrape
+from exporter.records import Buckets, ModelCounters, TargetScrape
 from exporter.settings import HttpClientConfig, Target
 from exporter.sources.servers import SERVERS, Series, ServerProfile, with_token_metric
 from exporter.sources.textformat import FetchLimits, Sample, fetch_text, has_prefix, parse_wanted

@@ -13,7 +13,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol
 
-from exporter.model import Owner, Placement, SourceStatus
+from exporter.records import Owner, Placement, SourceStatus
 from exporter.settings import NO_CLIENT_CONFIG, HttpClientConfig, StaticWorkload, Target
 from exporter.sources.cgroup import pod_of_pid
 from exporter.sources.kube_objects import PodInfo

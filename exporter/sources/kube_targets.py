@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from exporter.config_inventory import adapter_label_problem
-from exporter.model import Owner
+from exporter.records import Owner
 from exporter.settings import NO_CLIENT_CONFIG, HttpClientConfig, Target
 from exporter.sources.kube_objects import PodInfo, parse_quantity
 

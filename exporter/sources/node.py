@@ -18,7 +18,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol
 
 from exporter.errors import SourceError
-from exporter.model import GpuSample, Owner, Placement, PodUsage, SourceStatus, UnitInfo
+from exporter.records import GpuSample, Owner, Placement, PodUsage, SourceStatus, UnitInfo
 from exporter.settings import ExporterConfig, StaticWorkload
 from exporter.sources.cadvisor import pod_transmit_bytes
 from exporter.sources.fetch import FetchLimits, fetch_text

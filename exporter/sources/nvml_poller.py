@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from exporter.model import SourceStatus
+from exporter.records import SourceStatus
 from exporter.settings import ExporterConfig
 from exporter.sources.mig import with_unused_slices
 from exporter.sources.node import GpuUnit

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from exporter.model import IDLE, Owner, Placement
+from exporter.records import IDLE, Owner, Placement
 
 PodKey = tuple[str, str]  # (namespace, pod)
 

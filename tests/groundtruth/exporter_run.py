@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from exporter.meter.tokens import ModelDelta, TokenMeter
-from exporter.model import Owner, TargetScrape
+from exporter.records import Owner, TargetScrape
 from exporter.settings import Target
 from exporter.sources.inference import scrape
 from exporter.sources.textformat import FetchLimits

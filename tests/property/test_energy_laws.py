@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.meter.ledger import Meter
-from exporter.model import GpuSample, Owner, Placement, TickInput
 from exporter.pricing import Energy, GpuPrice, PricingConfig
+from exporter.records import GpuSample, Owner, Placement, TickInput
 
 S = 10**9
 T0 = 1_767_225_600 * S

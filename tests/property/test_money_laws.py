@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from exporter.meter.ledger import Meter, MeterSnapshot
 from exporter.meter.money import Accruals, allocate
-from exporter.model import ModelCounters, Owner, PodUsage, TargetScrape, TickInput
 from exporter.pricing import BYTES_PER_GB, PricingConfig
+from exporter.records import ModelCounters, Owner, PodUsage, TargetScrape, TickInput
 from tests.property.strategies import T0, fleet, owners, pricing, tick_ns
 
 
@@ -145,7 +145,7 @@ def test_tokens_equal_truth_across_resets(history: list[tuple[int, int, bool, bo
     """Upstream restarts never lose or double-count tokens, with one documented exception: a
     restart with no new _created whose new values all already overtook the old ones
     (undetectable: exactly the old values are lost, as in Prometheus's own rate())."""
-    from exporter.model import GpuSample, Placement
+    from exporter.records import GpuSample, Placement
 
     owner = Owner("ns", "pod", "team", "m")
     gpus = (GpuSample("0", "H100", "on_demand"),)
@@ -189,8 +189,8 @@ def test_accruals_of_tiny_increments_do_not_drift() -> None:
 
 def test_meter_ticks_of_a_millisecond_do_not_drift() -> None:
     """5,000 one-millisecond ticks of an odd price: the bill is the exact total, floored."""
-    from exporter.model import GpuSample
     from exporter.pricing import GpuPrice
+    from exporter.records import GpuSample
 
     price = Decimal("0.123456789")
     prices = PricingConfig(gpu_prices={("H100", "spot"): GpuPrice("H100", "spot", price, "config", "x")})
@@ -214,8 +214,8 @@ def test_a_multi_model_pods_money_follows_its_token_shares_through_quiet_ticks(
 ) -> None:
     """A pod serving adapters in fixed proportions, with random quiet ticks: each adapter's money is
     its token share of the pod's money (issue 13.5: quiet ticks all went to the last model by name)."""
-    from exporter.model import GpuSample, Placement
     from exporter.pricing import GpuPrice
+    from exporter.records import GpuSample, Placement
 
     prices = PricingConfig(
         {("H100", "on_demand"): GpuPrice("H100", "on_demand", Decimal("3.60"), "config", "t")}
