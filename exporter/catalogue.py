@@ -1,6 +1,6 @@
 """The dated default catalogue: cited $/GPU-hour facts packaged as ``data/catalogue-YYYY-MM-DD.yaml``.
 
-Read with the same strict rules as a config file (``yamlnodes``). Every number carries its
+Read with the same strict rules as a config file (``yamlstrict.readers``). Every number carries its
 source and the date it reports, which may not be later than the catalogue's own date; the
 newest packaged file wins and is read once per process.
 """
@@ -15,10 +15,10 @@ from decimal import Decimal
 
 from yaml.nodes import Node
 
-from exporter import yamlnodes as yn
 from exporter.pricing import ZERO, GpuPrice
 from exporter.records import CAPACITY_CLASSES
-from exporter.yamlnodes import Problems, choice_reader, number_reader, text_reader
+from exporter.yamlstrict import readers as yn
+from exporter.yamlstrict.readers import Problems, choice_reader, number_reader, text_reader
 
 CATALOGUE_PREFIX = "catalogue-"  # exporter/data/catalogue-YYYY-MM-DD.yaml; the newest wins
 

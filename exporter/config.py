@@ -87,7 +87,6 @@ from typing import NamedTuple
 
 from yaml.nodes import Node
 
-from exporter import yamlnodes as yn
 from exporter.catalogue import CATALOGUE_PREFIX as CATALOGUE_PREFIX
 from exporter.catalogue import Catalogue as Catalogue
 from exporter.catalogue import CatalogueFact as CatalogueFact
@@ -114,7 +113,8 @@ from exporter.pricing import (
 )
 from exporter.records import CAPACITY_CLASSES
 from exporter.settings import ExporterConfig, ScrapeLimits
-from exporter.yamlnodes import Problems, choice_reader, key_path, number_reader, text_reader
+from exporter.yamlstrict import readers as yn
+from exporter.yamlstrict.readers import Problems, choice_reader, key_path, number_reader, text_reader
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from urllib.parse import urlsplit
 
 from yaml.nodes import Node
 
-from exporter import yamlnodes as yn
 from exporter.redact import redact_url
 from exporter.settings import NO_CLIENT_CONFIG, HttpClientConfig
-from exporter.yamlnodes import Problems, key_path
+from exporter.yamlstrict import readers as yn
+from exporter.yamlstrict.readers import Problems, key_path
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"

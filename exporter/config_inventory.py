@@ -12,12 +12,12 @@ from decimal import Decimal
 
 from yaml.nodes import Node, ScalarNode
 
-from exporter import yamlnodes as yn
 from exporter.config_http import read_https, read_url
 from exporter.pricing import ZERO
 from exporter.records import CAPACITY_CLASSES, SERVING_ROLES, WORKLOAD_KINDS, Owner
 from exporter.settings import StaticGpu, StaticWorkload, Target
-from exporter.yamlnodes import Problems, choice_reader, number_reader, text_reader
+from exporter.yamlstrict import readers as yn
+from exporter.yamlstrict.readers import Problems, choice_reader, number_reader, text_reader
 
 MAX_GPUS = 1024  # per node; a typo like count: 80000000 must not allocate a huge tuple
 _GPU_ENTRY = ("hardware", "count", "ids", "capacity", "utilization", "power_watts")

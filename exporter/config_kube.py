@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from yaml.nodes import Node, ScalarNode
 
-from exporter import yamlnodes as yn
 from exporter.config_http import read_https
 from exporter.settings import DEFAULT_PODRESOURCES_SOCKET, HttpClientConfig, KubernetesConfig
-from exporter.yamlnodes import Problems, key_path, text_reader
+from exporter.yamlstrict import readers as yn
+from exporter.yamlstrict.readers import Problems, key_path, text_reader
 
 AT = "kubernetes"
 _FIELDS = (

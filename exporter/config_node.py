@@ -23,12 +23,12 @@ from fractions import Fraction
 
 from yaml.nodes import Node
 
-from exporter import yamlnodes as yn
 from exporter.config_http import read_https, read_url
 from exporter.pricing import ZERO
 from exporter.records import CAPACITY_CLASSES
 from exporter.settings import GPU_SOURCES, NodeSourceConfig
-from exporter.yamlnodes import Problems, choice_reader, key_path, number_reader
+from exporter.yamlstrict import readers as yn
+from exporter.yamlstrict.readers import Problems, choice_reader, key_path, number_reader
 
 _FIELDS = (
     "gpus",

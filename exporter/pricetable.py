@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from exporter import yamlnodes as yn
 from exporter.catalogue import load_catalogue
 from exporter.errors import ConfigError
 from exporter.pricing import GpuPrice, PricingConfig
 from exporter.records import CAPACITY_CLASSES
 from exporter.settings import ExporterConfig
+from exporter.yamlstrict import readers as yn
 
 
 def format_price_table(cfg: ExporterConfig) -> str:

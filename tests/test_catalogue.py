@@ -10,7 +10,7 @@ import pytest
 from exporter.config import Catalogue, CatalogueFact, CatalogueRow, fact_date, load_catalogue, parse_catalogue
 from exporter.errors import ConfigError
 from exporter.records import CAPACITY_CLASSES
-from exporter.yamlnodes import decimal_places
+from exporter.yamlstrict.readers import decimal_places
 
 
 @pytest.fixture(scope="module")

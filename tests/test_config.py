@@ -15,12 +15,12 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter import yamlnodes
 from exporter.config import format_price_table, known_servers, load_config, load_config_text
 from exporter.errors import ConfigError
 from exporter.pricing import Budgets, Energy, GpuPrice, Overhead, OwnedHardware
 from exporter.records import Owner
 from exporter.settings import ExporterConfig, ScrapeLimits, StaticGpu, StaticWorkload, Target
+from exporter.yamlstrict import readers as yamlnodes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config"
 

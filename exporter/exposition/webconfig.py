@@ -18,7 +18,7 @@ The file is the one node_exporter and Prometheus read (prometheus/exporter-toolk
     basic_auth_users:             # user: bcrypt hash (htpasswd -nBC 10 "" | tr -d ':\\n')
       prometheus: $2y$10$...
 
-It is read once at start, strictly (``yamlnodes``): unknown keys, a file that cannot be read,
+It is read once at start, strictly (``yamlstrict.readers``): unknown keys, a file that cannot be read,
 a certificate that does not load, a malformed bcrypt hash all stop the exporter with every
 problem listed. Where Python's ``ssl`` cannot do what Go's ``crypto/tls`` does, the file is
 refused with the reason rather than served more weakly:
@@ -54,10 +54,10 @@ from pathlib import Path
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from exporter import yamlnodes as yn
 from exporter.errors import ConfigError
-from exporter.yamlnodes import Problems, key_path
-from exporter.yamltree import NULL_TAG
+from exporter.yamlstrict import readers as yn
+from exporter.yamlstrict.compose import NULL_TAG
+from exporter.yamlstrict.readers import Problems, key_path
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from yaml.nodes import Node
 
-from exporter import yamlnodes as yn
 from exporter.catalogue import fact_date
-from exporter.yamlnodes import Problems, text_reader
+from exporter.yamlstrict import readers as yn
+from exporter.yamlstrict.readers import Problems, text_reader
 
 TABLE_PREFIX = "throughput-"
 METRICS = ("tokens_per_second_per_gpu", "usd_per_million_tokens")

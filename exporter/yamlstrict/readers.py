@@ -3,7 +3,7 @@
 PyYAML's ``safe_load`` is too forgiving for money: it keeps the last of two duplicate keys
 without a word, reads ``1e-12`` as a *string* but ``1.0e-12`` as a float, turns ``.nan``
 and ``.inf`` into floats, ``yes`` into ``True`` and ``010`` into 8. So ``compose`` (from
-``yamltree``, re-exported here) only builds a node tree, refusing aliases, anchors, tags,
+``yamlstrict.compose``, re-exported here) only builds a node tree, refusing aliases, anchors, tags,
 duplicate keys and deep nesting, and the readers below read every scalar themselves:
 
 - numbers must match a plain decimal grammar (``12``, ``-0.5``, ``.5``, ``1e-12``,
@@ -27,14 +27,14 @@ from typing import TypeVar
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from exporter.errors import ConfigError
-from exporter.yamltree import MAX_BYTES as MAX_BYTES
-from exporter.yamltree import MAX_DEPTH as MAX_DEPTH
-from exporter.yamltree import MAX_PROBLEMS as MAX_PROBLEMS
-from exporter.yamltree import NULL_TAG
-from exporter.yamltree import Problems as Problems
-from exporter.yamltree import compose as compose
-from exporter.yamltree import index_path as index_path
-from exporter.yamltree import key_path as key_path
+from exporter.yamlstrict.compose import MAX_BYTES as MAX_BYTES
+from exporter.yamlstrict.compose import MAX_DEPTH as MAX_DEPTH
+from exporter.yamlstrict.compose import MAX_PROBLEMS as MAX_PROBLEMS
+from exporter.yamlstrict.compose import NULL_TAG
+from exporter.yamlstrict.compose import Problems as Problems
+from exporter.yamlstrict.compose import compose as compose
+from exporter.yamlstrict.compose import index_path as index_path
+from exporter.yamlstrict.compose import key_path as key_path
 
 MAX_TEXT = 256  # label values and names
 MAX_NUMBER_TEXT = 64

@@ -9,7 +9,7 @@ constructor), so nothing from the file ever becomes a Python object. Refused wit
 - a second document; the document is capped at ``MAX_BYTES``.
 
 Nothing here raises on bad input: problems are recorded as ``path (line N): message`` in a
-``Problems`` list, which the typed readers of ``yamlnodes`` then share.
+``Problems`` list, which the typed readers of ``yamlstrict.readers`` then share.
 """
 
 from __future__ import annotations
