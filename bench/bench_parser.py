@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing the pack
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from exporter.sources.textformat import parse_wanted  # noqa: E402
+from exporter.http.textformat import parse_wanted  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 VLLM_V1 = FIXTURES / "vllm" / "v1-0.33.0.txt"

@@ -24,6 +24,7 @@ from exporter.exposition.page import render_page
 from exporter.exposition.render import render
 from exporter.exposition.server import Published
 from exporter.exposition.status import ExportView, RuntimeStatus, TargetStatus
+from exporter.http.textformat import FetchLimits, fetch_text
 from exporter.meter.ledger import Meter, MeterSnapshot
 from exporter.pricing import GpuPrice, PricingConfig
 from exporter.records import GpuSample, TargetScrape, TickInput
@@ -31,7 +32,6 @@ from exporter.settings import ExporterConfig, StaticWorkload, Target
 from exporter.sources import inference
 from exporter.sources.discovery import node_source_for
 from exporter.sources.inventory import NodeSource
-from exporter.sources.textformat import FetchLimits, fetch_text
 from exporter.wakeup import Wakeup
 
 log = logging.getLogger(__name__)

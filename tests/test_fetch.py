@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from exporter.errors import FetchError
-from exporter.sources.textformat import FetchLimits, fetch_text, parse_wanted
+from exporter.http.textformat import FetchLimits, fetch_text, parse_wanted
 
 MB = 2**20
 PAYLOAD = b'# TYPE m counter\nm_total{model="x"} 42\n'

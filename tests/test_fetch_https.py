@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from exporter.errors import FetchError
+from exporter.http.textformat import FetchLimits, fetch_text
 from exporter.settings import HttpClientConfig
-from exporter.sources.textformat import FetchLimits, fetch_text
 from tests.test_webconfig import Pki, make_pki
 
 PAYLOAD = b'# TYPE m counter\nm_total{model="x"} 42\n'

@@ -150,8 +150,8 @@ def test_urls_are_printed_without_secrets() -> None:
     )
     assert redact_url("http://10.0.0.7:8000/metrics") == "http://10.0.0.7:8000/metrics"
     from exporter.errors import FetchError
-    from exporter.sources.fetch import fetch_text
-    from exporter.sources.textformat import FetchLimits
+    from exporter.http.fetch import fetch_text
+    from exporter.http.textformat import FetchLimits
 
     with pytest.raises(FetchError) as e:
         fetch_text("http://admin:hunter2@127.0.0.1:1/metrics?key=k", FetchLimits())

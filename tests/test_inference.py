@@ -324,10 +324,10 @@ def test_an_adapter_label_files_each_adapters_tokens_under_its_name() -> None:
 
 
 def test_a_target_with_an_adapter_label_is_scraped_per_adapter() -> None:
+    from exporter.http.textformat import FetchLimits
     from exporter.records import Owner
     from exporter.settings import Target
     from exporter.sources.inference import scrape
-    from exporter.sources.textformat import FetchLimits
 
     owner = Owner("ml", "sglang-0", "ml", "base")
     target = Target("t", "http://127.0.0.1:1/metrics", owner, "auto", adapter_label="lora")
@@ -337,10 +337,10 @@ def test_a_target_with_an_adapter_label_is_scraped_per_adapter() -> None:
 
 
 def test_an_unexpected_error_stops_only_its_target() -> None:
+    from exporter.http.textformat import FetchLimits
     from exporter.records import Owner
     from exporter.settings import Target
     from exporter.sources.inference import scrape
-    from exporter.sources.textformat import FetchLimits
 
     def broken(url: str, limits: FetchLimits, client: object) -> str:
         raise UnicodeEncodeError("latin-1", "ö", 0, 1, "a bug of ours")

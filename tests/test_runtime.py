@@ -10,10 +10,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import load_config_text
 from exporter.errors import FetchError
+from exporter.http.textformat import FetchLimits
 from exporter.runtime import Runtime
 from exporter.settings import ExporterConfig
 from exporter.simulation import SimEngine
-from exporter.sources.textformat import FetchLimits
 
 CONFIG = """
 node: test-node

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.errors import ParseError
-from exporter.sources.textformat import Sample, has_prefix, parse_wanted
+from exporter.http.textformat import Sample, has_prefix, parse_wanted
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PAYLOADS = sorted(FIXTURES.glob("*/*.txt"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from exporter.sources.textformat import parse_wanted
+from exporter.http.textformat import parse_wanted
 
 TRANSMIT = "container_network_transmit_bytes_total"
 PodKey = tuple[str, str]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Final
 
-from exporter.sources.textformat import parse_wanted
+from exporter.http.textformat import parse_wanted
 
 __all__ = ["FIELDS", "DcgmHolder", "DcgmReading", "DcgmUnit", "read_dcgm"]
 

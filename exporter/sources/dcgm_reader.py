@@ -11,10 +11,10 @@ from dataclasses import replace
 from fractions import Fraction
 
 from exporter.errors import SourceError
+from exporter.http.fetch import FetchLimits, fetch_text
 from exporter.records import SourceStatus
 from exporter.settings import ExporterConfig
 from exporter.sources.dcgm import DcgmUnit, read_dcgm
-from exporter.sources.fetch import FetchLimits, fetch_text
 from exporter.sources.inference import Fetch
 from exporter.sources.mig import with_unused_slices
 from exporter.sources.node import GpuUnit

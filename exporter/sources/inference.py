@@ -13,10 +13,10 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from exporter.errors import ParseError, SourceError
+from exporter.http.textformat import FetchLimits, Sample, fetch_text, has_prefix, parse_wanted
 from exporter.records import Buckets, ModelCounters, TargetScrape
 from exporter.settings import HttpClientConfig, Target
 from exporter.sources.servers import SERVERS, Series, ServerProfile, with_token_metric
-from exporter.sources.textformat import FetchLimits, Sample, fetch_text, has_prefix, parse_wanted
 
 log = logging.getLogger(__name__)
 Fetch = Callable[[str, FetchLimits, HttpClientConfig], str]

@@ -18,10 +18,10 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol
 
 from exporter.errors import SourceError
+from exporter.http.fetch import FetchLimits, fetch_text
 from exporter.records import GpuSample, Owner, Placement, PodUsage, SourceStatus, UnitInfo
 from exporter.settings import ExporterConfig, StaticWorkload
 from exporter.sources.cadvisor import pod_transmit_bytes
-from exporter.sources.fetch import FetchLimits, fetch_text
 from exporter.sources.gpu_names import hardware_of
 from exporter.sources.inference import Fetch
 from exporter.sources.inventory import StaticInventory

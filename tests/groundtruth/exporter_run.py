@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from exporter.http.textformat import FetchLimits
 from exporter.meter.tokens import ModelDelta, TokenMeter
 from exporter.records import Owner, TargetScrape
 from exporter.settings import Target
 from exporter.sources.inference import scrape
-from exporter.sources.textformat import FetchLimits
 from tests.groundtruth.ideal import LineKey, TotalKey
 from tests.groundtruth.ir import QUANTITIES
 from tests.groundtruth.record import Record

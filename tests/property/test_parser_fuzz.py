@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.errors import ParseError
-from exporter.sources.textformat import Sample, parse_wanted
+from exporter.http.textformat import Sample, parse_wanted
 
 NAMES = st.from_regex(r"[ab:_][ab0-9:_]{0,3}", fullmatch=True)
 LABEL_NAMES = st.from_regex(r"[xy_][xy0-9_]{0,2}", fullmatch=True)

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from exporter.errors import ParseError
-from exporter.sources.fetch import FetchLimits, fetch_text
+from exporter.http.fetch import FetchLimits, fetch_text
 
 __all__ = ["FetchLimits", "Sample", "fetch_text", "has_prefix", "parse_wanted"]
 
