@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from itertools import pairwise
 
+from exporter.records import Buckets
+
 NOISE = 1e-9
 
 
@@ -61,9 +63,6 @@ def delta(prev: Reading | None, cur: Reading, *, born_after: float | None = None
     if restarted(prev, cur):
         return Delta(cur.value, reset=True)
     return Delta(max(cur.value - prev.value, 0.0), reset=False)
-
-
-Buckets = tuple[tuple[float, float], ...]  # (upper bound, cumulative count), ascending
 
 
 def valid_buckets(buckets: Buckets) -> bool:
