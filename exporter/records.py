@@ -111,6 +111,12 @@ class PodUsage:
 Buckets = tuple[tuple[float, float], ...]
 
 
+# The counters that carry tokens and requests (ModelCounters fields): a bad value in one refuses
+# the scrape, and a model with none of them this scrape is not read. The other counters feed
+# one figure each (phase times, token time).
+TOKEN_COUNTERS = ("input_tokens", "computed_input_tokens", "cached_input_tokens", "output_tokens", "requests")
+
+
 @dataclass(frozen=True, slots=True)
 class ModelCounters:
     """Cumulative counters one inference target exports for one model (engines summed).

@@ -19,7 +19,7 @@ from exporter.meter.idle import idle_cost
 from exporter.meter.money import NANO_PER_USD, allocate, weight
 from exporter.meter.projection import Projection, project
 from exporter.meter.request_cost import LengthWindow, cost_quantiles
-from exporter.meter.tokens import ModelDelta, TokenMeter
+from exporter.meter.tokens import AMOUNT_FIELDS, ModelDelta, TokenMeter
 from exporter.meter.windows import TOKEN_TIME, LiveGauges, TickRecord, Window, held_and_busy
 from exporter.pricing import PricingConfig
 from exporter.records import IDLE, OVERFLOW, Buckets, Owner, TickInput
@@ -482,8 +482,6 @@ class Meter:
 
 
 Kind = tuple[str, str]  # (hardware, capacity class)
-SCALED = ("input_tokens", "cached_input_tokens", "output_tokens", "requests", "prefill_seconds",
-          "decode_seconds", "itl_seconds", "itl_count")  # fmt: skip
 
 
 def _held_by_kind(times: tuple[GpuTime, ...]) -> dict[PodKey, dict[Kind, int]]:
@@ -505,11 +503,13 @@ def _by_kind(d: ModelDelta, held: dict[Kind, int] | None, primary: Kind) -> list
         return [(primary, d)]
     kinds = sorted(held)
     weights = [held[k] for k in kinds]
-    columns = {f: _parts(getattr(d, f), weights) for f in SCALED}
+    columns = {f: _parts(getattr(d, f), weights) for f in AMOUNT_FIELDS}
     reasons = [_parts(n, weights) for _, n in d.requests_by_reason]
     out = []
     for i, kind in enumerate(kinds):
-        amounts: dict[str, Any] = {f: columns[f][i] for f in SCALED}  # Any: replace() has other fields too
+        amounts: dict[str, Any] = {
+            f: columns[f][i] for f in AMOUNT_FIELDS
+        }  # Any: replace() has other fields too
         part = replace(
             d,
             running=None if d.running is None else d.running * weights[i] / sum(weights),

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from exporter.errors import ParseError, SourceError
 from exporter.http.textformat import FetchLimits, Sample, fetch_text, has_prefix, parse_wanted
-from exporter.records import Buckets, ModelCounters, TargetScrape
+from exporter.records import TOKEN_COUNTERS, Buckets, ModelCounters, TargetScrape
 from exporter.settings import HttpClientConfig, Target
 from exporter.sources.servers import SERVERS, Series, ServerProfile, with_token_metric
 
@@ -71,14 +71,19 @@ def read_payload(
             model = sample.labels.get(adapter_label) or model
         instance = sample.labels.get(profile.instance_label, "") if profile.instance_label else ""
         by_model[(model[:MAX_LABEL_LENGTH], instance[:MAX_LABEL_LENGTH])][sample.name].append(sample)
-    # A model is read when any of its counters is there: a family missing from one scrape
-    # is unknown for that scrape (the meter freezes it), never read as 0.
-    counters = (profile.input_tokens, profile.computed_input_tokens, profile.output_tokens, profile.requests)
-    keys = [k for k, idx in by_model.items() if any(value(idx, c) is not None for c in counters)]
-    if not keys:
+    # A model is read when any of its token or request counters is there: a family missing
+    # from one scrape is unknown for that scrape (the meter freezes it), never read as 0.
+    read = (_model_counters(k, by_model[k], unlabelled, profile) for k in sorted(by_model))
+    models = [m for m in read if any(getattr(m, f) is not None for f in TOKEN_COUNTERS)]
+    if not models:
+        counters = (
+            profile.input_tokens,
+            profile.computed_input_tokens,
+            profile.output_tokens,
+            profile.requests,
+        )
         names = " or ".join(c[0].names[0] for c in counters if c)  # every profile has one
         raise ParseError(f"payload has no {names} series", reason="no_token_counters")
-    models = [_model_counters(k, by_model[k], unlabelled, profile) for k in sorted(keys)]
     bad = next((why for m in models if (why := bad_counter(m))), "")
     if bad:
         raise ParseError(bad, reason="bad_value")
@@ -196,8 +201,7 @@ def bad_counter(m: ModelCounters) -> str:
     counter we cannot read makes every other figure of the target suspect. Figures that feed
     only a gauge or the input/output split are dropped alone, by the meter.
     """
-    fields = ("input_tokens", "computed_input_tokens", "output_tokens", "cached_input_tokens", "requests")
-    named = [(f, getattr(m, f)) for f in fields]
+    named = [(f, getattr(m, f)) for f in TOKEN_COUNTERS]
     named += [(f"requests[{why}]", n) for why, n in m.requests_by_reason]
     for name, reading in named:
         if reading is not None and not (math.isfinite(reading) and reading >= 0):
