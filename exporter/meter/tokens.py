@@ -181,6 +181,7 @@ class TokenMeter:
         key = (m.model, m.instance)
         prev = target.series.get(key)
         readings = _readings(m, scrape.target, out)
+        valid = _valid_lengths(m)  # checked once: the restart test, the increase and the baseline use it
         if prev is not None:  # another alternative than last time: a family missing once, unknown
             for name, source in m.sources:
                 if prev.sources.get(name, source) != source:
@@ -190,7 +191,7 @@ class TokenMeter:
             # then, except a series whose _created shows it started within this tick.
             whole = not first or (m.created is not None and m.created >= start_s)
             base: dict[str, float] | None = None if whole else readings
-        elif _restarted(prev, m, readings):
+        elif _restarted(prev, m, readings, valid):
             out.resets[scrape.target] += 1
             base = None
         else:
@@ -201,22 +202,15 @@ class TokenMeter:
             # capped (the input CPM would otherwise vanish) and counted so that it is seen.
             out.rejected[(scrape.target, "cached_above_input")] += 1
             amounts["cached_input_tokens"] = amounts["input_tokens"]
-        lengths = self._lengths(scrape.target, prev, m, whole=base is None, out=out)
+        lengths = _grown(scrape.target, prev, m, valid, whole=base is None, out=out)
         if _tokens(amounts) > MAX_TOKENS_PER_SECOND * max(elapsed_s, 1.0):
-            amounts, lengths = self._jump(scrape.target, prev, m, readings, (now_s, elapsed_s), out), {}
-        else:
-            kept = prev.values if prev is not None and base is not None else {}
-            kept_lengths = prev.lengths if prev is not None and base is not None else {}
-            lengths_now = {**kept_lengths, **_valid_lengths(m)}
-            kept_sources = prev.sources if prev is not None and base is not None else {}
-            target.series[key] = _Series(
-                _merged(kept, readings),
-                _created(m, prev),
-                lengths_now,
-                now_s,
-                frozenset(readings),
-                {**kept_sources, **_sources(m, readings)},
+            amounts, lengths = (
+                self._jump(scrape.target, prev, m, readings, valid, (now_s, elapsed_s), out),
+                {},
             )
+        else:  # the same life goes on: what this scrape lacks keeps its last reading (frozen)
+            kept = prev if prev is not None and base is not None else None
+            target.series[key] = _stored(m, readings, valid, now_s, prev, kept)
         return _delta(scrape, m, amounts, lengths, known=_known(readings))
 
     def _jump(
@@ -225,6 +219,7 @@ class TokenMeter:
         prev: _Series | None,
         m: ModelCounters,
         readings: dict[str, float],
+        valid: dict[str, Buckets],
         when: tuple[float, float],  # (now, elapsed) in seconds
         out: _Out,
     ) -> dict[str, float]:
@@ -235,37 +230,54 @@ class TokenMeter:
         if prev is None or prev.held is None:
             out.rejected[(target_name, "implausible_jump")] += 1
         if prev is None:  # a series born with a lifetime in it: a baseline, not this tick's
-            target.series[key] = _Series(
-                dict(readings), _created(m, None), _valid_lengths(m), now_s, frozenset(readings)
-            )
+            target.series[key] = _stored(m, readings, valid, now_s, None)
             return {}
         since_held = _increase(prev.held, readings) if prev.held is not None else None
         if since_held is not None and _tokens(since_held) <= MAX_TOKENS_PER_SECOND * max(elapsed_s, 1.0):
-            merged = _merged(prev.held or {}, readings)
-            target.series[key] = _Series(
-                merged, _created(m, prev), _valid_lengths(m), now_s, frozenset(readings)
-            )
+            target.series[key] = _stored(m, readings, valid, now_s, prev, under=prev.held)
             return since_held
         prev.held, prev.seen_s = dict(readings), now_s
         return {}
 
-    def _lengths(
-        self, target: str, prev: _Series | None, m: ModelCounters, *, whole: bool, out: _Out
-    ) -> dict[str, Buckets]:
-        """Requests finished since the last reading, per length bucket. A bad histogram is left
-        out alone (its last good reading stays, counted as ``bad_histogram``): tokens still count."""
-        grown: dict[str, Buckets] = {}
-        for name in LENGTH_FIELDS:
-            buckets: Buckets = getattr(m, name)
-            if not buckets:
-                continue
-            if not valid_buckets(buckets):
+
+def _grown(
+    target: str, prev: _Series | None, m: ModelCounters, valid: dict[str, Buckets], *, whole: bool, out: _Out
+) -> dict[str, Buckets]:
+    """Requests finished since the last reading, per length bucket. A bad histogram is left out
+    alone (its last good reading stays, counted as ``bad_histogram``): tokens still count."""
+    grown: dict[str, Buckets] = {}
+    for name in LENGTH_FIELDS:
+        if name not in valid:
+            if getattr(m, name):
                 out.rejected[(target, "bad_histogram")] += 1
-                continue
-            old = prev.lengths.get(name) if prev is not None else None
-            born = prev is not None and old is None  # a histogram that appeared since
-            grown[name] = bucket_increase(old, buckets, whole=whole or born)
-        return grown
+            continue
+        old = prev.lengths.get(name) if prev is not None else None
+        born = prev is not None and old is None  # a histogram that appeared since
+        grown[name] = bucket_increase(old, valid[name], whole=whole or born)
+    return grown
+
+
+def _stored(
+    m: ModelCounters,
+    readings: dict[str, float],
+    valid: dict[str, Buckets],
+    now_s: float,
+    prev: _Series | None,
+    kept: _Series | None = None,
+    *,
+    under: dict[str, float] | None = None,
+) -> _Series:
+    """The baseline for the next reading: this one, over the counters, histograms and sources
+    that froze in ``kept`` (the same life going on), or over ``under`` (a held jump's reading)."""
+    frozen = under if under is not None else (kept.values if kept is not None else {})
+    return _Series(
+        _merged(frozen, readings),
+        _created(m, prev),
+        {**(kept.lengths if kept is not None else {}), **valid},
+        now_s,
+        frozenset(readings),
+        {**(kept.sources if kept is not None else {}), **_sources(m, readings)},
+    )
 
 
 def _container_restarted(target: _Target, started_at: float | None) -> bool:
@@ -292,7 +304,9 @@ def _readings(m: ModelCounters, target: str, out: _Out) -> dict[str, float]:
     return found
 
 
-def _restarted(prev: _Series, m: ModelCounters, readings: dict[str, float]) -> bool:
+def _restarted(
+    prev: _Series, m: ModelCounters, readings: dict[str, float], valid: dict[str, Buckets]
+) -> bool:
     """Any counter of the series fell, or its start time moved: all of it restarted."""
     same_clock = prev.created is not None and prev.created[0] == m.created_by
     if same_clock and m.created is not None and prev.created is not None and m.created != prev.created[1]:
@@ -301,7 +315,7 @@ def _restarted(prev: _Series, m: ModelCounters, readings: dict[str, float]) -> b
         return True
     return any(
         fell(old[-1][1], new[-1][1])
-        for name, new in _valid_lengths(m).items()
+        for name, new in valid.items()
         if (old := prev.lengths.get(name)) is not None
     )
 
