@@ -111,12 +111,7 @@ def fetch_text(url: str, limits: FetchLimits, client: HttpClientConfig = NO_CLIE
         raise FetchError(f"{redact_url(url)}: connection lost while reading: {e}", "truncated") from e
     finally:
         conn.close()
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise FetchError(
-            f"{redact_url(url)}: body is not UTF-8 ({e.reason} at byte {e.start})", "decode"
-        ) from None
+    return _utf8(body, url, "body")
 
 
 def _split(url: str) -> _Endpoint:
@@ -390,9 +385,14 @@ def read_file(url: str, limits: FetchLimits) -> str:
         raise FetchError(
             f"{redact_url(url)}: file over the {limits.max_body_bytes}-byte body limit", "body_too_large"
         )
+    return _utf8(data, url, "file")
+
+
+def _utf8(data: bytes, url: str, what: str) -> str:
+    """A payload as text; one that is not UTF-8 is a "decode" failure naming where it broke."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise FetchError(
-            f"{redact_url(url)}: file is not UTF-8 ({e.reason} at byte {e.start})", "decode"
+            f"{redact_url(url)}: {what} is not UTF-8 ({e.reason} at byte {e.start})", "decode"
         ) from None
