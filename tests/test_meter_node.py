@@ -250,8 +250,6 @@ def test_a_pod_on_two_kinds_of_gpu_serves_its_tokens_on_both_lines() -> None:
 def test_the_page_idle_burn_is_the_idle_counters_rate_over_the_window() -> None:
     """Issue 15.3: the page said $28.03/h where the rules said $13.3/h. One definition: the idle money
     cpm_idle_cost_usd_total counts, over the window."""
-    from exporter.exposition.page import _idle_burn
-
     meter = Meter("n")
     held = [Placement("0", A)]
     totals = []
@@ -260,6 +258,6 @@ def test_the_page_idle_burn_is_the_idle_counters_rate_over_the_window() -> None:
         snap = tick(meter, i, gpus, held, [scrape(A, 100 * i, 10 * i)])
         totals.append(sum(sum(v.totals.idle_cost.values()) for v in snap.lines))
     window_idle_usd = (totals[-1] - totals[-7]) / 1e9  # the last 6 ticks = the 60-s window
-    page = sum(_idle_burn(v.gauges) or 0.0 for v in snap.lines)
+    page = sum(v.gauges.idle_burn_usd_per_hour or 0.0 for v in snap.lines)  # what the page sums
     assert page == pytest.approx(window_idle_usd / 60 * 3600)
     assert page == pytest.approx(3.60 + 3.60 * 0.95)  # the free GPU whole, 95 % of the starved one

@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 
 from exporter.exposition.status import ExportView
 from exporter.meter.ledger import LineView
-from exporter.meter.windows import LiveGauges
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#1d2330}
@@ -29,12 +28,6 @@ def _money(x: float | None, digits: int = 3) -> str:
 
 def _num(x: float | None, fmt: str) -> str:
     return "–" if x is None else format(x, fmt)
-
-
-def _idle_burn(g: LiveGauges) -> float | None:
-    """The idle money's rate over the window: the money cpm_idle_cost_usd_total counts (unallocated,
-    exporter_down, no_traffic, starved), so the page says what the rules and CpmIdleBurnHigh say."""
-    return g.idle_burn_usd_per_hour
 
 
 def _row(v: LineView) -> str:
@@ -55,7 +48,7 @@ def _row(v: LineView) -> str:
         _num(None if g.utilization is None else g.utilization * 100, ".0f")
         + ("" if g.utilization is None else " %"),
         _money(g.burn_usd_per_hour, 2),
-        _money(_idle_burn(g), 2),
+        _money(g.idle_burn_usd_per_hour, 2),
     ]
     tds = "".join(f"<td>{c}</td>" for c in cells) + "".join(f'<td class="n">{n}</td>' for n in nums)
     return f"<tr>{tds}</tr>"
@@ -75,8 +68,9 @@ def render_page(view: ExportView) -> bytes:
         (v for v in m.lines if not v.line.owner.is_idle), key=lambda v: (v.line.owner.model, v.line.owner.pod)
     )
     idle = [v for v in m.lines if v.line.owner.is_idle]
-    # Every line's idle money over the window, unallocated GPUs included: one definition with the rules.
-    idle_burn = sum(_idle_burn(v.gauges) or 0.0 for v in m.lines)
+    # Every line's idle money over the window (cpm_idle_cost_usd_total's rate: unallocated,
+    # exporter_down, no_traffic, starved), unallocated GPUs included: one definition with the rules.
+    idle_burn = sum(v.gauges.idle_burn_usd_per_hour or 0.0 for v in m.lines)
     when = datetime.fromtimestamp(m.end_ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     refresh = max(1, round(s.window_seconds / 12)) if s.window_seconds else 5
     banner = (

@@ -159,9 +159,9 @@ def make_handler(
             if site is not None and site not in ("same-origin", "none"):
                 return True
             origin = self.headers.get("Origin")
-            if origin is None or origin == "null":
-                return origin == "null"
-            return urlsplit(origin).netloc != self.headers.get("Host", "")
+            if origin is None:
+                return False
+            return origin == "null" or urlsplit(origin).netloc != self.headers.get("Host", "")
 
         def _send_metrics(self, cur: Rendered) -> None:
             vary = (("Vary", "Accept-Encoding"),)
