@@ -507,3 +507,25 @@ def test_a_counter_read_from_another_alternative_once_is_unknown_not_a_restart()
     snap = run(m, *((g, p, (scrape(A, c),)) for c in ticks))
     totals = line(snap, "a-0").totals
     assert (totals.input_tokens, totals.cached_input_tokens, snap.resets.get("a-0", 0)) == (200, 60, 0)
+
+
+def test_a_container_start_that_the_watch_reports_late_is_not_taken_for_a_new_restart() -> None:
+    """Over time: the pod watch can report a container's new startedAt a tick after the restart.
+    A start before our last good reading is already in what we read: no second restart, no lifetime
+    counted twice. A start after it is a restart: the new life counts whole."""
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+
+    def at(i: int, value: float, started: float | None) -> TickInput:
+        t = T0 + i * 10 * S
+        s = replace(scrape(A, counters("llama", value, value / 10)), started_at=started)
+        return TickInput(t, t + 10 * S, "n", g, p, (s,))
+
+    m.tick(at(0, 100, None), PRICES, 60)  # baseline
+    m.tick(at(1, 150, None), PRICES, 60)  # restarted meanwhile, already past 100: nobody can tell yet
+    late = (T0 + 15 * S) / S  # the container started in tick 1, before its reading at T0 + 20 s
+    snap = m.tick(at(2, 160, late), PRICES, 60)
+    assert line(snap, "a-0").totals.input_tokens == 50 + 10 and snap.resets.get("a-0", 0) == 0
+    after = (T0 + 35 * S) / S  # a real restart after the reading at T0 + 30 s, its new life already past 160
+    snap = m.tick(at(3, 200, after), PRICES, 60)
+    assert line(snap, "a-0").totals.input_tokens == 60 + 200 and snap.resets["a-0"] == 1
