@@ -78,7 +78,10 @@ class UnitInfo:
     profile: str
     placed_by: str  # "fraction" | "podresources" | "process" | "dcgm" | "static" | "" (unallocated)
     fault: str = ""
-    split: str = ""  # several holders: "fraction" | "share" | "replicas" | "measured" | "equal"; one: "whole"
+    split: str = ""  # several holders: fraction, overcommitted, share, replicas, equal; one: "whole"
+    # (namespace, pod, SM use 0..1) per holder: who used the unit by the driver's per-process
+    # samples (an efficiency figure; money follows who holds). () where nothing was sampled.
+    used: tuple[tuple[str, str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,6 +185,21 @@ def gpu() -> dashboard.Dashboard:
             )
         )
         .with_panel(
+            table_panel(
+                "GPU used by each holder",
+                "Each pod's part of a GPU's SM time by the driver's per-process samples, beside how its holders "
+                "split it: on a time-sliced GPU, a replica reserved and unused shows 0 % (its pod still pays).",
+                [
+                    Column(
+                        "used",
+                        f"max by (node, gpu, namespace, pod) ({sel('cpm_gpu_used_ratio', NODE)})",
+                        PERCENT,
+                    )
+                ],
+                sort_by="used",
+            )
+        )
+        .with_panel(
             info_table(
                 "GPU inventory",
                 "Every GPU unit (GPU or MIG instance) the exporters found, its MIG profile, placement and split.",

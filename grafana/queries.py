@@ -39,6 +39,7 @@ REQUIREMENTS = {
     "idle": "an unallocated GPU (team __idle__) and a held GPU without traffic (reason no_traffic)",
     "budgets": "pricing.budgets.usd_per_million_tokens for a model and a team that serve traffic",
     "cpm_gpu_fault": "a faulted GPU unit",
+    "cpm_gpu_used_ratio": "a held GPU whose driver samples per-process SM use (NVML)",
     "cpm_target_scrape_errors_total": "a target that failed a scrape",
     "cpm_input_rejected_total": "a rejected reading (NaN, negative, ...)",
     "cpm_upstream_resets_total": "an upstream counter reset (server restart)",

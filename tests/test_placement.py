@@ -59,6 +59,26 @@ def test_time_sliced_replicas_split_by_replica_count_whoever_used_them() -> None
     assert held(d, "GPU-1") == {"a": 1, "b": 1} and d.split["GPU-1"] == "equal"
 
 
+def test_who_used_a_shared_gpu_is_shown_beside_who_pays() -> None:
+    """Issue 13.8: the driver's per-process samples become an efficiency figure per holder (a reserved,
+    unused replica shows 0), never a money split; unknown (no samples) stays absent."""
+    claims = [DeviceClaim(A, "0"), DeviceClaim(A, "0"), DeviceClaim(B, "0")]
+    sampled = UnitView("GPU-0", "0", pids=(10, 11, 12), process_sm=((10, 0.0), (11, 0.45), (12, 0.1)))
+    d = decide([sampled], claims=claims, pod_of_pid={10: A, 11: B, 12: C}, owner_of=owner)
+    assert held(d, "GPU-0") == {"a": 2, "b": 1}  # money: by holding
+    assert d.used["GPU-0"] == (("ns", "a", 0.0), ("ns", "b", 0.45))  # c holds nothing: not shown
+    d = decide(
+        [UnitView("GPU-0", "0", pids=(10, 11))], claims=claims, pod_of_pid={10: A, 11: B}, owner_of=owner
+    )
+    assert "GPU-0" not in d.used  # no samples: unknown, not 0
+    # A sole holder (a static inventory) owns the processes no pod map names; samples add up, capped at 1.
+    two = UnitView("GPU-1", "1", pids=(20, 21), process_sm=((20, 0.7), (21, 0.6)))
+    d = decide([two], static={"GPU-1": [(owner(A), 1)]}, owner_of=owner)
+    assert d.used["GPU-1"] == (("ns", "a", 1.0),)
+    free = UnitView("GPU-2", "2", pids=(30,), process_sm=((30, 0.5),))
+    assert "GPU-2" not in decide([free], owner_of=owner).used  # nobody holds it: no holder to show
+
+
 def test_an_overcommitted_gpu_says_so() -> None:
     """Issue 13.11: HAMi gave two pods 80 % each; each pays half, and the unit's split says why."""
     d = decide([UnitView("GPU-0", "0")], fractions=[(A, "GPU-0", 80), (B, "GPU-0", 80)], owner_of=owner)

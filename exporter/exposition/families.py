@@ -240,6 +240,11 @@ FAMILIES: tuple[Family, ...] = (
            ("node", "gpu", "index", "name", "hardware", "profile", "placed_by", "split"),
            _on_node(lambda v: [((u.gpu_id, u.index, u.name, u.hardware, u.profile, u.placed_by, u.split), 1.0)
                              for u in v.status.units])),
+    Family("cpm_gpu_used_ratio", "gauge", "Part of a GPU unit's SM time each pod holding it used, from the driver's "
+           "latest per-process samples: who used a shared GPU (money follows who holds it). Absent where the "
+           "driver samples nothing.",
+           ("node", "gpu", "namespace", "pod"),
+           _on_node(lambda v: [((u.gpu_id, ns, pod), used) for u in v.status.units for ns, pod, used in u.used])),
     Family("cpm_gpu_fault", "gauge", "1 for a GPU unit whose readings failed on the last tick (gpu_is_lost, hung, "
            "...): billed as held, never counted busy.",
            ("node", "gpu", "fault"), _on_node(lambda v: [((u.gpu_id, u.fault), 1.0) for u in v.status.units if u.fault])),

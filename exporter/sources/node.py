@@ -140,6 +140,7 @@ class DiscoveredNode:
                 decision.placed_by.get(u.unit_id, ""),
                 u.fault,
                 decision.split.get(u.unit_id, ""),
+                decision.used.get(u.unit_id, ()),
             )
             for u, hardware in zip(self._units, self._hardware, strict=True)
         )

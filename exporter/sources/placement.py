@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exporter.records import IDLE, Owner, Placement
 
@@ -54,6 +54,7 @@ class Decision:
     placements: tuple[Placement, ...]
     placed_by: Mapping[str, str]  # unit id → rule ("" for unallocated)
     split: Mapping[str, str]  # unit id → how several holders split it
+    used: Mapping[str, tuple[tuple[str, str, float], ...]] = field(default_factory=dict)  # see used_by
 
 
 def decide(
@@ -71,6 +72,7 @@ def decide(
     placements: list[Placement] = []
     placed_by: dict[str, str] = {}
     split: dict[str, str] = {}
+    used: dict[str, tuple[tuple[str, str, float], ...]] = {}
     for u in units:
         if u.unit_id in by_fraction:
             given = by_fraction[u.unit_id]
@@ -82,7 +84,25 @@ def decide(
         if holders:
             split[u.unit_id] = "whole" if len(holders) == 1 else how
         placements += (Placement(u.unit_id, owner, weight) for owner, weight in holders)
-    return Decision(tuple(placements), placed_by, split)
+        if holders and u.process_sm:
+            used[u.unit_id] = used_by(u, [(o.namespace, o.pod) for o, _ in holders], pod_of_pid or {})
+    return Decision(tuple(placements), placed_by, split, used)
+
+
+def used_by(
+    u: UnitView, holders: Sequence[PodKey], pod_of_pid: Mapping[int, PodKey]
+) -> tuple[tuple[str, str, float], ...]:
+    """Each holder's SM use of the unit from the driver's latest per-process samples: who used
+    it, beside who pays (the holders). A sole holder owns every process no pod map names (a
+    static inventory says the pod holds the whole GPU). Summed, capped at 1 (samples of several
+    processes are taken apart and may overlap)."""
+    use = dict.fromkeys(holders, 0.0)
+    sole = holders[0] if len(holders) == 1 else None
+    for pid, sm in u.process_sm:
+        pod = pod_of_pid.get(pid, sole)
+        if pod in use:
+            use[pod] += sm
+    return tuple((ns, pod, min(v, 1.0)) for (ns, pod), v in sorted(use.items()))
 
 
 def _holders(

@@ -28,7 +28,7 @@ import yaml
 
 from exporter.simulation import Load, SimEngine, SimServer
 from exporter.training import TrainingTokens
-from tests.fakes.nvml import FakeGpu, Scenario, build_fake_nvml
+from tests.fakes.nvml import FakeGpu, FakeProcess, Scenario, build_fake_nvml
 from tests.integration.conftest import (
     REPO,
     Exporter,
@@ -193,9 +193,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, exporters: ExporterFactory) 
     library = build_fake_nvml(work)
     scenario = work / "nvml.txt"
     # GPU 2 is lost from the start (unknown, unpriced); GPU 3 is free: idle (node-b's idle burn is not staged)
-    Scenario(gpus=[FakeGpu(0, util=80), FakeGpu(1, util=90), FakeGpu(2, error=15), FakeGpu(3)]).write(
-        scenario
-    )
+    # llama-1's and train-1's processes sampled by the driver: cpm_gpu_used_ratio per holder
+    Scenario(
+        gpus=[FakeGpu(0, util=80), FakeGpu(1, util=90), FakeGpu(2, error=15), FakeGpu(3)],
+        processes=[FakeProcess(0, 4100, sm=75), FakeProcess(1, 4101, sm=88)],
+    ).write(scenario)
     a_config, b_config = work / "node-a.yaml", work / "node-b.yaml"
     nan = work / "nan.prom"
     nan.write_text(

@@ -38,6 +38,7 @@ MIG = {"gi1": "MIG-7a000000-0000-4000-8000-000000000001", "gi2": "MIG-7a000000-0
        "gi3": "MIG-7a000000-0000-4000-8000-000000000003"}  # fmt: skip
 BATCH_UID = "0d9e1c1a-5b3f-4a61-9b40-8e3c2f7d1a22"
 BATCH_PID = 424242
+VLLM_A_PID = 424243  # in no /proc of ours: its GPU's sole holder owns it
 PRICE_PER_SECOND = 0.001  # $3.60 per GPU-hour
 SHARES = {U0: 1.0, U1: 1.0, MIG["gi1"]: 3 / 7, MIG["gi2"]: 2 / 7, MIG["gi3"]: 2 / 7}
 TICK = 1.0
@@ -55,7 +56,7 @@ def scenario(lost: bool = False) -> Scenario:
             FakeMig(2, 1, uuid=MIG["gi2"], gi=2, slices=2, profile="2g.20gb"),
             FakeMig(2, 2, uuid=MIG["gi3"], gi=3, slices=2, profile="2g.20gb"),
         ],
-        processes=[FakeProcess(2, BATCH_PID, gi=2, ci=0, mem=2**30)],
+        processes=[FakeProcess(2, BATCH_PID, gi=2, ci=0, mem=2**30), FakeProcess(0, VLLM_A_PID, sm=70)],
     )
 
 
@@ -231,6 +232,10 @@ def test_a_node_discovers_its_gpus_pods_and_holders(node: Node, wait_for) -> Non
     } <= owners, owners
     assert any(o[0] == "batch-0" and o[1] == "batch" for o in owners)
     assert "elsewhere" not in {o[0] for o in owners}
+    # Who used GPU 0 by the driver's per-process sample; MIG instances have no per-process samples
+    # (NOT_SUPPORTED, as on real drivers) and show nothing: unknown, not 0.
+    used = {(x.labels["gpu"], x.labels["pod"]): x.value for x in s.find("cpm_gpu_used_ratio")}
+    assert used == {(U0, "vllm-a"): pytest.approx(0.7)}
     for source in ("nvml", "kubernetes", "podresources"):
         assert s.get("cpm_source_up", source=source) == 1.0
     assert s.get("cpm_training_target_tokens", pod="train-0") == 1e9
