@@ -1,7 +1,8 @@
-"""A fleet in one Prometheus: N nodes' series, the rule groups' evaluation time, memory, dashboard queries.
+"""A fleet in one central store: N nodes' series, the rules' evaluation time, memory, dashboard queries.
 
-Run from the repo root: ``python bench/bench_fleet.py [--nodes 100 300 1000] [--minutes 10]``
-(needs Debian's ``prometheus`` and ``promtool``; writes under a temporary directory, listens on 127.0.0.1).
+Run from the repo root: ``python bench/bench_fleet.py [--nodes 100 300 1000] [--minutes 10]
+[--store prometheus victoria-metrics]`` (needs Debian's ``prometheus`` and ``promtool``, and
+``victoria-metrics`` for that store; writes under a temporary directory, listens on 127.0.0.1).
 
 Each node is ``bench_tick.py``'s busy node (8 H100, 8 vLLM targets with 15 models, 200 pods): its real
 ``/metrics`` after warm-up, with the ``node`` and ``instance`` labels made per node, and every counter
@@ -9,7 +10,12 @@ advancing by its own per-tick increase. The samples (one a minute over ``--minut
 OpenMetrics and loaded with ``promtool tsdb create-blocks-from openmetrics``; a Prometheus then opens those
 blocks with ``deploy/rules/cpm-exporter.rules.yml`` evaluated every 15 s, and the script prints, per N:
 head/block series, Prometheus's resident memory, each rule group's last evaluation time, and the time of
-every dashboard panel query (median and worst), all measured in this run.
+every dashboard panel query (median, worst, the three slowest). The daily chargeback is also timed as
+a query both ways: ``increase([1d])`` over every cost series, and the five-minute tile the rules record.
+
+VictoriaMetrics: the same samples imported through ``/api/v1/import/prometheus``; vmalert evaluates a
+rule by sending its expression as an instant query, so each recording rule and alert expression is
+timed that way, beside the panel queries and the store's resident memory. All measured in this run.
 """
 
 from __future__ import annotations
@@ -55,7 +61,8 @@ def one_node() -> tuple[list[tuple[str, str, float, bool]], dict[str, str]]:
     return series, {k: v for k, v in types.items() if not k.startswith("process_")}
 
 
-def openmetrics(path: Path, nodes: int, minutes: int, end_s: int) -> int:
+def openmetrics(path: Path, nodes: int, minutes: int, end_s: int, *, ms: bool = False) -> int:
+    """The fleet's samples; ``ms``: Prometheus text with millisecond stamps (VictoriaMetrics' import)."""
     series, types = one_node()
     written = 0
     with path.open("w") as out:
@@ -70,10 +77,48 @@ def openmetrics(path: Path, nodes: int, minutes: int, end_s: int) -> int:
                     for k in range(minutes + 1):
                         t = end_s - (minutes - k) * 60
                         v = value * (1 + k / 10) if counter else value
-                        out.write(f"{s_name}{{{inner}}} {v!r} {t}\n")
+                        out.write(f"{s_name}{{{inner}}} {v!r} {t * 1000 if ms else t}\n")
                         written += 1
-        out.write("# EOF\n")
+        if not ms:
+            out.write("# EOF\n")
     return written
+
+
+CHARGEBACK = {
+    "increase([1d]) over every cost series": "sum by (cluster, team) (increase(cpm_cost_usd_total[1d]))",
+    "the 5-minute tile (rules: team:cpm_cost_usd:increase5m)": "sum by (cluster, team) (increase(cpm_cost_usd_total[5m]))",
+}
+
+
+def panels(port: int) -> None:
+    """Every dashboard panel query, timed; then the chargeback both ways."""
+    from grafana.queries import panel_queries
+
+    timed = []
+    for uid, title, expr in panel_queries():
+        _, took = api(port, "/api/v1/query", query=expr)
+        timed.append((took, f"{uid} / {title}"))
+    times = [t for t, _ in timed]
+    print(
+        f"  {len(times)} panel queries: median {median(times) * 1000:.0f} ms, worst {max(times) * 1000:.0f} ms"
+    )
+    print(
+        "    slowest: "
+        + "; ".join(f"{name} {t * 1000:.0f} ms" for t, name in sorted(timed, reverse=True)[:3])
+    )
+    for what, expr in CHARGEBACK.items():
+        _, took = api(port, "/api/v1/query", query=expr)
+        print(f"  chargeback as a query, {what}: {took * 1000:.0f} ms")
+
+
+def rule_exprs() -> list[tuple[str, str, str]]:
+    """(group, name, expr) of every rule, as vmalert sends them to the store."""
+    import yaml
+
+    doc = yaml.safe_load(RULES.read_text())
+    return [
+        (g["name"], r.get("record") or r.get("alert"), r["expr"]) for g in doc["groups"] for r in g["rules"]
+    ]
 
 
 def api(port: int, path: str, **params: str) -> tuple[dict[str, object], float]:
@@ -84,7 +129,7 @@ def api(port: int, path: str, **params: str) -> tuple[dict[str, object], float]:
     return body, time.perf_counter() - began
 
 
-def measure(nodes: int, minutes: int, work: Path) -> None:
+def measure_prometheus(nodes: int, minutes: int, work: Path) -> None:
     end_s = int(time.time())
     om = work / f"fleet-{nodes}.om"
     began = time.perf_counter()
@@ -115,14 +160,8 @@ def measure(nodes: int, minutes: int, work: Path) -> None:
         groups, _ = api(port, "/api/v1/rules")
         rss = int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{prom.pid}/status").read_text()).group(1))  # type: ignore[union-attr]
         heads, _ = api(port, "/api/v1/query", query="count({__name__=~'cpm_.*'})")
-        from grafana.queries import panel_queries
-
-        times = []
-        for _, _, expr in panel_queries():
-            _, took = api(port, "/api/v1/query", query=expr)
-            times.append(took)
         per_node = samples // nodes // (minutes + 1)
-        print(f"--- {nodes} nodes x {per_node} series ({samples:,} samples over {minutes} min)")
+        print(f"--- Prometheus, {nodes} nodes x {per_node} series ({samples:,} samples over {minutes} min)")
         print(f"  generate {gen_s:.1f} s, promtool create-blocks {load_s:.1f} s")
         print(
             f"  series in Prometheus: {heads['data']['result'][0]['value'][1]}; resident memory {rss / 1024:.0f} MiB"
@@ -134,22 +173,70 @@ def measure(nodes: int, minutes: int, work: Path) -> None:
             print(f"  rule group {g['name']:<28} {g['evaluationTime'] * 1000:8.1f} ms per evaluation")
             slow = sorted(((r["evaluationTime"], r["name"]) for r in g["rules"]), reverse=True)
             print("    slowest: " + ", ".join(f"{name} {t * 1000:.0f} ms" for t, name in slow[:3]))
-        print(
-            f"  {len(times)} panel queries: median {median(times) * 1000:.0f} ms, worst {max(times) * 1000:.0f} ms"
-        )
+        panels(port)
     finally:
         prom.terminate()
         prom.wait(timeout=30)
+
+
+def measure_victoria_metrics(nodes: int, minutes: int, work: Path) -> None:
+    end_s = int(time.time())
+    text = work / f"fleet-{nodes}.prom"
+    samples = openmetrics(text, nodes, minutes, end_s, ms=True)
+    port = 18428 + nodes % 1000
+    vm = subprocess.Popen([shutil.which("victoria-metrics") or "victoria-metrics", f"-storageDataPath={work / f'vm-{nodes}'}",
+                           f"-httpListenAddr=127.0.0.1:{port}", "-retentionPeriod=1d", "-search.latencyOffset=0s",
+                           "-search.disableCache", "-loggerLevel=ERROR"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.5)
+        began = time.perf_counter()
+        with text.open("rb") as body:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/import/prometheus", data=body,
+                                             method="POST", headers={"Content-Length": str(text.stat().st_size)})  # fmt: skip
+            urllib.request.urlopen(request, timeout=3600).read()
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/internal/force_flush", timeout=600).read()
+        load_s = time.perf_counter() - began
+        text.unlink()
+        heads, _ = api(port, "/api/v1/query", query="count({__name__=~'cpm_.*'})")
+        per_node = samples // nodes // (minutes + 1)
+        print(
+            f"--- VictoriaMetrics, {nodes} nodes x {per_node} series ({samples:,} samples over {minutes} min)"
+        )
+        print(f"  import {load_s:.1f} s; series: {heads['data']['result'][0]['value'][1]}")  # type: ignore[index]
+        by_group: dict[str, list[tuple[float, str]]] = {}
+        for group, name, expr in rule_exprs():
+            _, took = api(port, "/api/v1/query", query=expr)
+            by_group.setdefault(group, []).append((took, name))
+        for group, timed in by_group.items():
+            slow = sorted(timed, reverse=True)[:3]
+            print(f"  rules {group:<28} {sum(t for t, _ in timed) * 1000:8.1f} ms as queries; slowest: "
+                  + ", ".join(f"{name} {t * 1000:.0f} ms" for t, name in slow))  # fmt: skip
+        panels(port)
+        rss = int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{vm.pid}/status").read_text()).group(1))  # type: ignore[union-attr]
+        print(f"  resident memory {rss / 1024:.0f} MiB (after the queries)")
+    finally:
+        vm.terminate()
+        vm.wait(timeout=60)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, nargs="+", default=[100])
     ap.add_argument("--minutes", type=int, default=10, help="minutes of history, one sample a minute")
+    ap.add_argument("--store", nargs="+", default=["prometheus"], choices=["prometheus", "victoria-metrics"])
     args = ap.parse_args()
+    stores = {"prometheus": measure_prometheus, "victoria-metrics": measure_victoria_metrics}
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.nodes:
-            measure(n, args.minutes, Path(tmp))
+            for store in args.store:
+                stores[store](n, args.minutes, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -323,6 +323,8 @@ class Runtime:
                 s.duration_seconds,
                 dict(self._target_errors[s.target]),
                 s.error,
+                s.holder.namespace,
+                s.holder.pod,
             )
             for s in scrapes
         )

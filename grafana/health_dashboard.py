@@ -25,7 +25,7 @@ def health() -> dashboard.Dashboard:
     def per_instance(metric: str) -> str:
         return f"max by (instance) ({sel(metric, INSTANCE)})"
 
-    targets = "instance, target"
+    targets = "instance, namespace, pod, target"
     return (
         new_dashboard(
             "cpm-health",

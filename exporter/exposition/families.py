@@ -230,8 +230,10 @@ FAMILIES: tuple[Family, ...] = (
            _const(lambda v: [*((("model", k), float(x)) for k, x in v.status.pricing.budgets.models.items()),
                              *((("team", k), float(x)) for k, x in v.status.pricing.budgets.teams.items())])),
     # -- self-metrics --------------------------------------------------------------------------
-    Family("cpm_target_up", "gauge", "1 if the last scrape of an inference target succeeded.",
-           ("node", "target", "server"), _on_node(lambda v: [((t.name, t.server), float(t.up)) for t in v.status.targets])),
+    Family("cpm_target_up", "gauge", "1 if the last scrape of an inference target succeeded; namespace and pod "
+           "name the workload it serves, so an alert names it.",
+           ("node", "namespace", "pod", "target", "server"),
+           _on_node(lambda v: [((t.namespace, t.pod, t.name, t.server), float(t.up)) for t in v.status.targets])),
     Family("cpm_source_up", "gauge", "1 if a node source (nvml, dcgm, inventory, kubernetes, podresources, cadvisor) answered on the last tick.",
            ("node", "source"), _on_node(lambda v: [((s.source,), float(s.up)) for s in v.status.sources])),
     Family("cpm_gpu_info", "gauge", "A discovered GPU unit (a GPU or MIG instance): its index, driver name, "

@@ -18,6 +18,8 @@ class TargetStatus:
     duration_seconds: float
     errors: Mapping[str, int] = field(default_factory=dict)  # reason → cumulative count
     last_error: str = ""
+    namespace: str = ""  # the workload the target serves ("" for a target declared without one)
+    pod: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -337,6 +337,7 @@ class Prometheus:
         self.job_options: dict[str, dict[str, Any]] = {}
         self.rule_files: list[str] = []  # set before start(): rules evaluated every second
         self.alertmanagers: list[str] = []  # host:port of Alertmanagers to send alerts to
+        self.external_labels: dict[str, str] = {}  # e.g. this Prometheus's cluster, as a per-cluster one has
 
     @property
     def url(self) -> str:
@@ -344,7 +345,12 @@ class Prometheus:
 
     def _write_config(self) -> None:
         config = {  # JSON is YAML
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+            "global": {
+                "scrape_interval": "1s",
+                "scrape_timeout": "1s",
+                "evaluation_interval": "1s",
+                "external_labels": self.external_labels,
+            },
             "scrape_configs": [
                 {
                     "job_name": job,

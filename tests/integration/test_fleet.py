@@ -1,4 +1,10 @@
-"""Two nodes, one Prometheus with our rules, one Alertmanager: the fleet numbers and the alerts.
+"""Two nodes in the three topologies users run: the fleet numbers, the panels and the alerts.
+
+(a) ``fleet``: a per-cluster Prometheus (``cluster`` only as its external label, as kube-prometheus-stack
+    sets it) with our rules and a real Alertmanager; (b) ``central_prometheus``: two clusters' Prometheus
+    agents remote-writing to a central Prometheus that evaluates the rules; (c) ``central``: two clusters'
+    vmagents remote-writing to VictoriaMetrics, the rules in vmalert. In each, every panel answers and the
+    workload alerts name the cluster, the namespace and the pod.
 
 node-a: a static inventory of 4 H100 — vLLM (llama-0), half of a training job (train-0), and a
 batch pod holding two GPUs. node-b: 4 GPUs found through NVML (the fake libnvidia-ml.so.1), one
@@ -43,15 +49,20 @@ from tests.integration.conftest import (
 
 RULES = REPO / "deploy" / "rules" / "cpm-exporter.rules.yml"
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
-CLUSTER = "prod-eu"  # the cluster label every series carries, as in a central store
+CLUSTER = "prod-eu"  # the per-cluster Prometheus's external label; the central stores' first cluster
+# A workload alert each topology must deliver naming the workload: the canary holds a GPU and serves nothing.
+STALLED = {"alertname": "CpmTokensStalled", "namespace": "serve", "pod": "canary-0", "node": "node-a"}
+# A target that never answers: its alert names the pod it serves.
+DOWN = {"alertname": "CpmTargetDown", "namespace": "serve", "pod": "down-0", "node": "node-a"}
 # Minutes → seconds, so a test can watch the alerts happen; each rule's expression is kept.
 COMPRESS = (
     (r"\[5m\]", "[5s]"),
     (r"\[15m\]", "[10s]"),
     (r"\[1d\]", "[40s]"),
+    (r"\[23h59m59s\]", "[39s]"),  # the chargeback's day of 5-minute tiles: 8 tiles of 5 s
     (r"offset 1h", "offset 15s"),
     (r"for: \d+[smh]", "for: 0s"),
-    (r"interval: 5m", "interval: 1s"),
+    (r"interval: 5m", "interval: 5s"),  # the chargeback's tile: its interval equals its [5m] → [5s]
 )
 
 
@@ -135,11 +146,17 @@ inventory:
 """
 
 
+def named(alerts: list[dict[str, str]], want: dict[str, str]) -> list[dict[str, str]]:
+    """The alerts whose labels include every label of ``want``."""
+    return [a for a in alerts if want.items() <= a.items()]
+
+
 @dataclass
 class Webhook:
-    """Alertmanager's webhook receiver on loopback: the alert names it was sent, firing."""
+    """Alertmanager's webhook receiver on loopback: the alert names it was sent, firing, and their labels."""
 
     firing: set[str] = field(default_factory=set)
+    labels: list[dict[str, str]] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
 
     def start(self) -> int:
@@ -154,6 +171,7 @@ class Webhook:
                         hook.firing.add(
                             labels["alertname"] + "/" + labels.get("node", labels.get("instance", ""))
                         )
+                        hook.labels.append(labels)
                 self.send_response(200)
                 self.end_headers()
 
@@ -235,10 +253,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, exporters: ExporterFactory) 
     prometheus = Prometheus(require_tool("prometheus"), work)
     prometheus.rule_files = [str(compressed_rules(work / "rules.yml"))]
     prometheus.alertmanagers = [f"127.0.0.1:{am_port}"]
+    prometheus.external_labels = {"cluster": CLUSTER}  # on alerts and remote writes, not on local series
     prometheus.start()
-    # Both nodes' series carry cluster="prod-eu", as in a central store fed by several clusters.
+    # honor_labels, as the chart's ServiceMonitor sets honorLabels: the workload's namespace and pod stay.
     prometheus.set_targets(
-        {"cpm-exporter": [a.address, b.address]}, options={"cpm-exporter": {"labels": {"cluster": CLUSTER}}}
+        {"cpm-exporter": [a.address, b.address]}, options={"cpm-exporter": {"honor_labels": True}}
     )
     prometheus.wait_up("cpm-exporter")
     try:
@@ -396,14 +415,14 @@ def test_the_lost_gpu_on_node_b_alerts(fleet: Fleet) -> None:
     assert "CpmGpuFault/node-a" not in fleet.webhook.firing  # fmt: skip
 
 
-@pytest.mark.parametrize("cluster", ["All", CLUSTER])
-def test_every_dashboard_panel_query_returns_data(fleet: Fleet, cluster: str) -> None:
-    """With every variable at All, and with one cluster picked: the recording rules keep `cluster`, so the
-    panels built on them filter on it like those on the raw series (issue 15.2)."""
+def test_every_dashboard_panel_query_returns_data(fleet: Fleet) -> None:
+    """A per-cluster Prometheus (issue 15.2a): its series carry no `cluster` (the external label is added
+    on the way out), so the cluster variable offers nothing and stays at All, whose `.*` matches the
+    absent label. Every panel answers; picking a cluster is the central stores' case (below)."""
     from grafana.queries import panel_queries, variable_queries
 
-    picked = {} if cluster == "All" else {"cluster": cluster}
-    queries = [(uid, title, expr) for uid, title, expr in panel_queries(picked)]
+    assert not fleet.prometheus.query('count({__name__=~"cpm_.+", cluster!=""})')  # no local cluster label
+    queries = [(uid, title, expr) for uid, title, expr in panel_queries({})]
     queries += [(uid, f"variable {name} ({label})", expr) for uid, name, label, expr in variable_queries()]
     assert len(queries) > 100
     empty = queries
@@ -418,20 +437,55 @@ def test_every_dashboard_panel_query_returns_data(fleet: Fleet, cluster: str) ->
     assert not odd, "panels answering Inf/NaN:\n" + "\n".join(f"{u} / {t}: {v}" for u, t, v in odd)
 
 
+def test_workload_alerts_name_the_cluster_namespace_and_pod(fleet: Fleet) -> None:
+    """Through a real Alertmanager, the alerts about a workload name it (not the exporter's pod), and the
+    per-cluster Prometheus's external label names the cluster (issue 15.2)."""
+    for want in (STALLED, DOWN):
+        found = wait_for(lambda w=want: named(fleet.webhook.labels, w), 60, interval=0.5,  # type: ignore[misc]
+                         what=f"{want} at the webhook")  # fmt: skip
+        assert {a.get("cluster") for a in found} == {CLUSTER}, found
+    # Every alert carries the cluster, whoever raised it.
+    assert {a.get("cluster") for a in fleet.webhook.labels} == {CLUSTER}
+
+
 # --- two clusters remote-writing to a central store: vmagent → VictoriaMetrics, rules in vmalert (issue 15.2b) ---
 
 
-class _Sink(BaseHTTPRequestHandler):
-    """vmalert's notifier: accepts whatever alerts it posts (the Alertmanager path is tested above)."""
+class AlertSink:
+    """An Alertmanager API on loopback for vmalert and the central Prometheus: keeps the labels of every
+    alert posted (the Alertmanager path itself is tested above)."""
 
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+    def __init__(self) -> None:
+        self.labels: list[dict[str, str]] = []
+        sink = self
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                alerts = json.loads(body or b"[]")
+                sink.labels += [a["labels"] for a in alerts if isinstance(a, dict) and "labels" in a]
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Store:
+    """A central store's query URL and the alerts its ruler sent."""
+
+    url: str
+    alerts: AlertSink
 
 
 def _spawn(work: Path, name: str, args: list[str]) -> subprocess.Popen[bytes]:
@@ -440,12 +494,11 @@ def _spawn(work: Path, name: str, args: list[str]) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture(scope="module")
-def central(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def central(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """Two "clusters" (prod-eu, prod-us), each a vmagent scraping the fleet's two exporters and remote-writing
     with its own external `cluster` label to one VictoriaMetrics, where vmalert evaluates our rules."""
     work = tmp_path_factory.mktemp("central")
-    vm_port, sink = free_port(), ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    vm_port, sink = free_port(), AlertSink()
     vm = f"http://127.0.0.1:{vm_port}"
     procs = [_spawn(work, "victoria-metrics", [require_tool("victoria-metrics"), f"-storageDataPath={work / 'vm'}",
                                              f"-httpListenAddr=127.0.0.1:{vm_port}", "-retentionPeriod=1d",
@@ -462,14 +515,13 @@ def central(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             f"-httpListenAddr=127.0.0.1:{free_port()}", "-remoteWrite.flushInterval=200ms", "-loggerLevel=WARN"]))  # fmt: skip
     procs.append(_spawn(work, "vmalert", [
         require_tool("vmalert"), f"-rule={fleet.prometheus.rule_files[0]}", f"-datasource.url={vm}",
-        f"-remoteWrite.url={vm}", f"-notifier.url=http://127.0.0.1:{sink.server_address[1]}",
+        f"-remoteWrite.url={vm}", f"-notifier.url=http://{sink.address}",
         "-evaluationInterval=1s", f"-httpListenAddr=127.0.0.1:{free_port()}", "-loggerLevel=WARN"]))  # fmt: skip
     try:
-        yield vm
+        yield Store(vm, sink)
     finally:
         _stop_all(procs)
-        sink.shutdown()
-        sink.server_close()
+        sink.close()
 
 
 def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -498,15 +550,15 @@ def _vm_query(vm: str, expr: str) -> list[dict[str, object]]:
 
 
 @pytest.fixture(scope="module")
-def central_prometheus(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def central_prometheus(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """The same two clusters as Prometheus agents (``--enable-feature=agent``, external label ``cluster``)
     remote-writing to a central Prometheus (``--web.enable-remote-write-receiver``) that evaluates the rules."""
     work = tmp_path_factory.mktemp("central-prometheus")
-    binary, port = require_tool("prometheus"), free_port()
+    binary, port, sink = require_tool("prometheus"), free_port(), AlertSink()
     store = work / "central.yml"
-    store.write_text(
-        json.dumps({"global": {"evaluation_interval": "1s"}, "rule_files": fleet.prometheus.rule_files})
-    )
+    store.write_text(json.dumps({
+        "global": {"evaluation_interval": "1s"}, "rule_files": fleet.prometheus.rule_files,
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [sink.address]}]}]}}))  # fmt: skip
     procs = [_spawn(work, "central", [binary, f"--config.file={store}", f"--storage.tsdb.path={work / 'tsdb'}",
                                       f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver",
                                       "--log.level=warn"])]  # fmt: skip
@@ -524,23 +576,36 @@ def central_prometheus(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -
                                                        f"--web.listen-address=127.0.0.1:{free_port()}",
                                                        "--log.level=warn"]))  # fmt: skip
     try:
-        yield url
+        yield Store(url, sink)
     finally:
         _stop_all(procs)
+        sink.close()
 
 
 @pytest.mark.parametrize("cluster", ["All", "prod-eu"])
 def test_prometheus_agents_remote_writing_to_a_central_prometheus_answer_every_panel(
-    central_prometheus: str, cluster: str
+    central_prometheus: Store, cluster: str
 ) -> None:
-    _every_panel_answers(central_prometheus, cluster)
+    _every_panel_answers(central_prometheus.url, cluster)
 
 
 @pytest.mark.parametrize("cluster", ["All", "prod-eu", "prod-us"])
-def test_a_central_store_fed_by_two_clusters_answers_every_panel(central: str, cluster: str) -> None:
+def test_a_central_store_fed_by_two_clusters_answers_every_panel(central: Store, cluster: str) -> None:
     """vmalert's recording rules keep each cluster's figures apart, and every panel query returns data in
     VictoriaMetrics with each cluster picked and with All."""
-    _every_panel_answers(central, cluster)
+    _every_panel_answers(central.url, cluster)
+
+
+@pytest.mark.parametrize("ruler", ["central_prometheus", "central"])
+def test_a_central_ruler_names_each_clusters_workloads_in_its_alerts(
+    ruler: str, request: pytest.FixtureRequest
+) -> None:
+    """One ruler for two clusters: a stalled workload and an unscrapable one alert once per cluster, each
+    alert naming its cluster, namespace and pod (issue 15.2)."""
+    store: Store = request.getfixturevalue(ruler)
+    for want in (STALLED, DOWN):
+        wait_for(lambda w=want: {a.get("cluster") for a in named(store.alerts.labels, w)} >= {"prod-eu", "prod-us"},  # type: ignore[misc]
+                 90, interval=0.5, what=f"{want} for both clusters from {ruler}")  # fmt: skip
 
 
 def _every_panel_answers(central: str, cluster: str) -> None:
