@@ -18,7 +18,7 @@ from exporter.config import load_config_text
 from exporter.records import GpuSample
 from exporter.settings import ExporterConfig
 from exporter.simulation import Load, SimEngine, SimServer
-from exporter.sources.inventory import StaticInventory
+from exporter.sources.gpu.inventory import StaticInventory
 from exporter.training import TrainingTokens
 
 

@@ -31,7 +31,7 @@ from exporter.records import GpuSample, TargetScrape, TickInput
 from exporter.settings import ExporterConfig, StaticWorkload, Target
 from exporter.sources import inference
 from exporter.sources.discovery import node_source_for
-from exporter.sources.inventory import NodeSource
+from exporter.sources.gpu.inventory import NodeSource
 from exporter.wakeup import Wakeup
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.errors import ParseError
-from exporter.sources.dcgm import FIELDS, DcgmHolder, DcgmUnit, read_dcgm
+from exporter.sources.gpu.dcgm import FIELDS, DcgmHolder, DcgmUnit, read_dcgm
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "dcgm-exporter").glob("*.txt"))
 UUID0 = "GPU-5d2b7c1e-9a3f-4e60-b1d8-0c7f2e4a9b13"

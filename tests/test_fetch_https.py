@@ -176,7 +176,7 @@ def test_the_node_reads_the_kubelets_cadvisor_over_https_with_its_token(
 ) -> None:
     """The chart's setup end to end: ${HOST_IP}, the kubelet's TLS, the service-account token."""
     from exporter.config import load_config_text
-    from exporter.sources.dcgm_reader import DcgmGpus
+    from exporter.sources.gpu.dcgm_reader import DcgmGpus
     from exporter.sources.node import DiscoveredNode
 
     fixtures = Path(__file__).parent / "fixtures"

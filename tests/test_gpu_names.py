@@ -1,6 +1,6 @@
 import pytest
 
-from exporter.sources.gpu_names import hardware_of
+from exporter.sources.gpu.names import hardware_of
 
 
 @pytest.mark.parametrize(

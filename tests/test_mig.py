@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from exporter.sources.mig import with_unused_slices
+from exporter.sources.gpu.mig import with_unused_slices
 from exporter.sources.node import GpuUnit
 
 

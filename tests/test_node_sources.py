@@ -12,7 +12,7 @@ import pytest
 from exporter.config import load_config_text
 from exporter.errors import ConfigError
 from exporter.records import Owner
-from exporter.sources.dcgm_reader import DcgmGpus, mig_share
+from exporter.sources.gpu.dcgm_reader import DcgmGpus, mig_share
 from exporter.sources.node import DiscoveredNode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dcgm-exporter"

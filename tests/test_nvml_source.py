@@ -9,9 +9,9 @@ from fractions import Fraction
 import pytest
 
 from exporter.config import load_config_text
+from exporter.sources.gpu.nvml import NvmlReader, NvmlUnavailable
+from exporter.sources.gpu.nvml_poller import NvmlGpus, NvmlPoller
 from exporter.sources.node import DiscoveredNode
-from exporter.sources.nvml import NvmlReader, NvmlUnavailable
-from exporter.sources.nvml_poller import NvmlGpus, NvmlPoller
 from tests.fakes.nvml import FakeGpu, FakeMig, FakeNvml, FakeProcess, Scenario
 
 U0 = "GPU-00000000-1111-2222-3333-000000000000"

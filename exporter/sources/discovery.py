@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 
 from exporter.settings import ExporterConfig
-from exporter.sources.inventory import NodeSource, StaticInventory
+from exporter.sources.gpu.inventory import NodeSource, StaticInventory
+from exporter.sources.gpu.nvml import NvmlReader, NvmlUnavailable
+from exporter.sources.gpu.nvml_poller import NvmlGpus, NvmlPoller
 from exporter.sources.node import DiscoveredNode, GpuReader
-from exporter.sources.nvml import NvmlReader, NvmlUnavailable
-from exporter.sources.nvml_poller import NvmlGpus, NvmlPoller
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def _gpu_reader(cfg: ExporterConfig) -> GpuReader | None:
                 return gpus
             log.warning("node_source.gpus=auto: %s; trying the next source", exc)
     if src.dcgm_url:
-        from exporter.sources.dcgm_reader import DcgmGpus
+        from exporter.sources.gpu.dcgm_reader import DcgmGpus
 
         return DcgmGpus(src.dcgm_url)
     log.warning("node_source.gpus=auto: no NVML and no dcgm_url; using the config's inventory")

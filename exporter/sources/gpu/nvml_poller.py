@@ -20,9 +20,9 @@ from dataclasses import dataclass, replace
 
 from exporter.records import SourceStatus
 from exporter.settings import ExporterConfig
-from exporter.sources.mig import with_unused_slices
+from exporter.sources.gpu.mig import with_unused_slices
+from exporter.sources.gpu.nvml import NvmlReader, NvmlUnavailable, NvmlUnit
 from exporter.sources.node import GpuUnit
-from exporter.sources.nvml import NvmlReader, NvmlUnavailable, NvmlUnit
 
 log = logging.getLogger(__name__)
 

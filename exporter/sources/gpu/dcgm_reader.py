@@ -14,9 +14,9 @@ from exporter.errors import SourceError
 from exporter.http.fetch import FetchLimits, fetch_text
 from exporter.records import SourceStatus
 from exporter.settings import ExporterConfig
-from exporter.sources.dcgm import DcgmUnit, read_dcgm
+from exporter.sources.gpu.dcgm import DcgmUnit, read_dcgm
+from exporter.sources.gpu.mig import with_unused_slices
 from exporter.sources.inference import Fetch
-from exporter.sources.mig import with_unused_slices
 from exporter.sources.node import GpuUnit
 
 log = logging.getLogger(__name__)

@@ -124,7 +124,7 @@ class NvmlReader:
             return replace(unit, fault=_fault(exc), utilization=None)
 
     def _read_migs(self, handle: Any, parent: NvmlUnit) -> tuple[NvmlUnit, ...]:
-        """One unit per MIG device (``sources.mig`` adds the slices no instance uses). A failed
+        """One unit per MIG device (``sources.gpu.mig`` adds the slices no instance uses). A failed
         instance faults the whole GPU: its last known units stay."""
         nv = self._nvml
         units = []
@@ -142,7 +142,7 @@ class NvmlReader:
             return (replace(parent, fault=_fault(exc), utilization=None),)
         if not units:  # MIG mode on, no instance created: the GPU is billable but unusable
             return (replace(parent, profile="mig-no-instances"),)
-        return tuple(_with_device_readings(units, parent))  # the unused slices: sources.mig
+        return tuple(_with_device_readings(units, parent))  # the unused slices: sources.gpu.mig
 
     def _read_mig(self, mig: Any, parent: NvmlUnit, total_slices: int) -> NvmlUnit:
         nv = self._nvml
