@@ -2,7 +2,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.sources.cadvisor import pod_transmit_bytes
+from exporter.sources.kube.cadvisor import pod_transmit_bytes
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cadvisor" / "v0.60.5-network.txt"
 

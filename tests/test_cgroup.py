@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.sources.cgroup import PodRef, pod_of_cgroup, pod_of_pid
+from exporter.sources.kube.cgroup import PodRef, pod_of_cgroup, pod_of_pid
 
 UID = "0d9e1c1a-5b3f-4a61-9b40-8e3c2f7d1a22"
 CID = "4f1b2c3d" * 8

@@ -10,8 +10,8 @@ import pytest
 
 from exporter.records import Owner
 from exporter.settings import HttpClientConfig, Target
-from exporter.sources.kube_objects import PodInfo
-from exporter.sources.kube_pods import PodWatcher
+from exporter.sources.kube.objects import PodInfo
+from exporter.sources.kube.pods import PodWatcher
 from exporter.sources.kube_targets import OwnerRules, owner_of, roles_of, targets_of, token_targets_of
 from tests.fake_kube_api import FakeKubeApi
 
@@ -221,7 +221,7 @@ def test_targets_from_watched_pods() -> None:
 
 
 def test_hami_fraction_annotations() -> None:
-    from exporter.sources.kube_link import hami_fractions
+    from exporter.sources.kube.link import hami_fractions
 
     text = "GPU-aaa,NVIDIA,4000,30:GPU-bbb,NVIDIA,8000,0:;GPU-ccc,NVIDIA,1000,150:;garbage:;"
     assert hami_fractions(text) == [("GPU-aaa", 30), ("GPU-bbb", 100), ("GPU-ccc", 100)]
@@ -230,8 +230,8 @@ def test_hami_fraction_annotations() -> None:
 
 def test_a_finished_pods_gpu_is_held_until_its_last_container_stopped() -> None:
     from exporter.records import Owner, Placement
-    from exporter.sources.kube_link import KubeLink
-    from exporter.sources.kube_objects import parse_pod
+    from exporter.sources.kube.link import KubeLink
+    from exporter.sources.kube.objects import parse_pod
 
     def container(finished: str | None) -> dict[str, object]:
         state = {"terminated": {"exitCode": 0, "finishedAt": finished}} if finished else {"running": {}}
@@ -276,7 +276,7 @@ def _running(name: str, at: str) -> dict[str, object]:
 
 
 def test_a_target_carries_the_start_of_the_container_serving_its_port() -> None:
-    from exporter.sources.kube_objects import parse_pod, parse_timestamp
+    from exporter.sources.kube.objects import parse_pod, parse_timestamp
 
     containers = [{"name": "proxy", "ports": [{"containerPort": 15001}]},
                   {"name": "tgi", "ports": [{"containerPort": 8000}, {"containerPort": 9000}]}]  # fmt: skip
@@ -287,7 +287,7 @@ def test_a_target_carries_the_start_of_the_container_serving_its_port() -> None:
 
 
 def test_the_only_container_serves_an_undeclared_port_and_two_undeclared_are_not_guessed() -> None:
-    from exporter.sources.kube_objects import parse_pod, parse_timestamp
+    from exporter.sources.kube.objects import parse_pod, parse_timestamp
 
     one, _ = parse_pod(_pod_json([{"name": "tgi"}], [_running("tgi", "2026-12-01T01:02:03Z")]))
     assert targets_of([one], OwnerRules()).targets[0].started_at == parse_timestamp("2026-12-01T01:02:03Z")
@@ -302,7 +302,7 @@ def test_a_pod_recreated_under_its_name_within_a_tick_holds_in_both_incarnations
     """Issue 13.9: the old incarnation's seconds went to idle. It holds until it left, the new one
     from its creation; both are the same holder (one line)."""
     from exporter.records import Placement
-    from exporter.sources.kube_link import KubeLink
+    from exporter.sources.kube.link import KubeLink
 
     old = dataclasses.replace(pod("vllm-0"), uid="u-old")
     new = dataclasses.replace(pod("vllm-0"), uid="u-new", created_at=1_767_225_606.0)

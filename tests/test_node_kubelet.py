@@ -12,8 +12,8 @@ import pytest
 from exporter.config import load_config_text
 from exporter.sources.gpu.nvml import NvmlReader
 from exporter.sources.gpu.nvml_poller import NvmlGpus, NvmlPoller
+from exporter.sources.kube.podresources import list_holdings, parse_device_id
 from exporter.sources.node import DiscoveredNode, unit_key
-from exporter.sources.podresources import list_holdings, parse_device_id
 from tests.fakes.kubelet import FakeKubelet, list_reply, podresources_pb
 from tests.fakes.nvml import FakeGpu, FakeMig, FakeNvml, Scenario
 

@@ -1,7 +1,7 @@
 """The kubelet PodResources client against a real gRPC server on a unix socket.
 
 Responses are built by Google's protobuf runtime from classes that grpcio-tools generates at test
-time from ``exporter/sources/podresources.proto``; the server registers the service and RPC names
+time from ``exporter/sources/kube/podresources.proto``; the server registers the service and RPC names
 it reads from that proto. So the hand-written decoder is checked against the official encoder and
 the client's method paths against the proto, never against themselves.
 """
@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.sources import podresources as pr
-from exporter.sources.podresources import (
+from exporter.sources.kube import podresources as pr
+from exporter.sources.kube.podresources import (
     ClaimResource,
     ContainerDevices,
     ContainerResources,

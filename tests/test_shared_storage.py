@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from exporter.meter.ledger import Meter
 from exporter.pricing import BYTES_PER_GB, PricingConfig
 from exporter.records import Owner, PodUsage, TickInput
-from exporter.sources.kube_link import KubeLink
-from exporter.sources.kube_objects import PodInfo
+from exporter.sources.kube.link import KubeLink
+from exporter.sources.kube.objects import PodInfo
 from exporter.sources.kube_targets import OwnerRules
 
 TIB = 2**40

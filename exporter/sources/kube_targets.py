@@ -32,7 +32,7 @@ from typing import NamedTuple
 from exporter.config_inventory import adapter_label_problem
 from exporter.records import Owner
 from exporter.settings import NO_CLIENT_CONFIG, HttpClientConfig, Target
-from exporter.sources.kube_objects import PodInfo, parse_quantity
+from exporter.sources.kube.objects import PodInfo, parse_quantity
 
 PREFIX = "cpm-exporter.io/"
 WORKLOAD = PREFIX + "workload"

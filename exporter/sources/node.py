@@ -21,15 +21,15 @@ from exporter.errors import SourceError
 from exporter.http.fetch import FetchLimits, fetch_text
 from exporter.records import GpuSample, Owner, Placement, PodUsage, SourceStatus, UnitInfo
 from exporter.settings import ExporterConfig, StaticWorkload
-from exporter.sources.cadvisor import pod_transmit_bytes
 from exporter.sources.gpu.inventory import StaticInventory
 from exporter.sources.gpu.names import hardware_of
 from exporter.sources.inference import Fetch
+from exporter.sources.kube.cadvisor import pod_transmit_bytes
 from exporter.sources.placement import DeviceClaim, UnitView, decide
 
 if TYPE_CHECKING:  # only a type here: the demo and plain nodes never load the Kubernetes pieces
-    from exporter.sources.kube_link import KubeLink
-from exporter.sources.podresources import DeviceHolding, DeviceRef, parse_device_id
+    from exporter.sources.kube.link import KubeLink
+from exporter.sources.kube.podresources import DeviceHolding, DeviceRef, parse_device_id
 
 log = logging.getLogger(__name__)
 

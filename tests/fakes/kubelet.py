@@ -1,5 +1,5 @@
 """A fake kubelet PodResources server: real gRPC on a unix socket, replies encoded by Google's
-protobuf runtime from classes compiled at test time from ``exporter/sources/podresources.proto``."""
+protobuf runtime from classes compiled at test time from ``exporter/sources/kube/podresources.proto``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 from grpc_tools import protoc
 
-from exporter.sources import podresources as pr
+from exporter.sources.kube import podresources as pr
 
 PROTO = Path(pr.__file__).with_name("podresources.proto")
 

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from exporter.records import Owner, Placement, SourceStatus
 from exporter.settings import NO_CLIENT_CONFIG, HttpClientConfig, StaticWorkload, Target
-from exporter.sources.cgroup import pod_of_pid
-from exporter.sources.kube_objects import PodInfo
+from exporter.sources.kube.cgroup import pod_of_pid
+from exporter.sources.kube.objects import PodInfo
 from exporter.sources.kube_targets import OwnerRules, owner_of, roles_of, targets_of, token_targets_of
 
 if TYPE_CHECKING:  # kube_pods imports the kubernetes client (~20 MiB): only where it is used
-    from exporter.sources.kube_pods import WatchStatus
+    from exporter.sources.kube.pods import WatchStatus
 
 log = logging.getLogger(__name__)
 

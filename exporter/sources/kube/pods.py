@@ -42,7 +42,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from exporter.errors import SourceError
-from exporter.sources.kube_objects import (
+from exporter.sources.kube.objects import (
     PodInfo,
     _dict,
     _list,

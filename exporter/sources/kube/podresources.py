@@ -44,7 +44,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from exporter.errors import SourceError
-from exporter.sources.protowire import Malformed, fields, message, repeated, text
+from exporter.sources.kube.protowire import Malformed, fields, message, repeated, text
 
 DEFAULT_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
 GPU_RESOURCE = "nvidia.com/gpu"
