@@ -38,7 +38,7 @@ from exporter.exposition.status import ExportView, RuntimeStatus, TargetStatus
 from exporter.meter.attribution import Line
 from exporter.meter.ledger import LineTotals, LineView, MeterSnapshot
 from exporter.meter.windows import LiveGauges
-from exporter.pricing import GpuPrice, Overhead, PricingConfig
+from exporter.pricing.prices import GpuPrice, Overhead, PricingConfig
 from exporter.records import IDLE, Owner
 
 TARGET_SERIES = 10_000

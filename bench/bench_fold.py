@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from exporter.errors import ParseError
 from exporter.meter.ledger import Meter
-from exporter.pricing import GpuPrice, PricingConfig
+from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.records import GpuSample, Owner, Placement, TargetScrape, TickInput
 from exporter.settings import ScrapeLimits
 from exporter.sources.inference import read_payload

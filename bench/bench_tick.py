@@ -48,7 +48,7 @@ from exporter.exposition.render import render
 from exporter.exposition.server import Published
 from exporter.exposition.status import ExportView, RuntimeStatus, TargetStatus
 from exporter.meter.ledger import Meter
-from exporter.pricing import BYTES_PER_GB, Budgets, GpuPrice, Overhead, PricingConfig
+from exporter.pricing.prices import BYTES_PER_GB, Budgets, GpuPrice, Overhead, PricingConfig
 from exporter.records import (
     GpuSample,
     ModelCounters,

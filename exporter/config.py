@@ -68,8 +68,8 @@ Rules worth knowing:
   anchors, explicit tags, files over 1 MiB. All problems are reported together in one
   ``ConfigError`` as ``path (line N): message``.
 
-The catalogue (``catalogue``), the inventory section (``config_inventory``) and the
-``check-config`` table (``pricetable``) live in their own modules; their public names are
+The catalogue (``pricing.catalogue``), the inventory section (``config_inventory``) and the
+``check-config`` table (``pricing.table``) live in their own modules; their public names are
 re-exported here.
 """
 
@@ -87,21 +87,20 @@ from typing import NamedTuple
 
 from yaml.nodes import Node
 
-from exporter.catalogue import CATALOGUE_PREFIX as CATALOGUE_PREFIX
-from exporter.catalogue import Catalogue as Catalogue
-from exporter.catalogue import CatalogueFact as CatalogueFact
-from exporter.catalogue import CatalogueRow as CatalogueRow
-from exporter.catalogue import fact_date as fact_date
-from exporter.catalogue import load_catalogue as load_catalogue
-from exporter.catalogue import parse_catalogue as parse_catalogue
 from exporter.config_inventory import MAX_GPUS as MAX_GPUS
 from exporter.config_inventory import LocatedGpu, read_gpus, read_workloads
 from exporter.config_inventory import known_servers as known_servers
 from exporter.config_kube import read_kubernetes
 from exporter.config_node import read_node_source
 from exporter.errors import ConfigError
-from exporter.pricetable import format_price_table as format_price_table
-from exporter.pricing import (
+from exporter.pricing.catalogue import CATALOGUE_PREFIX as CATALOGUE_PREFIX
+from exporter.pricing.catalogue import Catalogue as Catalogue
+from exporter.pricing.catalogue import CatalogueFact as CatalogueFact
+from exporter.pricing.catalogue import CatalogueRow as CatalogueRow
+from exporter.pricing.catalogue import fact_date as fact_date
+from exporter.pricing.catalogue import load_catalogue as load_catalogue
+from exporter.pricing.catalogue import parse_catalogue as parse_catalogue
+from exporter.pricing.prices import (
     MONTH_CONVENTIONS,
     ZERO,
     Budgets,
@@ -111,6 +110,7 @@ from exporter.pricing import (
     OwnedHardware,
     PricingConfig,
 )
+from exporter.pricing.table import format_price_table as format_price_table
 from exporter.records import CAPACITY_CLASSES
 from exporter.settings import ExporterConfig, ScrapeLimits
 from exporter.yamlstrict import readers as yn

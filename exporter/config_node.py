@@ -24,7 +24,7 @@ from fractions import Fraction
 from yaml.nodes import Node
 
 from exporter.config_http import read_https, read_url
-from exporter.pricing import ZERO
+from exporter.pricing.prices import ZERO
 from exporter.records import CAPACITY_CLASSES
 from exporter.settings import GPU_SOURCES, NodeSourceConfig
 from exporter.yamlstrict import readers as yn

@@ -26,7 +26,7 @@ from exporter.exposition.server import Published
 from exporter.exposition.status import ExportView, RuntimeStatus, TargetStatus
 from exporter.http.textformat import FetchLimits, fetch_text
 from exporter.meter.ledger import Meter, MeterSnapshot
-from exporter.pricing import GpuPrice, PricingConfig
+from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.records import GpuSample, TargetScrape, TickInput
 from exporter.settings import ExporterConfig, StaticWorkload, Target
 from exporter.sources import inference

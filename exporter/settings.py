@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 
-from exporter.pricing import PricingConfig
+from exporter.pricing.prices import PricingConfig
 from exporter.records import Owner
 
 DEFAULT_PORT = 9433  # not 9100 (node), 9400 (dcgm), 9003 (OpenCost), 8080 (kube-state-metrics)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from exporter.config import format_price_table, known_servers, load_config, load_config_text
 from exporter.errors import ConfigError
-from exporter.pricing import Budgets, Energy, GpuPrice, Overhead, OwnedHardware
+from exporter.pricing.prices import Budgets, Energy, GpuPrice, Overhead, OwnedHardware
 from exporter.records import Owner
 from exporter.settings import ExporterConfig, ScrapeLimits, StaticGpu, StaticWorkload, Target
 from exporter.yamlstrict import readers as yamlnodes

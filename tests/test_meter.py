@@ -10,7 +10,7 @@ from itertools import pairwise
 import pytest
 
 from exporter.meter.ledger import Meter, MeterSnapshot
-from exporter.pricing import GpuPrice, PricingConfig
+from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.records import OVERFLOW, GpuSample, ModelCounters, Owner, Placement, TargetScrape, TickInput
 
 T0 = 1_767_225_600 * 10**9

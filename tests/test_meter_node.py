@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 
 from exporter.meter.ledger import Meter, MeterSnapshot
-from exporter.pricing import Energy, GpuPrice, Overhead, PricingConfig
+from exporter.pricing.prices import Energy, GpuPrice, Overhead, PricingConfig
 from exporter.records import GpuSample, ModelCounters, Owner, Placement, TargetScrape, TickInput
 
 T0 = 1_767_225_600 * 10**9

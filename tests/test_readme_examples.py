@@ -10,7 +10,7 @@ import pytest
 from exporter.meter.attribution import GpuAttributor
 from exporter.meter.ledger import Meter
 from exporter.meter.money import allocate, to_usd
-from exporter.pricing import Energy, GpuPrice, Overhead, OwnedHardware, PricingConfig
+from exporter.pricing.prices import Energy, GpuPrice, Overhead, OwnedHardware, PricingConfig
 from exporter.records import GpuSample, ModelCounters, Owner, Placement, PodUsage, TargetScrape, TickInput
 
 APRIL = 1_775_001_600 * 10**9  # 2026-04-01T00:00:00Z: a 30-day month

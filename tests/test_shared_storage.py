@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.meter.ledger import Meter
-from exporter.pricing import BYTES_PER_GB, PricingConfig
+from exporter.pricing.prices import BYTES_PER_GB, PricingConfig
 from exporter.records import Owner, PodUsage, TickInput
 from exporter.sources.kube.link import KubeLink
 from exporter.sources.kube.objects import PodInfo

@@ -11,7 +11,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 from exporter.meter.ledger import Meter, MeterSnapshot
-from exporter.pricing import Energy, GpuPrice, Overhead, PricingConfig
+from exporter.pricing.prices import Energy, GpuPrice, Overhead, PricingConfig
 from exporter.records import GpuSample, ModelCounters, Owner, Placement, PodUsage, TargetScrape, TickInput
 
 S = 10**9

@@ -15,8 +15,8 @@ from typing import ClassVar
 
 import pytest
 
-from exporter.catalogue import fact_date
 from exporter.cli import main
+from exporter.pricing.catalogue import fact_date
 from exporter.whatif import WhatIfError
 from exporter.whatif.benchmarks import OperatingPoint, PrometheusQueries, prometheus_point, read_benchmark
 from exporter.whatif.compare import Measured, Price, compare, interpolate

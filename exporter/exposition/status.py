@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from exporter.meter.ledger import MeterSnapshot
-from exporter.pricing import GpuPrice, PricingConfig
+from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.records import SourceStatus, UnitInfo
 
 

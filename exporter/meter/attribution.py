@@ -19,7 +19,7 @@ from typing import NamedTuple
 from exporter.meter.counters import Reading, delta
 from exporter.meter.money import Accruals, Exact, allocate, exact, nano, per_hour, times, weight
 from exporter.meter.proration import month_fraction
-from exporter.pricing import BYTES_PER_GB, PricingConfig
+from exporter.pricing.prices import BYTES_PER_GB, PricingConfig
 from exporter.records import IDLE, GpuSample, Owner, Placement, PodUsage, TickInput
 
 NO_HARDWARE = "none"

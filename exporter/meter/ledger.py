@@ -21,7 +21,7 @@ from exporter.meter.projection import Projection, project
 from exporter.meter.request_cost import LengthWindow, cost_quantiles
 from exporter.meter.tokens import AMOUNT_FIELDS, ModelDelta, TokenMeter
 from exporter.meter.windows import TOKEN_TIME, LiveGauges, TickRecord, Window, held_and_busy
-from exporter.pricing import PricingConfig
+from exporter.pricing.prices import PricingConfig
 from exporter.records import IDLE, OVERFLOW, Buckets, Owner, TickInput
 
 NS_PER_S = 10**9

@@ -268,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _catalogue_price(hardware: str | None, capacity: str | None) -> tuple[Decimal, str]:
     """$/GPU-hour of ``hardware`` ``capacity`` from the dated catalogue, with its source and date."""
-    from exporter.catalogue import load_catalogue
+    from exporter.pricing.catalogue import load_catalogue
 
     catalogue = load_catalogue()
     known = sorted({r.hardware for r in catalogue.rows})
@@ -360,7 +360,7 @@ def _points(args: argparse.Namespace) -> list[OperatingPoint]:
 
 
 def run_compare(args: argparse.Namespace) -> str:
-    from exporter.catalogue import load_catalogue
+    from exporter.pricing.catalogue import load_catalogue
     from exporter.whatif import compare as c
     from exporter.whatif import render
     from exporter.whatif.table import load_table, read_table

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal, localcontext
 
-from exporter.catalogue import Catalogue
+from exporter.pricing.catalogue import Catalogue
 from exporter.whatif import WhatIfError
 from exporter.whatif.benchmarks import OperatingPoint
 from exporter.whatif.calc import CONTEXT, ONE, cpm

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from yaml.nodes import Node
 
-from exporter.catalogue import fact_date
+from exporter.pricing.catalogue import fact_date
 from exporter.yamlstrict import readers as yn
 from exporter.yamlstrict.readers import Problems, text_reader
 

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 from hypothesis import strategies as st
 
-from exporter.pricing import GpuPrice, Overhead, PricingConfig
+from exporter.pricing.prices import GpuPrice, Overhead, PricingConfig
 from exporter.records import GpuSample, Owner, Placement
 
 T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z: where the property tests' clocks start

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.meter.ledger import Meter
-from exporter.pricing import Energy, GpuPrice, PricingConfig
+from exporter.pricing.prices import Energy, GpuPrice, PricingConfig
 from exporter.records import GpuSample, Owner, Placement, TickInput
 
 S = 10**9

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from exporter.meter.ledger import Meter, MeterSnapshot
 from exporter.meter.money import Accruals, allocate
-from exporter.pricing import BYTES_PER_GB, PricingConfig
+from exporter.pricing.prices import BYTES_PER_GB, PricingConfig
 from exporter.records import ModelCounters, Owner, PodUsage, TargetScrape, TickInput
 from tests.property.strategies import T0, fleet, owners, pricing, tick_ns
 
@@ -189,7 +189,7 @@ def test_accruals_of_tiny_increments_do_not_drift() -> None:
 
 def test_meter_ticks_of_a_millisecond_do_not_drift() -> None:
     """5,000 one-millisecond ticks of an odd price: the bill is the exact total, floored."""
-    from exporter.pricing import GpuPrice
+    from exporter.pricing.prices import GpuPrice
     from exporter.records import GpuSample
 
     price = Decimal("0.123456789")
@@ -214,7 +214,7 @@ def test_a_multi_model_pods_money_follows_its_token_shares_through_quiet_ticks(
 ) -> None:
     """A pod serving adapters in fixed proportions, with random quiet ticks: each adapter's money is
     its token share of the pod's money (issue 13.5: quiet ticks all went to the last model by name)."""
-    from exporter.pricing import GpuPrice
+    from exporter.pricing.prices import GpuPrice
     from exporter.records import GpuSample, Placement
 
     prices = PricingConfig(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from exporter.pricing import BYTES_PER_GB
+from exporter.pricing.prices import BYTES_PER_GB
 from exporter.records import GpuSample, Placement, PodUsage, SourceStatus, UnitInfo
 from exporter.settings import ExporterConfig, StaticWorkload
 

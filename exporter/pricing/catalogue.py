@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from yaml.nodes import Node
 
-from exporter.pricing import ZERO, GpuPrice
+from exporter.pricing.prices import ZERO, GpuPrice
 from exporter.records import CAPACITY_CLASSES
 from exporter.yamlstrict import readers as yn
 from exporter.yamlstrict.readers import Problems, choice_reader, number_reader, text_reader

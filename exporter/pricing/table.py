@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from exporter.catalogue import load_catalogue
 from exporter.errors import ConfigError
-from exporter.pricing import GpuPrice, PricingConfig
+from exporter.pricing.catalogue import load_catalogue
+from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.records import CAPACITY_CLASSES
 from exporter.settings import ExporterConfig
 from exporter.yamlstrict import readers as yn
