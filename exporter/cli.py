@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from exporter import __version__
+from exporter.config.schema import DEFAULT_PORT
 from exporter.errors import ConfigError, SourceError
 from exporter.logformat import FORMATS, formatter
-from exporter.settings import DEFAULT_PORT
 
 if TYPE_CHECKING:  # imported lazily at run time so that --help stays fast
     from exporter.exposition.webconfig import WebConfig
@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(path: str) -> int:
-    from exporter.config import format_price_table, load_config
+    from exporter.config.load import format_price_table, load_config
 
     cfg = load_config(path)
     print(format_price_table(cfg))
@@ -182,7 +182,7 @@ def _demo(listen: tuple[str, int], tick_seconds: float | None, web: WebConfig | 
 
 
 def _run(path: str, listen: tuple[str, int], lifecycle: bool, web: WebConfig | None) -> int:
-    from exporter.config import load_config
+    from exporter.config.load import load_config
     from exporter.runtime import Runtime
 
     runtime = Runtime(lambda: load_config(path), mode="run", watch_path=path)

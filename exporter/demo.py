@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import NamedTuple
 
-from exporter.config import load_config_text
+from exporter.config.load import load_config_text
+from exporter.config.schema import ExporterConfig
 from exporter.records import GpuSample
-from exporter.settings import ExporterConfig
 from exporter.simulation import Load, SimEngine, SimServer
 from exporter.sources.gpu.inventory import StaticInventory
 from exporter.training import TrainingTokens

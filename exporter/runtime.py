@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from exporter import __version__, statefile
+from exporter.config.schema import ExporterConfig, StaticWorkload, Target
 from exporter.errors import ConfigError
 from exporter.exposition.page import render_page
 from exporter.exposition.render import render
@@ -28,7 +29,6 @@ from exporter.http.textformat import FetchLimits, fetch_text
 from exporter.meter.ledger import Meter, MeterSnapshot
 from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.records import GpuSample, TargetScrape, TickInput
-from exporter.settings import ExporterConfig, StaticWorkload, Target
 from exporter.sources import inference
 from exporter.sources.discovery import node_source_for
 from exporter.sources.gpu.inventory import NodeSource

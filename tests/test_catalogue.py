@@ -7,7 +7,14 @@ from decimal import Decimal
 
 import pytest
 
-from exporter.config import Catalogue, CatalogueFact, CatalogueRow, fact_date, load_catalogue, parse_catalogue
+from exporter.config.load import (
+    Catalogue,
+    CatalogueFact,
+    CatalogueRow,
+    fact_date,
+    load_catalogue,
+    parse_catalogue,
+)
 from exporter.errors import ConfigError
 from exporter.records import CAPACITY_CLASSES
 from exporter.yamlstrict.readers import decimal_places

@@ -15,11 +15,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.config import format_price_table, known_servers, load_config, load_config_text
+from exporter.config.load import format_price_table, known_servers, load_config, load_config_text
+from exporter.config.schema import ExporterConfig, ScrapeLimits, StaticGpu, StaticWorkload, Target
 from exporter.errors import ConfigError
 from exporter.pricing.prices import Budgets, Energy, GpuPrice, Overhead, OwnedHardware
 from exporter.records import Owner
-from exporter.settings import ExporterConfig, ScrapeLimits, StaticGpu, StaticWorkload, Target
 from exporter.yamlstrict import readers as yamlnodes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config"
@@ -606,7 +606,7 @@ def test_catalogue_fallback_is_marked_and_logged(caplog: pytest.LogCaptureFixtur
     text = BASE.replace(
         "capacity: on_demand}", "capacity: on_demand}\n    - {hardware: B200, ids: [b], capacity: spot}"
     )
-    with caplog.at_level(logging.WARNING, logger="exporter.config"):
+    with caplog.at_level(logging.WARNING, logger="exporter.config.load"):
         cfg = load(text)
     price = cfg.pricing.gpu_price("B200", "spot")
     assert price is not None

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from exporter.config.schema import HttpClientConfig
 from exporter.errors import FetchError
 from exporter.http.textformat import FetchLimits, fetch_text
-from exporter.settings import HttpClientConfig
 from tests.test_webconfig import Pki, make_pki
 
 PAYLOAD = b'# TYPE m counter\nm_total{model="x"} 42\n'
@@ -175,7 +175,7 @@ def test_the_node_reads_the_kubelets_cadvisor_over_https_with_its_token(
     server: TlsServer, pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The chart's setup end to end: ${HOST_IP}, the kubelet's TLS, the service-account token."""
-    from exporter.config import load_config_text
+    from exporter.config.load import load_config_text
     from exporter.sources.gpu.dcgm_reader import DcgmGpus
     from exporter.sources.node import DiscoveredNode
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from exporter.cli import build_parser
-from exporter.config import load_config_text
+from exporter.config.load import load_config_text
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -324,9 +324,9 @@ def test_an_adapter_label_files_each_adapters_tokens_under_its_name() -> None:
 
 
 def test_a_target_with_an_adapter_label_is_scraped_per_adapter() -> None:
+    from exporter.config.schema import Target
     from exporter.http.textformat import FetchLimits
     from exporter.records import Owner
-    from exporter.settings import Target
     from exporter.sources.inference import scrape
 
     owner = Owner("ml", "sglang-0", "ml", "base")
@@ -337,9 +337,9 @@ def test_a_target_with_an_adapter_label_is_scraped_per_adapter() -> None:
 
 
 def test_an_unexpected_error_stops_only_its_target() -> None:
+    from exporter.config.schema import Target
     from exporter.http.textformat import FetchLimits
     from exporter.records import Owner
-    from exporter.settings import Target
     from exporter.sources.inference import scrape
 
     def broken(url: str, limits: FetchLimits, client: object) -> str:

@@ -8,8 +8,8 @@ from types import MappingProxyType
 
 import pytest
 
+from exporter.config.schema import HttpClientConfig, Target
 from exporter.records import Owner
-from exporter.settings import HttpClientConfig, Target
 from exporter.sources.kube.objects import PodInfo
 from exporter.sources.kube.pods import PodWatcher
 from exporter.sources.kube_targets import OwnerRules, owner_of, roles_of, targets_of, token_targets_of

@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from exporter.config import load_config_text
+from exporter.config.load import load_config_text
 from exporter.sources.gpu.nvml import NvmlReader
 from exporter.sources.gpu.nvml_poller import NvmlGpus, NvmlPoller
 from exporter.sources.kube.podresources import list_holdings, parse_device_id

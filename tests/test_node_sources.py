@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import load_config_text
+from exporter.config.load import load_config_text
 from exporter.errors import ConfigError
 from exporter.records import Owner
 from exporter.sources.gpu.dcgm_reader import DcgmGpus, mig_share

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from exporter.config import load_config_text
+from exporter.config.load import load_config_text
 from exporter.sources.gpu.nvml import NvmlReader, NvmlUnavailable
 from exporter.sources.gpu.nvml_poller import NvmlGpus, NvmlPoller
 from exporter.sources.node import DiscoveredNode

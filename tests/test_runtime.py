@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import load_config_text
+from exporter.config.load import load_config_text
+from exporter.config.schema import ExporterConfig
 from exporter.errors import FetchError
 from exporter.http.textformat import FetchLimits
 from exporter.runtime import Runtime
-from exporter.settings import ExporterConfig
 from exporter.simulation import SimEngine
 
 CONFIG = """

@@ -97,7 +97,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from exporter import statefile  # noqa: E402
-from exporter.config import load_config_text  # noqa: E402
+from exporter.config.load import load_config_text  # noqa: E402
 from exporter.runtime import Runtime  # noqa: E402
 from tests.test_runtime import CONFIG, World, value  # noqa: E402
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import load_config_text
+from exporter.config.load import load_config_text
 from exporter.http.textformat import fetch_text
 from exporter.meter.projection import project
 from exporter.runtime import Runtime

@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from exporter import __version__
+from exporter.config.schema import NO_CLIENT_CONFIG, HttpClientConfig
 from exporter.errors import FetchError
 from exporter.redact import redact_url
-from exporter.settings import NO_CLIENT_CONFIG, HttpClientConfig
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer

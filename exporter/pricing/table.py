@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from exporter.config.schema import ExporterConfig
 from exporter.errors import ConfigError
 from exporter.pricing.catalogue import load_catalogue
 from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.records import CAPACITY_CLASSES
-from exporter.settings import ExporterConfig
 from exporter.yamlstrict import readers as yn
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from exporter.settings import ExporterConfig
+from exporter.config.schema import ExporterConfig
 from exporter.sources.gpu.inventory import NodeSource, StaticInventory
 from exporter.sources.gpu.nvml import NvmlReader, NvmlUnavailable
 from exporter.sources.gpu.nvml_poller import NvmlGpus, NvmlPoller

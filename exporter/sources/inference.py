@@ -12,10 +12,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from functools import lru_cache
 
+from exporter.config.schema import HttpClientConfig, Target
 from exporter.errors import ParseError, SourceError
 from exporter.http.textformat import FetchLimits, Sample, fetch_text, has_prefix, parse_wanted
 from exporter.records import TOKEN_COUNTERS, Buckets, ModelCounters, TargetScrape
-from exporter.settings import HttpClientConfig, Target
 from exporter.sources.servers import SERVERS, Series, ServerProfile, with_token_metric
 
 log = logging.getLogger(__name__)

@@ -29,9 +29,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from exporter.config_inventory import adapter_label_problem
+from exporter.config.inventory import adapter_label_problem
+from exporter.config.schema import NO_CLIENT_CONFIG, HttpClientConfig, Target
 from exporter.records import Owner
-from exporter.settings import NO_CLIENT_CONFIG, HttpClientConfig, Target
 from exporter.sources.kube.objects import PodInfo, parse_quantity
 
 PREFIX = "cpm-exporter.io/"

@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol
 
+from exporter.config.schema import ExporterConfig, StaticWorkload
 from exporter.errors import SourceError
 from exporter.http.fetch import FetchLimits, fetch_text
 from exporter.records import GpuSample, Owner, Placement, PodUsage, SourceStatus, UnitInfo
-from exporter.settings import ExporterConfig, StaticWorkload
 from exporter.sources.gpu.inventory import StaticInventory
 from exporter.sources.gpu.names import hardware_of
 from exporter.sources.inference import Fetch

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from exporter.config.schema import Target
 from exporter.http.textformat import FetchLimits
 from exporter.meter.tokens import ModelDelta, TokenMeter
 from exporter.records import Owner, TargetScrape
-from exporter.settings import Target
 from exporter.sources.inference import scrape
 from tests.groundtruth.ideal import LineKey, TotalKey
 from tests.groundtruth.ir import QUANTITIES

@@ -10,10 +10,10 @@ import re
 from dataclasses import replace
 from fractions import Fraction
 
+from exporter.config.schema import ExporterConfig
 from exporter.errors import SourceError
 from exporter.http.fetch import FetchLimits, fetch_text
 from exporter.records import SourceStatus
-from exporter.settings import ExporterConfig
 from exporter.sources.gpu.dcgm import DcgmUnit, read_dcgm
 from exporter.sources.gpu.mig import with_unused_slices
 from exporter.sources.inference import Fetch

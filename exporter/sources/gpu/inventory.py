@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from exporter.config.schema import ExporterConfig, StaticWorkload
 from exporter.pricing.prices import BYTES_PER_GB
 from exporter.records import GpuSample, Placement, PodUsage, SourceStatus, UnitInfo
-from exporter.settings import ExporterConfig, StaticWorkload
 
 
 class NodeSource(Protocol):

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from exporter.config.schema import ExporterConfig
 from exporter.records import SourceStatus
-from exporter.settings import ExporterConfig
 from exporter.sources.gpu.mig import with_unused_slices
 from exporter.sources.gpu.nvml import NvmlReader, NvmlUnavailable, NvmlUnit
 from exporter.sources.node import GpuUnit

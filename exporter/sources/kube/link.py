@@ -13,8 +13,8 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol
 
+from exporter.config.schema import NO_CLIENT_CONFIG, HttpClientConfig, StaticWorkload, Target
 from exporter.records import Owner, Placement, SourceStatus
-from exporter.settings import NO_CLIENT_CONFIG, HttpClientConfig, StaticWorkload, Target
 from exporter.sources.kube.cgroup import pod_of_pid
 from exporter.sources.kube.objects import PodInfo
 from exporter.sources.kube_targets import OwnerRules, owner_of, roles_of, targets_of, token_targets_of

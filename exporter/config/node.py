@@ -4,7 +4,7 @@ node_source:
   gpus: nvml                 # inventory (default) | nvml | dcgm | auto
   capacity: on_demand        # capacity class of the GPUs found (they carry none)
   dcgm_url: http://127.0.0.1:9400/metrics
-  dcgm_https: {ca_file: /etc/cpm/dcgm-ca.crt}   # an https dcgm_url: trust and token (config_http)
+  dcgm_https: {ca_file: /etc/cpm/dcgm-ca.crt}   # an https dcgm_url: trust and token (config.http)
   poll_seconds: 1            # NVML sweep period
   call_timeout_seconds: 2    # a slower NVML call marks its GPU hung
   hardware_names: {"NVIDIA H100 NVL": H100-NVL}
@@ -23,10 +23,10 @@ from fractions import Fraction
 
 from yaml.nodes import Node
 
-from exporter.config_http import read_https, read_url
+from exporter.config.http import read_https, read_url
+from exporter.config.schema import GPU_SOURCES, NodeSourceConfig
 from exporter.pricing.prices import ZERO
 from exporter.records import CAPACITY_CLASSES
-from exporter.settings import GPU_SOURCES, NodeSourceConfig
 from exporter.yamlstrict import readers as yn
 from exporter.yamlstrict.readers import Problems, choice_reader, key_path, number_reader
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from yaml.nodes import Node, ScalarNode
 
-from exporter.config_http import read_https
-from exporter.settings import DEFAULT_PODRESOURCES_SOCKET, HttpClientConfig, KubernetesConfig
+from exporter.config.http import read_https
+from exporter.config.schema import DEFAULT_PODRESOURCES_SOCKET, HttpClientConfig, KubernetesConfig
 from exporter.yamlstrict import readers as yn
 from exporter.yamlstrict.readers import Problems, key_path, text_reader
 

@@ -12,10 +12,10 @@ from decimal import Decimal
 
 from yaml.nodes import Node, ScalarNode
 
-from exporter.config_http import read_https, read_url
+from exporter.config.http import read_https, read_url
+from exporter.config.schema import StaticGpu, StaticWorkload, Target
 from exporter.pricing.prices import ZERO
 from exporter.records import CAPACITY_CLASSES, SERVING_ROLES, WORKLOAD_KINDS, Owner
-from exporter.settings import StaticGpu, StaticWorkload, Target
 from exporter.yamlstrict import readers as yn
 from exporter.yamlstrict.readers import Problems, choice_reader, number_reader, text_reader
 

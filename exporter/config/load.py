@@ -68,7 +68,7 @@ Rules worth knowing:
   anchors, explicit tags, files over 1 MiB. All problems are reported together in one
   ``ConfigError`` as ``path (line N): message``.
 
-The catalogue (``pricing.catalogue``), the inventory section (``config_inventory``) and the
+The catalogue (``pricing.catalogue``), the inventory section (``config.inventory``) and the
 ``check-config`` table (``pricing.table``) live in their own modules; their public names are
 re-exported here.
 """
@@ -87,11 +87,12 @@ from typing import NamedTuple
 
 from yaml.nodes import Node
 
-from exporter.config_inventory import MAX_GPUS as MAX_GPUS
-from exporter.config_inventory import LocatedGpu, read_gpus, read_workloads
-from exporter.config_inventory import known_servers as known_servers
-from exporter.config_kube import read_kubernetes
-from exporter.config_node import read_node_source
+from exporter.config.inventory import MAX_GPUS as MAX_GPUS
+from exporter.config.inventory import LocatedGpu, read_gpus, read_workloads
+from exporter.config.inventory import known_servers as known_servers
+from exporter.config.kube import read_kubernetes
+from exporter.config.node import read_node_source
+from exporter.config.schema import ExporterConfig, ScrapeLimits
 from exporter.errors import ConfigError
 from exporter.pricing.catalogue import CATALOGUE_PREFIX as CATALOGUE_PREFIX
 from exporter.pricing.catalogue import Catalogue as Catalogue
@@ -112,7 +113,6 @@ from exporter.pricing.prices import (
 )
 from exporter.pricing.table import format_price_table as format_price_table
 from exporter.records import CAPACITY_CLASSES
-from exporter.settings import ExporterConfig, ScrapeLimits
 from exporter.yamlstrict import readers as yn
 from exporter.yamlstrict.readers import Problems, choice_reader, key_path, number_reader, text_reader
 
