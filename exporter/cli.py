@@ -166,7 +166,7 @@ def _load_web(path: str | None) -> WebConfig | None:
 
 
 def _demo(listen: tuple[str, int], tick_seconds: float | None, web: WebConfig | None) -> int:
-    from exporter.demo import DemoNode, start_demo
+    from exporter.demo.demo import DemoNode, start_demo
     from exporter.runtime import Runtime
 
     demo = start_demo(tick_seconds)

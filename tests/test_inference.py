@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.demo.simulation import SimEngine
 from exporter.errors import ParseError
-from exporter.simulation import SimEngine
 from exporter.sources.inference import detect, read_payload
 from exporter.sources.servers import SERVERS
 
@@ -212,7 +212,7 @@ def test_huge_model_names_are_truncated() -> None:
 @pytest.mark.parametrize("engine", ["vllm", "sglang", "tgi", "triton", "llamacpp"])
 def test_every_simulated_engine_is_read_back_exactly(engine: str) -> None:
     """The demo's simulated servers print each engine's own format; the table reads it back."""
-    from exporter.simulation import SimEngine
+    from exporter.demo.simulation import SimEngine
 
     sim = SimEngine("some/model", engine=engine)
     for i in range(7):

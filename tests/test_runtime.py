@@ -10,10 +10,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config.load import load_config_text
 from exporter.config.schema import ExporterConfig
+from exporter.demo.simulation import SimEngine
 from exporter.errors import FetchError
 from exporter.http.textformat import FetchLimits
 from exporter.runtime import Runtime
-from exporter.simulation import SimEngine
 
 CONFIG = """
 node: test-node
@@ -155,7 +155,7 @@ def test_a_broken_reload_keeps_the_last_good_config(world: World) -> None:
 
 @pytest.fixture
 def demo_output() -> Iterator[bytes]:
-    from exporter.demo import DemoNode, start_demo
+    from exporter.demo.demo import DemoNode, start_demo
 
     demo = start_demo()
     try:

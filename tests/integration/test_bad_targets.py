@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from exporter.simulation import SimEngine
+from exporter.demo.simulation import SimEngine
 
 MODEL = "Qwen/Qwen2.5-32B-Instruct"
 TIMEOUT_S = 0.5  # limits.scrape_timeout_seconds (= tick_seconds)

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.simulation import Load, SimEngine, SimServer
+from exporter.demo.simulation import Load, SimEngine, SimServer
 from exporter.training import TrainingTokens
 from tests.fakes.nvml import FakeGpu, FakeProcess, Scenario, build_fake_nvml
 from tests.integration.conftest import (

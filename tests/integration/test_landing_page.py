@@ -19,7 +19,7 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from exporter.demo import DEMO_SERVERS
+from exporter.demo.demo import DEMO_SERVERS
 
 CHROMIUM_FLAGS = (
     "--headless=new",

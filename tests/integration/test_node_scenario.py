@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from exporter.simulation import Load, SimEngine, SimServer
+from exporter.demo.simulation import Load, SimEngine, SimServer
 from exporter.training import TrainingTokens
 from tests.fake_kube_api import FakeKubeApi
 from tests.fakes.kubelet import FakeKubelet, list_reply, podresources_pb

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from exporter.simulation import SimEngine, SimServer
+from exporter.demo.simulation import SimEngine, SimServer
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 WINDOW_S = 10

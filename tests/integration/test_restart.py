@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.simulation import SimEngine, SimServer
+from exporter.demo.simulation import SimEngine, SimServer
 from tests.integration.conftest import Exporter
 
 TICK_S = 0.5

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from exporter.simulation import SimEngine, SimServer
+from exporter.demo.simulation import SimEngine, SimServer
 from tests.integration.conftest import Exporter, Prometheus, wait_for
 from tests.test_helm import one, render_docs
 

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from exporter.demo.expositions import EXPOSITIONS
+
 ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
                40.0, 80.0)  # fmt: skip
 LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
@@ -47,13 +49,6 @@ def go_float(x: float) -> str:
         mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
         return f"{mantissa}e+0{dot - 1}"
     return s
-
-
-def plain_number(x: float) -> str:
-    """A number as metrics-rs and prometheus-cpp print it (whole numbers without ".0")."""
-    if x == math.inf:
-        return "+Inf"
-    return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
 class Histogram:
@@ -223,8 +218,6 @@ class SimEngine:
 
     def text(self) -> str:
         """This engine's real exposition of the current counters."""
-        from exporter.sim_expositions import EXPOSITIONS  # the renderers read this class
-
         with self._lock:
             return EXPOSITIONS[self.engine](self)
 

@@ -9,15 +9,22 @@ prometheus-cpp (``_count``/``_sum`` before buckets), llama.cpp by hand (6 signif
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from exporter.exposition.render import escape_label
-from exporter.simulation import plain_number
 
 if TYPE_CHECKING:
-    from exporter.simulation import SimEngine
+    from exporter.demo.simulation import SimEngine
+
+
+def plain_number(x: float) -> str:
+    """A number as metrics-rs and prometheus-cpp print it (whole numbers without ".0")."""
+    if x == math.inf:
+        return "+Inf"
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
 class _Text:

@@ -16,8 +16,8 @@ from typing import NamedTuple
 
 from exporter.config.load import load_config_text
 from exporter.config.schema import ExporterConfig
+from exporter.demo.simulation import Load, SimEngine, SimServer
 from exporter.records import GpuSample
-from exporter.simulation import Load, SimEngine, SimServer
 from exporter.sources.gpu.inventory import StaticInventory
 from exporter.training import TrainingTokens
 
