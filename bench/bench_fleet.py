@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -124,8 +125,11 @@ def rule_exprs() -> list[tuple[str, str, str]]:
 def api(port: int, path: str, **params: str) -> tuple[dict[str, object], float]:
     url = f"http://127.0.0.1:{port}{path}" + ("?" + urllib.parse.urlencode(params) if params else "")
     began = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=120) as r:
-        body = json.loads(r.read())
+    try:
+        with urllib.request.urlopen(url, timeout=120) as r:
+            body = json.loads(r.read())
+    except urllib.error.HTTPError as e:  # the store's reason, not only its status
+        raise SystemExit(f"{url[:200]}: HTTP {e.code}: {e.read()[:500]!r}") from e
     return body, time.perf_counter() - began
 
 
@@ -186,7 +190,8 @@ def measure_victoria_metrics(nodes: int, minutes: int, work: Path) -> None:
     port = 18428 + nodes % 1000
     vm = subprocess.Popen([shutil.which("victoria-metrics") or "victoria-metrics", f"-storageDataPath={work / f'vm-{nodes}'}",
                            f"-httpListenAddr=127.0.0.1:{port}", "-retentionPeriod=1d", "-search.latencyOffset=0s",
-                           "-search.disableCache", "-loggerLevel=ERROR"],
+                           "-search.disableCache", "-search.maxUniqueTimeseries=10000000",
+                           "-search.maxSamplesPerQuery=10000000000", "-loggerLevel=ERROR"],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 60
