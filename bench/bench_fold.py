@@ -23,11 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from exporter.config.schema import ScrapeLimits
+from exporter.engines.read import read_payload
 from exporter.errors import ParseError
 from exporter.meter.ledger import Meter
 from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.records import GpuSample, Owner, Placement, TargetScrape, TickInput
-from exporter.sources.inference import read_payload
 
 S = 10**9
 SAMPLES_PER_MODEL = 5

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from exporter import __version__, statefile
 from exporter.config.schema import ExporterConfig, StaticWorkload, Target
+from exporter.engines.read import Fetch, scrape
 from exporter.errors import ConfigError
 from exporter.exposition.page import render_page
 from exporter.exposition.render import render
@@ -29,7 +30,6 @@ from exporter.http.textformat import FetchLimits, fetch_text
 from exporter.meter.ledger import Meter, MeterSnapshot
 from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.records import GpuSample, TargetScrape, TickInput
-from exporter.sources import inference
 from exporter.sources.discovery import node_source_for
 from exporter.sources.gpu.inventory import NodeSource
 from exporter.wakeup import Wakeup
@@ -64,7 +64,7 @@ class Runtime:
         node_source: NodeSource | None = None,
         clock: Callable[[], int] = time.time_ns,
         monotonic: Callable[[], int] | None = None,
-        fetch: inference.Fetch = fetch_text,
+        fetch: Fetch = fetch_text,
         watch_path: str | None = None,
     ) -> None:
         self._load = load
@@ -300,7 +300,7 @@ class Runtime:
         return tuple(out)
 
     def _scrape_all(self, targets: tuple[Target, ...], limits: FetchLimits) -> tuple[TargetScrape, ...]:
-        futures = [self._pool.submit(inference.scrape, t, limits, self._fetch) for t in targets]
+        futures = [self._pool.submit(scrape, t, limits, self._fetch) for t in targets]
         scrapes = tuple(f.result() for f in futures)
         for s in scrapes:
             if s.server:

@@ -545,7 +545,7 @@ def test_target_urls_are_http_host_port_path(url: str, expected: str) -> None:
 
 
 def test_server_names_come_from_the_servers_table() -> None:
-    from exporter.sources.servers import SERVERS
+    from exporter.engines.profiles import SERVERS
 
     assert known_servers() == ("auto", *sorted(SERVERS))
     text = BASE.replace('gpus: ["0"]}', 'targets: [{url: "http://a:1/m", server: sglang}]}')

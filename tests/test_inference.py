@@ -14,9 +14,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.demo.simulation import SimEngine
+from exporter.engines.profiles import SERVERS
+from exporter.engines.read import detect, read_payload
 from exporter.errors import ParseError
-from exporter.sources.inference import detect, read_payload
-from exporter.sources.servers import SERVERS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 VLLM = sorted((FIXTURES / "vllm").glob("*.txt"))
@@ -147,7 +147,7 @@ def promql_sum(text: str, name: str, where: dict[str, str], model_label: str, mo
 
 @pytest.mark.parametrize("fixture", sorted(PROMQL), ids=str)
 def test_every_server_reads_like_promql(fixture: str) -> None:
-    from exporter.sources.servers import SERVERS
+    from exporter.engines.profiles import SERVERS
 
     text = next((FIXTURES / fixture).glob("*.txt")).read_text()
     server = SERVER_OF[fixture]
@@ -325,9 +325,9 @@ def test_an_adapter_label_files_each_adapters_tokens_under_its_name() -> None:
 
 def test_a_target_with_an_adapter_label_is_scraped_per_adapter() -> None:
     from exporter.config.schema import Target
+    from exporter.engines.read import scrape
     from exporter.http.textformat import FetchLimits
     from exporter.records import Owner
-    from exporter.sources.inference import scrape
 
     owner = Owner("ml", "sglang-0", "ml", "base")
     target = Target("t", "http://127.0.0.1:1/metrics", owner, "auto", adapter_label="lora")
@@ -338,9 +338,9 @@ def test_a_target_with_an_adapter_label_is_scraped_per_adapter() -> None:
 
 def test_an_unexpected_error_stops_only_its_target() -> None:
     from exporter.config.schema import Target
+    from exporter.engines.read import scrape
     from exporter.http.textformat import FetchLimits
     from exporter.records import Owner
-    from exporter.sources.inference import scrape
 
     def broken(url: str, limits: FetchLimits, client: object) -> str:
         raise UnicodeEncodeError("latin-1", "ö", 0, 1, "a bug of ours")

@@ -9,10 +9,10 @@ from types import MappingProxyType
 import pytest
 
 from exporter.config.schema import HttpClientConfig, Target
+from exporter.engines.targets import OwnerRules, owner_of, roles_of, targets_of, token_targets_of
 from exporter.records import Owner
 from exporter.sources.kube.objects import PodInfo
 from exporter.sources.kube.pods import PodWatcher
-from exporter.sources.kube_targets import OwnerRules, owner_of, roles_of, targets_of, token_targets_of
 from tests.fake_kube_api import FakeKubeApi
 
 SCRAPE = {"prometheus.io/scrape": "true", "prometheus.io/port": "8000"}
@@ -193,7 +193,7 @@ def test_token_targets_and_roles() -> None:
 
 
 def test_documented_annotations_are_in_the_module_docstring() -> None:
-    import exporter.sources.kube_targets as module
+    import exporter.engines.targets as module
 
     for key in ("workload", "token-metric", "model", "team", "target-tokens", "role", "adapter-label"):
         assert f"cpm-exporter.io/{key}" in (module.__doc__ or "")

@@ -17,12 +17,12 @@ import pytest
 import yaml
 
 from exporter.demo.simulation import VLLM_LENGTHS, SimEngine
+from exporter.engines.read import read_payload
 from exporter.meter.counters import bucket_increase, valid_buckets
 from exporter.meter.ledger import Meter, MeterSnapshot
 from exporter.meter.request_cost import LengthWindow, bucket_quantile, cost_quantiles
 from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.records import GpuSample, Owner, Placement, TargetScrape, TickInput
-from exporter.sources.inference import read_payload
 
 INF = math.inf
 VLLM_BOUNDS = (*VLLM_LENGTHS, INF)

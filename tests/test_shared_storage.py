@@ -13,12 +13,12 @@ from types import MappingProxyType
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.engines.targets import OwnerRules
 from exporter.meter.ledger import Meter
 from exporter.pricing.prices import BYTES_PER_GB, PricingConfig
 from exporter.records import Owner, PodUsage, TickInput
 from exporter.sources.kube.link import KubeLink
 from exporter.sources.kube.objects import PodInfo
-from exporter.sources.kube_targets import OwnerRules
 
 TIB = 2**40
 S = 10**9

@@ -10,10 +10,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config.load import load_config_text
+from exporter.engines.read import detect, read_payload
 from exporter.http.textformat import fetch_text
 from exporter.meter.projection import project
 from exporter.runtime import Runtime
-from exporter.sources.inference import detect, read_payload
 from exporter.training import TrainingTokens
 
 CONFIG = """

@@ -14,6 +14,8 @@ from yaml.nodes import Node, ScalarNode
 
 from exporter.config.http import read_https, read_url
 from exporter.config.schema import StaticGpu, StaticWorkload, Target
+from exporter.engines.profiles import SERVERS
+from exporter.engines.targets import adapter_label_problem
 from exporter.pricing.prices import ZERO
 from exporter.records import CAPACITY_CLASSES, SERVING_ROLES, WORKLOAD_KINDS, Owner
 from exporter.yamlstrict import readers as yn
@@ -34,14 +36,11 @@ _WORKLOAD = (
     "target_tokens",
 )
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 NO_OWNER = Owner("", "", "", "")  # targets are read before their workload's owner is known
 
 
 def known_servers() -> tuple[str, ...]:
     """``"auto"`` plus every entry of the SERVERS table."""
-    from exporter.sources.servers import SERVERS  # imported here: sources import settings
-
     return ("auto", *sorted(SERVERS))
 
 
@@ -229,15 +228,6 @@ def _adapter_label(p: Problems, node: Node, path: str) -> str | None:
         p.add(path, node, problem)
         return None
     return name
-
-
-def adapter_label_problem(name: str) -> str:
-    """Why ``name`` cannot name the adapter label ("" if it can): histogram and reserved labels."""
-    if not _LABEL_NAME.fullmatch(name):
-        return f"is not a Prometheus label name, got {name!r}"
-    if name in ("le", "quantile") or name.startswith("__"):
-        return f"{name!r} is a label Prometheus reserves for histograms, summaries or itself"
-    return ""
 
 
 def _metric_name(p: Problems, node: Node, path: str) -> str | None:

@@ -57,7 +57,7 @@ class Target:
     name: str
     url: str
     owner: Owner
-    server: str = "auto"  # a key of sources.servers.SERVERS, or "auto" to detect
+    server: str = "auto"  # a key of engines.profiles.SERVERS, or "auto" to detect
     token_metric: str = ""  # training: the job's own token counter name, if not the default
     # Per-adapter (LoRA) accounting: a label whose non-empty value names the adapter a
     # sample's tokens were served for; those tokens become their own model line.

@@ -18,12 +18,12 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol
 
 from exporter.config.schema import ExporterConfig, StaticWorkload
+from exporter.engines.read import Fetch
 from exporter.errors import SourceError
 from exporter.http.fetch import FetchLimits, fetch_text
 from exporter.records import GpuSample, Owner, Placement, PodUsage, SourceStatus, UnitInfo
 from exporter.sources.gpu.inventory import StaticInventory
 from exporter.sources.gpu.names import hardware_of
-from exporter.sources.inference import Fetch
 from exporter.sources.kube.cadvisor import pod_transmit_bytes
 from exporter.sources.placement import DeviceClaim, UnitView, decide
 

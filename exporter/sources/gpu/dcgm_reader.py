@@ -11,12 +11,12 @@ from dataclasses import replace
 from fractions import Fraction
 
 from exporter.config.schema import ExporterConfig
+from exporter.engines.read import Fetch
 from exporter.errors import SourceError
 from exporter.http.fetch import FetchLimits, fetch_text
 from exporter.records import SourceStatus
 from exporter.sources.gpu.dcgm import DcgmUnit, read_dcgm
 from exporter.sources.gpu.mig import with_unused_slices
-from exporter.sources.inference import Fetch
 from exporter.sources.node import GpuUnit
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol
 
 from exporter.config.schema import NO_CLIENT_CONFIG, HttpClientConfig, StaticWorkload, Target
+from exporter.engines.targets import OwnerRules, owner_of, roles_of, targets_of, token_targets_of
 from exporter.records import Owner, Placement, SourceStatus
 from exporter.sources.kube.cgroup import pod_of_pid
 from exporter.sources.kube.objects import PodInfo
-from exporter.sources.kube_targets import OwnerRules, owner_of, roles_of, targets_of, token_targets_of
 
 if TYPE_CHECKING:  # kube_pods imports the kubernetes client (~20 MiB): only where it is used
     from exporter.sources.kube.pods import WatchStatus

@@ -1,6 +1,6 @@
 """The pods of this node, from the Kubernetes API: one LIST, then a WATCH (a one-node informer).
 
-Rule: this module reads pods and their claims, nothing else; who pays is ``kube_targets``.
+Rule: this module reads pods and their claims, nothing else; who pays is ``engines.targets``.
 
 One daemon thread owns the watch. It LISTs ``spec.nodeName=<node>``, WATCHes from the list's
 resourceVersion, and publishes an immutable snapshot; ``pods()``, ``status()`` and
