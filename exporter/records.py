@@ -200,3 +200,74 @@ class TickInput:
     @property
     def dt_ns(self) -> int:
         return self.end_ns - self.start_ns
+
+
+@dataclass(frozen=True, slots=True)
+class HttpClientConfig:
+    """How to reach an https endpoint: whom to trust, and the token to show (Prometheus's
+    ``tls_config`` and ``bearer_token_file``). The defaults trust the system's CAs, no token."""
+
+    ca_file: str = ""  # a PEM bundle trusted instead of the system's CAs
+    insecure_skip_verify: bool = False  # accept any certificate (self-signed kubelets)
+    server_name: str = ""  # the name the certificate must carry, when the URL holds an IP
+    bearer_token_file: str = ""  # sent as "Authorization: Bearer …", re-read for every request
+
+
+NO_CLIENT_CONFIG = HttpClientConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """An inference server's /metrics endpoint and the owner its tokens belong to."""
+
+    name: str
+    url: str
+    owner: Owner
+    server: str = "auto"  # a key of engines.profiles.SERVERS, or "auto" to detect
+    token_metric: str = ""  # training: the job's own token counter name, if not the default
+    # Per-adapter (LoRA) accounting: a label whose non-empty value names the adapter a
+    # sample's tokens were served for; those tokens become their own model line.
+    adapter_label: str = ""
+    client: HttpClientConfig = NO_CLIENT_CONFIG  # https targets: trust and token
+    # Kubernetes: when the container serving the metrics started (UNIX s). A new start after
+    # our last reading is a restart even where the server exports no start time of its own.
+    started_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRun:
+    """One container of a pod: the ports it declares, and when its current run started."""
+
+    name: str
+    ports: tuple[int, ...]  # spec.containers[].ports[].containerPort
+    started_at: float | None  # status.containerStatuses[].state.running.startedAt; None unless running
+
+
+@dataclass(frozen=True, slots=True)
+class PodInfo:
+    uid: str
+    namespace: str
+    name: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    phase: str  # Pending/Running/Succeeded/Failed/Unknown
+    pod_ip: str
+    deleted_at: float | None  # metadata.deletionTimestamp as UNIX seconds, else None
+    claims: tuple[str, ...]  # PVC names the pod mounts
+    container_ids: tuple[str, ...]  # runtime prefix ("containerd://") stripped
+    created_at: float | None = None  # metadata.creationTimestamp as UNIX seconds
+    # When its last container terminated, once all have (a finished Job's pod lingers until deleted).
+    finished_at: float | None = None
+    # spec.hostNetwork: the pod sends on the node's own interfaces, so cAdvisor's network
+    # counters for it are the whole node's, not the pod's.
+    host_network: bool = False
+    containers: tuple[ContainerRun, ...] = ()
+
+    def started_at(self, port: int) -> float | None:
+        """When the container serving ``port`` last started: the one declaring the port, or the
+        pod's only container. None when no container can be told (a restart of it is then seen
+        only through the server's own start time)."""
+        declaring = [c for c in self.containers if port in c.ports]
+        if len(declaring) == 1:
+            return declaring[0].started_at
+        return self.containers[0].started_at if len(self.containers) == 1 and not declaring else None

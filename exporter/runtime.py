@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from exporter import __version__, statefile
-from exporter.config.schema import ExporterConfig, StaticWorkload, Target
+from exporter.config.schema import ExporterConfig, StaticWorkload
 from exporter.engines.read import Fetch, scrape
 from exporter.errors import ConfigError
 from exporter.exposition.page import render_page
@@ -29,7 +29,7 @@ from exporter.exposition.status import ExportView, RuntimeStatus, TargetStatus
 from exporter.http.textformat import FetchLimits, fetch_text
 from exporter.meter.ledger import Meter, MeterSnapshot
 from exporter.pricing.prices import GpuPrice, PricingConfig
-from exporter.records import GpuSample, TargetScrape, TickInput
+from exporter.records import GpuSample, Target, TargetScrape, TickInput
 from exporter.sources.discovery import node_source_for
 from exporter.sources.gpu.inventory import NodeSource
 from exporter.wakeup import Wakeup

@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.config.load import format_price_table, known_servers, load_config, load_config_text
-from exporter.config.schema import ExporterConfig, ScrapeLimits, StaticGpu, StaticWorkload, Target
+from exporter.config.schema import ExporterConfig, ScrapeLimits, StaticGpu, StaticWorkload
 from exporter.errors import ConfigError
 from exporter.pricing.prices import Budgets, Energy, GpuPrice, Overhead, OwnedHardware
-from exporter.records import Owner
+from exporter.records import Owner, Target
 from exporter.yamlstrict import readers as yamlnodes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config.schema import HttpClientConfig
 from exporter.errors import FetchError
 from exporter.http.textformat import FetchLimits, fetch_text
+from exporter.records import HttpClientConfig
 from tests.test_webconfig import Pki, make_pki
 
 PAYLOAD = b'# TYPE m counter\nm_total{model="x"} 42\n'

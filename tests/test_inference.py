@@ -324,10 +324,9 @@ def test_an_adapter_label_files_each_adapters_tokens_under_its_name() -> None:
 
 
 def test_a_target_with_an_adapter_label_is_scraped_per_adapter() -> None:
-    from exporter.config.schema import Target
     from exporter.engines.read import scrape
     from exporter.http.textformat import FetchLimits
-    from exporter.records import Owner
+    from exporter.records import Owner, Target
 
     owner = Owner("ml", "sglang-0", "ml", "base")
     target = Target("t", "http://127.0.0.1:1/metrics", owner, "auto", adapter_label="lora")
@@ -337,10 +336,9 @@ def test_a_target_with_an_adapter_label_is_scraped_per_adapter() -> None:
 
 
 def test_an_unexpected_error_stops_only_its_target() -> None:
-    from exporter.config.schema import Target
     from exporter.engines.read import scrape
     from exporter.http.textformat import FetchLimits
-    from exporter.records import Owner
+    from exporter.records import Owner, Target
 
     def broken(url: str, limits: FetchLimits, client: object) -> str:
         raise UnicodeEncodeError("latin-1", "ö", 0, 1, "a bug of ours")

@@ -16,7 +16,9 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from exporter.errors import SourceError
-from exporter.sources.kube.objects import ContainerRun, PodInfo, parse_pod, parse_quantity, parse_timestamp
+from exporter.quantity import parse_quantity
+from exporter.records import ContainerRun, PodInfo
+from exporter.sources.kube.objects import parse_pod, parse_timestamp
 from exporter.sources.kube.pods import Backoff, PodWatcher, load_api, node_name_from_env
 from tests.fake_kube_api import FakeKubeApi
 

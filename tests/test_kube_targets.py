@@ -8,10 +8,8 @@ from types import MappingProxyType
 
 import pytest
 
-from exporter.config.schema import HttpClientConfig, Target
 from exporter.engines.targets import OwnerRules, owner_of, roles_of, targets_of, token_targets_of
-from exporter.records import Owner
-from exporter.sources.kube.objects import PodInfo
+from exporter.records import HttpClientConfig, Owner, PodInfo, Target
 from exporter.sources.kube.pods import PodWatcher
 from tests.fake_kube_api import FakeKubeApi
 

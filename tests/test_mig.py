@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 
 from exporter.sources.gpu.mig import with_unused_slices
-from exporter.sources.node import GpuUnit
+from exporter.sources.gpu.unit import GpuUnit
 
 
 def instance(gi: int, slices: int, *, watts: float | None = 700.0, joules: float | None = 7e6) -> GpuUnit:

@@ -229,8 +229,8 @@ def test_the_node_label_defaults_to_the_downward_apis_node_name(monkeypatch: pyt
 
 def test_a_host_network_pods_bytes_are_the_nodes_and_never_its_egress(tmp_path: Path) -> None:
     from exporter.engines.targets import OwnerRules
+    from exporter.records import PodInfo
     from exporter.sources.kube.link import KubeLink
-    from exporter.sources.kube.objects import PodInfo
 
     network = tmp_path / "cadvisor.txt"
     network.write_text(CADVISOR.read_text())

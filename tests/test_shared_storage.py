@@ -16,9 +16,8 @@ from hypothesis import strategies as st
 from exporter.engines.targets import OwnerRules
 from exporter.meter.ledger import Meter
 from exporter.pricing.prices import BYTES_PER_GB, PricingConfig
-from exporter.records import Owner, PodUsage, TickInput
+from exporter.records import Owner, PodInfo, PodUsage, TickInput
 from exporter.sources.kube.link import KubeLink
-from exporter.sources.kube.objects import PodInfo
 
 TIB = 2**40
 S = 10**9

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from yaml.nodes import Node
 
-from exporter.config.schema import NO_CLIENT_CONFIG, HttpClientConfig
+from exporter.records import NO_CLIENT_CONFIG, HttpClientConfig
 from exporter.redact import redact_url
 from exporter.yamlstrict import readers as yn
 from exporter.yamlstrict.readers import Problems, key_path

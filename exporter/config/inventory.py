@@ -13,11 +13,11 @@ from decimal import Decimal
 from yaml.nodes import Node, ScalarNode
 
 from exporter.config.http import read_https, read_url
-from exporter.config.schema import StaticGpu, StaticWorkload, Target
+from exporter.config.schema import StaticGpu, StaticWorkload
 from exporter.engines.profiles import SERVERS
 from exporter.engines.targets import adapter_label_problem
 from exporter.pricing.prices import ZERO
-from exporter.records import CAPACITY_CLASSES, SERVING_ROLES, WORKLOAD_KINDS, Owner
+from exporter.records import CAPACITY_CLASSES, SERVING_ROLES, WORKLOAD_KINDS, Owner, Target
 from exporter.yamlstrict import readers as yn
 from exporter.yamlstrict.readers import Problems, choice_reader, number_reader, text_reader
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 from yaml.nodes import Node, ScalarNode
 
 from exporter.config.http import read_https
-from exporter.config.schema import DEFAULT_PODRESOURCES_SOCKET, HttpClientConfig, KubernetesConfig
+from exporter.config.schema import DEFAULT_PODRESOURCES_SOCKET, KubernetesConfig
+from exporter.records import HttpClientConfig
 from exporter.yamlstrict import readers as yn
 from exporter.yamlstrict.readers import Problems, key_path, text_reader
 

@@ -94,6 +94,7 @@ from exporter.config.kube import read_kubernetes
 from exporter.config.node import read_node_source
 from exporter.config.schema import ExporterConfig, ScrapeLimits
 from exporter.errors import ConfigError
+from exporter.pricing import table
 from exporter.pricing.catalogue import CATALOGUE_PREFIX as CATALOGUE_PREFIX
 from exporter.pricing.catalogue import Catalogue as Catalogue
 from exporter.pricing.catalogue import CatalogueFact as CatalogueFact
@@ -111,7 +112,6 @@ from exporter.pricing.prices import (
     OwnedHardware,
     PricingConfig,
 )
-from exporter.pricing.table import format_price_table as format_price_table
 from exporter.records import CAPACITY_CLASSES
 from exporter.yamlstrict import readers as yn
 from exporter.yamlstrict.readers import Problems, choice_reader, key_path, number_reader, text_reader
@@ -435,3 +435,10 @@ def _unpriced(pair: tuple[str, str], use_catalogue: bool, catalogue: Catalogue |
         return f"no price for {hw} {capacity} and pricing.catalogue is false: {fix}"
     date = catalogue.date if catalogue is not None else "?"
     return f"no price for {hw} {capacity}: {fix} (the catalogue of {date} has none)"
+
+
+def format_price_table(cfg: ExporterConfig) -> str:
+    """The effective price table ``check-config`` prints for ``cfg`` (``pricing.table``)."""
+    return table.format_price_table(
+        cfg.pricing, ((g.hardware, g.capacity) for g in cfg.gpus), cfg.path, cfg.sha256
+    )

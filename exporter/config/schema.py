@@ -12,7 +12,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 from exporter.pricing.prices import PricingConfig
-from exporter.records import Owner
+from exporter.records import NO_CLIENT_CONFIG, HttpClientConfig, Owner, Target
 
 DEFAULT_PORT = 9433  # not 9100 (node), 9400 (dcgm), 9003 (OpenCost), 8080 (kube-state-metrics)
 
@@ -34,38 +34,6 @@ class StaticGpu:
     capacity: str
     utilization: float | None = None  # static busy fraction when nothing measures it
     power_watts: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HttpClientConfig:
-    """How to reach an https endpoint: whom to trust, and the token to show (Prometheus's
-    ``tls_config`` and ``bearer_token_file``). The defaults trust the system's CAs, no token."""
-
-    ca_file: str = ""  # a PEM bundle trusted instead of the system's CAs
-    insecure_skip_verify: bool = False  # accept any certificate (self-signed kubelets)
-    server_name: str = ""  # the name the certificate must carry, when the URL holds an IP
-    bearer_token_file: str = ""  # sent as "Authorization: Bearer …", re-read for every request
-
-
-NO_CLIENT_CONFIG = HttpClientConfig()
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """An inference server's /metrics endpoint and the owner its tokens belong to."""
-
-    name: str
-    url: str
-    owner: Owner
-    server: str = "auto"  # a key of engines.profiles.SERVERS, or "auto" to detect
-    token_metric: str = ""  # training: the job's own token counter name, if not the default
-    # Per-adapter (LoRA) accounting: a label whose non-empty value names the adapter a
-    # sample's tokens were served for; those tokens become their own model line.
-    adapter_label: str = ""
-    client: HttpClientConfig = NO_CLIENT_CONFIG  # https targets: trust and token
-    # Kubernetes: when the container serving the metrics started (UNIX s). A new start after
-    # our last reading is a restart even where the server exports no start time of its own.
-    started_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from functools import lru_cache
 
-from exporter.config.schema import HttpClientConfig, Target
 from exporter.engines.profiles import SERVERS, Series, ServerProfile, with_token_metric
 from exporter.errors import ParseError, SourceError
 from exporter.http.textformat import FetchLimits, Sample, fetch_text, has_prefix, parse_wanted
-from exporter.records import TOKEN_COUNTERS, Buckets, ModelCounters, TargetScrape
+from exporter.records import TOKEN_COUNTERS, Buckets, HttpClientConfig, ModelCounters, Target, TargetScrape
 
 log = logging.getLogger(__name__)
 Fetch = Callable[[str, FetchLimits, HttpClientConfig], str]

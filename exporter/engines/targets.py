@@ -30,9 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from exporter.config.schema import NO_CLIENT_CONFIG, HttpClientConfig, Target
-from exporter.records import Owner
-from exporter.sources.kube.objects import PodInfo, parse_quantity
+from exporter.quantity import parse_quantity
+from exporter.records import NO_CLIENT_CONFIG, HttpClientConfig, Owner, PodInfo, Target
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from exporter import __version__
-from exporter.config.schema import NO_CLIENT_CONFIG, HttpClientConfig
 from exporter.errors import FetchError
+from exporter.records import NO_CLIENT_CONFIG, HttpClientConfig
 from exporter.redact import redact_url
 
 if TYPE_CHECKING:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from decimal import Decimal
 
-from exporter.config.schema import ExporterConfig
 from exporter.errors import ConfigError
 from exporter.pricing.catalogue import load_catalogue
 from exporter.pricing.prices import GpuPrice, PricingConfig
@@ -12,12 +13,15 @@ from exporter.records import CAPACITY_CLASSES
 from exporter.yamlstrict import readers as yn
 
 
-def format_price_table(cfg: ExporterConfig) -> str:
-    """Every price the meter will use, where it comes from, and what is missing or defaulted."""
-    pricing = cfg.pricing
+def format_price_table(
+    pricing: PricingConfig, gpus: Iterable[tuple[str, str]], path: str, sha256: str
+) -> str:
+    """Every price the meter will use, where it comes from, and what is missing or defaulted.
+    ``gpus``: (hardware, capacity class) of each GPU the config declares; ``path``, ``sha256``: the
+    config file's, for the heading."""
     state = f"catalogue {pricing.catalogue_date} in use" if pricing.catalogue_date else "catalogue off"
-    lines = [f"Effective prices for {cfg.path or '<config>'} (sha256 {cfg.sha256[:12] or '-'}), {state}", ""]
-    lines += _gpu_table(cfg)
+    lines = [f"Effective prices for {path or '<config>'} (sha256 {sha256[:12] or '-'}), {state}", ""]
+    lines += _gpu_table(pricing, gpus)
     lines += ["", "Other components:", *_other_rows(pricing)]
     budgets = [("model", k, v) for k, v in sorted(pricing.budgets.models.items())]
     budgets += [("team", k, v) for k, v in sorted(pricing.budgets.teams.items())]
@@ -28,11 +32,8 @@ def format_price_table(cfg: ExporterConfig) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _gpu_table(cfg: ExporterConfig) -> list[str]:
-    pricing = cfg.pricing
-    in_use: dict[tuple[str, str], int] = {}
-    for gpu in cfg.gpus:
-        in_use[(gpu.hardware, gpu.capacity)] = in_use.get((gpu.hardware, gpu.capacity), 0) + 1
+def _gpu_table(pricing: PricingConfig, gpus: Iterable[tuple[str, str]]) -> list[str]:
+    in_use = Counter(gpus)
     hardware = sorted({hw for hw, _ in pricing.gpu_prices} | {hw for hw, _ in in_use} | set(pricing.owned))
     rows: list[tuple[str, ...]] = [("HARDWARE", "CLASS", "GPUS", "$/GPU-HOUR", "SOURCE", "DATE", "REFERENCE")]
     remarks = [""]

@@ -12,7 +12,8 @@ from exporter.config.schema import ExporterConfig
 from exporter.sources.gpu.inventory import NodeSource, StaticInventory
 from exporter.sources.gpu.nvml import NvmlReader, NvmlUnavailable
 from exporter.sources.gpu.nvml_poller import NvmlGpus, NvmlPoller
-from exporter.sources.node import DiscoveredNode, GpuReader
+from exporter.sources.gpu.unit import GpuReader
+from exporter.sources.node import DiscoveredNode
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,8 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from fractions import Fraction
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from exporter.config.schema import ExporterConfig, StaticWorkload
 from exporter.engines.read import Fetch
@@ -24,6 +23,7 @@ from exporter.http.fetch import FetchLimits, fetch_text
 from exporter.records import GpuSample, Owner, Placement, PodUsage, SourceStatus, UnitInfo
 from exporter.sources.gpu.inventory import StaticInventory
 from exporter.sources.gpu.names import hardware_of
+from exporter.sources.gpu.unit import GpuReader, GpuUnit
 from exporter.sources.kube.cadvisor import pod_transmit_bytes
 from exporter.sources.placement import DeviceClaim, UnitView, decide
 
@@ -32,37 +32,6 @@ if TYPE_CHECKING:  # only a type here: the demo and plain nodes never load the K
 from exporter.sources.kube.podresources import DeviceHolding, DeviceRef, parse_device_id
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class GpuUnit:
-    """One billable GPU unit from any reader, before pricing."""
-
-    unit_id: str
-    index: str
-    name: str
-    utilization: float | None = None
-    # The physical GPU's power and cumulative energy, whole, also on a MIG instance (the meter
-    # applies price_share once).
-    power_watts: float | None = None
-    energy_joules_total: float | None = None
-    price_share: Fraction = Fraction(1)
-    profile: str = ""
-    holders: tuple[tuple[str, str], ...] = ()  # (namespace, pod) the reader saw holding it
-    fault: str = ""
-    pids: tuple[int, ...] = ()  # host PIDs of its compute processes (NVML)
-    process_sm: tuple[tuple[int, float], ...] = ()  # (pid, SM use 0..1) where the driver samples it
-    parent: str = ""  # a MIG instance's GPU (its unit id): the instances and unused slices pay it whole
-
-
-class GpuReader(Protocol):
-    name: str
-
-    def units(self, cfg: ExporterConfig) -> tuple[GpuUnit, ...]: ...
-
-    def status(self) -> SourceStatus: ...
-
-    def close(self) -> None: ...
 
 
 class DiscoveredNode:

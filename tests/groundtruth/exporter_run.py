@@ -8,11 +8,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from exporter.config.schema import Target
 from exporter.engines.read import scrape
 from exporter.http.textformat import FetchLimits
 from exporter.meter.tokens import ModelDelta, TokenMeter
-from exporter.records import Owner, TargetScrape
+from exporter.records import Owner, Target, TargetScrape
 from tests.groundtruth.ideal import LineKey, TotalKey
 from tests.groundtruth.ir import QUANTITIES
 from tests.groundtruth.record import Record

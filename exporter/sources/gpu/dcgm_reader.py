@@ -17,7 +17,7 @@ from exporter.http.fetch import FetchLimits, fetch_text
 from exporter.records import SourceStatus
 from exporter.sources.gpu.dcgm import DcgmUnit, read_dcgm
 from exporter.sources.gpu.mig import with_unused_slices
-from exporter.sources.node import GpuUnit
+from exporter.sources.gpu.unit import GpuUnit
 
 log = logging.getLogger(__name__)
 

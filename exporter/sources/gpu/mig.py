@@ -14,7 +14,7 @@ import re
 from dataclasses import replace
 from fractions import Fraction
 
-from exporter.sources.node import GpuUnit
+from exporter.sources.gpu.unit import GpuUnit
 
 log = logging.getLogger(__name__)
 _MIG_SUFFIX = re.compile(r"\s+MIG\s.*$")

@@ -22,7 +22,7 @@ from exporter.config.schema import ExporterConfig
 from exporter.records import SourceStatus
 from exporter.sources.gpu.mig import with_unused_slices
 from exporter.sources.gpu.nvml import NvmlReader, NvmlUnavailable, NvmlUnit
-from exporter.sources.node import GpuUnit
+from exporter.sources.gpu.unit import GpuUnit
 
 log = logging.getLogger(__name__)
 

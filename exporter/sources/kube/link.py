@@ -13,11 +13,18 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol
 
-from exporter.config.schema import NO_CLIENT_CONFIG, HttpClientConfig, StaticWorkload, Target
+from exporter.config.schema import StaticWorkload
 from exporter.engines.targets import OwnerRules, owner_of, roles_of, targets_of, token_targets_of
-from exporter.records import Owner, Placement, SourceStatus
+from exporter.records import (
+    NO_CLIENT_CONFIG,
+    HttpClientConfig,
+    Owner,
+    Placement,
+    PodInfo,
+    SourceStatus,
+    Target,
+)
 from exporter.sources.kube.cgroup import pod_of_pid
-from exporter.sources.kube.objects import PodInfo
 
 if TYPE_CHECKING:  # kube_pods imports the kubernetes client (~20 MiB): only where it is used
     from exporter.sources.kube.pods import WatchStatus

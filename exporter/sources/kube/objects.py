@@ -5,78 +5,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any
 
-
-@dataclass(frozen=True, slots=True)
-class ContainerRun:
-    """One container of a pod: the ports it declares, and when its current run started."""
-
-    name: str
-    ports: tuple[int, ...]  # spec.containers[].ports[].containerPort
-    started_at: float | None  # status.containerStatuses[].state.running.startedAt; None unless running
-
-
-@dataclass(frozen=True, slots=True)
-class PodInfo:
-    uid: str
-    namespace: str
-    name: str
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-    phase: str  # Pending/Running/Succeeded/Failed/Unknown
-    pod_ip: str
-    deleted_at: float | None  # metadata.deletionTimestamp as UNIX seconds, else None
-    claims: tuple[str, ...]  # PVC names the pod mounts
-    container_ids: tuple[str, ...]  # runtime prefix ("containerd://") stripped
-    created_at: float | None = None  # metadata.creationTimestamp as UNIX seconds
-    # When its last container terminated, once all have (a finished Job's pod lingers until deleted).
-    finished_at: float | None = None
-    # spec.hostNetwork: the pod sends on the node's own interfaces, so cAdvisor's network
-    # counters for it are the whole node's, not the pod's.
-    host_network: bool = False
-    containers: tuple[ContainerRun, ...] = ()
-
-    def started_at(self, port: int) -> float | None:
-        """When the container serving ``port`` last started: the one declaring the port, or the
-        pod's only container. None when no container can be told (a restart of it is then seen
-        only through the server's own start time)."""
-        declaring = [c for c in self.containers if port in c.ports]
-        if len(declaring) == 1:
-            return declaring[0].started_at
-        return self.containers[0].started_at if len(self.containers) == 1 and not declaring else None
-
+from exporter.records import ContainerRun, PodInfo
 
 # ---- parsing: JSON of the API → records --------------------------------------------------
-_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:[eE]([+-]?\d+))?(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?$")
-_SUFFIX = {
-    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
-    **{s: Decimal(1000) ** (i + 1) for i, s in enumerate(("k", "M", "G", "T", "P", "E"))},
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "": Decimal(1),
-}
 _TIMESTAMP = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
-
-
-def parse_quantity(text: str) -> float:
-    """A Kubernetes quantity ("10Gi", "1.5T", "500M", "1e3", "100") as a number."""
-    match = _QUANTITY.match(text.strip())
-    if match is None:
-        raise ValueError(f"not a Kubernetes quantity: {text!r}")
-    number, exponent, suffix = match.groups()
-    try:
-        value = Decimal(number) * _SUFFIX[suffix or ""]
-        if exponent:
-            value = value.scaleb(int(exponent))
-    except InvalidOperation as exc:
-        raise ValueError(f"not a Kubernetes quantity: {text!r}") from exc
-    return float(value)
 
 
 def parse_timestamp(text: str) -> float:

@@ -42,15 +42,9 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from exporter.errors import SourceError
-from exporter.sources.kube.objects import (
-    PodInfo,
-    _dict,
-    _list,
-    _resource_version,
-    _str,
-    parse_pod,
-    parse_quantity,
-)
+from exporter.quantity import parse_quantity
+from exporter.records import PodInfo
+from exporter.sources.kube.objects import _dict, _list, _resource_version, _str, parse_pod
 
 log = logging.getLogger(__name__)
 
