@@ -62,12 +62,17 @@ def one_node() -> tuple[list[tuple[str, str, float, bool]], dict[str, str]]:
     return series, {k: v for k, v in types.items() if not k.startswith("process_")}
 
 
-def openmetrics(path: Path, nodes: int, minutes: int, end_s: int, *, ms: bool = False) -> int:
-    """The fleet's samples; ``ms``: Prometheus text with millisecond stamps (VictoriaMetrics' import)."""
+def openmetrics(
+    path: Path, nodes: int, minutes: int, end_s: int, *, ms: bool = False, only: str | None = None
+) -> int:
+    """The fleet's samples; ``ms``: Prometheus text with millisecond stamps (VictoriaMetrics' import);
+    ``only``: one family."""
     series, types = one_node()
     written = 0
     with path.open("w") as out:
-        for name in types:  # no TYPE lines: OpenMetrics names counters without _total, ours keep it
+        for name in (
+            [only] if only else types
+        ):  # no TYPE lines: OpenMetrics names counters without _total, ours keep it
             for n in range(nodes):
                 node = f"gpu-node-{n:04d}"
                 for s_name, labels, value, counter in series:
@@ -231,15 +236,58 @@ def measure_victoria_metrics(nodes: int, minutes: int, work: Path) -> None:
         vm.wait(timeout=60)
 
 
+def measure_chargeback_history(nodes: int, hours: int, work: Path) -> None:
+    """The daily chargeback with a whole day behind it: only the cost series, ``hours`` of one-minute
+    samples, and both forms timed as queries at the end of that history."""
+    end_s = int(time.time())
+    om = work / "cost.om"
+    samples = openmetrics(om, nodes, hours * 60, end_s, only="cpm_cost_usd_total")
+    data = work / f"cost-{nodes}-{hours}"
+    subprocess.run([shutil.which("promtool") or "promtool", "tsdb", "create-blocks-from", "openmetrics", str(om), str(data)],
+                   check=True, capture_output=True)  # fmt: skip
+    om.unlink()
+    config = work / "prometheus-cost.yml"
+    config.write_text(json.dumps({"global": {"evaluation_interval": "1h"}}))
+    port = 19500 + nodes % 100
+    prom = subprocess.Popen([shutil.which("prometheus") or "prometheus", f"--config.file={config}",
+                             f"--storage.tsdb.path={data}", f"--web.listen-address=127.0.0.1:{port}",
+                             "--storage.tsdb.retention.time=30d", "--log.level=error"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                api(port, "/api/v1/query", query="1")
+                break
+            except (OSError, SystemExit, json.JSONDecodeError):
+                time.sleep(1)
+        series = samples // (hours * 60 + 1)
+        print(
+            f"--- the chargeback over {hours} h of history: {nodes} nodes, {series:,} cost series, {samples:,} samples"
+        )
+        for what, expr in CHARGEBACK.items():
+            best = min(api(port, "/api/v1/query", query=expr, time=str(end_s))[1] for _ in range(3))
+            print(f"  {what}: {best * 1000:.0f} ms (best of 3)")
+    finally:
+        prom.terminate()
+        prom.wait(timeout=30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, nargs="+", default=[100])
     ap.add_argument("--minutes", type=int, default=10, help="minutes of history, one sample a minute")
     ap.add_argument("--store", nargs="+", default=["prometheus"], choices=["prometheus", "victoria-metrics"])
+    ap.add_argument("--chargeback-hours", type=int, default=0,
+                    help="instead: only the cost series with this many hours of history, and the daily "
+                         "chargeback timed both ways (Prometheus)")  # fmt: skip
     args = ap.parse_args()
     stores = {"prometheus": measure_prometheus, "victoria-metrics": measure_victoria_metrics}
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.nodes:
+            if args.chargeback_hours:
+                measure_chargeback_history(n, args.chargeback_hours, Path(tmp))
+                continue
             for store in args.store:
                 stores[store](n, args.minutes, Path(tmp))
 
