@@ -36,7 +36,7 @@ from exporter.exposition.render import render
 from exporter.exposition.server import Published, serve
 from exporter.exposition.status import ExportView, RuntimeStatus, TargetStatus
 from exporter.meter.attribution import Line
-from exporter.meter.ledger import LineTotals, LineView, MeterSnapshot
+from exporter.meter.snapshot import LineTotals, LineView, MeterSnapshot
 from exporter.meter.windows import LiveGauges
 from exporter.pricing.prices import GpuPrice, Overhead, PricingConfig
 from exporter.records import IDLE, Owner

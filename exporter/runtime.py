@@ -27,7 +27,8 @@ from exporter.exposition.render import render
 from exporter.exposition.server import Published
 from exporter.exposition.status import ExportView, RuntimeStatus, TargetStatus
 from exporter.http.textformat import FetchLimits, fetch_text
-from exporter.meter.ledger import Meter, MeterSnapshot
+from exporter.meter.ledger import Meter
+from exporter.meter.snapshot import MeterSnapshot
 from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.records import GpuSample, Target, TargetScrape, TickInput
 from exporter.sources.discovery import node_source_for

@@ -9,7 +9,8 @@ from itertools import pairwise
 
 import pytest
 
-from exporter.meter.ledger import Meter, MeterSnapshot
+from exporter.meter.ledger import Meter
+from exporter.meter.snapshot import MeterSnapshot
 from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.records import OVERFLOW, GpuSample, ModelCounters, Owner, Placement, TargetScrape, TickInput
 

@@ -7,7 +7,8 @@ from fractions import Fraction
 
 import pytest
 
-from exporter.meter.ledger import Meter, MeterSnapshot
+from exporter.meter.ledger import Meter
+from exporter.meter.snapshot import MeterSnapshot
 from exporter.pricing.prices import Energy, GpuPrice, Overhead, PricingConfig
 from exporter.records import GpuSample, ModelCounters, Owner, Placement, TargetScrape, TickInput
 

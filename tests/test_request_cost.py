@@ -19,8 +19,9 @@ import yaml
 from exporter.demo.simulation import VLLM_LENGTHS, SimEngine
 from exporter.engines.read import read_payload
 from exporter.meter.counters import bucket_increase, valid_buckets
-from exporter.meter.ledger import Meter, MeterSnapshot
+from exporter.meter.ledger import Meter
 from exporter.meter.request_cost import LengthWindow, bucket_quantile, cost_quantiles
+from exporter.meter.snapshot import MeterSnapshot
 from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.records import GpuSample, Owner, Placement, TargetScrape, TickInput
 

@@ -10,7 +10,8 @@ import json
 from decimal import Decimal
 from fractions import Fraction
 
-from exporter.meter.ledger import Meter, MeterSnapshot
+from exporter.meter.ledger import Meter
+from exporter.meter.snapshot import MeterSnapshot
 from exporter.pricing.prices import Energy, GpuPrice, Overhead, PricingConfig
 from exporter.records import GpuSample, ModelCounters, Owner, Placement, PodUsage, TargetScrape, TickInput
 

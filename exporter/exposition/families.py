@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from exporter.exposition.status import ExportView
-from exporter.meter.ledger import LineView
 from exporter.meter.money import to_usd
+from exporter.meter.snapshot import LineView
 
 LINE_LABELS = ("node", "namespace", "pod", "team", "model", "workload", "hardware", "capacity_class")
 # (base label values, extra label values, value): the base is shared by every series of a

@@ -11,7 +11,7 @@ import html
 from datetime import datetime, timezone
 
 from exporter.exposition.status import ExportView
-from exporter.meter.ledger import LineView
+from exporter.meter.snapshot import LineView
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#1d2330}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from exporter.meter.ledger import MeterSnapshot
+from exporter.meter.snapshot import MeterSnapshot
 from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.records import SourceStatus, UnitInfo
 

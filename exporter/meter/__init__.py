@@ -1,6 +1,17 @@
 """The meter: pure arithmetic on snapshots.
 
 Rule: the meter never imports ``sources``, ``exposition`` or ``prometheus_client``, and
-does no I/O. Money is integer nano-dollars; exact remainders are carried, so rounding
-never drifts and every tick's bill is split so that Σ allocations + idle = bill exactly.
+does no I/O (``lint-imports`` checks it). Money is integer nano-dollars; exact remainders are
+carried, so rounding never drifts and every tick's bill is split so that Σ allocations + idle
+= bill exactly.
+
+    ledger.py       the Meter: one tick in, the books and a snapshot out (booking, retention)
+    tokens.py       token deltas per target and model: baselines, restarts, late series
+    attribution.py  GPU, node and pod money per holder, or idle
+    modelsplit.py   a holder's money across its models; a pod's tokens across its GPU kinds
+    idle.py         which money bought idle time, and why
+    windows.py      the live gauges over the window
+    snapshot.py     what the exposition reads
+    state.py        the books to and from the state file
+    money.py, counters.py, proration.py, projection.py, request_cost.py: the arithmetic
 """

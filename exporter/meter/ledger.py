@@ -11,81 +11,24 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import Any
 
 from exporter.meter import state
 from exporter.meter.attribution import NO_HARDWARE, Attribution, Charge, GpuAttributor, GpuTime, Line
 from exporter.meter.idle import idle_cost
+from exporter.meter.modelsplit import Plan, by_kind, held_by_kind, sum_deltas
 from exporter.meter.money import NANO_PER_USD, allocate, weight
 from exporter.meter.projection import Projection, project
 from exporter.meter.request_cost import LengthWindow, cost_quantiles
-from exporter.meter.tokens import AMOUNT_FIELDS, ModelDelta, TokenMeter
+from exporter.meter.snapshot import LineTotals, LineView, MeterSnapshot, copy_totals
+from exporter.meter.tokens import ModelDelta, TokenMeter
 from exporter.meter.windows import TOKEN_TIME, LiveGauges, TickRecord, Window, held_and_busy
 from exporter.pricing.prices import PricingConfig
-from exporter.records import IDLE, OVERFLOW, Buckets, Owner, TickInput
+from exporter.records import OVERFLOW, Owner, TickInput
 
 NS_PER_S = 10**9
 UNKNOWN_MODEL = "__unknown__"
 MAX_TRACKED_FOLDED = 100_000  # distinct folded owners we count (the set must stay bounded too)
 PodKey = tuple[str, str]  # (namespace, pod)
-
-
-@dataclass(slots=True)
-class LineTotals:
-    """Cumulative since the exporter started; only ever grows."""
-
-    cost: dict[str, int] = field(default_factory=dict)  # component → nano-dollars
-    cost_input: int = 0
-    cost_output: int = 0
-    input_tokens: float = 0.0
-    output_tokens: float = 0.0
-    requests: float = 0.0
-    cached_input_tokens: float = 0.0
-    requests_by_reason: dict[str, float] = field(default_factory=dict)
-    held_ns: int = 0
-    busy_ns: int = 0
-    measured_ns: int = 0  # held time whose utilisation was known
-    idle_cost: dict[str, int] = field(default_factory=dict)  # reason → nano-dollars (a subset of cost)
-    last_ns: int = 0  # last tick that touched this line
-    # Counters (ModelDelta.known) a server ever exported for this line: the others are unknown,
-    # and their series are absent, not 0.
-    known: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class LineView:
-    line: Line
-    totals: LineTotals  # a copy: exposition may read it while the next tick runs
-    gauges: LiveGauges
-    split: str  # how this line's money was split into input/output lately
-    projection: Projection | None = None  # training lines with a target token count
-
-
-@dataclass(frozen=True, slots=True)
-class MeterSnapshot:
-    node: str
-    end_ns: int
-    lines: tuple[LineView, ...] = ()
-    resets: Mapping[str, int] = field(default_factory=dict)  # cumulative per target
-    rejected: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (source, reason)
-    coverage: float | None = None  # share of held GPU-seconds whose tokens we read (window)
-    overflowed_owners: int = 0
-    unpriced_gpu_seconds: float = 0.0
-    bill_nano: int = 0  # everything ever charged: Σ line costs + retired_nano, exactly
-    retired_nano: int = 0  # cost of lines dropped after the retention period
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """The model lines a holder's line splits into this tick, and their token weights."""
-
-    lines: tuple[Line, ...]
-    weights: tuple[int | Fraction, ...]
-
-    def split(self, amount: int) -> list[tuple[Line, int]] | zip[tuple[Line, int]]:
-        if len(self.lines) == 1:
-            return [(self.lines[0], amount)]
-        return zip(self.lines, allocate(amount, self.weights), strict=True)
 
 
 @dataclass(slots=True)
@@ -210,14 +153,14 @@ class Meter:
     def _by_model(self, att: Attribution, deltas: tuple[ModelDelta, ...]) -> dict[Line, _TickLine]:
         served: dict[PodKey, dict[Owner, float]] = defaultdict(lambda: defaultdict(float))
         out: dict[Line, _TickLine] = defaultdict(_TickLine)
-        spread = _held_by_kind(att.times)
+        spread = held_by_kind(att.times)
         for d in deltas:
             pod = (d.owner.namespace, d.owner.pod)
             served[pod][d.owner] += d.tokens
             if d.tokens:
                 self._last_model[pod] = d.owner.model
             primary = att.primary.get(pod, (NO_HARDWARE, NO_HARDWARE))
-            for (hw, cap), share in _by_kind(d, spread.get(pod), primary):
+            for (hw, cap), share in by_kind(d, spread.get(pod), primary):
                 line = self._admit(Line(d.owner, hw, cap))
                 out[line].deltas.append(share)
                 if share.tokens:
@@ -225,7 +168,7 @@ class Meter:
         for pod, models in served.items():  # a single served name is known before any traffic
             if pod not in self._last_model and len(models) == 1:
                 self._last_model[pod] = next(iter(models)).model
-        plans: dict[Line, _Plan] = {}
+        plans: dict[Line, Plan] = {}
         for c in att.charges:
             plan = plans.get(c.line) or plans.setdefault(c.line, self._model_plan(c.line, served))
             for line, part in plan.split(c.nano):
@@ -238,10 +181,10 @@ class Meter:
                     out[line].time[i] += part
         return out
 
-    def _model_plan(self, line: Line, served: Mapping[PodKey, Mapping[Owner, float]]) -> _Plan:
+    def _model_plan(self, line: Line, served: Mapping[PodKey, Mapping[Owner, float]]) -> Plan:
         """Where a holder's money goes this tick: its models by token share, else one model."""
         if line.owner.is_idle:
-            return _Plan((line,), ())
+            return Plan((line,), ())
         pod = (line.owner.namespace, line.owner.pod)
         models = {o: w for o, w in served.get(pod, {}).items() if w > 0}
         if not models and (quiet := self._window_shares(pod, line)) is not None:
@@ -251,12 +194,12 @@ class Meter:
             # land on the same series as busy ones even if --served-model-name differs.
             model = self._last_model.get(pod) or line.owner.model or UNKNOWN_MODEL
             owner = line.owner if model == line.owner.model else line.owner._replace(model=model)
-            return _Plan((self._admit(Line(owner, line.hardware, line.capacity)),), ())
+            return Plan((self._admit(Line(owner, line.hardware, line.capacity)),), ())
         owners = sorted(models, key=lambda o: o.model)
         lines = tuple(self._admit(Line(o, line.hardware, line.capacity)) for o in owners)
-        return _Plan(lines, tuple(weight(models[o]) for o in owners))
+        return Plan(lines, tuple(weight(models[o]) for o in owners))
 
-    def _window_shares(self, pod: PodKey, line: Line) -> _Plan | None:
+    def _window_shares(self, pod: PodKey, line: Line) -> Plan | None:
         """A quiet tick of a pod serving several models (LoRA adapters): its money goes to them
         by their token shares over the window, not all to one of them."""
         served = self._served_lines.get(pod)
@@ -275,7 +218,7 @@ class Meter:
                     found.append((model_line, weight(tokens)))
         if not found:
             return None
-        return _Plan(tuple(x for x, _ in found), tuple(w for _, w in found))
+        return Plan(tuple(x for x, _ in found), tuple(w for _, w in found))
 
     def _admit(self, line: Line) -> Line:
         """Bound label cardinality: owners past the cap fold into one overflow owner."""
@@ -295,7 +238,7 @@ class Meter:
         self, line: Line, tl: _TickLine, inp: TickInput, pricing: PricingConfig, window_ns: int
     ) -> None:
         totals = self._totals.setdefault(line, LineTotals())
-        d = _sum_deltas(tl.deltas)
+        d = sum_deltas(tl.deltas)
         cost = sum(tl.charges.values())
         cost_in, cost_out = self._direction_split(line, cost, d, tl.deltas, pricing)
         for component, nano in tl.charges.items():
@@ -463,7 +406,9 @@ class Meter:
 
     def _snap(self, end_ns: int) -> MeterSnapshot:
         views = tuple(
-            LineView(line, _copy(t), self._gauges(line), self._split.get(line, ""), self._projection(line, t))
+            LineView(
+                line, copy_totals(t), self._gauges(line), self._split.get(line, ""), self._projection(line, t)
+            )
             for line, t in self._totals.items()
         )
         cov = held_and_busy(self._coverage)
@@ -481,62 +426,6 @@ class Meter:
         )
 
 
-Kind = tuple[str, str]  # (hardware, capacity class)
-
-
-def _held_by_kind(times: tuple[GpuTime, ...]) -> dict[PodKey, dict[Kind, int]]:
-    """GPU-nanoseconds each pod held this tick per hardware type and capacity class."""
-    out: dict[PodKey, dict[Kind, int]] = defaultdict(dict)
-    for t in times:
-        if not t.line.owner.is_idle and t.held_ns:
-            kinds = out[(t.line.owner.namespace, t.line.owner.pod)]
-            kind = (t.line.hardware, t.line.capacity)
-            kinds[kind] = kinds.get(kind, 0) + t.held_ns
-    return out
-
-
-def _by_kind(d: ModelDelta, held: dict[Kind, int] | None, primary: Kind) -> list[tuple[Kind, ModelDelta]]:
-    """A pod on GPUs of several kinds (H100 and A100, on-demand and spot) serves its tokens on all
-    of them: each kind's line gets the pod's tokens by its share of the GPU time held, so each
-    line's CPM divides its own money by its own tokens (not half the truth and half idle)."""
-    if not held or len(held) < 2:
-        return [(primary, d)]
-    kinds = sorted(held)
-    weights = [held[k] for k in kinds]
-    columns = {f: _parts(getattr(d, f), weights) for f in AMOUNT_FIELDS}
-    reasons = [_parts(n, weights) for _, n in d.requests_by_reason]
-    out = []
-    for i, kind in enumerate(kinds):
-        amounts: dict[str, Any] = {
-            f: columns[f][i] for f in AMOUNT_FIELDS
-        }  # Any: replace() has other fields too
-        part = replace(
-            d,
-            running=None if d.running is None else d.running * weights[i] / sum(weights),
-            requests_by_reason=tuple(
-                (why, r[i]) for (why, _), r in zip(d.requests_by_reason, reasons, strict=True)
-            ),
-            prompt_lengths=_scaled_buckets(d.prompt_lengths, weights[i], sum(weights)),
-            generation_lengths=_scaled_buckets(d.generation_lengths, weights[i], sum(weights)),
-            **amounts,
-        )
-        out.append((kind, part))
-    return out
-
-
-def _parts(x: float, weights: list[int]) -> list[float]:
-    """``x`` split by ``weights``: whole numbers (tokens, requests) into whole parts by largest
-    remainder, so the parts add up to exactly ``x``; other amounts proportionally."""
-    if x == int(x) and x >= 0:
-        return [float(n) for n in allocate(int(x), list(weights))]
-    total = sum(weights)
-    return [x * w / total for w in weights]
-
-
-def _scaled_buckets(buckets: Buckets, part: int, total: int) -> Buckets:
-    return tuple((le, n * part / total) for le, n in buckets)
-
-
 def _usd_per_token(nano: int, tokens: float) -> float | None:
     """USD per token of one direction; 0 when it cost nothing, None when money has no tokens."""
     if nano == 0:
@@ -552,37 +441,4 @@ def _owner_of(key: object) -> Owner | None:
     return head if isinstance(head, Owner) else None
 
 
-_NOTHING_SERVED = ModelDelta(owner=IDLE)  # zeros; the owner is never read
-
-
-def _sum_deltas(deltas: list[ModelDelta]) -> ModelDelta:
-    if len(deltas) == 1:
-        return deltas[0]
-    if not deltas:
-        return _NOTHING_SERVED
-    total = _NOTHING_SERVED
-    for x in deltas:
-        total = ModelDelta(
-            owner=x.owner,
-            input_tokens=total.input_tokens + x.input_tokens,
-            cached_input_tokens=total.cached_input_tokens + x.cached_input_tokens,
-            output_tokens=total.output_tokens + x.output_tokens,
-            requests=total.requests + x.requests,
-            prefill_seconds=total.prefill_seconds + x.prefill_seconds,
-            decode_seconds=total.decode_seconds + x.decode_seconds,
-            itl_seconds=total.itl_seconds + x.itl_seconds,
-            itl_count=total.itl_count + x.itl_count,
-            known=total.known | x.known,
-        )
-    return total
-
-
-def _copy(t: LineTotals) -> LineTotals:
-    return LineTotals(
-        dict(t.cost), t.cost_input, t.cost_output, t.input_tokens, t.output_tokens, t.requests, t.cached_input_tokens,
-        dict(t.requests_by_reason),
-        t.held_ns, t.busy_ns, t.measured_ns, dict(t.idle_cost), t.last_ns, t.known,
-    )  # fmt: skip
-
-
-__all__ = ["Charge", "LineTotals", "LineView", "Meter", "MeterSnapshot"]
+__all__ = ["Charge", "Meter"]

@@ -20,7 +20,8 @@ from exporter.meter.windows import Window
 from exporter.records import OVERFLOW, Owner
 
 if TYPE_CHECKING:  # the ledger imports this module
-    from exporter.meter.ledger import LineTotals, Meter
+    from exporter.meter.ledger import Meter
+    from exporter.meter.snapshot import LineTotals
 
 Json = Any  # a JSON value (dict, list, str, int, float, bool, None)
 
@@ -173,7 +174,7 @@ def totals_to(t: LineTotals) -> Json:
 
 
 def totals_from(v: Json) -> LineTotals:
-    from exporter.meter.ledger import LineTotals
+    from exporter.meter.snapshot import LineTotals
 
     return LineTotals(
         cost={str(k): int(n) for k, n in v["cost"].items()},

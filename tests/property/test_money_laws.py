@@ -8,8 +8,9 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.meter.ledger import Meter, MeterSnapshot
+from exporter.meter.ledger import Meter
 from exporter.meter.money import Accruals, allocate
+from exporter.meter.snapshot import MeterSnapshot
 from exporter.pricing.prices import BYTES_PER_GB, PricingConfig
 from exporter.records import ModelCounters, Owner, PodUsage, TargetScrape, TickInput
 from tests.property.strategies import T0, fleet, owners, pricing, tick_ns
