@@ -118,6 +118,10 @@ Buckets = tuple[tuple[float, float], ...]
 # the scrape, and a model with none of them this scrape is not read. The other counters feed
 # one figure each (phase times, token time).
 TOKEN_COUNTERS = ("input_tokens", "computed_input_tokens", "cached_input_tokens", "output_tokens", "requests")
+# The token quantities a line adds up (computed_input_tokens is a reading only: it becomes
+# input_tokens). One table: the meter's deltas, totals, windows and state file are derived from it,
+# so a new quantity is an entry here, its field in those records, and its tests.
+TOKEN_AMOUNTS = tuple(f for f in TOKEN_COUNTERS if f != "computed_input_tokens")
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from exporter.meter.snapshot import LineTotals, LineView, MeterSnapshot, copy_to
 from exporter.meter.tokens import ModelDelta, TokenMeter
 from exporter.meter.windows import TOKEN_TIME, LiveGauges, TickRecord, Window, held_and_busy
 from exporter.pricing.prices import PricingConfig
-from exporter.records import OVERFLOW, Owner, TickInput
+from exporter.records import OVERFLOW, TOKEN_AMOUNTS, Owner, TickInput
 
 NS_PER_S = 10**9
 UNKNOWN_MODEL = "__unknown__"
@@ -245,13 +245,11 @@ class Meter:
             totals.cost[component] = totals.cost.get(component, 0) + nano
         totals.cost_input += cost_in
         totals.cost_output += cost_out
-        totals.input_tokens += d.input_tokens
-        totals.cached_input_tokens += d.cached_input_tokens
+        for f in TOKEN_AMOUNTS:
+            setattr(totals, f, getattr(totals, f) + getattr(d, f))
         for x in tl.deltas:
             for why, n in x.requests_by_reason:
                 totals.requests_by_reason[why] = totals.requests_by_reason.get(why, 0.0) + n
-        totals.output_tokens += d.output_tokens
-        totals.requests += d.requests
         totals.held_ns += tl.time[0]
         totals.busy_ns += tl.time[1]
         totals.measured_ns += tl.time[2]

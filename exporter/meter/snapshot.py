@@ -6,7 +6,7 @@ The exposition reads a snapshot while the next tick runs: totals are copies (``c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from exporter.meter.attribution import Line
 from exporter.meter.projection import Projection
@@ -59,8 +59,7 @@ class MeterSnapshot:
 
 
 def copy_totals(t: LineTotals) -> LineTotals:
-    return LineTotals(
-        dict(t.cost), t.cost_input, t.cost_output, t.input_tokens, t.output_tokens, t.requests, t.cached_input_tokens,
-        dict(t.requests_by_reason),
-        t.held_ns, t.busy_ns, t.measured_ns, dict(t.idle_cost), t.last_ns, t.known,
-    )  # fmt: skip
+    """A copy the next tick cannot change: its dicts copied, its numbers shared."""
+    return replace(
+        t, cost=dict(t.cost), requests_by_reason=dict(t.requests_by_reason), idle_cost=dict(t.idle_cost)
+    )

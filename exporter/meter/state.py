@@ -17,7 +17,7 @@ from exporter.meter.attribution import GpuAttributor, Line
 from exporter.meter.counters import Reading
 from exporter.meter.tokens import TokenMeter, _Series, _Target
 from exporter.meter.windows import Window
-from exporter.records import OVERFLOW, Owner
+from exporter.records import OVERFLOW, TOKEN_AMOUNTS, Owner
 
 if TYPE_CHECKING:  # the ledger imports this module
     from exporter.meter.ledger import Meter
@@ -166,8 +166,7 @@ def _series_from(v: Json) -> _Series:
 def totals_to(t: LineTotals) -> Json:
     return {
         "cost": t.cost, "cost_input": t.cost_input, "cost_output": t.cost_output,
-        "input_tokens": t.input_tokens, "output_tokens": t.output_tokens, "requests": t.requests,
-        "cached_input_tokens": t.cached_input_tokens, "requests_by_reason": t.requests_by_reason,
+        **{f: getattr(t, f) for f in TOKEN_AMOUNTS}, "requests_by_reason": t.requests_by_reason,
         "held_ns": t.held_ns, "busy_ns": t.busy_ns, "measured_ns": t.measured_ns,
         "idle_cost": t.idle_cost, "last_ns": t.last_ns, "known": sorted(t.known),
     }  # fmt: skip
@@ -180,10 +179,7 @@ def totals_from(v: Json) -> LineTotals:
         cost={str(k): int(n) for k, n in v["cost"].items()},
         cost_input=int(v["cost_input"]),
         cost_output=int(v["cost_output"]),
-        input_tokens=float(v["input_tokens"]),
-        output_tokens=float(v["output_tokens"]),
-        requests=float(v["requests"]),
-        cached_input_tokens=float(v["cached_input_tokens"]),
+        **{f: float(v[f]) for f in TOKEN_AMOUNTS},
         requests_by_reason={str(k): float(n) for k, n in v["requests_by_reason"].items()},
         held_ns=int(v["held_ns"]),
         busy_ns=int(v["busy_ns"]),

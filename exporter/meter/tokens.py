@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from exporter.meter.counters import bucket_increase, fell, is_valid_counter, valid_buckets
-from exporter.records import TOKEN_COUNTERS, Buckets, ModelCounters, Owner, TargetScrape
+from exporter.records import TOKEN_AMOUNTS, TOKEN_COUNTERS, Buckets, ModelCounters, Owner, TargetScrape
 
 # Increments beyond this many tokens per second of tick are a bogus upstream value
 # (reliability §b.4): held back one tick, then either a glitch that passed or a new baseline.
@@ -29,8 +29,8 @@ MAX_TOKENS_PER_SECOND = 10_000_000
 # Counters that feed only a gauge or the input/output split: a bad value drops that figure alone.
 FIGURE_FIELDS = ("prefill_seconds", "decode_seconds", "itl_seconds", "itl_count")
 COUNTER_FIELDS = TOKEN_COUNTERS + FIGURE_FIELDS
-# What a ModelDelta counts (computed_input_tokens is a reading only: it becomes input_tokens).
-AMOUNT_FIELDS = tuple(f for f in COUNTER_FIELDS if f != "computed_input_tokens")
+# What a ModelDelta counts: the token amounts and the figures' sums.
+AMOUNT_FIELDS = TOKEN_AMOUNTS + FIGURE_FIELDS
 LENGTH_FIELDS = ("prompt_lengths", "generation_lengths")
 REASON = "requests:"  # key prefix of the per-finish-reason request counters
 # A model a target has not exported for this long is forgotten (bounded memory). Servers keep

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from exporter.meter.money import NANO_PER_USD
+from exporter.records import TOKEN_AMOUNTS
 
 NS_PER_S = 10**9
 TOKEN_TIME = "token_time"  # the ledger names which token-time series it was
@@ -63,10 +64,7 @@ def _per_million(cost_nano: int, tokens: float) -> float | None:
 
 IDLE_FIELD = TickRecord._fields.index("idle_cost")
 # Fields a catch-up after an outage spreads back over the ticks it accrued in.
-SPREAD_FIELDS = tuple(
-    TickRecord._fields.index(f)
-    for f in ("input_tokens", "output_tokens", "requests", "itl_seconds", "itl_count", "cached_input_tokens")
-)
+SPREAD_FIELDS = tuple(TickRecord._fields.index(f) for f in (*TOKEN_AMOUNTS, "itl_seconds", "itl_count"))
 
 
 class Window:
