@@ -63,6 +63,7 @@ class ModelDelta:
     # The COUNTER_FIELDS the server exported this tick: a field never known is unknown, not 0.
     known: frozenset[str] = frozenset()
     accrued_s: float = 0.0  # the time these amounts accrued over (longer than a tick after an outage)
+    instance: str = ""  # the counter set read (a vLLM engine; a gateway's tenant: meter/tenants.py)
 
     @property
     def computed_input_tokens(self) -> float:
@@ -400,6 +401,7 @@ def _delta(
     fields: dict[str, Any] = {k: v for k, v in amounts.items() if not k.startswith(REASON)}
     return ModelDelta(
         owner=scrape.holder._replace(model=m.model or scrape.holder.model),
+        instance=m.instance,
         running=m.running,
         requests_by_reason=tuple(
             (k.removeprefix(REASON), v) for k, v in amounts.items() if k.startswith(REASON)

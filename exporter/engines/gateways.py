@@ -1,0 +1,126 @@
+"""Gateways that count tokens per calling team: one table entry per gateway, like the engines.
+
+A gateway (LiteLLM, Envoy AI Gateway, any router exporting per-tenant token counters) sits in front
+of the model servers and labels each request's tokens with the tenant that sent it. Its counters are
+read like a server's (same fetch, limits and errors) into ``ModelCounters`` whose ``model`` is the
+served model they map to and whose ``instance`` is the tenant: the token meter then applies a
+server's rules to them (first scrape a baseline, late series from 0, restarts, a family missing
+once). The meter splits each model's money among the tenants by their shares (``meter/tenants.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from exporter.errors import ParseError
+from exporter.http.textformat import parse_wanted
+from exporter.records import ModelCounters
+
+NO_TENANT = "__none__"  # a request the gateway could not tie to a tenant ("None" in LiteLLM)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayProfile:
+    """Where a gateway keeps its per-tenant token counters.
+
+    ``input``/``output``: counter series names; or, for a histogram of token usage by a token-type
+    label (OpenTelemetry's ``gen_ai.client.token.usage``), both the same ``_sum`` series told apart by
+    ``token_type_label`` = ``input_type`` / ``output_type``.
+    """
+
+    input: str
+    output: str
+    tenant_label: str
+    model_label: str
+    unset: tuple[str, ...] = ("",)  # label values meaning "no tenant"
+    token_type_label: str = ""
+    input_type: str = "input"
+    output_type: str = "output"
+
+
+GATEWAYS: Mapping[str, GatewayProfile] = MappingProxyType(
+    {
+        # LiteLLM proxy (litellm/integrations/prometheus.py): `model` is the deployment it called
+        # ("hosted_vllm/<served name>"), `team` the key's team id; unset labels are the string "None".
+        "litellm": GatewayProfile(
+            input="litellm_input_tokens_metric_total",
+            output="litellm_output_tokens_metric_total",
+            tenant_label="team",
+            model_label="model",
+            unset=("", "None"),
+        ),
+        # Envoy AI Gateway: OpenTelemetry's gen_ai.client.token.usage histogram as Prometheus exposes
+        # it; the tenant label is the one its config maps from a request header (set `tenant_label`).
+        "envoy_ai_gateway": GatewayProfile(
+            input="gen_ai_client_token_usage_sum",
+            output="gen_ai_client_token_usage_sum",
+            tenant_label="",
+            model_label="gen_ai_request_model",
+            token_type_label="gen_ai_token_type",
+        ),
+    }
+)
+
+
+def served_model(gateway_model: str, served: frozenset[str], explicit: Mapping[str, str]) -> str | None:
+    """The served model a gateway's model name stands for: the explicit map first, then the same
+    name, then the name without its provider prefix ("hosted_vllm/llama" → "llama"). None when
+    no model served here matches (the gateway also routes elsewhere)."""
+    if gateway_model in explicit:
+        return explicit[gateway_model]
+    if gateway_model in served:
+        return gateway_model
+    _, slash, rest = gateway_model.partition("/")
+    return rest if slash and rest in served else None
+
+
+def read_gateway(
+    text: str,
+    profile: GatewayProfile,
+    served: frozenset[str],
+    explicit: Mapping[str, str] = MappingProxyType({}),
+    tenant_label: str = "",
+) -> tuple[ModelCounters, ...]:
+    """One ``ModelCounters`` per (served model, tenant) the gateway counted, its label sets summed.
+    A model no server here serves is left out; a tenant label unset is ``NO_TENANT``."""
+    tenant_key = tenant_label or profile.tenant_label
+    if not tenant_key:
+        raise ParseError(f"no tenant label configured for this gateway (its {profile.model_label} is read)")
+    names = {profile.input, profile.output}
+    sums: dict[tuple[str, str], list[float]] = {}
+    seen: dict[str, bool] = {"input": False, "output": False}
+    for sample in parse_wanted(text, names):
+        direction = _direction(profile, sample.name, sample.labels)
+        if direction is None:
+            continue
+        if not math.isfinite(sample.value) or sample.value < 0:  # a counter never is: refuse the scrape
+            raise ParseError(f"{sample.name} is {sample.value!r}, not a token count", "bad_value")
+        seen[direction] = True
+        model = served_model(sample.labels.get(profile.model_label, ""), served, explicit)
+        if model is None:
+            continue
+        tenant = sample.labels.get(tenant_key, "")
+        key = (model, NO_TENANT if tenant in profile.unset else tenant)
+        pair = sums.setdefault(key, [0.0, 0.0])
+        pair[0 if direction == "input" else 1] += sample.value
+    return tuple(
+        ModelCounters(
+            model=model,
+            instance=tenant,
+            input_tokens=pair[0] if seen["input"] else None,
+            output_tokens=pair[1] if seen["output"] else None,
+        )
+        for (model, tenant), pair in sorted(sums.items())
+    )
+
+
+def _direction(profile: GatewayProfile, name: str, labels: Mapping[str, str]) -> str | None:
+    if profile.token_type_label:
+        kind = labels.get(profile.token_type_label)
+        return {profile.input_type: "input", profile.output_type: "output"}.get(kind or "")
+    if name == profile.input:
+        return "input"
+    return "output" if name == profile.output else None
