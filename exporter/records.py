@@ -200,6 +200,8 @@ class TickInput:
     # Why a GPU nobody holds is idle: "unallocated", or "exporter_down" for a downtime too long
     # to bill to the holders found at start.
     idle_reason: str = "unallocated"
+    # Gateways' per-tenant counters (engines.gateways): each model's money splits among its tenants.
+    gateways: tuple[TargetScrape, ...] = ()
 
     @property
     def dt_ns(self) -> int:
@@ -236,6 +238,18 @@ class Target:
     # Kubernetes: when the container serving the metrics started (UNIX s). A new start after
     # our last reading is a restart even where the server exports no start time of its own.
     started_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """A gateway whose per-tenant token counters split the money of the models it routes to."""
+
+    name: str
+    url: str
+    kind: str  # an entry of engines.gateways.GATEWAYS
+    tenant_label: str = ""  # "" = the kind's own
+    models: Mapping[str, str] = field(default_factory=dict)  # gateway model → served model
+    client: HttpClientConfig = NO_CLIENT_CONFIG
 
 
 @dataclass(frozen=True, slots=True)

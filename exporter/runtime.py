@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from exporter import __version__, statefile
 from exporter.config.schema import ExporterConfig, StaticWorkload
+from exporter.engines.gateways import scrape_gateway, target_name
 from exporter.engines.read import Fetch, scrape
 from exporter.errors import ConfigError
 from exporter.exposition.page import render_page
@@ -83,7 +84,9 @@ class Runtime:
         self._fetch = fetch
         self._watch_path = watch_path
         self._stamp = FileStamp.of(watch_path) if watch_path else None
-        self.meter = Meter(self.config.node, max_owners=self.config.max_owners)
+        self.meter = Meter(
+            self.config.node, max_owners=self.config.max_owners, max_tenants=self.config.max_tenants
+        )
         self.published = Published()
         self._lock = threading.Lock()  # guards the config and its status
         self._reload_lock = threading.Lock()  # one reload at a time, load and swap together
@@ -93,6 +96,9 @@ class Runtime:
         self._target_errors: dict[str, Counter[str]] = {}
         self._server_of: dict[str, str] = {}
         self._target_names: frozenset[str] = frozenset()  # last tick's targets (config + discovered)
+        self._served_models: set[str] = (
+            set()
+        )  # model names this node's servers answered with: gateways map to them
         self._price_warned: set[tuple[str, str]] = set()  # last detected server per target: a stable label
         self._ticks = 0
         self._tick_seconds = 0.0
@@ -134,6 +140,7 @@ class Runtime:
                 self._price_change = (self._clock(), self.config.pricing)
             self.config, self._derived = cfg, derive(cfg)
             self.meter.max_owners = cfg.max_owners
+            self.meter.set_max_tenants(cfg.max_tenants)
             self._config_ok, self._config_error = True, ""
             self._config_success_ts = time.time()
         if changed:
@@ -157,6 +164,7 @@ class Runtime:
         gpus, placements, pods = self._node.gpus(cfg), self._node.placements(cfg), self._node.pods(cfg)
         plan = self._plan(cfg, derived)
         scrapes = self._scrape_all(plan.targets, derived.limits)
+        gateways = self._scrape_gateways(cfg, scrapes, derived.limits)
         inp = TickInput(
             start_ns=start_ns,
             end_ns=end_ns,
@@ -170,6 +178,7 @@ class Runtime:
             starved_below=cfg.node_source.starved_below_utilization,
             egress_share=cfg.node_source.egress_share,
             cross_zone_share=cfg.node_source.cross_zone_share,
+            gateways=gateways,
         )
         with self._lock:
             change, self._price_change = self._price_change, None
@@ -178,7 +187,9 @@ class Runtime:
         self._last_mono = mono
         self._ticks += 1
         self._save(cfg, end_ns)
-        view = ExportView(snapshot, self._status(cfg, self._prices_in_use(cfg, derived, gpus), scrapes))
+        view = ExportView(
+            snapshot, self._status(cfg, self._prices_in_use(cfg, derived, gpus), scrapes + gateways)
+        )
         self.published.publish(render(view), render_page(view))
         self._tick_seconds = time.perf_counter() - began
         return snapshot
@@ -210,7 +221,9 @@ class Runtime:
                      (self._clock() - saved.end_ns) / 1e9)  # fmt: skip
 
     def _state_unusable(self, path: str, reason: str, message: str) -> None:
-        self.meter = Meter(self.config.node, max_owners=self.config.max_owners)  # nothing half-restored
+        self.meter = Meter(
+            self.config.node, max_owners=self.config.max_owners, max_tenants=self.config.max_tenants
+        )  # nothing half-restored
         self._target_errors, self._ticks = {}, 0
         aside = statefile.set_aside(path)
         log.error("state_file=%s is unusable (%s): %s; %s; metering starts fresh", path, reason, message,
@@ -264,7 +277,7 @@ class Runtime:
         found = self._node.workloads(cfg)
         extra = [w for w in found if (w.owner.namespace, w.owner.pod) not in derived.declared]
         targets = cfg.targets + tuple(t for w in extra for t in w.targets)
-        names = frozenset(t.name for t in targets)
+        names = frozenset(t.name for t in targets) | {target_name(g) for g in cfg.gateways}
         if names != self._target_names:  # a reload or pods changed them: gone targets' readings go
             self.meter.forget_targets(set(names))  # on the tick thread, never beside a running tick
             # ... and their bookkeeping: a node whose pods come and go must not grow forever.
@@ -302,7 +315,24 @@ class Runtime:
 
     def _scrape_all(self, targets: tuple[Target, ...], limits: FetchLimits) -> tuple[TargetScrape, ...]:
         futures = [self._pool.submit(scrape, t, limits, self._fetch) for t in targets]
-        scrapes = tuple(f.result() for f in futures)
+        return self._count(tuple(f.result() for f in futures))
+
+    def _scrape_gateways(
+        self, cfg: ExporterConfig, scrapes: tuple[TargetScrape, ...], limits: FetchLimits
+    ) -> tuple[TargetScrape, ...]:
+        """The gateways' per-tenant counters of the models this node serves (the names its servers
+        answered with, and the config's), read like targets."""
+        if not cfg.gateways:
+            return ()
+        seen = {m.model for s in scrapes if s.ok for m in s.models} | {w.owner.model for w in cfg.workloads}
+        if len(self._served_models | seen) <= cfg.limits.max_series:  # bounded like a payload's series
+            self._served_models |= seen
+        served = frozenset(self._served_models)
+        futures = [self._pool.submit(scrape_gateway, g, served, limits, self._fetch) for g in cfg.gateways]
+        return self._count(tuple(f.result() for f in futures))
+
+    def _count(self, scrapes: tuple[TargetScrape, ...]) -> tuple[TargetScrape, ...]:
+        """Each scrape's server and errors, for the status (a failure logged once per reason)."""
         for s in scrapes:
             if s.server:
                 self._server_of[s.target] = s.server

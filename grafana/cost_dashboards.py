@@ -194,6 +194,8 @@ def chargeback() -> dashboard.Dashboard:
     tiles = sel(TILE, NAMESPACE, TEAM)
     spent = f"sum_over_time({tiles}[$__range])"
     per_hour = f"{TILES_PER_HOUR} * last_over_time({tiles}[10m])"
+    tenant_cost = f"increase({sel('cpm_tenant_cost_usd_total', NAMESPACE, TEAM)}[$__range])"
+    tenant_tokens = f"increase({sel('cpm_tenant_tokens_total', NAMESPACE, TEAM)}[$__range])"
     tokens = f"increase({sel('cpm_tokens_total', NAMESPACE, TEAM, INFERENCE)}[$__range])"
     inference_usd = (
         f"increase({sel('cpm_cost_by_direction_usd_total', NAMESPACE, TEAM, INFERENCE)}[$__range])"
@@ -319,6 +321,24 @@ def chargeback() -> dashboard.Dashboard:
                 "team:cpm_cost_usd:increase1d: the value at 00:00 is the previous day's bill.",
                 USD,
                 [(sel("team:cpm_cost_usd:increase1d", TEAM), "{{team}}")],
+            )
+        )
+        .with_row(row("By calling team (gateways)"))
+        .with_panel(
+            table_panel(
+                "Cost per calling team and model",
+                "Each shared model's money split by the gateway tenants that called it (their token shares over "
+                "the window); __direct__: tokens no gateway saw, kept by the serving pod's team.",
+                [
+                    Column("cost", f"sum by (tenant, model) ({tenant_cost})", USD),
+                    Column("tokens", f"sum by (tenant, model) ({tenant_tokens})", TOKENS),
+                    Column(
+                        "$/M tokens",
+                        f"1e6 * sum by (tenant, model) ({tenant_cost}) / (sum by (tenant, model) ({tenant_tokens}) > 0)",
+                        USD,
+                    ),
+                ],
+                sort_by="cost",
             )
         )
         .with_row(row("By component"))

@@ -194,3 +194,61 @@ def test_over_time_with_gateway_restarts_each_team_pays_its_share_of_the_servers
         assert books[team].cost / paid == pytest.approx(truth[team] / sum(truth.values()), abs=0.03), team
     assert books[DIRECT].cost / (300 * 1_000_000) < 0.05  # only the window's edges: no direct calls
     assert not math.isnan(books["search"].input_tokens)
+
+
+# --- through the meter's public entry: a tick of inputs -------------------------------------------------
+
+
+def test_through_the_meter_each_line_money_is_its_tenants_money_over_time_and_a_restart() -> None:
+    """Two vLLM pods of one model on two GPUs behind a LiteLLM gateway with three teams, 60 ticks; the
+    exporter restarts from its state file at tick 30. Every line's money equals the sum over its
+    tenants (DIRECT included) to the nano-dollar, at every tick; the teams pay their true shares."""
+    from decimal import Decimal
+
+    from exporter.meter.ledger import Meter
+    from exporter.pricing.prices import GpuPrice, PricingConfig
+    from exporter.records import GpuSample, Placement, TickInput
+
+    prices = PricingConfig(
+        gpu_prices={("H100", "on_demand"): GpuPrice("H100", "on_demand", Decimal("3.60"), "config", "t")},
+        output_input_weight=Decimal(4),
+    )
+    pods = [Owner("serve", f"llama-{k}", "platform", LLAMA) for k in range(2)]
+    gpus = tuple(GpuSample(str(k), "H100", "on_demand", utilization=0.8) for k in range(2))
+    held = tuple(Placement(str(k), pods[k]) for k in range(2))
+    mix = {"search": 5, "chat": 3, "batch": 2}  # tokens per tick per team and pod
+    server = [[0.0, 0.0], [0.0, 0.0]]
+    gateway = dict.fromkeys(mix, 0.0)
+    meter = Meter("n")
+    t0 = 1_767_225_600 * 10**9
+    for tick in range(60):
+        if tick == 30:  # the exporter restarts: a new meter goes on from the saved state
+            saved = meter.to_state()
+            meter = Meter("n")
+            meter.restore(saved)
+        for k in range(2):
+            server[k][0] += 10 * sum(mix.values())
+            server[k][1] += sum(mix.values())
+        for team, n in mix.items():
+            gateway[team] += 2 * 10 * n  # input and output counted once per request, for both pods
+        scrapes = tuple(
+            TargetScrape(p.pod, p, "vllm", True, (ModelCounters(LLAMA, server[k][0], server[k][1]),))
+            for k, p in enumerate(pods)
+        )
+        gw = TargetScrape("gateway/litellm", Owner("", "", "", ""), "litellm", True,
+                          tuple(ModelCounters(LLAMA, v, v / 10, instance=t) for t, v in gateway.items()))  # fmt: skip
+        start = t0 + tick * 10**10
+        snap = meter.tick(
+            TickInput(start, start + 10**10, "n", gpus, held, scrapes, gateways=(gw,)), prices, 60
+        )
+        for view in snap.lines:  # every tick, every line: its money is its tenants' money
+            if view.line.owner.pod:
+                assert sum(x.cost for x in view.tenants.values()) == sum(view.totals.cost.values())
+    served = [v for v in snap.lines if v.line.owner.pod]
+    assert len(served) == 2
+    for view in served:
+        # The first tick was the gateway's baseline (no shares yet): its money stayed DIRECT.
+        assert view.tenants[DIRECT].cost == pytest.approx(sum(view.totals.cost.values()) / 60, rel=0.05)
+        paid = {t: x.cost for t, x in view.tenants.items() if t in mix}
+        for team, n in mix.items():
+            assert paid[team] / sum(paid.values()) == pytest.approx(n / sum(mix.values()), abs=0.01)

@@ -87,6 +87,7 @@ from typing import NamedTuple
 
 from yaml.nodes import Node
 
+from exporter.config.gateways import read_gateways
 from exporter.config.inventory import MAX_GPUS as MAX_GPUS
 from exporter.config.inventory import LocatedGpu, read_gpus, read_workloads
 from exporter.config.inventory import known_servers as known_servers
@@ -130,6 +131,8 @@ _TOP = (
     "kubernetes",
     "state_file",
     "state_max_gap_seconds",
+    "gateways",
+    "max_tenants",
 )
 _LIMITS = ("scrape_timeout_seconds", "max_body_bytes", "max_samples", "max_series")
 _PRICING = (
@@ -181,6 +184,7 @@ def _read_root(p: Problems, root: Node) -> ExporterConfig | None:
     if window < tick:
         p.add("window_seconds", top.get("window_seconds", root), f"must be >= tick_seconds ({tick})")
     max_owners = yn.optional(top, "max_owners", "", lambda at, n: yn.integer(p, n, at, ge=1), 2000)
+    max_tenants = yn.optional(top, "max_tenants", "", lambda at, n: yn.integer(p, n, at, ge=1), 200)
     limits = _read_limits(p, top.get("limits"), tick)
     own = _read_pricing(p, top.get("pricing"))
     inventory = (
@@ -208,6 +212,8 @@ def _read_root(p: Problems, root: Node) -> ExporterConfig | None:
         kubernetes=read_kubernetes(p, top.get("kubernetes")),
         state_file=state_file,
         state_max_gap_seconds=float(max_gap),
+        gateways=read_gateways(p, top.get("gateways")),
+        max_tenants=max_tenants,
     )
 
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 from exporter.pricing.prices import PricingConfig
-from exporter.records import NO_CLIENT_CONFIG, HttpClientConfig, Owner, Target
+from exporter.records import NO_CLIENT_CONFIG, Gateway, HttpClientConfig, Owner, Target
 
 DEFAULT_PORT = 9433  # not 9100 (node), 9400 (dcgm), 9003 (OpenCost), 8080 (kube-state-metrics)
 
@@ -108,6 +108,8 @@ class ExporterConfig:
     gpus: tuple[StaticGpu, ...] = ()
     workloads: tuple[StaticWorkload, ...] = ()
     max_owners: int = 2000  # cardinality cap: owners beyond it fold into __overflow__
+    gateways: tuple[Gateway, ...] = ()
+    max_tenants: int = 200  # cardinality cap: tenants beyond it fold into __other__
     node_source: NodeSourceConfig = field(default_factory=NodeSourceConfig)
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     # Where each tick's state is saved, so a restart goes on exactly ("" = no persistence), and the

@@ -50,7 +50,7 @@ TRAINING_BUSY = 0.93
 
 @dataclass
 class Demo:
-    servers: dict[str, SimServer]
+    servers: dict[str, SimServer[SimEngine]]
     training: TrainingTokens
     text: str
     stop_event: threading.Event = field(default_factory=threading.Event)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Generic, Protocol, TypeVar
 
 from exporter.demo.expositions import EXPOSITIONS
 
@@ -222,10 +223,23 @@ class SimEngine:
             return EXPOSITIONS[self.engine](self)
 
 
-class SimServer:
-    """Serves one SimEngine's /metrics on loopback, as the real server would."""
+class Exposing(Protocol):
+    """What SimServer serves: a simulated engine, or a gateway in front of some."""
 
-    def __init__(self, sim: SimEngine, host: str = "127.0.0.1", port: int = 0) -> None:
+    model: str
+
+    def advance(self, now: float) -> None: ...
+
+    def text(self) -> str: ...
+
+
+E = TypeVar("E", bound=Exposing)
+
+
+class SimServer(Generic[E]):
+    """Serves one SimEngine's (or SimGateway's) /metrics on loopback, as the real server would."""
+
+    def __init__(self, sim: E, host: str = "127.0.0.1", port: int = 0) -> None:
         self.sim = sim
         handler = _handler(sim)
         self.httpd = ThreadingHTTPServer((host, port), handler)
@@ -237,7 +251,7 @@ class SimServer:
         host, port = self.httpd.server_address[:2]
         return f"http://{host!s}:{port}/metrics"
 
-    def start(self) -> SimServer:
+    def start(self) -> SimServer[E]:
         self.thread.start()
         return self
 
@@ -246,7 +260,7 @@ class SimServer:
         self.httpd.server_close()
 
 
-def _handler(sim: SimEngine) -> type[BaseHTTPRequestHandler]:
+def _handler(sim: Exposing) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         timeout = 10.0
 

@@ -10,14 +10,20 @@ once). The meter splits each model's money among the tenants by their shares (``
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from exporter.errors import ParseError
-from exporter.http.textformat import parse_wanted
-from exporter.records import ModelCounters
+from exporter.engines.read import Fetch
+from exporter.errors import ParseError, SourceError
+from exporter.http.textformat import FetchLimits, fetch_text, parse_wanted
+from exporter.records import Gateway, ModelCounters, Owner, TargetScrape
+
+log = logging.getLogger(__name__)
+NOBODY = Owner("", "", "", "")  # a gateway's counters belong to no pod: its tenants split the pods'
 
 NO_TENANT = "__none__"  # a request the gateway could not tie to a tenant ("None" in LiteLLM)
 
@@ -124,3 +130,29 @@ def _direction(profile: GatewayProfile, name: str, labels: Mapping[str, str]) ->
     if name == profile.input:
         return "input"
     return "output" if name == profile.output else None
+
+
+def target_name(gateway: Gateway) -> str:
+    """How a gateway shows among the targets (``cpm_target_up{target="gateway/litellm"}``)."""
+    return f"gateway/{gateway.name}"
+
+
+def scrape_gateway(
+    gateway: Gateway, served: frozenset[str], limits: FetchLimits, fetch: Fetch = fetch_text
+) -> TargetScrape:
+    """Fetch and read one gateway, like a server target. Never raises: a failure is ok=False."""
+    began = time.perf_counter()
+    name = target_name(gateway)
+    try:
+        text = fetch(gateway.url, limits, gateway.client)
+        models = read_gateway(text, GATEWAYS[gateway.kind], served, gateway.models, gateway.tenant_label)
+    except SourceError as e:
+        return TargetScrape(name, NOBODY, gateway.kind, False, error_reason=e.reason, error=str(e),
+                            duration_seconds=time.perf_counter() - began)  # fmt: skip
+    except Exception as e:  # a bug of ours on one gateway's input must not stop the tick for all
+        log.exception("gateway=%s: unexpected error while scraping", gateway.name)
+        return TargetScrape(name, NOBODY, gateway.kind, False, error_reason="internal",
+                            error=f"{type(e).__name__}: {e}", duration_seconds=time.perf_counter() - began)  # fmt: skip
+    return TargetScrape(
+        name, NOBODY, gateway.kind, True, models, duration_seconds=time.perf_counter() - began
+    )

@@ -85,6 +85,18 @@ def _tokens(v: LineView) -> Iterable[tuple[tuple[str, ...], float | None]]:
     return [((direction,), n) for direction, name, n in directions if name in t.known]
 
 
+def _tenant_cost(v: LineView) -> Iterable[Values]:
+    return [((t,), to_usd(x.cost)) for t, x in sorted(v.tenants.items())]
+
+
+def _tenant_tokens(v: LineView) -> Iterable[Values]:
+    return [
+        row
+        for t, x in sorted(v.tenants.items())
+        for row in (((t, "input"), x.input_tokens), ((t, "output"), x.output_tokens))
+    ]
+
+
 def _known(name: str, value: Callable[[LineView], float]) -> Callable[[LineView], Iterable[Values]]:
     """A per-line counter exported only where a server ever sent it: unknown is absent, not 0."""
 
@@ -161,6 +173,13 @@ FAMILIES: tuple[Family, ...] = (
     Family("cpm_tokens_total", "counter",
            "Tokens processed, by direction (input = prompt, output = generated, training = trained on).",
            (*L, "direction"), _per_line(_tokens)),
+    Family("cpm_tenant_cost_usd_total", "counter",
+           "A line's money by the gateway tenant that called its model, by their token shares over the window; "
+           "tenant=\"__direct__\": tokens no gateway saw (the pod's own team keeps them). Sums to the line's cost.",
+           (*L, "tenant"), _per_line(_tenant_cost)),
+    Family("cpm_tenant_tokens_total", "counter",
+           "A line's tokens by the gateway tenant that called its model, by direction (the same shares as the money).",
+           (*L, "tenant", "direction"), _per_line(_tenant_tokens)),
     Family("cpm_cached_input_tokens_total", "counter",
            "Input tokens served from a prefix cache (a part of direction=\"input\"), where the server says.",
            L, _per_line(_known("cached_input_tokens", lambda v: v.totals.cached_input_tokens))),

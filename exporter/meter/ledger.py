@@ -19,7 +19,8 @@ from exporter.meter.modelsplit import Plan, by_kind, held_by_kind, sum_deltas
 from exporter.meter.money import NANO_PER_USD, allocate, weight
 from exporter.meter.projection import Projection, project
 from exporter.meter.request_cost import LengthWindow, cost_quantiles
-from exporter.meter.snapshot import LineTotals, LineView, MeterSnapshot, copy_totals
+from exporter.meter.snapshot import LineTotals, LineView, MeterSnapshot, copy_tenants, copy_totals
+from exporter.meter.tenants import TenantShares, TenantTotals, add_to
 from exporter.meter.tokens import ModelDelta, TokenMeter
 from exporter.meter.windows import TOKEN_TIME, LiveGauges, TickRecord, Window, held_and_busy
 from exporter.pricing.prices import PricingConfig
@@ -41,11 +42,16 @@ class _TickLine:
 class Meter:
     """Pure with respect to the world: no I/O, no clock; state is in-memory only."""
 
-    def __init__(self, node: str, *, max_owners: int = 2000, retention_s: float = 600.0) -> None:
+    def __init__(
+        self, node: str, *, max_owners: int = 2000, retention_s: float = 600.0, max_tenants: int = 200
+    ) -> None:
         self.node = node
         self.max_owners = max_owners
         self.retention_ns = int(retention_s * NS_PER_S)
         self._tokens = TokenMeter()
+        self._gateway_tokens = TokenMeter()  # gateways' (model, tenant) counters, a server's rules
+        self._tenant_shares = TenantShares(max_tenants)
+        self._tenants: dict[Line, dict[str, TenantTotals]] = {}  # lines a gateway's tenants called
         self._gpus = GpuAttributor()
         self._totals: dict[Line, LineTotals] = {}
         self._windows: dict[Line, Window] = {}
@@ -89,14 +95,20 @@ class Meter:
         self._targets = inp.token_targets
         self._roles = inp.roles
         self._rejected.update(tok.rejected)
+        window_ns = int(window_s * NS_PER_S)
+        gw = self._gateway_tokens.tick(inp.gateways, inp.start_ns / NS_PER_S, inp.dt_ns / NS_PER_S)
+        self._resets.update(gw.resets)
+        self._rejected.update(gw.rejected)
+        self._tenant_shares.add(inp.end_ns, window_ns, gw.deltas)
         att = self._attribute(inp, pricing, price_change)
         if att.bad_readings:
             self._rejected[("gpu", "bad_reading")] += len(att.bad_readings)
         lines = self._by_model(att, tok.deltas)
-        window_ns = int(window_s * NS_PER_S)
+        booked: list[tuple[Line, tuple[int, int, int], tuple[float, float]]] = []
         for line, tl in lines.items():
-            self._book(line, tl, inp, pricing, window_ns)
+            booked.append(self._book(line, tl, inp, pricing, window_ns))
             self._book_idle(line, tl, tok.read_pods - tok.baselined, inp)
+        self._book_tenants(booked)
         for line, window in self._windows.items():
             if line not in lines:  # quiet this tick: its window still slides, so gauges decay
                 window.add(TickRecord(end_ns=inp.end_ns, dt_ns=inp.dt_ns), window_ns)
@@ -143,6 +155,10 @@ class Meter:
     def restore(self, saved: state.Json) -> None:
         """Go on from ``to_state()``'s values: counters continue, baselines too."""
         state.meter_restore(self, saved)
+
+    def set_max_tenants(self, n: int) -> None:
+        """A reloaded cap: tenants already admitted stay, new ones fold past it."""
+        self._tenant_shares.max_tenants = n
 
     def forget_targets(self, keep: set[str]) -> None:
         """Targets removed from the config: drop their last readings (a re-added one re-baselines)."""
@@ -236,7 +252,9 @@ class Meter:
 
     def _book(
         self, line: Line, tl: _TickLine, inp: TickInput, pricing: PricingConfig, window_ns: int
-    ) -> None:
+    ) -> tuple[Line, tuple[int, int, int], tuple[float, float]]:
+        """Book one line's tick; (line, (input, output, other) money, (input, output) tokens) for
+        the tenant split."""
         totals = self._totals.setdefault(line, LineTotals())
         d = sum_deltas(tl.deltas)
         cost = sum(tl.charges.values())
@@ -283,6 +301,34 @@ class Meter:
         output = [x.generation_lengths for x in tl.deltas if x.generation_lengths]
         if prompt or output or line in self._lengths:
             self._lengths.setdefault(line, LengthWindow()).add(inp.end_ns, prompt, output, window_ns)
+        return line, (cost_in, cost_out, cost - cost_in - cost_out), (d.input_tokens, d.output_tokens)
+
+    def _book_tenants(self, booked: list[tuple[Line, tuple[int, int, int], tuple[float, float]]]) -> None:
+        """Each served line of a model a gateway counted: its tick to the calling tenants
+        (meter/tenants.py), against what this node's servers of that model counted over the window."""
+        served: dict[str, tuple[float, float]] = {}
+        for line, money, tokens in booked:
+            model = line.owner.model
+            if line.owner.is_idle or line.owner.workload == "training":
+                continue
+            if not self._tenant_shares.knows(model) and line not in self._tenants:
+                continue
+            if model not in served:
+                served[model] = self._served_in_window(model)
+            add_to(
+                self._tenants.setdefault(line, {}),
+                self._tenant_shares.split(model, served[model], money, tokens),
+            )
+
+    def _served_in_window(self, model: str) -> tuple[float, float]:
+        """(input, output) tokens this node's servers of ``model`` counted over the window."""
+        i = o = 0.0
+        for line, window in self._windows.items():
+            if line.owner.model == model and not line.owner.is_idle:
+                sums = window.sums()
+                i += sums.input_tokens
+                o += sums.output_tokens
+        return i, o
 
     def _book_idle(self, line: Line, tl: _TickLine, read: frozenset[PodKey], inp: TickInput) -> None:
         window = self._windows.get(line)
@@ -360,6 +406,7 @@ class Meter:
             self._split.pop(line, None)
             self._itl_method.pop(line, None)
             self._last_ratio.pop(line, None)
+            self._tenants.pop(line, None)
         if old:  # owners whose every line expired leave room under the cardinality cap
             live = {line.owner for line in self._totals}
             self._admitted &= live
@@ -405,7 +452,12 @@ class Meter:
     def _snap(self, end_ns: int) -> MeterSnapshot:
         views = tuple(
             LineView(
-                line, copy_totals(t), self._gauges(line), self._split.get(line, ""), self._projection(line, t)
+                line,
+                copy_totals(t),
+                self._gauges(line),
+                self._split.get(line, ""),
+                self._projection(line, t),
+                copy_tenants(self._tenants.get(line)),
             )
             for line, t in self._totals.items()
         )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from exporter.meter.attribution import Line
 from exporter.meter.projection import Projection
+from exporter.meter.tenants import TenantTotals
 from exporter.meter.windows import LiveGauges
 
 
@@ -42,6 +43,9 @@ class LineView:
     gauges: LiveGauges
     split: str  # how this line's money was split into input/output lately
     projection: Projection | None = None  # training lines with a target token count
+    # Tenants of a gateway that called this line's model (meter/tenants.py): their cumulative money
+    # and tokens; empty where no gateway counted the model.
+    tenants: Mapping[str, TenantTotals] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +67,9 @@ def copy_totals(t: LineTotals) -> LineTotals:
     return replace(
         t, cost=dict(t.cost), requests_by_reason=dict(t.requests_by_reason), idle_cost=dict(t.idle_cost)
     )
+
+
+def copy_tenants(tenants: Mapping[str, TenantTotals] | None) -> Mapping[str, TenantTotals]:
+    if not tenants:
+        return {}
+    return {t: TenantTotals(x.cost, x.input_tokens, x.output_tokens) for t, x in tenants.items()}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from exporter.meter.attribution import GpuAttributor, Line
 from exporter.meter.counters import Reading
+from exporter.meter.tenants import TenantTotals
 from exporter.meter.tokens import TokenMeter, _Series, _Target
 from exporter.meter.windows import Window
 from exporter.records import OVERFLOW, TOKEN_AMOUNTS, Owner
@@ -205,6 +206,11 @@ def meter_to(m: Meter) -> Json:
         "retired": m._retired,
         "attribution": attributor_to(m._gpus),
         "tokens": tokens_to(m._tokens),
+        "gateway_tokens": tokens_to(m._gateway_tokens),
+        "tenants": [
+            [line_to(line), {t: [x.cost, x.input_tokens, x.output_tokens] for t, x in tenants.items()}]
+            for line, tenants in m._tenants.items()
+        ],
     }
 
 
@@ -226,3 +232,11 @@ def meter_restore(m: Meter, v: Json) -> None:
     m._admitted = {line.owner for line in m._totals if line.owner != OVERFLOW and not line.owner.is_idle}
     attributor_restore(m._gpus, v["attribution"])
     tokens_restore(m._tokens, v["tokens"])
+    # Files from before gateways (issue 17) carry neither: nothing to continue.
+    tokens_restore(m._gateway_tokens, v.get("gateway_tokens", {}))
+    m._tenants = {
+        line_from(line): {
+            str(t): TenantTotals(int(c), float(i), float(o)) for t, (c, i, o) in tenants.items()
+        }
+        for line, tenants in v.get("tenants", [])
+    }

@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from exporter.demo.gateway import SimGateway
 from exporter.demo.simulation import Load, SimEngine, SimServer
 from exporter.training import TrainingTokens
 from tests.fakes.nvml import FakeGpu, FakeProcess, Scenario, build_fake_nvml
@@ -93,6 +94,7 @@ class NodeA:
     train: str
     canary: str  # a vLLM with no traffic on a held GPU: idle by reason no_traffic
     nan: str  # a phase-time sum reading NaN: that figure is rejected, the tokens still count
+    gateway: str  # a LiteLLM-like gateway in front of llama-0: three calling teams
     down: str = "http://127.0.0.1:1/metrics"  # nothing listens: a failed scrape
 
 
@@ -111,6 +113,8 @@ pricing:
   catalogue: false
   gpus: {{H100: {{on_demand: 6.00}}}}
   budgets: {{usd_per_million_tokens: {{models: {{"{LLAMA}": 0.01}}, teams: {{search: 0.01}}}}}}
+gateways:
+  - {{name: litellm, url: "{urls.gateway}", kind: litellm}}
 inventory:
   gpus:
     - {{hardware: H100, count: 4, capacity: on_demand, utilization: {util}}}
@@ -223,7 +227,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, exporters: ExporterFactory) 
         f'vllm:generation_tokens_total{{model_name="{LLAMA}"}} 5\n'
         f'vllm:request_prefill_time_seconds_sum{{model_name="{LLAMA}"}} NaN\n'
     )
-    urls = NodeA(servers[0].url, train_urls[0], servers[2].url, f"file://{nan}")
+    gateway = SimServer(SimGateway([servers[0].sim], {"search": 5, "ads": 3, "research": 2})).start()
+    urls = NodeA(servers[0].url, train_urls[0], servers[2].url, f"file://{nan}", gateway.url)
     a_config.write_text(node_a_config(urls, staged=False))
     b_config.write_text(node_b_config(servers[1].url, train_urls[1]))
     a = exporters.run(a_config)
@@ -271,6 +276,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, exporters: ExporterFactory) 
         b.stop()
         for s in servers:
             s.stop()
+        gateway.stop()
 
 
 def recorded(prometheus: Prometheus, name: str) -> list[dict[str, object]]:
@@ -365,6 +371,31 @@ def test_the_page_and_the_rules_say_the_same_idle_burn(fleet: Fleet) -> None:
 
     wait_for(agree, 30, interval=0.5, what="the page's idle burn to equal the rules'", consecutive=3)
     assert page_burn() > 0
+
+
+def test_a_shared_servers_money_splits_among_the_teams_calling_it_through_a_gateway(fleet: Fleet) -> None:
+    """Issue 17: llama-0 serves three teams behind a LiteLLM-like gateway (5 : 3 : 2 of every token). Its
+    money splits among them by those shares, and the split adds up to the pod's money, in Prometheus."""
+    p = fleet.prometheus
+
+    def split() -> dict[str, float] | None:
+        rows = p.query('sum by (tenant) (cpm_tenant_cost_usd_total{pod="llama-0"})')
+        return {str(r["metric"]["tenant"]): float(r["value"][1]) for r in rows} or None
+
+    tenants = wait_for(split, 60, what="the gateway's tenants on llama-0")
+    whole = wait_for(
+        lambda: p.query(
+            'sum(cpm_cost_usd_total{pod="llama-0"}) and on () (count(cpm_tenant_cost_usd_total{pod="llama-0"}) > 0)'
+        ),
+        30,
+    )
+    both = p.query('sum(cpm_tenant_cost_usd_total{pod="llama-0"}) - sum(cpm_cost_usd_total{pod="llama-0"})')
+    assert abs(float(both[0]["value"][1])) < 1e-9 * float(whole[0]["value"][1]) + 1e-9  # every dollar, once
+    teams = {t: v for t, v in tenants.items() if t in ("search", "ads", "research")}
+    assert set(teams) == {"search", "ads", "research"}, tenants
+    paid = sum(teams.values())
+    for team, share in (("search", 0.5), ("ads", 0.3), ("research", 0.2)):
+        assert teams[team] / paid == pytest.approx(share, abs=0.05), tenants
 
 
 def test_every_recording_rule_returns_data(fleet: Fleet) -> None:
