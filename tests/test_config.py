@@ -829,3 +829,44 @@ def test_a_token_for_pods_is_never_sent_unverified() -> None:
 def test_https_settings_without_their_url_are_reported() -> None:
     problem = only(BASE + "node_source:\n  cadvisor_https: {insecure_skip_verify: true}\n")
     assert problem == "node_source.cadvisor_https (line 10): has no cadvisor_url to apply to"
+
+
+def test_gateways_are_read_with_their_tenant_label_and_model_map() -> None:
+    cfg = load(
+        BASE
+        + """\
+gateways:
+  - {kind: litellm, url: "http://litellm.gw:4000/metrics/", models: {chat-large: m}}
+  - {name: envoy, kind: envoy_ai_gateway, url: "https://envoy.gw:9090/metrics", tenant_label: x_tenant,
+     https: {ca_file: /etc/ca.crt}}
+max_tenants: 50
+"""
+    )
+    litellm, envoy = cfg.gateways
+    assert (litellm.name, litellm.kind, litellm.tenant_label, dict(litellm.models)) == (
+        "litellm",
+        "litellm",
+        "",
+        {"chat-large": "m"},
+    )
+    assert (envoy.name, envoy.tenant_label, envoy.client.ca_file) == ("envoy", "x_tenant", "/etc/ca.crt")
+    assert cfg.max_tenants == 50
+
+
+def test_a_bad_gateway_is_refused_with_every_reason() -> None:
+    found = problems(
+        BASE
+        + """\
+gateways:
+  - {kind: kong, url: "http://a:1/metrics"}
+  - {kind: envoy_ai_gateway, url: "http://b:2/metrics"}
+  - {kind: litellm, url: "http://c:3/metrics", https: {ca_file: /etc/ca.crt}}
+  - {kind: litellm, url: "http://d:4/metrics", tenant_label: "team-id"}
+"""
+    )
+    text = "\n".join(found)
+    assert "gateways[0].kind" in text and "unknown gateway kind 'kong'" in text
+    assert "gateways[1].tenant_label" in text and "required for envoy_ai_gateway" in text
+    assert "gateways[2].https" in text and "is for https:// URLs" in text
+    assert "gateways[3].tenant_label" in text and "not a Prometheus label name" in text
+    assert "gateways[3].name" in text and "names another gateway" in text  # two named litellm

@@ -227,3 +227,15 @@ def test_18_request_cost_quantiles() -> None:
     assert round(quantiles[0.5], 5) == 0.00159
     assert quantiles[0.9] == pytest.approx(900 * 0.005 / 6000 + 462.5 * 0.015 / 4000)
     assert round(quantiles[0.9], 5) == 0.00248
+
+
+def test_19_tenant_split() -> None:
+    from exporter.meter.tenants import DIRECT, TenantShares
+    from exporter.meter.tokens import ModelDelta
+
+    shares = TenantShares()
+    gateway = [ModelDelta(Owner("", "", "", "llama"), input_tokens=300, output_tokens=30, instance="search"),
+               ModelDelta(Owner("", "", "", "llama"), input_tokens=100, output_tokens=10, instance="chat")]  # fmt: skip
+    shares.add(APRIL, 60 * S, gateway)
+    split = shares.split("llama", (500, 40), (10_000_000, 4_000_000, 0), (0, 0))
+    assert {t: to_usd(x.cost) for t, x in split.items()} == {"search": 0.009, "chat": 0.003, DIRECT: 0.002}

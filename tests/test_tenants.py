@@ -121,12 +121,14 @@ def test_a_model_no_gateway_counted_stays_whole_with_the_pod() -> None:
     assert shares.split("qwen", (0, 0), (5, 6, 7), (0, 0)) == {DIRECT: TenantTotals(18, 0, 0)}
 
 
-def test_shares_last_a_window_then_go() -> None:
+def test_shares_last_a_window_then_the_span_then_go() -> None:
     shares = TenantShares()
     shares.add(10**9, WINDOW_NS, [gateway_delta(LLAMA, "search", 10, 1)])
     shares.add(30 * 10**9, WINDOW_NS, [])  # a quiet tick: the window still says search
     assert set(shares.split(LLAMA, (10, 1), (9, 9, 0), (0, 0))) == {"search"}
-    shares.add(61 * 10**9, WINDOW_NS, [])
+    shares.add(61 * 10**9, WINDOW_NS, [])  # a quiet window: the span's shares still say search
+    assert set(shares.split(LLAMA, (10, 1), (9, 9, 0), (0, 0))) == {"search"}
+    shares.add(601 * 10**9, WINDOW_NS, [])  # nothing counted for ten windows: forgotten
     assert not shares.knows(LLAMA) and set(shares.split(LLAMA, (0, 0), (9, 9, 0), (0, 0))) == {DIRECT}
 
 
@@ -241,14 +243,68 @@ def test_through_the_meter_each_line_money_is_its_tenants_money_over_time_and_a_
         snap = meter.tick(
             TickInput(start, start + 10**10, "n", gpus, held, scrapes, gateways=(gw,)), prices, 60
         )
-        for view in snap.lines:  # every tick, every line: its money is its tenants' money
-            if view.line.owner.pod:
+        for view in snap.lines:  # once a gateway counted the model, every tick: money = its tenants' money
+            if view.line.owner.pod and tick >= 1:
                 assert sum(x.cost for x in view.tenants.values()) == sum(view.totals.cost.values())
     served = [v for v in snap.lines if v.line.owner.pod]
     assert len(served) == 2
     for view in served:
-        # The first tick was the gateway's baseline (no shares yet): its money stayed DIRECT.
+        # The first tick (the servers' and the gateway's baselines: no shares yet) stayed DIRECT.
         assert view.tenants[DIRECT].cost == pytest.approx(sum(view.totals.cost.values()) / 60, rel=0.05)
         paid = {t: x.cost for t, x in view.tenants.items() if t in mix}
         for team, n in mix.items():
             assert paid[team] / sum(paid.values()) == pytest.approx(n / sum(mix.values()), abs=0.01)
+
+
+def test_a_gateway_added_later_leaves_the_money_before_it_with_the_pod() -> None:
+    """The line's money from before any gateway counted its model is DIRECT: its tenants still add up
+    to its money (found against a real LiteLLM, which starts after the exporter's first ticks)."""
+    from decimal import Decimal
+
+    from exporter.meter.ledger import Meter
+    from exporter.pricing.prices import GpuPrice, PricingConfig
+    from exporter.records import GpuSample, Placement, TickInput
+
+    prices = PricingConfig(
+        gpu_prices={("H100", "on_demand"): GpuPrice("H100", "on_demand", Decimal("3.60"), "config", "t")}
+    )
+    pod = Owner("serve", "llama-0", "platform", LLAMA)
+    meter, t0 = Meter("n"), 1_767_225_600 * 10**9
+    for tick in range(10):
+        server = (
+            TargetScrape(pod.pod, pod, "vllm", True, (ModelCounters(LLAMA, 100.0 * tick, 10.0 * tick),)),
+        )
+        gateway = () if tick < 5 else (TargetScrape("gateway/litellm", Owner("", "", "", ""), "litellm", True,
+                                                    (ModelCounters(LLAMA, 100.0 * tick, 10.0 * tick, instance="search"),)),)  # fmt: skip
+        start = t0 + tick * 10**10
+        snap = meter.tick(TickInput(start, start + 10**10, "n", (GpuSample("0", "H100", "on_demand"),),
+                                    (Placement("0", pod),), server, gateways=gateway), prices, 60)  # fmt: skip
+    (view,) = [v for v in snap.lines if v.line.owner.pod]
+    assert sum(x.cost for x in view.tenants.values()) == sum(view.totals.cost.values())
+    # Five ticks before the gateway, and the tick of its first reading (a baseline: no shares yet).
+    assert view.tenants[DIRECT].cost == 6 * 10_000_000
+    assert view.tenants["search"].cost == 4 * 10_000_000
+
+
+def test_a_gateway_restart_is_seen_through_created_even_when_its_counters_overtake() -> None:
+    """LiteLLM (prometheus_client) exports each series' _created: a new process is a restart even if its
+    counters already passed the old values by the next scrape; nothing is counted twice."""
+
+    def payload(created: float, value: float) -> str:
+        return litellm([(LLAMA, "search", value, value)]).replace(
+            "# HELP litellm_output",
+            f'litellm_input_tokens_metric_created{{model="{LLAMA}",team="search"}} {created}\n# HELP litellm_output',
+        )
+
+    meter = TokenMeter()
+    read = [(100.0, 50), (100.0, 80), (500.0, 95)]  # restarted at 500 s and served 95 since: overtook 80
+    got = []
+    for k, (created, value) in enumerate(read):
+        models = read_gateway(payload(created, value), GATEWAYS["litellm"], SERVED)
+        got.append(
+            meter.tick(
+                [TargetScrape("gateway/litellm", Owner("", "", "", ""), "litellm", True, models)], 10 * k, 10
+            ).deltas
+        )
+    assert [d.input_tokens for d in got[1]] == [30]
+    assert [d.input_tokens for d in got[2]] == [95]  # from zero, not 95 - 80

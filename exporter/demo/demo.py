@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from exporter.config.load import load_config_text
 from exporter.config.schema import ExporterConfig
+from exporter.demo.gateway import SimGateway
 from exporter.demo.simulation import Load, SimEngine, SimServer
 from exporter.records import GpuSample
 from exporter.sources.gpu.inventory import StaticInventory
@@ -44,6 +45,8 @@ DEMO_SERVERS: dict[str, DemoServer] = {
         requests_per_second=6.0, prompt_tokens=1000, output_tokens=300, itl_seconds=0.01, prefill_seconds=0.1, seed=5)),
     "url_canary": DemoServer("mistralai/Mistral-7B-Instruct-v0.3", "vllm", None),
 }  # fmt: skip
+# The 70B vLLM is shared: three teams call it through a LiteLLM-like gateway, 5 : 3 : 2 of its tokens.
+GATEWAY_TEAMS = {"search": 5, "ads": 3, "assistant": 2}
 TRAINING_TOKENS_PER_SECOND = 45_000  # a fine-tune on one H100
 TRAINING_BUSY = 0.93
 
@@ -53,6 +56,7 @@ class Demo:
     servers: dict[str, SimServer[SimEngine]]
     training: TrainingTokens
     text: str
+    gateway: SimServer[SimGateway] | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     def load(self) -> ExporterConfig:
@@ -63,6 +67,8 @@ class Demo:
         self.training.close()
         for s in self.servers.values():
             s.stop()
+        if self.gateway is not None:
+            self.gateway.stop()
 
 
 def start_demo(tick_seconds: float | None = None) -> Demo:
@@ -76,9 +82,11 @@ def start_demo(tick_seconds: float | None = None) -> Demo:
     for key, server in servers.items():
         text = text.replace("{" + key + "}", server.url)
     text = text.replace("{url_training}", training_url)
+    gateway = SimServer(SimGateway([servers["url_llama70b"].sim], GATEWAY_TEAMS)).start()
+    text = text.replace("{url_gateway}", gateway.url)
     if tick_seconds is not None:
         text = text.replace("tick_seconds: 2", f"tick_seconds: {tick_seconds}")
-    demo = Demo(servers, training, text)
+    demo = Demo(servers, training, text, gateway)
     threading.Thread(target=_train, args=(demo,), name="demo-training", daemon=True).start()
     return demo
 

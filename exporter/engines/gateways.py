@@ -95,10 +95,19 @@ def read_gateway(
     tenant_key = tenant_label or profile.tenant_label
     if not tenant_key:
         raise ParseError(f"no tenant label configured for this gateway (its {profile.model_label} is read)")
-    names = {profile.input, profile.output}
+    created_name = _created_name(profile.input)
+    names = {profile.input, profile.output} | ({created_name} if created_name else set())
     sums: dict[tuple[str, str], list[float]] = {}
+    created: dict[tuple[str, str], float] = {}
     seen: dict[str, bool] = {"input": False, "output": False}
     for sample in parse_wanted(text, names):
+        if sample.name == created_name:  # a new process's series start again: a restart, whatever the values
+            model = served_model(sample.labels.get(profile.model_label, ""), served, explicit)
+            if model is not None and math.isfinite(sample.value):
+                tenant = sample.labels.get(tenant_key, "")
+                key = (model, NO_TENANT if tenant in profile.unset else tenant)
+                created[key] = max(created.get(key, 0.0), sample.value)
+            continue
         direction = _direction(profile, sample.name, sample.labels)
         if direction is None:
             continue
@@ -118,9 +127,16 @@ def read_gateway(
             instance=tenant,
             input_tokens=pair[0] if seen["input"] else None,
             output_tokens=pair[1] if seen["output"] else None,
+            created=created.get((model, tenant)),
+            created_by=created_name if (model, tenant) in created else "",
         )
         for (model, tenant), pair in sorted(sums.items())
     )
+
+
+def _created_name(counter: str) -> str:
+    """prometheus_client's ``_created`` series of a ``_total`` counter (LiteLLM's); "" for others."""
+    return counter.removesuffix("_total") + "_created" if counter.endswith("_total") else ""
 
 
 def _direction(profile: GatewayProfile, name: str, labels: Mapping[str, str]) -> str | None:

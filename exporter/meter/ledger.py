@@ -20,7 +20,7 @@ from exporter.meter.money import NANO_PER_USD, allocate, weight
 from exporter.meter.projection import Projection, project
 from exporter.meter.request_cost import LengthWindow, cost_quantiles
 from exporter.meter.snapshot import LineTotals, LineView, MeterSnapshot, copy_tenants, copy_totals
-from exporter.meter.tenants import TenantShares, TenantTotals, add_to
+from exporter.meter.tenants import DIRECT, TenantShares, TenantTotals, add_to
 from exporter.meter.tokens import ModelDelta, TokenMeter
 from exporter.meter.windows import TOKEN_TIME, LiveGauges, TickRecord, Window, held_and_busy
 from exporter.pricing.prices import PricingConfig
@@ -306,29 +306,30 @@ class Meter:
     def _book_tenants(self, booked: list[tuple[Line, tuple[int, int, int], tuple[float, float]]]) -> None:
         """Each served line of a model a gateway counted: its tick to the calling tenants
         (meter/tenants.py), against what this node's servers of that model counted over the window."""
-        served: dict[str, tuple[float, float]] = {}
-        for line, money, tokens in booked:
+        served = [(line, money, tokens) for line, money, tokens in booked
+                  if not line.owner.is_idle and line.owner.workload != "training"]  # fmt: skip
+        for line, _, tokens in served:
+            self._tenant_shares.add_served(line.owner.model, tokens)
+        for line, money, tokens in served:
             model = line.owner.model
-            if line.owner.is_idle or line.owner.workload == "training":
-                continue
             if not self._tenant_shares.knows(model) and line not in self._tenants:
                 continue
-            if model not in served:
-                served[model] = self._served_in_window(model)
+            tenants = self._tenants.get(line)
+            if tenants is None:  # its money from before any gateway counted the model stayed with the pod
+                tenants = self._tenants[line] = self._before_split(line, money, tokens)
             add_to(
-                self._tenants.setdefault(line, {}),
-                self._tenant_shares.split(model, served[model], money, tokens),
+                tenants, self._tenant_shares.split(model, self._tenant_shares.served(model), money, tokens)
             )
 
-    def _served_in_window(self, model: str) -> tuple[float, float]:
-        """(input, output) tokens this node's servers of ``model`` counted over the window."""
-        i = o = 0.0
-        for line, window in self._windows.items():
-            if line.owner.model == model and not line.owner.is_idle:
-                sums = window.sums()
-                i += sums.input_tokens
-                o += sums.output_tokens
-        return i, o
+    def _before_split(
+        self, line: Line, money: tuple[int, int, int], tokens: tuple[float, float]
+    ) -> dict[str, TenantTotals]:
+        """A line's totals up to this tick, as DIRECT: so its tenants always add up to its money."""
+        t = self._totals[line]
+        before = TenantTotals(
+            sum(t.cost.values()) - sum(money), t.input_tokens - tokens[0], t.output_tokens - tokens[1]
+        )
+        return {DIRECT: before} if before.cost or before.input_tokens or before.output_tokens else {}
 
     def _book_idle(self, line: Line, tl: _TickLine, read: frozenset[PodKey], inp: TickInput) -> None:
         window = self._windows.get(line)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from exporter.meter.money import allocate, weight
 from exporter.meter.tokens import ModelDelta
@@ -35,17 +36,38 @@ class TenantTotals:
 
 
 @dataclass(slots=True)
-class _ModelWindow:
-    ticks: deque[tuple[int, dict[str, Pair]]] = field(default_factory=deque)
+class _Tick:
+    end_ns: int
+    tenants: dict[str, Pair]  # the gateways' tokens per tenant
+    served: list[float] = field(default_factory=lambda: [0.0, 0.0])  # this node's servers' tokens
 
-    def sums(self) -> dict[str, Pair]:
-        out: dict[str, list[float]] = {}
-        for _, tenants in self.ticks:
-            for tenant, (i, o) in tenants.items():
-                pair = out.setdefault(tenant, [0.0, 0.0])
-                pair[0] += i
-                pair[1] += o
-        return {t: (p[0], p[1]) for t, p in out.items()}
+
+def _sums(ticks: Iterable[_Tick]) -> dict[str, Pair]:
+    out: dict[str, list[float]] = {}
+    for tick in ticks:
+        for tenant, (i, o) in tick.tenants.items():
+            pair = out.setdefault(tenant, [0.0, 0.0])
+            pair[0] += i
+            pair[1] += o
+    return {t: (p[0], p[1]) for t, p in out.items()}
+
+
+@dataclass(slots=True)
+class _ModelWindow:
+    """A model's ticks over the window (the tenants' shares) and over the longer span against which
+    direct calls are measured (``DIRECT_SPAN`` windows)."""
+
+    ticks: deque[_Tick] = field(default_factory=deque)
+    span: deque[_Tick] = field(default_factory=deque)
+
+    def counted(self) -> bool:
+        return any(i or o for t in self.span for i, o in t.tenants.values())
+
+
+# Direct calls are measured over this many windows: a server counts tokens as it serves them, a gateway
+# when it answers, so over one window a burst's tokens in flight would read as direct; over ten their
+# weight is a tenth, and a gateway that saw everything catches up within the span.
+DIRECT_SPAN = 10
 
 
 class TenantShares:
@@ -58,25 +80,47 @@ class TenantShares:
 
     def add(self, end_ns: int, window_ns: int, deltas: Iterable[ModelDelta]) -> None:
         """One tick of the gateways' token deltas (``owner.model``: the served model;
-        ``instance``: the tenant), kept for ``window_ns``."""
-        tick: dict[str, dict[str, list[float]]] = {}
+        ``instance``: the tenant), kept for ``window_ns``. A model the gateways counted before gets
+        this tick too, empty, so what the node's servers serve meanwhile is set against it."""
+        tick: dict[str, dict[str, list[float]]] = {model: {} for model in self._windows}
         for d in deltas:
             tenant = self._admit(d.instance)
             pair = tick.setdefault(d.owner.model, {}).setdefault(tenant, [0.0, 0.0])
             pair[0] += d.input_tokens
             pair[1] += d.output_tokens
         for model, tenants in tick.items():
+            if model not in self._windows and not any(i or o for i, o in tenants.values()):
+                continue  # a first reading (a baseline) says nothing of shares: no window yet
             window = self._windows.setdefault(model, _ModelWindow())
-            window.ticks.append((end_ns, {t: (p[0], p[1]) for t, p in tenants.items()}))
+            entry = _Tick(end_ns, {t: (p[0], p[1]) for t, p in tenants.items()})
+            window.ticks.append(entry)
+            window.span.append(entry)
         for model in list(self._windows):
-            ticks = self._windows[model].ticks
-            while ticks and ticks[0][0] <= end_ns - window_ns:
-                ticks.popleft()
-            if not ticks:
+            window = self._windows[model]
+            while window.ticks and window.ticks[0].end_ns <= end_ns - window_ns:
+                window.ticks.popleft()
+            while window.span and window.span[0].end_ns <= end_ns - DIRECT_SPAN * window_ns:
+                window.span.popleft()
+            if not window.counted():  # no gateway counted it within the span: forgotten
                 del self._windows[model]
 
+    def add_served(self, model: str, tokens: Pair) -> None:
+        """This tick's (input, output) tokens of ``model`` on this node's servers: measured against
+        the gateways' over the same ticks only (not before a gateway counted the model)."""
+        window = self._windows.get(model)
+        if window is not None and window.span:
+            window.span[-1].served[0] += tokens[0]
+            window.span[-1].served[1] += tokens[1]
+
+    def served(self, model: str) -> Pair:
+        """The node's servers' tokens of ``model`` over the span."""
+        window = self._windows.get(model)
+        if window is None:
+            return 0.0, 0.0
+        return sum(t.served[0] for t in window.span), sum(t.served[1] for t in window.span)
+
     def knows(self, model: str) -> bool:
-        """A gateway counted tokens of ``model`` within the window."""
+        """A gateway counted tokens of ``model`` within the span."""
         return model in self._windows
 
     def split(
@@ -84,15 +128,18 @@ class TenantShares:
     ) -> dict[str, TenantTotals]:
         """This tick of one line of ``model``: ``money`` (input, output, rest in nano-dollars) and
         ``tokens`` (input, output) to tenants. ``served``: this node's tokens of the model over the
-        window (what its servers counted), against which the gateway's are measured."""
-        shares = self._windows[model].sums() if model in self._windows else {}
-        direct = (max(served[0] - sum(p[0] for p in shares.values()), 0.0),
-                  max(served[1] - sum(p[1] for p in shares.values()), 0.0))  # fmt: skip
+        span (``served()``): what the gateways counted short of it is the direct part."""
+        window = self._windows.get(model)
+        shares = _sums(window.ticks) if window is not None else {}
+        if window is not None and not any(i or o for i, o in shares.values()):
+            shares = _sums(window.span)  # quiet for a window: the span's shares
+        counted = _sums(window.span) if window is not None else {}
         tenants = sorted(shares)
         names = [*tenants, DIRECT]
-        w_in = [*(shares[t][0] for t in tenants), direct[0]]
-        w_out = [*(shares[t][1] for t in tenants), direct[1]]
-        w_all = [i + o for i, o in zip(w_in, w_out, strict=True)]
+        gateway = [sum(p[k] for p in counted.values()) for k in (0, 1)]
+        w_in = _weights([shares[t][0] for t in tenants], served[0], gateway[0])
+        w_out = _weights([shares[t][1] for t in tenants], served[1], gateway[1])
+        w_all = _weights([shares[t][0] + shares[t][1] for t in tenants], served[0] + served[1], sum(gateway))
         cost_in, cost_out, rest = money
         parts = [_split(cost_in, w_in), _split(cost_out, w_out), _split(rest, w_all)]
         tok_in, tok_out = _split_tokens(tokens[0], w_in), _split_tokens(tokens[1], w_out)
@@ -112,22 +159,35 @@ class TenantShares:
         return OTHER_TENANTS
 
 
-def _split(amount: int, weights: list[float]) -> list[int]:
+def _weights(shares: list[float], served: float, counted: float) -> list[Fraction]:
+    """The tenants' shares scaled to the part the gateways counted, then the direct part: the
+    servers' tokens the gateways did not count (``served - counted``, never below 0), as a share."""
+    total = Fraction(sum(weight(x) for x in shares))
+    direct = (
+        Fraction(0)
+        if served <= 0
+        else max(Fraction(0), 1 - Fraction(weight(counted)) / Fraction(weight(served)))
+    )
+    if not total:
+        return [Fraction(0)] * len(shares) + [Fraction(1)]
+    return [Fraction(weight(x)) / total * (1 - direct) for x in shares] + [direct]
+
+
+def _split(amount: int, weights: list[Fraction]) -> list[int]:
     """``amount`` by ``weights``, exactly; nothing to weigh by: all to the last (``DIRECT``)."""
-    exact = [weight(w) for w in weights]
-    if not amount or not any(exact):
+    if not amount or not any(weights):
         return [0] * (len(weights) - 1) + [amount]
-    return allocate(amount, exact)
+    return allocate(amount, weights)
 
 
-def _split_tokens(amount: float, weights: list[float]) -> list[float]:
+def _split_tokens(amount: float, weights: list[Fraction]) -> list[float]:
     """Tokens by ``weights``: whole tokens into whole parts that add up exactly."""
     if amount == int(amount) and amount >= 0:
         return [float(n) for n in _split(int(amount), weights)]
     total = sum(weights)
     if total <= 0:
         return [0.0] * (len(weights) - 1) + [amount]
-    return [amount * w / total for w in weights]
+    return [float(amount * w / total) for w in weights]
 
 
 def add_to(totals: dict[str, TenantTotals], tick: Mapping[str, TenantTotals]) -> None:
