@@ -49,7 +49,7 @@ USD_PER_REQUEST = "model:cpm_usd_per_request:rate5m"
 
 
 def budget(scope: str, name_matcher: str) -> str:
-    """The configured CPM budget per ``scope`` (model or team), relabelled to that label, one per cluster."""
+    """The configured CPM budget per ``scope`` (model, team or tenant), relabelled to that label, one per cluster."""
     raw = sel("cpm_budget_usd_per_million_tokens", f'scope="{scope}"', name_matcher)
     return f'max by (cluster, {scope}) (label_replace({raw}, "{scope}", "$1", "name", "(.*)"))'
 
@@ -339,6 +339,20 @@ def chargeback() -> dashboard.Dashboard:
                     ),
                 ],
                 sort_by="cost",
+                span=14,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "CPM per calling team vs budget",
+                "Each gateway tenant's $ per million tokens it called (5 minutes; tenant:cpm_usd_per_million_tokens"
+                ":rate5m) and its budget (pricing.budgets.usd_per_million_tokens.tenants).",
+                USD,
+                [
+                    (sel("tenant:cpm_usd_per_million_tokens:rate5m"), "{{tenant}} actual"),
+                    (budget("tenant", 'name=~".+"'), "{{tenant}} budget"),
+                ],
+                span=10,
             )
         )
         .with_row(row("By component"))

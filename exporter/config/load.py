@@ -373,14 +373,14 @@ def _read_budgets(p: Problems, node: Node | None) -> Budgets:
     outer = yn.fields(p, node, at, ("usd_per_million_tokens",)) if node is not None else None
     inner_node = (outer or {}).get("usd_per_million_tokens")
     at = f"{at}.usd_per_million_tokens"
-    inner = yn.fields(p, inner_node, at, ("models", "teams")) if inner_node is not None else None
-    found: dict[str, dict[str, Decimal]] = {"models": {}, "teams": {}}
+    inner = yn.fields(p, inner_node, at, ("models", "teams", "tenants")) if inner_node is not None else None
+    found: dict[str, dict[str, Decimal]] = {"models": {}, "teams": {}, "tenants": {}}
     for group, group_node in (inner or {}).items():
         for name, value_node in (yn.fields(p, group_node, f"{at}.{group}", None) or {}).items():
             value = yn.number(p, value_node, key_path(f"{at}.{group}", name), gt=ZERO, usd=True)
             if value is not None:
                 found[group][name] = value
-    return Budgets(models=MappingProxyType(found["models"]), teams=MappingProxyType(found["teams"]))
+    return Budgets(*(MappingProxyType(found[group]) for group in ("models", "teams", "tenants")))
 
 
 # --- prices for the inventory --------------------------------------------------------------

@@ -247,7 +247,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("cpm_budget_usd_per_million_tokens", "gauge", "CPM budget from the config (for alerting).",
            ("scope", "name"),
            _const(lambda v: [*((("model", k), float(x)) for k, x in v.status.pricing.budgets.models.items()),
-                             *((("team", k), float(x)) for k, x in v.status.pricing.budgets.teams.items())])),
+                             *((("team", k), float(x)) for k, x in v.status.pricing.budgets.teams.items()),
+                             *((("tenant", k), float(x)) for k, x in v.status.pricing.budgets.tenants.items())])),
     # -- self-metrics --------------------------------------------------------------------------
     Family("cpm_target_up", "gauge", "1 if the last scrape of an inference target succeeded; namespace and pod "
            "name the workload it serves, so an alert names it.",

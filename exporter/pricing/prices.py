@@ -63,6 +63,7 @@ class Budgets:
 
     models: Mapping[str, Decimal] = field(default_factory=_frozen)
     teams: Mapping[str, Decimal] = field(default_factory=_frozen)
+    tenants: Mapping[str, Decimal] = field(default_factory=_frozen)  # gateways' calling teams
 
 
 @dataclass(frozen=True, slots=True)

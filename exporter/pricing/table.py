@@ -25,9 +25,10 @@ def format_price_table(
     lines += ["", "Other components:", *_other_rows(pricing)]
     budgets = [("model", k, v) for k, v in sorted(pricing.budgets.models.items())]
     budgets += [("team", k, v) for k, v in sorted(pricing.budgets.teams.items())]
+    budgets += [("tenant", k, v) for k, v in sorted(pricing.budgets.tenants.items())]
     if budgets:
         lines += ["", "Budgets ($ per million tokens, all tokens):"]
-        lines += [f"  {kind:<5} {name}: {value:f}" for kind, name, value in budgets]
+        lines += [f"  {kind:<6} {name}: {value:f}" for kind, name, value in budgets]
     lines += ["", *_catalogue_notes(pricing)]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -112,7 +112,7 @@ window_seconds: 10
 pricing:
   catalogue: false
   gpus: {{H100: {{on_demand: 6.00}}}}
-  budgets: {{usd_per_million_tokens: {{models: {{"{LLAMA}": 0.01}}, teams: {{search: 0.01}}}}}}
+  budgets: {{usd_per_million_tokens: {{models: {{"{LLAMA}": 0.01}}, teams: {{search: 0.01}}, tenants: {{ads: 0.01}}}}}}
 gateways:
   - {{name: litellm, url: "{urls.gateway}", kind: litellm}}
 inventory:
