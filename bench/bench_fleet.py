@@ -31,6 +31,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from statistics import median
 
@@ -88,6 +89,17 @@ def openmetrics(
         if not ms:
             out.write("# EOF\n")
     return written
+
+
+def wait_ready(probe: Callable[[], object], seconds: float) -> None:
+    """Until ``probe`` answers (a store opening its blocks), at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            probe()
+            return
+        except (OSError, SystemExit, json.JSONDecodeError):
+            time.sleep(0.5)
 
 
 CHARGEBACK = {
@@ -158,13 +170,7 @@ def measure_prometheus(nodes: int, minutes: int, work: Path) -> None:
                              "--log.level=error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         # Groups evaluate every 15 s (the chargeback group every 5 m: it may not have run yet).
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                api(port, "/api/v1/rules")
-                break
-            except OSError:
-                time.sleep(1)
+        wait_ready(lambda: api(port, "/api/v1/rules"), 60)
         time.sleep(35)  # two evaluations of the 15-s groups
         groups, _ = api(port, "/api/v1/rules")
         rss = int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{prom.pid}/status").read_text()).group(1))  # type: ignore[union-attr]
@@ -199,13 +205,7 @@ def measure_victoria_metrics(nodes: int, minutes: int, work: Path) -> None:
                            "-search.maxSamplesPerQuery=10000000000", "-loggerLevel=ERROR"],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_ready(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read(), 60)
         began = time.perf_counter()
         with text.open("rb") as body:
             request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/import/prometheus", data=body,
@@ -254,13 +254,7 @@ def measure_chargeback_history(nodes: int, hours: int, work: Path) -> None:
                              "--storage.tsdb.retention.time=30d", "--log.level=error"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                api(port, "/api/v1/query", query="1")
-                break
-            except (OSError, SystemExit, json.JSONDecodeError):
-                time.sleep(1)
+        wait_ready(lambda: api(port, "/api/v1/query", query="1"), 120)
         series = samples // (hours * 60 + 1)
         print(
             f"--- the chargeback over {hours} h of history: {nodes} nodes, {series:,} cost series, {samples:,} samples"

@@ -11,18 +11,16 @@ gateways:
 
 from __future__ import annotations
 
-import re
-
 from yaml.nodes import Node
 
 from exporter.config.http import read_https, read_url
+from exporter.config.inventory import read_label_name
 from exporter.engines.gateways import GATEWAYS
 from exporter.records import Gateway
 from exporter.yamlstrict import readers as yn
 from exporter.yamlstrict.readers import Problems, choice_reader, text_reader
 
 _FIELDS = ("name", "url", "kind", "tenant_label", "models", "https")
-_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 def read_gateways(p: Problems, node: Node | None) -> tuple[Gateway, ...]:
@@ -36,7 +34,7 @@ def read_gateways(p: Problems, node: Node | None) -> tuple[Gateway, ...]:
         url = yn.required(p, m, "url", at, item, lambda path, n: read_url(p, n, path))
         kind = yn.required(p, m, "kind", at, item, choice_reader(p, tuple(sorted(GATEWAYS)), "gateway kind"))
         name = yn.optional(m, "name", at, text_reader(p), kind or "")
-        label = yn.optional(m, "tenant_label", at, lambda path, n: _label(p, n, path), "")
+        label = yn.optional(m, "tenant_label", at, lambda path, n: read_label_name(p, n, path), "")
         if kind and not (label or GATEWAYS[kind].tenant_label):
             p.add(f"{at}.tenant_label", item, f"is required for {kind}: the label its tenant header maps to")
         if name in names:
@@ -50,11 +48,3 @@ def read_gateways(p: Problems, node: Node | None) -> tuple[Gateway, ...]:
         if url is not None and kind is not None:
             out.append(Gateway(name, url, kind, label, models, client))
     return tuple(out)
-
-
-def _label(p: Problems, node: Node, path: str) -> str | None:
-    name = yn.text(p, node, path)
-    if name is not None and not _LABEL.fullmatch(name):
-        p.add(path, node, f"is not a Prometheus label name, got {name!r}")
-        return None
-    return name

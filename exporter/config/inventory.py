@@ -206,7 +206,7 @@ def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) ->
         server = yn.optional(m, "server", here, choice_reader(p, servers, "server"), "auto")
         name = yn.optional(m, "name", here, text_reader(p), default_name)
         metric = yn.optional(m, "token_metric", here, lambda path, n: _metric_name(p, n, path), "")
-        adapter = yn.optional(m, "adapter_label", here, lambda path, n: _adapter_label(p, n, path), "")
+        adapter = yn.optional(m, "adapter_label", here, lambda path, n: read_label_name(p, n, path), "")
         if metric and server not in ("auto", "training"):
             p.add(
                 f"{here}.token_metric", m["token_metric"], f"is for training targets, not server {server!r}"
@@ -219,7 +219,9 @@ def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) ->
     return out
 
 
-def _adapter_label(p: Problems, node: Node, path: str) -> str | None:
+def read_label_name(p: Problems, node: Node, path: str) -> str | None:
+    """A label of upstream series we read by name (an adapter's, a gateway's tenant): a Prometheus
+    label name, and not one Prometheus reserves."""
     name = yn.text(p, node, path)
     if name is None:
         return None
