@@ -21,7 +21,7 @@ What is compared, all deltas between the exporter's first tick and the end:
 * vLLM's own increases == the client's arithmetic, with the differences explained where they
   are asserted (``n=2`` and the client that hangs up);
 * ``cpm_tokens_per_second_per_user`` (1 ÷ mean inter-token latency from vLLM's histogram) ≈ the
-  tokens/s the streaming clients measured, within a factor of 3 (and vLLM's own histogram exactly);
+  tokens/s the streaming clients measured, within a factor of 10 (and vLLM's own histogram exactly);
 * ``cpm_usd_per_request_percentile`` == the window's $/token × ``histogram_quantile`` of vLLM's
   own length histograms, which hold exactly the client's finished requests, and lies within
   the buckets of the client's own percentile lengths.
@@ -397,9 +397,11 @@ def test_exporter_counts_what_a_real_vllm_served(run: Run) -> None:
     # SSE framing and loopback HTTP per chunk and sees the non-streamed and n=2 requests only
     # through the batch they share, while the gauge covers every token of the window. On a busy
     # machine they agree within ~20 %; on an idle one vLLM ran at ~400 tokens/s per user and the
-    # clients read chunks in bursts, so their span shrank and they saw 2.2x that (once in CI).
-    # A factor of 3 either way is the bound: still far from what a wrong unit or method gives
-    # (x1000, or x15 for the concurrency of the burst), and the gauge is checked exactly below.
+    # clients read chunks in bursts, so their span shrank and they saw 2.2x that (once in CI),
+    # and 6.6x on a fresh machine whose vLLM had just started (session 5's CI: vLLM's histogram
+    # and our gauge both 583 tokens/s, the clients 3 882). A factor of 10 either way is the
+    # bound: still far from what a wrong unit gives (x1000), and under what the wrong method
+    # gives (x15 for the concurrency of the burst); the gauge is checked exactly below.
     [gauge] = ours.find("cpm_tokens_per_second_per_user", pod=POD)
     assert gauge.labels["method"] == "inter_token_latency", gauge  # vLLM's histogram, not the fallback
     streams = [r for r in completed if r.kind == "stream"]
@@ -409,7 +411,7 @@ def test_exporter_counts_what_a_real_vllm_served(run: Run) -> None:
     print(
         f"tokens/s per user: exporter {gauge.value:.1f}, vLLM's histogram {server_tps:.1f}, client {client_tps:.1f}"
     )
-    assert 1 / 3 < gauge.value / client_tps < 3, (gauge.value, client_tps)
+    assert 1 / 10 < gauge.value / client_tps < 10, (gauge.value, client_tps)
     # Everything since the exporter's first tick fits in its window (a precondition of this
     # test, not a property of the exporter): the gauge is then vLLM's own histogram, exactly.
     assert time.monotonic() - run.ready_at < WINDOW_S - 2, "traffic outgrew the window"
