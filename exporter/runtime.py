@@ -31,7 +31,7 @@ from exporter.http.textformat import FetchLimits, fetch_text
 from exporter.meter.ledger import Meter
 from exporter.meter.snapshot import MeterSnapshot
 from exporter.pricing.prices import GpuPrice, PricingConfig
-from exporter.records import GpuSample, Target, TargetScrape, TickInput
+from exporter.records import Gateway, GpuSample, Target, TargetScrape, TickInput
 from exporter.sources.discovery import node_source_for
 from exporter.sources.gpu.inventory import NodeSource
 from exporter.wakeup import Wakeup
@@ -96,9 +96,6 @@ class Runtime:
         self._target_errors: dict[str, Counter[str]] = {}
         self._server_of: dict[str, str] = {}
         self._target_names: frozenset[str] = frozenset()  # last tick's targets (config + discovered)
-        self._served_models: set[str] = (
-            set()
-        )  # model names this node's servers answered with: gateways map to them
         self._price_warned: set[tuple[str, str]] = set()  # last detected server per target: a stable label
         self._ticks = 0
         self._tick_seconds = 0.0
@@ -163,8 +160,7 @@ class Runtime:
         start_ns = end_ns - (0 if self._last_mono is None else mono - self._last_mono)
         gpus, placements, pods = self._node.gpus(cfg), self._node.placements(cfg), self._node.pods(cfg)
         plan = self._plan(cfg, derived)
-        scrapes = self._scrape_all(plan.targets, derived.limits)
-        gateways = self._scrape_gateways(cfg, scrapes, derived.limits)
+        scrapes, gateways = self._scrape_all(plan.targets, cfg.gateways, derived.limits)
         inp = TickInput(
             start_ns=start_ns,
             end_ns=end_ns,
@@ -313,23 +309,14 @@ class Runtime:
                 out.append(price)
         return tuple(out)
 
-    def _scrape_all(self, targets: tuple[Target, ...], limits: FetchLimits) -> tuple[TargetScrape, ...]:
-        futures = [self._pool.submit(scrape, t, limits, self._fetch) for t in targets]
-        return self._count(tuple(f.result() for f in futures))
-
-    def _scrape_gateways(
-        self, cfg: ExporterConfig, scrapes: tuple[TargetScrape, ...], limits: FetchLimits
-    ) -> tuple[TargetScrape, ...]:
-        """The gateways' per-tenant counters of the models this node serves (the names its servers
-        answered with, and the config's), read like targets."""
-        if not cfg.gateways:
-            return ()
-        seen = {m.model for s in scrapes if s.ok for m in s.models} | {w.owner.model for w in cfg.workloads}
-        if len(self._served_models | seen) <= cfg.limits.max_series:  # bounded like a payload's series
-            self._served_models |= seen
-        served = frozenset(self._served_models)
-        futures = [self._pool.submit(scrape_gateway, g, served, limits, self._fetch) for g in cfg.gateways]
-        return self._count(tuple(f.result() for f in futures))
+    def _scrape_all(
+        self, targets: tuple[Target, ...], gateways: tuple[Gateway, ...], limits: FetchLimits
+    ) -> tuple[tuple[TargetScrape, ...], tuple[TargetScrape, ...]]:
+        """The targets and the gateways, all at once (the meter maps the gateways' models to the
+        servers')."""
+        servers = [self._pool.submit(scrape, t, limits, self._fetch) for t in targets]
+        fronts = [self._pool.submit(scrape_gateway, g, limits, self._fetch) for g in gateways]
+        return self._count(tuple(f.result() for f in servers)), self._count(tuple(f.result() for f in fronts))
 
     def _count(self, scrapes: tuple[TargetScrape, ...]) -> tuple[TargetScrape, ...]:
         """Each scrape's server and errors, for the status (a failure logged once per reason)."""

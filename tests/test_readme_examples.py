@@ -236,6 +236,6 @@ def test_19_tenant_split() -> None:
     shares = TenantShares()
     gateway = [ModelDelta(Owner("", "", "", "llama"), input_tokens=300, output_tokens=30, instance="search"),
                ModelDelta(Owner("", "", "", "llama"), input_tokens=100, output_tokens=10, instance="chat")]  # fmt: skip
-    shares.add(APRIL, 60 * S, gateway)
+    shares.add(APRIL, 60 * S, gateway, frozenset({"llama"}))
     split = shares.split("llama", (500, 40), (10_000_000, 4_000_000, 0), (0, 0))
     assert {t: to_usd(x.cost) for t, x in split.items()} == {"search": 0.009, "chat": 0.003, DIRECT: 0.002}

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.engines.gateways import GATEWAYS, NO_TENANT, read_gateway, served_model
+from exporter.engines.gateways import GATEWAYS, NO_TENANT, read_gateway
 from exporter.errors import ParseError
-from exporter.meter.tenants import DIRECT, OTHER_TENANTS, TenantShares, TenantTotals, add_to
+from exporter.meter.tenants import DIRECT, OTHER_TENANTS, TenantShares, TenantTotals, add_to, served_name
 from exporter.meter.tokens import ModelDelta, TokenMeter
 from exporter.records import ModelCounters, Owner, TargetScrape
 
@@ -41,9 +41,14 @@ def test_litellm_counters_become_one_series_per_served_model_and_team() -> None:
         (f"hosted_vllm/{LLAMA}", "chat", 40, 4), (f"hosted_vllm/{LLAMA}", "None", 7, 7),
         ("openai/gpt-4o", "search", 999, 999),  # routed elsewhere: no server here serves it
     ])  # fmt: skip
+    read = read_gateway(
+        text, GATEWAYS["litellm"]
+    )  # every model is read: which ones are served is the meter's
+    assert ("openai/gpt-4o", "search") in {(m.model, m.instance) for m in read}
     got = {
-        (m.model, m.instance): (m.input_tokens, m.output_tokens)
-        for m in read_gateway(text, GATEWAYS["litellm"], SERVED)
+        (served_name(m.model, SERVED), m.instance): (m.input_tokens, m.output_tokens)
+        for m in read
+        if served_name(m.model, SERVED) is not None
     }
     assert got == {(LLAMA, "search"): (105, 11), (LLAMA, "chat"): (40, 4), (LLAMA, NO_TENANT): (7, 7)}
 
@@ -59,19 +64,21 @@ def test_envoy_ai_gateway_token_usage_histogram_by_token_type_and_a_configured_t
     )
     profile = GATEWAYS["envoy_ai_gateway"]
     with pytest.raises(ParseError, match="no tenant label"):
-        read_gateway(text, profile, SERVED)  # the tenant header's label must be named
+        read_gateway(text, profile)  # the tenant header's label must be named
     got = {
         (m.instance): (m.input_tokens, m.output_tokens)
-        for m in read_gateway(text, profile, SERVED, tenant_label="tenant")
+        for m in read_gateway(text, profile, tenant_label="tenant")
     }
     assert got == {"a": (300, 90), "b": (0, 10)}
 
 
 def test_a_gateway_model_name_maps_to_a_served_model() -> None:
-    assert served_model(f"hosted_vllm/{LLAMA}", SERVED, {}) == LLAMA  # the provider prefix goes
-    assert served_model("qwen", SERVED, {}) == "qwen"
-    assert served_model("chat-large", SERVED, {"chat-large": "qwen"}) == "qwen"  # an explicit map wins
-    assert served_model("openai/gpt-4o", SERVED, {}) is None
+    assert served_name(f"hosted_vllm/{LLAMA}", SERVED) == LLAMA  # the provider prefix goes
+    assert served_name("qwen", SERVED) == "qwen"
+    text = litellm([("chat-large", "search", 1, 1)])  # an explicit map renames it when it is read
+    (m,) = read_gateway(text, GATEWAYS["litellm"], {"chat-large": "qwen"})
+    assert served_name(m.model, SERVED) == "qwen"
+    assert served_name("openai/gpt-4o", SERVED) is None
 
 
 def test_a_bad_counter_refuses_the_scrape() -> None:
@@ -80,14 +87,13 @@ def test_a_bad_counter_refuses_the_scrape() -> None:
             read_gateway(
                 litellm([(LLAMA, "search", 1, 1)]).replace(" 1\n", f" {bad}\n", 1),
                 GATEWAYS["litellm"],
-                SERVED,
             )
         assert e.value.reason == "bad_value"
 
 
 def test_a_family_missing_from_one_scrape_is_unknown_not_zero() -> None:
     text = litellm([(LLAMA, "search", 100, 10)]).split("# HELP litellm_output")[0]
-    (m,) = read_gateway(text, GATEWAYS["litellm"], SERVED)
+    (m,) = read_gateway(text, GATEWAYS["litellm"])
     assert (m.input_tokens, m.output_tokens) == (100, None)
 
 
@@ -101,7 +107,10 @@ def gateway_delta(model: str, tenant: str, i: float, o: float) -> ModelDelta:
 def test_money_follows_the_window_shares_and_direct_calls_stay_with_the_pod() -> None:
     shares = TenantShares()
     shares.add(
-        10**9, WINDOW_NS, [gateway_delta(LLAMA, "search", 300, 30), gateway_delta(LLAMA, "chat", 100, 10)]
+        10**9,
+        WINDOW_NS,
+        [gateway_delta(LLAMA, "search", 300, 30), gateway_delta(LLAMA, "chat", 100, 10)],
+        SERVED,
     )
     # The node's servers counted 500 input and 40 output tokens: 100 input the gateway never saw.
     split = shares.split(LLAMA, (500, 40), (1000, 400, 7), (50, 4))
@@ -123,18 +132,18 @@ def test_a_model_no_gateway_counted_stays_whole_with_the_pod() -> None:
 
 def test_shares_last_a_window_then_the_span_then_go() -> None:
     shares = TenantShares()
-    shares.add(10**9, WINDOW_NS, [gateway_delta(LLAMA, "search", 10, 1)])
-    shares.add(30 * 10**9, WINDOW_NS, [])  # a quiet tick: the window still says search
+    shares.add(10**9, WINDOW_NS, [gateway_delta(LLAMA, "search", 10, 1)], SERVED)
+    shares.add(30 * 10**9, WINDOW_NS, [], SERVED)  # a quiet tick: the window still says search
     assert set(shares.split(LLAMA, (10, 1), (9, 9, 0), (0, 0))) == {"search"}
-    shares.add(61 * 10**9, WINDOW_NS, [])  # a quiet window: the span's shares still say search
+    shares.add(61 * 10**9, WINDOW_NS, [], SERVED)  # a quiet window: the span's shares still say search
     assert set(shares.split(LLAMA, (10, 1), (9, 9, 0), (0, 0))) == {"search"}
-    shares.add(601 * 10**9, WINDOW_NS, [])  # nothing counted for ten windows: forgotten
+    shares.add(601 * 10**9, WINDOW_NS, [], SERVED)  # nothing counted for ten windows: forgotten
     assert not shares.knows(LLAMA) and set(shares.split(LLAMA, (0, 0), (9, 9, 0), (0, 0))) == {DIRECT}
 
 
 def test_tenants_past_the_cap_fold_into_one_with_their_money() -> None:
     shares = TenantShares(max_tenants=2)
-    shares.add(10**9, WINDOW_NS, [gateway_delta(LLAMA, t, 1, 0) for t in ("a", "b", "c", "d")])
+    shares.add(10**9, WINDOW_NS, [gateway_delta(LLAMA, t, 1, 0) for t in ("a", "b", "c", "d")], SERVED)
     split = shares.split(LLAMA, (4, 0), (4, 0, 0), (0, 0))
     assert split == {"a": TenantTotals(1), "b": TenantTotals(1), OTHER_TENANTS: TenantTotals(2)}
 
@@ -150,7 +159,7 @@ def test_tenants_past_the_cap_fold_into_one_with_their_money() -> None:
 )
 def test_every_nano_dollar_and_token_lands_on_exactly_one_tenant(rows, served, money, tokens) -> None:  # type: ignore[no-untyped-def]
     shares = TenantShares()
-    shares.add(10**9, WINDOW_NS, [gateway_delta(LLAMA, t, i, o) for t, i, o in rows])
+    shares.add(10**9, WINDOW_NS, [gateway_delta(LLAMA, t, i, o) for t, i, o in rows], SERVED)
     split = shares.split(LLAMA, served, money, (float(tokens[0]), float(tokens[1])))
     assert sum(x.cost for x in split.values()) == sum(money)
     assert sum(x.input_tokens for x in split.values()) == tokens[0]
@@ -186,7 +195,7 @@ def test_over_time_with_gateway_restarts_each_team_pays_its_share_of_the_servers
                        for t, v in cumulative.items() if v or t != "batch")  # fmt: skip
         ok = tick % 37 != 5  # a scrape lost now and then: the next one catches up
         scrape = TargetScrape("gateway:litellm", Owner("", "", "", ""), "litellm", ok, models if ok else ())
-        shares.add(end_ns, WINDOW_NS, meter.tick([scrape], tick, 1.0).deltas)
+        shares.add(end_ns, WINDOW_NS, meter.tick([scrape], tick, 1.0).deltas, SERVED)
         served_window = [(t, n) for t, n in served_window if t > end_ns - WINDOW_NS] + [(end_ns, tick_tokens)]
         served = sum(n for _, n in served_window)
         add_to(books, shares.split(LLAMA, (served, 0.0), (1_000_000, 0, 0), (tick_tokens, 0.0)))
@@ -300,7 +309,7 @@ def test_a_gateway_restart_is_seen_through_created_even_when_its_counters_overta
     read = [(100.0, 50), (100.0, 80), (500.0, 95)]  # restarted at 500 s and served 95 since: overtook 80
     got = []
     for k, (created, value) in enumerate(read):
-        models = read_gateway(payload(created, value), GATEWAYS["litellm"], SERVED)
+        models = read_gateway(payload(created, value), GATEWAYS["litellm"])
         got.append(
             meter.tick(
                 [TargetScrape("gateway/litellm", Owner("", "", "", ""), "litellm", True, models)], 10 * k, 10
@@ -308,3 +317,46 @@ def test_a_gateway_restart_is_seen_through_created_even_when_its_counters_overta
         )
     assert [d.input_tokens for d in got[1]] == [30]
     assert [d.input_tokens for d in got[2]] == [95]  # from zero, not 95 - 80
+
+
+def test_a_model_this_node_starts_serving_late_takes_the_gateways_counts_since_not_its_life() -> None:
+    """Over time, through the runtime: the gateway counted a model for long (tenant ads: a million
+    tokens before) while this node's server was down; when it comes up, the two tenants calling it
+    equally from then on pay equally. Read only once served, the gateway's series would look born
+    then and their whole life would count as one tick's."""
+    from exporter.config.load import load_config_text
+    from exporter.demo.simulation import SimEngine
+    from exporter.errors import FetchError
+    from exporter.runtime import Runtime
+
+    config = """
+node: n
+tick_seconds: 5
+window_seconds: 60
+pricing: {catalogue: false, gpus: {H100: {on_demand: 3.60}}}
+gateways: [{kind: litellm, url: "http://gw:1/metrics"}]
+inventory:
+  gpus: [{hardware: H100, count: 1, capacity: on_demand}]
+  workloads:
+    - {pod: p-0, namespace: a, team: platform, model: declared, gpus: ["0"], targets: [{url: "http://vllm:1/metrics"}]}
+"""
+    server, counted = SimEngine("served"), {"ads": 1e6, "search": 0.0}
+    clock = {"ns": 1_767_225_600 * 10**9, "tick": 0}
+
+    def fetch(url: str, limits: object, client: object = None) -> str:
+        if url == "http://gw:1/metrics":
+            return litellm([("hosted_vllm/served", team, n, n) for team, n in counted.items()])
+        if clock["tick"] < 3:
+            raise FetchError("connection refused", reason="connect")
+        return server.text()
+
+    rt = Runtime(lambda: load_config_text(config), clock=lambda: clock["ns"], fetch=fetch)
+    for tick in range(15):
+        clock["tick"], clock["ns"] = tick, clock["ns"] + 5 * 10**9
+        for team in counted:  # each tenant: one request of 100 + 100 tokens per tick
+            counted[team] += 100
+            server.serve(100, 100)
+        snap = rt.tick()
+    (view,) = [v for v in snap.lines if v.line.owner.pod == "p-0" and v.line.owner.model == "served"]
+    paid = {t: x.cost for t, x in view.tenants.items() if t in counted}
+    assert paid["ads"] / (paid["ads"] + paid["search"]) == pytest.approx(0.5, abs=0.05), view.tenants

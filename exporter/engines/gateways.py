@@ -3,7 +3,7 @@
 A gateway (LiteLLM, Envoy AI Gateway, any router exporting per-tenant token counters) sits in front
 of the model servers and labels each request's tokens with the tenant that sent it. Its counters are
 read like a server's (same fetch, limits and errors) into ``ModelCounters`` whose ``model`` is the
-served model they map to and whose ``instance`` is the tenant: the token meter then applies a
+gateway's model name and whose ``instance`` is the tenant: the token meter then applies a
 server's rules to them (first scrape a baseline, late series from 0, restarts, a family missing
 once). The meter splits each model's money among the tenants by their shares (``meter/tenants.py``).
 """
@@ -25,6 +25,7 @@ from exporter.records import Gateway, ModelCounters, Owner, TargetScrape
 log = logging.getLogger(__name__)
 NOBODY = Owner("", "", "", "")  # a gateway's counters belong to no pod: its tenants split the pods'
 
+DEFAULT_LIMITS = FetchLimits()
 NO_TENANT = "__none__"  # a request the gateway could not tie to a tenant ("None" in LiteLLM)
 
 
@@ -71,42 +72,35 @@ GATEWAYS: Mapping[str, GatewayProfile] = MappingProxyType(
 )
 
 
-def served_model(gateway_model: str, served: frozenset[str], explicit: Mapping[str, str]) -> str | None:
-    """The served model a gateway's model name stands for: the explicit map first, then the same
-    name, then the name without its provider prefix ("hosted_vllm/llama" → "llama"). None when
-    no model served here matches (the gateway also routes elsewhere)."""
-    if gateway_model in explicit:
-        return explicit[gateway_model]
-    if gateway_model in served:
-        return gateway_model
-    _, slash, rest = gateway_model.partition("/")
-    return rest if slash and rest in served else None
-
-
 def read_gateway(
     text: str,
     profile: GatewayProfile,
-    served: frozenset[str],
     explicit: Mapping[str, str] = MappingProxyType({}),
     tenant_label: str = "",
+    limits: FetchLimits = DEFAULT_LIMITS,
 ) -> tuple[ModelCounters, ...]:
-    """One ``ModelCounters`` per (served model, tenant) the gateway counted, its label sets summed.
-    A model no server here serves is left out; a tenant label unset is ``NO_TENANT``."""
+    """One ``ModelCounters`` per (gateway model, tenant) the gateway counted, its label sets summed;
+    ``explicit`` renames a model (to the name its servers answer with). Every model is read, served
+    here or not: one that is filtered out now and read later would look born since and count its
+    whole life. Which models this node serves is the meter's to say. An unset tenant is ``NO_TENANT``."""
     tenant_key = tenant_label or profile.tenant_label
     if not tenant_key:
         raise ParseError(f"no tenant label configured for this gateway (its {profile.model_label} is read)")
     created_name = _created_name(profile.input)
     names = {profile.input, profile.output} | ({created_name} if created_name else set())
+
+    def key(labels: Mapping[str, str]) -> tuple[str, str]:
+        model = labels.get(profile.model_label, "")
+        tenant = labels.get(tenant_key, "")
+        return explicit.get(model, model), NO_TENANT if tenant in profile.unset else tenant
+
     sums: dict[tuple[str, str], list[float]] = {}
     created: dict[tuple[str, str], float] = {}
     seen: dict[str, bool] = {"input": False, "output": False}
-    for sample in parse_wanted(text, names):
+    for sample in parse_wanted(text, names, max_samples=limits.max_samples, max_wanted=limits.max_series):
         if sample.name == created_name:  # a new process's series start again: a restart, whatever the values
-            model = served_model(sample.labels.get(profile.model_label, ""), served, explicit)
-            if model is not None and math.isfinite(sample.value):
-                tenant = sample.labels.get(tenant_key, "")
-                key = (model, NO_TENANT if tenant in profile.unset else tenant)
-                created[key] = max(created.get(key, 0.0), sample.value)
+            if math.isfinite(sample.value):
+                created[key(sample.labels)] = max(created.get(key(sample.labels), 0.0), sample.value)
             continue
         direction = _direction(profile, sample.name, sample.labels)
         if direction is None:
@@ -114,13 +108,7 @@ def read_gateway(
         if not math.isfinite(sample.value) or sample.value < 0:  # a counter never is: refuse the scrape
             raise ParseError(f"{sample.name} is {sample.value!r}, not a token count", "bad_value")
         seen[direction] = True
-        model = served_model(sample.labels.get(profile.model_label, ""), served, explicit)
-        if model is None:
-            continue
-        tenant = sample.labels.get(tenant_key, "")
-        key = (model, NO_TENANT if tenant in profile.unset else tenant)
-        pair = sums.setdefault(key, [0.0, 0.0])
-        pair[0 if direction == "input" else 1] += sample.value
+        sums.setdefault(key(sample.labels), [0.0, 0.0])[0 if direction == "input" else 1] += sample.value
     return tuple(
         ModelCounters(
             model=model,
@@ -153,15 +141,13 @@ def target_name(gateway: Gateway) -> str:
     return f"gateway/{gateway.name}"
 
 
-def scrape_gateway(
-    gateway: Gateway, served: frozenset[str], limits: FetchLimits, fetch: Fetch = fetch_text
-) -> TargetScrape:
+def scrape_gateway(gateway: Gateway, limits: FetchLimits, fetch: Fetch = fetch_text) -> TargetScrape:
     """Fetch and read one gateway, like a server target. Never raises: a failure is ok=False."""
     began = time.perf_counter()
     name = target_name(gateway)
     try:
         text = fetch(gateway.url, limits, gateway.client)
-        models = read_gateway(text, GATEWAYS[gateway.kind], served, gateway.models, gateway.tenant_label)
+        models = read_gateway(text, GATEWAYS[gateway.kind], gateway.models, gateway.tenant_label, limits)
     except SourceError as e:
         return TargetScrape(name, NOBODY, gateway.kind, False, error_reason=e.reason, error=str(e),
                             duration_seconds=time.perf_counter() - began)  # fmt: skip

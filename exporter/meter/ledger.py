@@ -99,7 +99,7 @@ class Meter:
         gw = self._gateway_tokens.tick(inp.gateways, inp.start_ns / NS_PER_S, inp.dt_ns / NS_PER_S)
         self._resets.update(gw.resets)
         self._rejected.update(gw.rejected)
-        self._tenant_shares.add(inp.end_ns, window_ns, gw.deltas)
+        self._tenant_shares.add(inp.end_ns, window_ns, gw.deltas, self._served_models(tok.deltas))
         att = self._attribute(inp, pricing, price_change)
         if att.bad_readings:
             self._rejected[("gpu", "bad_reading")] += len(att.bad_readings)
@@ -156,13 +156,20 @@ class Meter:
         """Go on from ``to_state()``'s values: counters continue, baselines too."""
         state.meter_restore(self, saved)
 
+    def _served_models(self, deltas: tuple[ModelDelta, ...]) -> frozenset[str]:
+        """The model names this node's servers answer with: this tick's and its lines'."""
+        return frozenset(d.owner.model for d in deltas) | {
+            line.owner.model for line in self._totals if not line.owner.is_idle
+        }
+
     def set_max_tenants(self, n: int) -> None:
         """A reloaded cap: tenants already admitted stay, new ones fold past it."""
         self._tenant_shares.max_tenants = n
 
     def forget_targets(self, keep: set[str]) -> None:
-        """Targets removed from the config: drop their last readings (a re-added one re-baselines)."""
+        """Targets and gateways removed: drop their last readings (a re-added one re-baselines)."""
         self._tokens.forget_targets(keep)
+        self._gateway_tokens.forget_targets(keep)
 
     # -- splitting a holder's tick across the models it served ---------------------------
 
@@ -305,7 +312,7 @@ class Meter:
 
     def _book_tenants(self, booked: list[tuple[Line, tuple[int, int, int], tuple[float, float]]]) -> None:
         """Each served line of a model a gateway counted: its tick to the calling tenants
-        (meter/tenants.py), against what this node's servers of that model counted over the window."""
+        (meter/tenants.py), against what this node's servers of that model counted over the span."""
         served = [(line, money, tokens) for line, money, tokens in booked
                   if not line.owner.is_idle and line.owner.workload != "training"]  # fmt: skip
         for line, _, tokens in served:

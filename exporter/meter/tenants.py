@@ -59,9 +59,17 @@ class _ModelWindow:
 
     ticks: deque[_Tick] = field(default_factory=deque)
     span: deque[_Tick] = field(default_factory=deque)
+    counted_ns: int = 0  # the last tick a gateway counted tokens of the model
 
-    def counted(self) -> bool:
-        return any(i or o for t in self.span for i, o in t.tenants.values())
+
+def served_name(gateway_model: str, served: frozenset[str]) -> str | None:
+    """The served model a gateway's model name stands for: the same name, or the name without its
+    provider prefix ("hosted_vllm/llama" → "llama"); None when no server here serves it (the
+    gateway also routes elsewhere). A config's explicit map was applied when it was read."""
+    if gateway_model in served:
+        return gateway_model
+    _, slash, rest = gateway_model.partition("/")
+    return rest if slash and rest in served else None
 
 
 # Direct calls are measured over this many windows: a server counts tokens as it serves them, a gateway
@@ -77,31 +85,42 @@ class TenantShares:
         self.max_tenants = max_tenants
         self._windows: dict[str, _ModelWindow] = {}
         self._tenants: set[str] = set()
+        # (model, served) → (tenants, input, output, all weights): one per model and tick, not per line
+        self._plans: dict[
+            tuple[str, Pair], tuple[list[str], list[Fraction], list[Fraction], list[Fraction]]
+        ] = {}
 
-    def add(self, end_ns: int, window_ns: int, deltas: Iterable[ModelDelta]) -> None:
-        """One tick of the gateways' token deltas (``owner.model``: the served model;
-        ``instance``: the tenant), kept for ``window_ns``. A model the gateways counted before gets
-        this tick too, empty, so what the node's servers serve meanwhile is set against it."""
+    def add(self, end_ns: int, window_ns: int, deltas: Iterable[ModelDelta], served: frozenset[str]) -> None:
+        """One tick of the gateways' token deltas (``owner.model``: the gateway's model name;
+        ``instance``: the tenant) for the models this node ``served`` (the rest is routed elsewhere),
+        kept for ``window_ns``. A model the gateways counted before gets this tick too, empty, so what
+        the node's servers serve meanwhile is set against it."""
+        self._plans.clear()
         tick: dict[str, dict[str, list[float]]] = {model: {} for model in self._windows}
         for d in deltas:
-            tenant = self._admit(d.instance)
-            pair = tick.setdefault(d.owner.model, {}).setdefault(tenant, [0.0, 0.0])
+            model = served_name(d.owner.model, served)
+            if model is None:
+                continue
+            pair = tick.setdefault(model, {}).setdefault(self._admit(d.instance), [0.0, 0.0])
             pair[0] += d.input_tokens
             pair[1] += d.output_tokens
         for model, tenants in tick.items():
-            if model not in self._windows and not any(i or o for i, o in tenants.values()):
+            counted = any(i or o for i, o in tenants.values())
+            if model not in self._windows and not counted:
                 continue  # a first reading (a baseline) says nothing of shares: no window yet
             window = self._windows.setdefault(model, _ModelWindow())
             entry = _Tick(end_ns, {t: (p[0], p[1]) for t, p in tenants.items()})
             window.ticks.append(entry)
             window.span.append(entry)
+            if counted:
+                window.counted_ns = end_ns
         for model in list(self._windows):
             window = self._windows[model]
             while window.ticks and window.ticks[0].end_ns <= end_ns - window_ns:
                 window.ticks.popleft()
             while window.span and window.span[0].end_ns <= end_ns - DIRECT_SPAN * window_ns:
                 window.span.popleft()
-            if not window.counted():  # no gateway counted it within the span: forgotten
+            if window.counted_ns <= end_ns - DIRECT_SPAN * window_ns:  # nothing counted within the span
                 del self._windows[model]
 
     def add_served(self, model: str, tokens: Pair) -> None:
@@ -109,6 +128,7 @@ class TenantShares:
         the gateways' over the same ticks only (not before a gateway counted the model)."""
         window = self._windows.get(model)
         if window is not None and window.span:
+            self._plans.clear()
             window.span[-1].served[0] += tokens[0]
             window.span[-1].served[1] += tokens[1]
 
@@ -129,17 +149,10 @@ class TenantShares:
         """This tick of one line of ``model``: ``money`` (input, output, rest in nano-dollars) and
         ``tokens`` (input, output) to tenants. ``served``: this node's tokens of the model over the
         span (``served()``): what the gateways counted short of it is the direct part."""
-        window = self._windows.get(model)
-        shares = _sums(window.ticks) if window is not None else {}
-        if window is not None and not any(i or o for i, o in shares.values()):
-            shares = _sums(window.span)  # quiet for a window: the span's shares
-        counted = _sums(window.span) if window is not None else {}
-        tenants = sorted(shares)
-        names = [*tenants, DIRECT]
-        gateway = [sum(p[k] for p in counted.values()) for k in (0, 1)]
-        w_in = _weights([shares[t][0] for t in tenants], served[0], gateway[0])
-        w_out = _weights([shares[t][1] for t in tenants], served[1], gateway[1])
-        w_all = _weights([shares[t][0] + shares[t][1] for t in tenants], served[0] + served[1], sum(gateway))
+        plan = self._plans.get((model, served))
+        if plan is None:
+            plan = self._plans[(model, served)] = self._plan(model, served)
+        names, w_in, w_out, w_all = plan
         cost_in, cost_out, rest = money
         parts = [_split(cost_in, w_in), _split(cost_out, w_out), _split(rest, w_all)]
         tok_in, tok_out = _split_tokens(tokens[0], w_in), _split_tokens(tokens[1], w_out)
@@ -149,6 +162,24 @@ class TenantShares:
             if cost or tok_in[k] or tok_out[k]:
                 out[name] = TenantTotals(cost, tok_in[k], tok_out[k])
         return out
+
+    def _plan(
+        self, model: str, served: Pair
+    ) -> tuple[list[str], list[Fraction], list[Fraction], list[Fraction]]:
+        """The tenants (DIRECT last) and their weights for input, output and other money."""
+        window = self._windows.get(model)
+        shares = _sums(window.ticks) if window is not None else {}
+        if window is not None and not any(i or o for i, o in shares.values()):
+            shares = _sums(window.span)  # quiet for a window: the span's shares
+        counted = _sums(window.span) if window is not None else {}
+        tenants = sorted(shares)
+        gateway = [sum(p[k] for p in counted.values()) for k in (0, 1)]
+        return (
+            [*tenants, DIRECT],
+            _weights([shares[t][0] for t in tenants], served[0], gateway[0]),
+            _weights([shares[t][1] for t in tenants], served[1], gateway[1]),
+            _weights([shares[t][0] + shares[t][1] for t in tenants], served[0] + served[1], sum(gateway)),
+        )
 
     def _admit(self, tenant: str) -> str:
         if tenant in self._tenants:
