@@ -327,8 +327,9 @@ def chargeback() -> dashboard.Dashboard:
         .with_panel(
             table_panel(
                 "Cost per calling team and model",
-                "Each shared model's money split by the gateway tenants that called it (their token shares over "
-                "the window); __direct__: tokens no gateway saw, kept by the serving pod's team.",
+                "Each shared model's money split by the gateway tenants whose counted tokens claimed it (oldest "
+                "served tokens first); __direct__: tokens no gateway claimed within the settle time, kept by the "
+                "serving pod's team. Money still waiting for a count (answers streaming) is not in it yet.",
                 [
                     Column("cost", f"sum by (tenant, model) ({tenant_cost})", USD),
                     Column("tokens", f"sum by (tenant, model) ({tenant_tokens})", TOKENS),
@@ -353,6 +354,40 @@ def chargeback() -> dashboard.Dashboard:
                     (budget("tenant", 'name=~".+"'), "{{tenant}} budget"),
                 ],
                 span=10,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Live $/M tokens per calling team and server",
+                "cpm_tenant_usd_per_million_tokens: each tenant's money per million of its tokens on each serving "
+                "pod over the exporter's window, beside that pod's interactivity (tokens/s per user): the price "
+                "and the operating point it was paid at.",
+                USD,
+                [
+                    (
+                        sel("cpm_tenant_usd_per_million_tokens", NAMESPACE, TEAM),
+                        "{{tenant}} · {{model}} · {{pod}}",
+                    ),
+                ],
+                span=12,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Interactivity of the servers teams call",
+                "cpm_tokens_per_second_per_user of the lines a gateway tenant called: the same pods as the "
+                "panel beside.",
+                TOKENS_PER_S,
+                [
+                    (
+                        f"{sel('cpm_tokens_per_second_per_user', NAMESPACE, TEAM)} and on (cluster, node, namespace, "
+                        f"pod, model, hardware, capacity_class) "
+                        f"max by (cluster, node, namespace, pod, model, hardware, capacity_class) "
+                        f"({sel('cpm_tenant_waiting_usd', NAMESPACE, TEAM)})",
+                        "{{model}} · {{pod}}",
+                    ),
+                ],
+                span=12,
             )
         )
         .with_row(row("By component"))

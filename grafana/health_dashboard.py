@@ -8,6 +8,7 @@ from grafana.panels import (
     INSTANCE,
     SECONDS,
     SHORT,
+    USD,
     Column,
     cluster_variable,
     info_table,
@@ -193,6 +194,38 @@ def health() -> dashboard.Dashboard:
                     )
                 ],
                 span=8,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Gateway tokens no served token matched/s",
+                "cpm_gateway_unmatched_tokens_total: a gateway counted tokens of a model served here that no token "
+                "this node served matched within the settle time. Steady: the gateway routes the model to other "
+                "nodes too (the split here is still by its counts); a burst: the servers' counters were lost.",
+                SHORT,
+                [
+                    (
+                        f"sum by (instance, model, direction) "
+                        f"(rate({sel('cpm_gateway_unmatched_tokens_total', INSTANCE)}[$__rate_interval]))",
+                        "{{instance}} {{model}} {{direction}}",
+                    )
+                ],
+                span=12,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Money waiting for a gateway's count",
+                "cpm_tenant_waiting_usd: money of served tokens no gateway count has claimed yet (answers still "
+                "streaming). It drains as answers end; one that only grows means the gateway is not counting.",
+                USD,
+                [
+                    (
+                        f"sum by (instance, model) ({sel('cpm_tenant_waiting_usd', INSTANCE)})",
+                        "{{instance}} {{model}}",
+                    )
+                ],
+                span=12,
             )
         )
         .with_row(row("Config and build"))

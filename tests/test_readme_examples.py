@@ -230,12 +230,22 @@ def test_18_request_cost_quantiles() -> None:
 
 
 def test_19_tenant_split() -> None:
-    from exporter.meter.tenants import DIRECT, TenantShares
+    from exporter.meter.attribution import Line
+    from exporter.meter.settlement import DIRECT
+    from exporter.meter.tenants import TenantBook
     from exporter.meter.tokens import ModelDelta
 
-    shares = TenantShares()
+    line = Line(Owner("serve", "llama-0", "platform", "llama"), "H100", "on_demand")
+    book, served = TenantBook(horizon_s=300), frozenset({"llama"})
+    books = {line: (14_000_000, 500.0, 40.0)}
+    # The servers' tick: 500 input tokens with $0.010, 40 output with $0.004; no answer has ended yet.
+    book.tick(APRIL, 60 * S, [], served, [(line, (10_000_000, 4_000_000, 0), (500.0, 40.0))], books.__getitem__)
+    assert book.settlement.pending() == {line: (14_000_000, 500.0, 40.0)}  # waiting: $0.014
+    # Five seconds later the answers end and the gateway counts them.
     gateway = [ModelDelta(Owner("", "", "", "llama"), input_tokens=300, output_tokens=30, instance="search"),
                ModelDelta(Owner("", "", "", "llama"), input_tokens=100, output_tokens=10, instance="chat")]  # fmt: skip
-    shares.add(APRIL, 60 * S, gateway, frozenset({"llama"}))
-    split = shares.split("llama", (500, 40), (10_000_000, 4_000_000, 0), (0, 0))
+    book.tick(APRIL + 5 * S, 60 * S, gateway, served, [], books.__getitem__)
+    book.tick(APRIL + 300 * S, 60 * S, [], served, [], books.__getitem__)  # the horizon: the rest was direct
+    split = book.tenants[line]
     assert {t: to_usd(x.cost) for t, x in split.items()} == {"search": 0.009, "chat": 0.003, DIRECT: 0.002}
+    assert book.settlement.pending() == {}

@@ -86,13 +86,17 @@ def _tokens(v: LineView) -> Iterable[tuple[tuple[str, ...], float | None]]:
 
 
 def _tenant_cost(v: LineView) -> Iterable[Values]:
-    return [((t,), to_usd(x.cost)) for t, x in sorted(v.tenants.items())]
+    return [((t,), to_usd(x.cost)) for t, x in sorted(v.tenants.totals.items())]
+
+
+def _tenant_waiting(v: LineView) -> Iterable[Values]:
+    return [((), to_usd(v.tenants.waiting_nano))] if v.tenants.totals else []
 
 
 def _tenant_tokens(v: LineView) -> Iterable[Values]:
     return [
         row
-        for t, x in sorted(v.tenants.items())
+        for t, x in sorted(v.tenants.totals.items())
         for row in (((t, "input"), x.input_tokens), ((t, "output"), x.output_tokens))
     ]
 
@@ -174,12 +178,18 @@ FAMILIES: tuple[Family, ...] = (
            "Tokens processed, by direction (input = prompt, output = generated, training = trained on).",
            (*L, "direction"), _per_line(_tokens)),
     Family("cpm_tenant_cost_usd_total", "counter",
-           "A line's money by the gateway tenant that called its model, by their token shares over the window; "
-           "tenant=\"__direct__\": tokens no gateway saw (the pod's own team keeps them). Sums to the line's cost.",
+           "A line's money by the gateway tenant whose counted tokens claimed it (oldest served tokens first); "
+           "tenant=\"__direct__\": tokens no gateway claimed within the settle time (the pod's own team keeps "
+           "them). Plus cpm_tenant_waiting_usd, sums to the line's cost.",
            (*L, "tenant"), _per_line(_tenant_cost)),
     Family("cpm_tenant_tokens_total", "counter",
-           "A line's tokens by the gateway tenant that called its model, by direction (the same shares as the money).",
+           "A line's tokens by the gateway tenant that claimed them, by direction.",
            (*L, "tenant", "direction"), _per_line(_tenant_tokens)),
+    Family("cpm_gateway_unmatched_tokens_total", "counter",
+           "Tokens a gateway counted for a model served here that no served token matched within the settle time "
+           "(the gateway routes the model to other nodes too, or counts what the server does not).",
+           ("node", "model", "direction"),
+           _on_node(lambda v: [((m, d), n) for (m, d), n in sorted(v.meter.gateway_unmatched.items())])),
     Family("cpm_cached_input_tokens_total", "counter",
            "Input tokens served from a prefix cache (a part of direction=\"input\"), where the server says.",
            L, _per_line(_known("cached_input_tokens", lambda v: v.totals.cached_input_tokens))),
@@ -209,6 +219,13 @@ FAMILIES: tuple[Family, ...] = (
            "Interactivity at which the CPM was reached: tokens/s seen by one user, over the window.",
            (*L, "method"),
            _per_line(lambda v: [((v.gauges.interactivity_method,), v.gauges.tokens_per_second_per_user)])),
+    Family("cpm_tenant_usd_per_million_tokens", "gauge",
+           "A tenant's money per million of its tokens on a line, as settled over the window; beside the line's "
+           "cpm_tokens_per_second_per_user (the same line labels).",
+           (*L, "tenant"), _per_line(lambda v: [((t,), x) for t, x in sorted(v.tenants.usd_per_million.items())])),
+    Family("cpm_tenant_waiting_usd", "gauge",
+           "A line's money whose tokens wait for a gateway's count (answers still streaming); on lines with tenants.",
+           L, _per_line(_tenant_waiting)),
     Family("cpm_usd_per_request", "gauge", "Cost per finished request over the window, in USD.", L,
            _per_line(lambda v: [((), v.gauges.usd_per_request)])),
     Family("cpm_usd_per_request_percentile", "gauge",

@@ -19,8 +19,8 @@ from exporter.meter.modelsplit import Plan, by_kind, held_by_kind, sum_deltas
 from exporter.meter.money import NANO_PER_USD, allocate, weight
 from exporter.meter.projection import Projection, project
 from exporter.meter.request_cost import LengthWindow, cost_quantiles
-from exporter.meter.snapshot import LineTotals, LineView, MeterSnapshot, copy_tenants, copy_totals
-from exporter.meter.tenants import DIRECT, TenantShares, TenantTotals, add_to
+from exporter.meter.snapshot import LineTotals, LineView, MeterSnapshot, copy_totals
+from exporter.meter.tenants import DEFAULT_HORIZON_S, Booked, TenantBook
 from exporter.meter.tokens import ModelDelta, TokenMeter
 from exporter.meter.windows import TOKEN_TIME, LiveGauges, TickRecord, Window, held_and_busy
 from exporter.pricing.prices import PricingConfig
@@ -43,15 +43,20 @@ class Meter:
     """Pure with respect to the world: no I/O, no clock; state is in-memory only."""
 
     def __init__(
-        self, node: str, *, max_owners: int = 2000, retention_s: float = 600.0, max_tenants: int = 200
+        self,
+        node: str,
+        *,
+        max_owners: int = 2000,
+        retention_s: float = 600.0,
+        max_tenants: int = 200,
+        settle_s: float = DEFAULT_HORIZON_S,
     ) -> None:
         self.node = node
         self.max_owners = max_owners
         self.retention_ns = int(retention_s * NS_PER_S)
         self._tokens = TokenMeter()
         self._gateway_tokens = TokenMeter()  # gateways' (model, tenant) counters, a server's rules
-        self._tenant_shares = TenantShares(max_tenants)
-        self._tenants: dict[Line, dict[str, TenantTotals]] = {}  # lines a gateway's tenants called
+        self._tenants = TenantBook(max_tenants, settle_s)  # lines a gateway's tenants called
         self._gpus = GpuAttributor()
         self._totals: dict[Line, LineTotals] = {}
         self._windows: dict[Line, Window] = {}
@@ -99,16 +104,17 @@ class Meter:
         gw = self._gateway_tokens.tick(inp.gateways, inp.start_ns / NS_PER_S, inp.dt_ns / NS_PER_S)
         self._resets.update(gw.resets)
         self._rejected.update(gw.rejected)
-        self._tenant_shares.add(inp.end_ns, window_ns, gw.deltas, self._served_models(tok.deltas))
         att = self._attribute(inp, pricing, price_change)
         if att.bad_readings:
             self._rejected[("gpu", "bad_reading")] += len(att.bad_readings)
         lines = self._by_model(att, tok.deltas)
-        booked: list[tuple[Line, tuple[int, int, int], tuple[float, float]]] = []
+        booked: list[Booked] = []
         for line, tl in lines.items():
             booked.append(self._book(line, tl, inp, pricing, window_ns))
             self._book_idle(line, tl, tok.read_pods - tok.baselined, inp)
-        self._book_tenants(booked)
+        if inp.gateways or self._tenants.settlement.batches:  # no gateway: no tenant pass at all
+            self._tenants.tick(inp.end_ns, window_ns, gw.deltas, self._served_models(tok.deltas), booked,
+                               self._line_totals)  # fmt: skip
         for line, window in self._windows.items():
             if line not in lines:  # quiet this tick: its window still slides, so gauges decay
                 window.add(TickRecord(end_ns=inp.end_ns, dt_ns=inp.dt_ns), window_ns)
@@ -164,7 +170,7 @@ class Meter:
 
     def set_max_tenants(self, n: int) -> None:
         """A reloaded cap: tenants already admitted stay, new ones fold past it."""
-        self._tenant_shares.max_tenants = n
+        self._tenants.max_tenants = n
 
     def forget_targets(self, keep: set[str]) -> None:
         """Targets and gateways removed: drop their last readings (a re-added one re-baselines)."""
@@ -259,7 +265,7 @@ class Meter:
 
     def _book(
         self, line: Line, tl: _TickLine, inp: TickInput, pricing: PricingConfig, window_ns: int
-    ) -> tuple[Line, tuple[int, int, int], tuple[float, float]]:
+    ) -> Booked:
         """Book one line's tick; (line, (input, output, other) money, (input, output) tokens) for
         the tenant split."""
         totals = self._totals.setdefault(line, LineTotals())
@@ -310,33 +316,9 @@ class Meter:
             self._lengths.setdefault(line, LengthWindow()).add(inp.end_ns, prompt, output, window_ns)
         return line, (cost_in, cost_out, cost - cost_in - cost_out), (d.input_tokens, d.output_tokens)
 
-    def _book_tenants(self, booked: list[tuple[Line, tuple[int, int, int], tuple[float, float]]]) -> None:
-        """Each served line of a model a gateway counted: its tick to the calling tenants
-        (meter/tenants.py), against what this node's servers of that model counted over the span."""
-        served = [(line, money, tokens) for line, money, tokens in booked
-                  if not line.owner.is_idle and line.owner.workload != "training"]  # fmt: skip
-        for line, _, tokens in served:
-            self._tenant_shares.add_served(line.owner.model, tokens)
-        for line, money, tokens in served:
-            model = line.owner.model
-            if not self._tenant_shares.knows(model) and line not in self._tenants:
-                continue
-            tenants = self._tenants.get(line)
-            if tenants is None:  # its money from before any gateway counted the model stayed with the pod
-                tenants = self._tenants[line] = self._before_split(line, money, tokens)
-            add_to(
-                tenants, self._tenant_shares.split(model, self._tenant_shares.served(model), money, tokens)
-            )
-
-    def _before_split(
-        self, line: Line, money: tuple[int, int, int], tokens: tuple[float, float]
-    ) -> dict[str, TenantTotals]:
-        """A line's totals up to this tick, as DIRECT: so its tenants always add up to its money."""
+    def _line_totals(self, line: Line) -> tuple[int, float, float]:
         t = self._totals[line]
-        before = TenantTotals(
-            sum(t.cost.values()) - sum(money), t.input_tokens - tokens[0], t.output_tokens - tokens[1]
-        )
-        return {DIRECT: before} if before.cost or before.input_tokens or before.output_tokens else {}
+        return sum(t.cost.values()), t.input_tokens, t.output_tokens
 
     def _book_idle(self, line: Line, tl: _TickLine, read: frozenset[PodKey], inp: TickInput) -> None:
         window = self._windows.get(line)
@@ -414,7 +396,7 @@ class Meter:
             self._split.pop(line, None)
             self._itl_method.pop(line, None)
             self._last_ratio.pop(line, None)
-            self._tenants.pop(line, None)
+        self._tenants.drop(old)
         if old:  # owners whose every line expired leave room under the cardinality cap
             live = {line.owner for line in self._totals}
             self._admitted &= live
@@ -458,6 +440,7 @@ class Meter:
         )
 
     def _snap(self, end_ns: int) -> MeterSnapshot:
+        waiting = self._tenants.settlement.pending()
         views = tuple(
             LineView(
                 line,
@@ -465,7 +448,7 @@ class Meter:
                 self._gauges(line),
                 self._split.get(line, ""),
                 self._projection(line, t),
-                copy_tenants(self._tenants.get(line)),
+                self._tenants.view(line, waiting),
             )
             for line, t in self._totals.items()
         )
@@ -481,6 +464,10 @@ class Meter:
             unpriced_gpu_seconds=self._unpriced_ns / NS_PER_S,
             bill_nano=self._bill,
             retired_nano=self._retired,
+            gateway_unmatched={
+                (model, ("input", "output")[d]): n
+                for (model, d), n in self._tenants.settlement.unmatched.items()
+            },
         )
 
 

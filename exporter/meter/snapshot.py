@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from exporter.meter.attribution import Line
 from exporter.meter.projection import Projection
-from exporter.meter.tenants import TenantTotals
+from exporter.meter.tenants import NO_TENANTS, TenantView
 from exporter.meter.windows import LiveGauges
 
 
@@ -44,8 +44,8 @@ class LineView:
     split: str  # how this line's money was split into input/output lately
     projection: Projection | None = None  # training lines with a target token count
     # Tenants of a gateway that called this line's model (meter/tenants.py): their cumulative money
-    # and tokens; empty where no gateway counted the model.
-    tenants: Mapping[str, TenantTotals] = field(default_factory=dict)
+    # and tokens, the money waiting for a gateway's count; empty where no gateway claimed its tokens.
+    tenants: TenantView = NO_TENANTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,8 @@ class MeterSnapshot:
     unpriced_gpu_seconds: float = 0.0
     bill_nano: int = 0  # everything ever charged: Σ line costs + retired_nano, exactly
     retired_nano: int = 0  # cost of lines dropped after the retention period
+    # (model, direction) → tokens gateways counted that no token served here matched (settlement)
+    gateway_unmatched: Mapping[tuple[str, str], float] = field(default_factory=dict)
 
 
 def copy_totals(t: LineTotals) -> LineTotals:
@@ -67,9 +69,3 @@ def copy_totals(t: LineTotals) -> LineTotals:
     return replace(
         t, cost=dict(t.cost), requests_by_reason=dict(t.requests_by_reason), idle_cost=dict(t.idle_cost)
     )
-
-
-def copy_tenants(tenants: Mapping[str, TenantTotals] | None) -> Mapping[str, TenantTotals]:
-    if not tenants:
-        return {}
-    return {t: TenantTotals(x.cost, x.input_tokens, x.output_tokens) for t, x in tenants.items()}

@@ -9,13 +9,14 @@ memory of folded owners beyond the count.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from exporter.meter.attribution import GpuAttributor, Line
 from exporter.meter.counters import Reading
-from exporter.meter.tenants import TenantTotals
+from exporter.meter.settlement import Batch, Credit
+from exporter.meter.tenants import TenantBook, TenantTotals
 from exporter.meter.tokens import TokenMeter, _Series, _Target
 from exporter.meter.windows import Window
 from exporter.records import OVERFLOW, TOKEN_AMOUNTS, Owner
@@ -207,10 +208,7 @@ def meter_to(m: Meter) -> Json:
         "attribution": attributor_to(m._gpus),
         "tokens": tokens_to(m._tokens),
         "gateway_tokens": tokens_to(m._gateway_tokens),
-        "tenants": [
-            [line_to(line), {t: [x.cost, x.input_tokens, x.output_tokens] for t, x in tenants.items()}]
-            for line, tenants in m._tenants.items()
-        ],
+        "tenant_book": tenants_to(m._tenants),
     }
 
 
@@ -234,9 +232,43 @@ def meter_restore(m: Meter, v: Json) -> None:
     tokens_restore(m._tokens, v["tokens"])
     # Files from before gateways (issue 17) carry neither: nothing to continue.
     tokens_restore(m._gateway_tokens, v.get("gateway_tokens", {}))
-    m._tenants = {
+    tenants_restore(m._tenants, v.get("tenant_book") or {"tenants": v.get("tenants", [])})
+
+
+def tenants_to(b: TenantBook) -> Json:
+    """Tenants' totals and what waits in the settlement: a restart loses no claim."""
+    return {
+        "tenants": [
+            [line_to(line), {t: [x.cost, x.input_tokens, x.output_tokens] for t, x in tenants.items()}]
+            for line, tenants in b.tenants.items()
+        ],
+        "admitted": sorted(b.admitted),
+        "batches": [
+            [line_to(x.line), direction, x.end_ns, x.tokens, x.money]
+            for (_, direction), batches in b.settlement.batches.items()
+            for x in batches
+        ],
+        "credits": [
+            [model, direction, c.end_ns, c.tenants]
+            for (model, direction), credits in b.settlement.credits.items()
+            for c in credits
+        ],
+        "unmatched": [[model, direction, n] for (model, direction), n in b.settlement.unmatched.items()],
+    }
+
+
+def tenants_restore(b: TenantBook, v: Json) -> None:
+    b.tenants = {
         line_from(line): {
             str(t): TenantTotals(int(c), float(i), float(o)) for t, (c, i, o) in tenants.items()
         }
         for line, tenants in v.get("tenants", [])
     }
+    b.admitted = {str(t) for t in v.get("admitted", [])}
+    for line, direction, end_ns, tokens, money in v.get("batches", []):
+        x = Batch(line_from(line), int(end_ns), float(tokens), int(money))
+        b.settlement.batches.setdefault((x.line.owner.model, int(direction)), deque()).append(x)
+    for model, direction, end_ns, tenants in v.get("credits", []):
+        c = Credit(int(end_ns), {str(t): float(n) for t, n in tenants.items()})
+        b.settlement.credits.setdefault((str(model), int(direction)), deque()).append(c)
+    b.settlement.unmatched = {(str(m), int(d)): float(n) for m, d, n in v.get("unmatched", [])}

@@ -1,29 +1,34 @@
 """A shared model's money to the teams that called it through a gateway (chargeback per tenant).
 
-A model line's money (the pod's share, as every line's) goes to the gateway's tenants by their
-token shares of that model over the window: input money by input tokens, output money by output
-tokens, the rest (money no direction claims) by all tokens. Tokens this node's servers counted that
-the gateway did not (direct calls) are the remainder ``DIRECT``: their money stays with the pod's
-own team. Every nano-dollar lands on exactly one tenant (largest remainder).
+Each served line's tick of money waits with its tokens until a gateway's counts claim them
+(meter/settlement.py): input money with input tokens, output money with output tokens, money no
+direction claims with both by their tokens. Tokens no gateway claims within the horizon were direct
+calls (``DIRECT``): their money stays with the pod's own team. A quiet tick's money (nothing served)
+follows the tenants' shares of what was settled over the window, else over the span, else ``DIRECT``.
 
-Why the window, not the tick: a gateway counts a request's tokens when it answers, a server as it
-serves; one tick's counts disagree, a window's agree up to the requests in flight at its edges.
-A quiet tick (nothing served) follows the window's shares like a busy one.
+A line gets tenants when a gateway first claims its tokens; its money from before is ``DIRECT``.
+From then on, at every tick: Σ its tenants' money + its money waiting = its money, to the nano-dollar.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from exporter.meter.attribution import Line
 from exporter.meter.money import allocate, weight
+from exporter.meter.settlement import DIRECT, INPUT, OUTPUT, Claim, Settlement
 from exporter.meter.tokens import ModelDelta
 
-DIRECT = "__direct__"  # tokens the gateway did not see: the pod's own team keeps their money
 OTHER_TENANTS = "__other__"  # tenants past the cap, their money kept
+DEFAULT_HORIZON_S = 300.0  # how long served tokens wait for a gateway's count before they are direct
+# A model quiet for a window splits its money by the shares settled over this many windows.
+QUIET_SPAN = 10
 Pair = tuple[float, float]  # (input tokens, output tokens)
+Money = tuple[int, int, int]  # (input, output, other) nano-dollars
+Booked = tuple[Line, Money, Pair]  # one line's tick, as the ledger booked it
 
 
 @dataclass(slots=True)
@@ -35,31 +40,16 @@ class TenantTotals:
     output_tokens: float = 0.0
 
 
-@dataclass(slots=True)
-class _Tick:
-    end_ns: int
-    tenants: dict[str, Pair]  # the gateways' tokens per tenant
-    served: list[float] = field(default_factory=lambda: [0.0, 0.0])  # this node's servers' tokens
+@dataclass(frozen=True, slots=True)
+class TenantView:
+    """One line's split for the exposition: cumulative per tenant, what waits, and the window's $/M."""
+
+    totals: Mapping[str, TenantTotals] = field(default_factory=dict)
+    waiting_nano: int = 0  # money of tokens no gateway has claimed yet (nor the horizon expired)
+    usd_per_million: Mapping[str, float] = field(default_factory=dict)  # tenants settled in the window
 
 
-def _sums(ticks: Iterable[_Tick]) -> dict[str, Pair]:
-    out: dict[str, list[float]] = {}
-    for tick in ticks:
-        for tenant, (i, o) in tick.tenants.items():
-            pair = out.setdefault(tenant, [0.0, 0.0])
-            pair[0] += i
-            pair[1] += o
-    return {t: (p[0], p[1]) for t, p in out.items()}
-
-
-@dataclass(slots=True)
-class _ModelWindow:
-    """A model's ticks over the window (the tenants' shares) and over the longer span against which
-    direct calls are measured (``DIRECT_SPAN`` windows)."""
-
-    ticks: deque[_Tick] = field(default_factory=deque)
-    span: deque[_Tick] = field(default_factory=deque)
-    counted_ns: int = 0  # the last tick a gateway counted tokens of the model
+NO_TENANTS = TenantView()
 
 
 def served_name(gateway_model: str, served: frozenset[str]) -> str | None:
@@ -72,159 +62,201 @@ def served_name(gateway_model: str, served: frozenset[str]) -> str | None:
     return rest if slash and rest in served else None
 
 
-# Direct calls are measured over this many windows: a server counts tokens as it serves them, a gateway
-# when it answers, so over one window a burst's tokens in flight would read as direct; over ten their
-# weight is a tenth, and a gateway that saw everything catches up within the span.
-DIRECT_SPAN = 10
+class TenantBook:
+    """Every served line's money to the tenants that called it, through the settlement."""
 
-
-class TenantShares:
-    """The gateways' tokens per served model and tenant over the window, and the split they make."""
-
-    def __init__(self, max_tenants: int = 200) -> None:
+    def __init__(self, max_tenants: int = 200, horizon_s: float = DEFAULT_HORIZON_S) -> None:
         self.max_tenants = max_tenants
-        self._windows: dict[str, _ModelWindow] = {}
-        self._tenants: set[str] = set()
-        # (model, served) → (tenants, input, output, all weights): one per model and tick, not per line
-        self._plans: dict[
-            tuple[str, Pair], tuple[list[str], list[Fraction], list[Fraction], list[Fraction]]
-        ] = {}
+        self.horizon_ns = int(horizon_s * 1e9)
+        self.settlement = Settlement()
+        self.tenants: dict[Line, dict[str, TenantTotals]] = {}  # lines a gateway's tenants called
+        self.admitted: set[str] = set()
+        self._settled: dict[str, deque[tuple[int, str, float, float]]] = {}  # model → (ns, tenant, in, out)
+        self._recent: dict[Line, deque[tuple[int, str, int, float]]] = {}  # (ns, tenant, money, tokens)
 
-    def add(self, end_ns: int, window_ns: int, deltas: Iterable[ModelDelta], served: frozenset[str]) -> None:
-        """One tick of the gateways' token deltas (``owner.model``: the gateway's model name;
-        ``instance``: the tenant) for the models this node ``served`` (the rest is routed elsewhere),
-        kept for ``window_ns``. A model the gateways counted before gets this tick too, empty, so what
-        the node's servers serve meanwhile is set against it."""
-        self._plans.clear()
-        tick: dict[str, dict[str, list[float]]] = {model: {} for model in self._windows}
-        for d in deltas:
-            model = served_name(d.owner.model, served)
-            if model is None:
+    def tick(
+        self,
+        end_ns: int,
+        window_ns: int,
+        counts: Iterable[ModelDelta],
+        served: frozenset[str],
+        booked: Iterable[Booked],
+        line_totals: Callable[[Line], tuple[int, float, float]],
+    ) -> None:
+        """One tick: the gateways' token deltas (``owner.model``: the gateway's model name;
+        ``instance``: the tenant) for the models this node ``served``, and the lines' booked
+        money; ``line_totals``: a line's cumulative (money, input, output tokens)."""
+        quiet: list[tuple[Line, Money]] = []
+        for line, money, tokens in booked:
+            if line.owner.is_idle or line.owner.workload == "training":
                 continue
-            pair = tick.setdefault(model, {}).setdefault(self._admit(d.instance), [0.0, 0.0])
-            pair[0] += d.input_tokens
-            pair[1] += d.output_tokens
-        for model, tenants in tick.items():
-            counted = any(i or o for i, o in tenants.values())
-            if model not in self._windows and not counted:
-                continue  # a first reading (a baseline) says nothing of shares: no window yet
-            window = self._windows.setdefault(model, _ModelWindow())
-            entry = _Tick(end_ns, {t: (p[0], p[1]) for t, p in tenants.items()})
-            window.ticks.append(entry)
-            window.span.append(entry)
-            if counted:
-                window.counted_ns = end_ns
-        for model in list(self._windows):
-            window = self._windows[model]
-            while window.ticks and window.ticks[0].end_ns <= end_ns - window_ns:
-                window.ticks.popleft()
-            while window.span and window.span[0].end_ns <= end_ns - DIRECT_SPAN * window_ns:
-                window.span.popleft()
-            if window.counted_ns <= end_ns - DIRECT_SPAN * window_ns:  # nothing counted within the span
-                del self._windows[model]
+            if not self._queue(line, end_ns, money, tokens):
+                quiet.append((line, money))
+        self._count(end_ns, counts, served)
+        claims = self.settlement.settle(end_ns, self.horizon_ns)
+        fresh = self._book(end_ns, claims, line_totals)
+        for line, money in quiet:  # a line new to tenants this tick has its quiet money in DIRECT already
+            if line in self.tenants and line not in fresh:
+                self._credit(line, end_ns, self.quiet_split(line.owner.model, money, end_ns, window_ns))
+        self._slide(end_ns, window_ns)
 
-    def add_served(self, model: str, tokens: Pair) -> None:
-        """This tick's (input, output) tokens of ``model`` on this node's servers: measured against
-        the gateways' over the same ticks only (not before a gateway counted the model)."""
-        window = self._windows.get(model)
-        if window is not None and window.span:
-            self._plans.clear()
-            window.span[-1].served[0] += tokens[0]
-            window.span[-1].served[1] += tokens[1]
-
-    def served(self, model: str) -> Pair:
-        """The node's servers' tokens of ``model`` over the span."""
-        window = self._windows.get(model)
-        if window is None:
-            return 0.0, 0.0
-        return sum(t.served[0] for t in window.span), sum(t.served[1] for t in window.span)
-
-    def knows(self, model: str) -> bool:
-        """A gateway counted tokens of ``model`` within the span."""
-        return model in self._windows
-
-    def split(
-        self, model: str, served: Pair, money: tuple[int, int, int], tokens: Pair
-    ) -> dict[str, TenantTotals]:
-        """This tick of one line of ``model``: ``money`` (input, output, rest in nano-dollars) and
-        ``tokens`` (input, output) to tenants. ``served``: this node's tokens of the model over the
-        span (``served()``): what the gateways counted short of it is the direct part."""
-        plan = self._plans.get((model, served))
-        if plan is None:
-            plan = self._plans[(model, served)] = self._plan(model, served)
-        names, w_in, w_out, w_all = plan
+    def _queue(self, line: Line, end_ns: int, money: Money, tokens: Pair) -> bool:
+        """A served tick's money and tokens to the settlement; False for a quiet tick."""
+        if tokens[0] <= 0 and tokens[1] <= 0:
+            return False
         cost_in, cost_out, rest = money
-        parts = [_split(cost_in, w_in), _split(cost_out, w_out), _split(rest, w_all)]
-        tok_in, tok_out = _split_tokens(tokens[0], w_in), _split_tokens(tokens[1], w_out)
+        rest_in, rest_out = allocate(rest, [weight(max(tokens[0], 0.0)), weight(max(tokens[1], 0.0))])
+        parts = [cost_in + rest_in, cost_out + rest_out]
+        if tokens[INPUT] <= 0:  # money of a direction that served nothing goes with the other's tokens
+            parts = [0, parts[0] + parts[1]]
+        elif tokens[OUTPUT] <= 0:
+            parts = [parts[0] + parts[1], 0]
+        for direction in (INPUT, OUTPUT):
+            if tokens[direction] > 0:
+                self.settlement.add_batch(line, direction, end_ns, tokens[direction], parts[direction])
+        return True
+
+    def _count(self, end_ns: int, counts: Iterable[ModelDelta], served: frozenset[str]) -> None:
+        per_model: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
+        for d in counts:
+            model = served_name(d.owner.model, served)
+            if model is None or (d.input_tokens <= 0 and d.output_tokens <= 0):
+                continue
+            tenant = self._admit(d.instance)
+            pair = per_model.setdefault(model, ({}, {}))
+            pair[INPUT][tenant] = pair[INPUT].get(tenant, 0.0) + max(d.input_tokens, 0.0)
+            pair[OUTPUT][tenant] = pair[OUTPUT].get(tenant, 0.0) + max(d.output_tokens, 0.0)
+        for model, pair in per_model.items():
+            for direction in (INPUT, OUTPUT):
+                self.settlement.add_counts(model, direction, end_ns, pair[direction])
+
+    def _book(
+        self, end_ns: int, claims: list[Claim], line_totals: Callable[[Line], tuple[int, float, float]]
+    ) -> set[Line]:
+        """The claims to their lines' tenants; the lines that got tenants this tick."""
+        fresh: set[Line] = set()
+        by_line: dict[Line, list[Claim]] = {}
+        for c in claims:
+            by_line.setdefault(c.line, []).append(c)
+        waiting = self.settlement.pending() if any(x not in self.tenants for x in by_line) else {}
+        for line, mine in by_line.items():
+            if line not in self.tenants:
+                if all(c.tenant == DIRECT for c in mine):
+                    continue  # no gateway ever claimed this line's tokens: no tenants to show
+                self.tenants[line] = _before(line_totals(line), waiting.get(line, (0, 0.0, 0.0)), mine)
+                fresh.add(line)
+            split: dict[str, TenantTotals] = {}
+            for c in mine:
+                t = split.setdefault(c.tenant, TenantTotals())
+                t.cost += c.money
+                if c.direction == INPUT:
+                    t.input_tokens += c.tokens
+                else:
+                    t.output_tokens += c.tokens
+                self._settled.setdefault(line.owner.model, deque()).append(
+                    (end_ns, c.tenant, c.tokens if c.direction == INPUT else 0.0,
+                     c.tokens if c.direction == OUTPUT else 0.0))  # fmt: skip
+            self._credit(line, end_ns, split)
+        return fresh
+
+    def _credit(self, line: Line, end_ns: int, split: Mapping[str, TenantTotals]) -> None:
+        totals = self.tenants[line]
+        recent = self._recent.setdefault(line, deque())
+        for tenant, t in split.items():
+            acc = totals.setdefault(tenant, TenantTotals())
+            acc.cost += t.cost
+            acc.input_tokens += t.input_tokens
+            acc.output_tokens += t.output_tokens
+            recent.append((end_ns, tenant, t.cost, t.input_tokens + t.output_tokens))
+
+    def quiet_split(self, model: str, money: Money, end_ns: int, window_ns: int) -> dict[str, TenantTotals]:
+        """Money of a tick that served nothing: by the shares settled over the window (input money
+        by input tokens, output by output, the rest by both), else over the span, else DIRECT."""
+        settled = self._settled.get(model, deque())
+        shares = _shares(x for x in settled if x[0] > end_ns - window_ns) or _shares(settled)
+        names = sorted(shares)
+        if not names:
+            return {DIRECT: TenantTotals(sum(money))} if sum(money) else {}
+        weights = [
+            [Fraction(weight(shares[t][0])) for t in names],
+            [Fraction(weight(shares[t][1])) for t in names],
+            [Fraction(weight(shares[t][0] + shares[t][1])) for t in names],
+        ]
         out: dict[str, TenantTotals] = {}
-        for k, name in enumerate(names):
-            cost = parts[0][k] + parts[1][k] + parts[2][k]
-            if cost or tok_in[k] or tok_out[k]:
-                out[name] = TenantTotals(cost, tok_in[k], tok_out[k])
+        for amount, w in zip(money, weights, strict=True):
+            parts = allocate(amount, w) if amount and any(w) else [0] * len(names)
+            if amount and not any(w):
+                parts = allocate(amount, weights[2])
+            for name, part in zip(names, parts, strict=True):
+                if part:
+                    out.setdefault(name, TenantTotals()).cost += part
         return out
 
-    def _plan(
-        self, model: str, served: Pair
-    ) -> tuple[list[str], list[Fraction], list[Fraction], list[Fraction]]:
-        """The tenants (DIRECT last) and their weights for input, output and other money."""
-        window = self._windows.get(model)
-        shares = _sums(window.ticks) if window is not None else {}
-        if window is not None and not any(i or o for i, o in shares.values()):
-            shares = _sums(window.span)  # quiet for a window: the span's shares
-        counted = _sums(window.span) if window is not None else {}
-        tenants = sorted(shares)
-        gateway = [sum(p[k] for p in counted.values()) for k in (0, 1)]
-        return (
-            [*tenants, DIRECT],
-            _weights([shares[t][0] for t in tenants], served[0], gateway[0]),
-            _weights([shares[t][1] for t in tenants], served[1], gateway[1]),
-            _weights([shares[t][0] + shares[t][1] for t in tenants], served[0] + served[1], sum(gateway)),
+    def _slide(self, end_ns: int, window_ns: int) -> None:
+        for model in list(self._settled):
+            settled = self._settled[model]
+            while settled and settled[0][0] <= end_ns - QUIET_SPAN * window_ns:
+                settled.popleft()
+            if not settled:
+                del self._settled[model]
+        for line in list(self._recent):
+            recent = self._recent[line]
+            while recent and recent[0][0] <= end_ns - window_ns:
+                recent.popleft()
+            if not recent:
+                del self._recent[line]
+
+    def view(self, line: Line, waiting: Mapping[Line, tuple[int, float, float]]) -> TenantView:
+        """``waiting``: ``settlement.pending()``, computed once per snapshot."""
+        totals = self.tenants.get(line)
+        if not totals:
+            return NO_TENANTS
+        money: dict[str, list[float]] = {}
+        for _, tenant, nano, tokens in self._recent.get(line, ()):
+            acc = money.setdefault(tenant, [0, 0.0])
+            acc[0] += nano
+            acc[1] += tokens
+        return TenantView(
+            {t: TenantTotals(x.cost, x.input_tokens, x.output_tokens) for t, x in totals.items()},
+            waiting.get(line, (0, 0.0, 0.0))[0],
+            {t: nano / 1e9 / tokens * 1e6 for t, (nano, tokens) in money.items() if tokens > 0},
         )
 
+    def drop(self, lines: Iterable[Line]) -> None:
+        """Lines retired by the ledger: their tenants and waiting money go with them."""
+        gone = set(lines)
+        self.settlement.drop_lines(gone)
+        for line in gone:
+            self.tenants.pop(line, None)
+            self._recent.pop(line, None)
+
     def _admit(self, tenant: str) -> str:
-        if tenant in self._tenants:
+        if tenant in self.admitted:
             return tenant
-        if len(self._tenants) < self.max_tenants:
-            self._tenants.add(tenant)
+        if len(self.admitted) < self.max_tenants:
+            self.admitted.add(tenant)
             return tenant
         return OTHER_TENANTS
 
 
-def _weights(shares: list[float], served: float, counted: float) -> list[Fraction]:
-    """The tenants' shares scaled to the part the gateways counted, then the direct part: the
-    servers' tokens the gateways did not count (``served - counted``, never below 0), as a share."""
-    total = Fraction(sum(weight(x) for x in shares))
-    direct = (
-        Fraction(0)
-        if served <= 0
-        else max(Fraction(0), 1 - Fraction(weight(counted)) / Fraction(weight(served)))
-    )
-    if not total:
-        return [Fraction(0)] * len(shares) + [Fraction(1)]
-    return [Fraction(weight(x)) / total * (1 - direct) for x in shares] + [direct]
+def _before(
+    totals: tuple[int, float, float], waiting: tuple[int, float, float], claims: list[Claim]
+) -> dict[str, TenantTotals]:
+    """A line's money and tokens from before its first claim, as DIRECT: what it booked, less what
+    still waits and what this tick's claims move, so its tenants and its waiting add up to its money."""
+    cost = totals[0] - waiting[0] - sum(c.money for c in claims)
+    tin = totals[1] - waiting[1] - sum(c.tokens for c in claims if c.direction == INPUT)
+    tout = totals[2] - waiting[2] - sum(c.tokens for c in claims if c.direction == OUTPUT)
+    return {DIRECT: TenantTotals(cost, tin, tout)} if cost or tin or tout else {}
 
 
-def _split(amount: int, weights: list[Fraction]) -> list[int]:
-    """``amount`` by ``weights``, exactly; nothing to weigh by: all to the last (``DIRECT``)."""
-    if not amount or not any(weights):
-        return [0] * (len(weights) - 1) + [amount]
-    return allocate(amount, weights)
+def _shares(settled: Iterable[tuple[int, str, float, float]]) -> dict[str, Pair]:
+    out: dict[str, list[float]] = {}
+    for _, tenant, i, o in settled:
+        acc = out.setdefault(tenant, [0.0, 0.0])
+        acc[0] += i
+        acc[1] += o
+    return {t: (p[0], p[1]) for t, p in out.items() if p[0] or p[1]}
 
 
-def _split_tokens(amount: float, weights: list[Fraction]) -> list[float]:
-    """Tokens by ``weights``: whole tokens into whole parts that add up exactly."""
-    if amount == int(amount) and amount >= 0:
-        return [float(n) for n in _split(int(amount), weights)]
-    total = sum(weights)
-    if total <= 0:
-        return [0.0] * (len(weights) - 1) + [amount]
-    return [float(amount * w / total) for w in weights]
-
-
-def add_to(totals: dict[str, TenantTotals], tick: Mapping[str, TenantTotals]) -> None:
-    """Book one tick's split into a line's cumulative per-tenant totals."""
-    for tenant, t in tick.items():
-        acc = totals.setdefault(tenant, TenantTotals())
-        acc.cost += t.cost
-        acc.input_tokens += t.input_tokens
-        acc.output_tokens += t.output_tokens
+__all__ = ["DIRECT", "OTHER_TENANTS", "TenantBook", "TenantTotals", "TenantView", "served_name"]

@@ -375,7 +375,8 @@ def test_the_page_and_the_rules_say_the_same_idle_burn(fleet: Fleet) -> None:
 
 def test_a_shared_servers_money_splits_among_the_teams_calling_it_through_a_gateway(fleet: Fleet) -> None:
     """Issue 17: llama-0 serves three teams behind a LiteLLM-like gateway (5 : 3 : 2 of every token). Its
-    money splits among them by those shares, and the split adds up to the pod's money, in Prometheus."""
+    money splits among them by those shares, and the split plus the money still waiting for the gateway's
+    count adds up to the pod's money, in Prometheus."""
     p = fleet.prometheus
 
     def split() -> dict[str, float] | None:
@@ -389,7 +390,10 @@ def test_a_shared_servers_money_splits_among_the_teams_calling_it_through_a_gate
         ),
         30,
     )
-    both = p.query('sum(cpm_tenant_cost_usd_total{pod="llama-0"}) - sum(cpm_cost_usd_total{pod="llama-0"})')
+    both = p.query(
+        'sum(cpm_tenant_cost_usd_total{pod="llama-0"}) + sum(cpm_tenant_waiting_usd{pod="llama-0"})'
+        ' - sum(cpm_cost_usd_total{pod="llama-0"})'
+    )
     assert abs(float(both[0]["value"][1])) < 1e-9 * float(whole[0]["value"][1]) + 1e-9  # every dollar, once
     teams = {t: v for t, v in tenants.items() if t in ("search", "ads", "research")}
     assert set(teams) == {"search", "ads", "research"}, tenants
