@@ -155,6 +155,8 @@ def test_tokens_no_gateway_claims_are_direct_after_the_horizon_and_stray_counts_
     s.add_counts(LLAMA, OUTPUT, 302 * S, {"a": 7})  # served on another node: nothing here to claim
     s.settle(302 * S, 300 * S)
     assert s.settle(602 * S, 300 * S) == [] and s.unmatched == {(LLAMA, OUTPUT): 7}
+    s.add_counts(LLAMA, INPUT, 603 * S, {})  # a model a gateway counts: its unmatched count is known, 0
+    assert s.unmatched == {(LLAMA, OUTPUT): 7, (LLAMA, INPUT): 0}
 
 
 @settings(max_examples=200, deadline=None)
