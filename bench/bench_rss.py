@@ -42,7 +42,7 @@ inventory:
   gpus:
     - {hardware: H100, count: 8, capacity: on_demand}
 """
-MODULES = "exporter.cli, exporter.config.load, exporter.runtime, exporter.exposition.server"
+MODULES = "exporter.cli, exporter.config.load, exporter.runtime.loop, exporter.exposition.server"
 IMPORTS_ONLY = f"import time, {MODULES}; time.sleep(3600)"
 
 

@@ -15,7 +15,7 @@ from exporter.logformat import FORMATS, formatter
 
 if TYPE_CHECKING:  # imported lazily at run time so that --help stays fast
     from exporter.exposition.webconfig import WebConfig
-    from exporter.runtime import Runtime
+    from exporter.runtime.loop import Runtime
 
 log = logging.getLogger("exporter")
 
@@ -167,7 +167,7 @@ def _load_web(path: str | None) -> WebConfig | None:
 
 def _demo(listen: tuple[str, int], tick_seconds: float | None, web: WebConfig | None) -> int:
     from exporter.demo.demo import DemoNode, start_demo
-    from exporter.runtime import Runtime
+    from exporter.runtime.loop import Runtime
 
     demo = start_demo(tick_seconds)
     try:
@@ -183,7 +183,7 @@ def _demo(listen: tuple[str, int], tick_seconds: float | None, web: WebConfig | 
 
 def _run(path: str, listen: tuple[str, int], lifecycle: bool, web: WebConfig | None) -> int:
     from exporter.config.load import load_config
-    from exporter.runtime import Runtime
+    from exporter.runtime.loop import Runtime
 
     runtime = Runtime(lambda: load_config(path), mode="run", watch_path=path)
     return _serve(runtime, listen, lifecycle=lifecycle, web=web)

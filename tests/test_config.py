@@ -606,7 +606,7 @@ def test_catalogue_fallback_is_marked_and_logged(caplog: pytest.LogCaptureFixtur
     text = BASE.replace(
         "capacity: on_demand}", "capacity: on_demand}\n    - {hardware: B200, ids: [b], capacity: spot}"
     )
-    with caplog.at_level(logging.WARNING, logger="exporter.config.load"):
+    with caplog.at_level(logging.WARNING, logger="exporter.config.pricing"):
         cfg = load(text)
     price = cfg.pricing.gpu_price("B200", "spot")
     assert price is not None

@@ -18,8 +18,10 @@ from kubernetes.client.exceptions import ApiException
 from exporter.errors import SourceError
 from exporter.quantity import parse_quantity
 from exporter.records import ContainerRun, PodInfo
+from exporter.sources.kube.apiclient import load_api, node_name_from_env
+from exporter.sources.kube.backoff import Backoff
 from exporter.sources.kube.objects import parse_pod, parse_timestamp
-from exporter.sources.kube.pods import Backoff, PodWatcher, load_api, node_name_from_env
+from exporter.sources.kube.pods import PodWatcher
 from tests.fake_kube_api import FakeKubeApi
 
 NODE = "node-a"

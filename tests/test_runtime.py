@@ -13,7 +13,7 @@ from exporter.config.schema import ExporterConfig
 from exporter.demo.simulation import SimEngine
 from exporter.errors import FetchError
 from exporter.http.textformat import FetchLimits
-from exporter.runtime import Runtime
+from exporter.runtime.loop import Runtime
 
 CONFIG = """
 node: test-node
@@ -188,7 +188,7 @@ def test_the_heavy_node_clients_load_only_where_they_are_used() -> None:
     import sys
 
     probe = (
-        "import sys, exporter.runtime, exporter.cli, exporter.sources.discovery; "
+        "import sys, exporter.runtime.loop, exporter.cli, exporter.sources.discovery; "
         "print(sorted(m for m in ('kubernetes', 'grpc', 'pynvml', 'bcrypt', 'google.protobuf') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout

@@ -99,7 +99,7 @@ import pytest  # noqa: E402
 
 from exporter import statefile  # noqa: E402
 from exporter.config.load import load_config_text  # noqa: E402
-from exporter.runtime import Runtime  # noqa: E402
+from exporter.runtime.loop import Runtime  # noqa: E402
 from tests.test_runtime import CONFIG, World, value  # noqa: E402
 
 

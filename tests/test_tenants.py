@@ -463,7 +463,7 @@ def test_a_model_this_node_starts_serving_late_takes_the_gateways_counts_since_n
     from exporter.config.load import load_config_text
     from exporter.demo.simulation import SimEngine
     from exporter.errors import FetchError
-    from exporter.runtime import Runtime
+    from exporter.runtime.loop import Runtime
 
     config = """
 node: n

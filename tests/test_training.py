@@ -13,7 +13,7 @@ from exporter.config.load import load_config_text
 from exporter.engines.read import detect, read_payload
 from exporter.http.textformat import fetch_text
 from exporter.meter.projection import project
-from exporter.runtime import Runtime
+from exporter.runtime.loop import Runtime
 from exporter.training import TrainingTokens
 
 CONFIG = """

@@ -1,1 +1,1 @@
-"""The config file: loading and strict reading (load, inventory, node, kube, http) into the typed settings (schema)."""
+"""The config file: loading and strict reading (load, pricing, inventory, node, kube, http) into the typed settings (schema)."""

@@ -29,9 +29,10 @@ def node_source_for(cfg: ExporterConfig) -> NodeSource:
     if not cfg.kubernetes.enabled:
         return DiscoveredNode(reader)
     from exporter.engines.targets import OwnerRules
+    from exporter.sources.kube.apiclient import load_api, node_name_from_env
     from exporter.sources.kube.link import KubeLink  # the kubernetes client is heavy: only when used
     from exporter.sources.kube.podresources import list_holdings
-    from exporter.sources.kube.pods import PodWatcher, load_api, node_name_from_env
+    from exporter.sources.kube.pods import PodWatcher
 
     kube = cfg.kubernetes
     watcher = PodWatcher(kube.node_name or node_name_from_env(), load_api(kube.kubeconfig or None))

@@ -27,7 +27,7 @@ from exporter.records import (
 from exporter.sources.kube.cgroup import pod_of_pid
 
 if TYPE_CHECKING:  # kube_pods imports the kubernetes client (~20 MiB): only where it is used
-    from exporter.sources.kube.pods import WatchStatus
+    from exporter.sources.kube.watchstatus import WatchStatus
 
 log = logging.getLogger(__name__)
 

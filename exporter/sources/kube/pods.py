@@ -23,91 +23,32 @@ events arrive as plain dicts: the client's model deserializer raises on wrong ty
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import logging
-import os
-import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, cast
 
 import kubernetes
 import urllib3
-import yaml
 from kubernetes.client.exceptions import ApiException
 
-from exporter.errors import SourceError
-from exporter.quantity import parse_quantity
 from exporter.records import PodInfo
+from exporter.sources.kube.apiclient import _NETWORK_ERRORS
+from exporter.sources.kube.backoff import Backoff
+from exporter.sources.kube.claims import ClaimLookups
 from exporter.sources.kube.objects import _dict, _list, _resource_version, _str, parse_pod
+from exporter.sources.kube.watchstatus import WatchStatus, _replace, describe_api_error
 
 log = logging.getLogger(__name__)
 
-PODS_RBAC = "list and watch on pods (core) cluster-wide"
-CLAIMS_RBAC = "get on persistentvolumeclaims (core) cluster-wide"
 REMOVED_KEPT_SECONDS = 900.0  # how long a removed pod is remembered (longer than any tick)
-_NETWORK_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
-
-
-@dataclass(frozen=True, slots=True)
-class WatchStatus:
-    up: bool  # the last LIST or WATCH request succeeded
-    error: str = ""  # why not, for people: names the missing permission on a 403
-    relists: int = 0  # re-LISTs after the first (410 Gone)
-    events: int = 0  # watch events applied
-    malformed: int = 0  # objects and lines skipped
-    resource_version: str = ""
-    claims_error: str = ""  # last PVC lookup failure (does not make the watch down)
-
-
-def describe_api_error(exc: ApiException, rbac: str = PODS_RBAC) -> str:
-    """One line for people: what failed and what to do, with the server's own message."""
-    message = exc.reason or ""
-    try:
-        body = json.loads(exc.body or "")
-        if isinstance(body, dict) and isinstance(body.get("message"), str):
-            message = body["message"]
-    except ValueError:
-        pass
-    code = int(exc.status or 0)
-    try:
-        phrase = f"{code} {HTTPStatus(code).phrase}"
-    except ValueError:
-        phrase = str(code)
-    if code == 403:
-        return f"RBAC: the service account needs {rbac}; got {phrase}: {message}"
-    if code == 401:
-        return f"authentication: the API server rejected the service account token ({phrase}): {message}"
-    if code >= 500:
-        return f"API server error {phrase}: {message}"
-    if code == 0:
-        return f"API request failed: {message}"
-    return f"API request failed with {phrase}: {message}"
-
-
-class Backoff:
-    """Doubling delays from ``initial`` up to ``maximum``, each jittered down by up to 25%."""
-
-    def __init__(self, initial: float, maximum: float, rand: Callable[[], float] = random.random) -> None:
-        self.initial, self.maximum, self._rand = initial, maximum, rand
-        self._next = initial
-
-    def next(self) -> float:
-        delay = self._next
-        self._next = min(self._next * 2, self.maximum)
-        return delay * (1 - 0.25 * self._rand())
-
-    def reset(self) -> None:
-        self._next = self.initial
 
 
 # ---- the watcher ------------------------------------------------------------------------
-class PodWatcher:
+class PodWatcher(ClaimLookups):
     def __init__(
         self,
         node_name: str,
@@ -318,52 +259,6 @@ class PodWatcher:
         self._set_up()
         self._next_resync = time.monotonic() + self._resync_seconds
 
-    # ---- persistent volume claims ---------------------------------------------------------
-    def _resync_if_due(self) -> None:
-        if time.monotonic() < self._next_resync:
-            return
-        self._next_resync = time.monotonic() + self._resync_seconds
-        wanted = {(p.namespace, c) for p in self._view.values() for c in p.claims}
-        with self._lock:
-            self._claims = {k: v for k, v in self._claims.items() if k in wanted}
-        self._lookup_claims(self._view.values(), refresh=True)
-
-    def _lookup_claims(self, pods: Iterable[PodInfo], *, refresh: bool = False) -> None:
-        for pod in pods:
-            for claim in pod.claims:
-                key = (pod.namespace, claim)
-                if refresh or key not in self._claims:
-                    capacity = self._fetch_claim(*key)
-                    with self._lock:
-                        self._claims[key] = capacity
-
-    def _fetch_claim(self, namespace: str, claim: str) -> float | None:
-        error = ""
-        capacity: float | None = None
-        try:
-            response = cast(
-                urllib3.BaseHTTPResponse,
-                self._api.read_namespaced_persistent_volume_claim(
-                    claim, namespace, _preload_content=False, _request_timeout=self._request_timeout
-                ),
-            )
-            try:
-                pvc = _dict(json.loads(response.data), "PersistentVolumeClaim", optional=False)
-            finally:
-                response.release_conn()
-            storage = _dict(_dict(pvc.get("status"), "status").get("capacity"), "capacity").get("storage")
-            capacity = None if storage is None else parse_quantity(_str(storage, "capacity.storage"))
-        except ApiException as exc:
-            if exc.status != HTTPStatus.NOT_FOUND:
-                error = describe_api_error(exc, CLAIMS_RBAC)
-        except (*_NETWORK_ERRORS, ValueError) as exc:
-            error = f"PVC {namespace}/{claim}: {exc}"
-        with self._lock:
-            if error != self._status.claims_error:
-                (log.warning if error else log.info)("pvc lookup: %s", error or "working again")
-            self._status = _replace(self._status, claims_error=error)
-        return capacity
-
     # ---- status bookkeeping ---------------------------------------------------------------
     def _publish(self) -> None:
         snapshot = tuple(sorted(self._view.values(), key=lambda p: (p.namespace, p.name, p.uid)))
@@ -407,47 +302,3 @@ def _shut_down(response: Any) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-
-
-def _replace(status: WatchStatus, **changes: Any) -> WatchStatus:
-    fields = {name: getattr(status, name) for name in WatchStatus.__slots__}
-    return WatchStatus(**{**fields, **changes})
-
-
-# ---- wiring -------------------------------------------------------------------------------
-def load_api(kubeconfig: str | None = None) -> kubernetes.client.CoreV1Api:
-    """A CoreV1Api from ``kubeconfig`` if given, else in-cluster credentials, else KUBECONFIG
-    or ``~/.kube/config`` (for development); SourceError saying what was tried."""
-    config = kubernetes.client.Configuration()
-    tried: list[str] = []
-    if kubeconfig is None:
-        try:
-            kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
-            return kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(config))
-        except kubernetes.config.ConfigException as exc:
-            tried.append(f"in-cluster service account: {exc}")
-    # Resolved here: the client reads KUBECONFIG once, when it is imported.
-    where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-    try:
-        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=where, client_configuration=config, persist_config=False
-        )
-    except (kubernetes.config.ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
-        tried.append(f"kubeconfig {where}: {exc}")
-        raise SourceError(
-            "no Kubernetes API credentials: " + "; ".join(tried) + " (run in a pod, or set KUBECONFIG)",
-            reason="kubernetes",
-        ) from exc
-    return kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(config))
-
-
-def node_name_from_env(environ: Mapping[str, str] = os.environ) -> str:
-    """NODE_NAME, set from the downward API (``fieldRef: spec.nodeName``) in the DaemonSet."""
-    name = environ.get("NODE_NAME", "").strip()
-    if not name:
-        raise SourceError(
-            "NODE_NAME is not set: give the DaemonSet's container env NODE_NAME from "
-            "valueFrom.fieldRef.fieldPath: spec.nodeName (the downward API)",
-            reason="kubernetes",
-        )
-    return name

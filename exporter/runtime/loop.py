@@ -9,17 +9,14 @@ before swapping it in; a broken one keeps the last good config and says so.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
 
-from exporter import __version__, statefile
-from exporter.config.schema import ExporterConfig, StaticWorkload
+from exporter import __version__
+from exporter.config.schema import ExporterConfig
 from exporter.engines.gateways import scrape_gateway, target_name
 from exporter.engines.read import Fetch, scrape
 from exporter.errors import ConfigError
@@ -32,6 +29,9 @@ from exporter.meter.ledger import Meter
 from exporter.meter.snapshot import MeterSnapshot
 from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.records import Gateway, GpuSample, Target, TargetScrape, TickInput
+from exporter.runtime.continuity import Continuity
+from exporter.runtime.filestamp import FileStamp
+from exporter.runtime.plan import Derived, Plan, derive, pod_facts
 from exporter.sources.discovery import node_source_for
 from exporter.sources.gpu.inventory import NodeSource
 from exporter.wakeup import Wakeup
@@ -40,24 +40,7 @@ log = logging.getLogger(__name__)
 Loader = Callable[[], ExporterConfig]
 
 
-@dataclass(frozen=True, slots=True)
-class FileStamp:
-    """Identity of the config file's content as the filesystem sees it (follows symlinks)."""
-
-    mtime_ns: int
-    size: int
-    inode: int
-
-    @classmethod
-    def of(cls, path: str) -> FileStamp | None:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        return cls(st.st_mtime_ns, st.st_size, st.st_ino)
-
-
-class Runtime:
+class Runtime(Continuity):
     def __init__(
         self,
         load: Loader,
@@ -190,84 +173,6 @@ class Runtime:
         self._tick_seconds = time.perf_counter() - began
         return snapshot
 
-    # -- the state file: go on exactly after a restart ---------------------------------------
-
-    def _resume(self) -> None:
-        """Go on from the state file, if there is a usable one; else start fresh, saying why."""
-        path = self.config.state_file
-        if not path:
-            if self.mode == "run":  # the demo keeps nothing by design
-                log.info("no state_file: a restart of this exporter starts its counters from zero and "
-                         "bills nothing for its downtime")  # fmt: skip
-            return
-        try:
-            saved = statefile.read(path, node=self.config.node, now_ns=self._clock())
-            if saved is None:
-                log.info("state_file=%s does not exist yet: a first start", path)
-                return
-            self.meter.restore(saved.meter)
-            self._restore_runtime(saved.runtime)
-        except statefile.StateProblem as e:
-            self._state_unusable(path, e.reason, str(e))
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:  # valid JSON, wrong shape
-            self._state_unusable(path, "corrupt", f"{type(e).__name__}: {e}")
-        else:
-            self._resume_ns = saved.end_ns
-            log.info("state_file=%s: going on from the tick that ended %.1f s ago", path,
-                     (self._clock() - saved.end_ns) / 1e9)  # fmt: skip
-
-    def _state_unusable(self, path: str, reason: str, message: str) -> None:
-        self.meter = Meter(
-            self.config.node, max_owners=self.config.max_owners, max_tenants=self.config.max_tenants
-        )  # nothing half-restored
-        self._target_errors, self._ticks = {}, 0
-        aside = statefile.set_aside(path)
-        log.error("state_file=%s is unusable (%s): %s; %s; metering starts fresh", path, reason, message,
-                  f"set aside as {aside}" if aside else "could not set it aside")  # fmt: skip
-        self.meter.reject("state", reason)
-
-    def _restore_runtime(self, saved: dict[str, Any]) -> None:
-        self._target_errors = {
-            str(t): Counter({str(r): int(n) for r, n in e.items()}) for t, e in saved["errors"].items()
-        }
-        self._ticks = int(saved["ticks"])
-
-    def _save(self, cfg: ExporterConfig, end_ns: int) -> None:
-        """Save this tick's state; a failed write is logged (once per cause) and counted, never fatal."""
-        if not cfg.state_file:
-            return
-        runtime = {"errors": {t: dict(e) for t, e in self._target_errors.items()}, "ticks": self._ticks}
-        try:
-            statefile.write(
-                cfg.state_file, statefile.SavedState(cfg.node, end_ns, self.meter.to_state(), runtime)
-            )
-        except OSError as e:
-            if str(e) != self._save_error:
-                log.error(
-                    "state_file=%s cannot be written: %s (a restart would start from zero)", cfg.state_file, e
-                )
-            self._save_error = str(e)
-            self.meter.reject("state", "write_failed")
-        else:
-            self._save_error = ""
-
-    def _downtime(self, inp: TickInput, cfg: ExporterConfig) -> TickInput:
-        """The first tick after a restart spans the downtime. A short one is billed to the holders
-        found at start; a longer one than state_max_gap_seconds is billed idle (exporter_down)
-        in a tick of its own, and this tick starts after it."""
-        resume, self._resume_ns = self._resume_ns, None
-        if resume is None or resume >= inp.end_ns:
-            return inp
-        gap_s = (inp.end_ns - resume) / 1e9
-        if gap_s <= cfg.state_max_gap_seconds:
-            log.info("downtime of %.1f s billed to the holders found at start", gap_s)
-            return replace(inp, start_ns=resume)
-        log.warning("downtime of %.0f s is longer than state_max_gap_seconds=%s: billed idle (exporter_down), "
-                    "not to holders", gap_s, cfg.state_max_gap_seconds)  # fmt: skip
-        gap = replace(inp, start_ns=resume, placements=(), scrapes=(), idle_reason="exporter_down")
-        self.meter.tick(gap, cfg.pricing, cfg.window_seconds)
-        return inp
-
     def _plan(self, cfg: ExporterConfig, derived: Derived) -> Plan:
         """The config's workloads plus those the node discovered (the config wins on a pod)."""
         found = self._node.workloads(cfg)
@@ -387,54 +292,3 @@ class Runtime:
             next_at = max(next_at + self.config.tick_seconds, time.monotonic())
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._node.close()
-
-
-class Plan(NamedTuple):
-    """This tick's scrape targets and per-pod facts, from the config and the node's discoveries."""
-
-    targets: tuple[Target, ...]
-    token_targets: dict[tuple[str, str], float]
-    roles: dict[tuple[str, str], str]
-
-
-class Derived(NamedTuple):
-    """What every tick needs from a config, worked out once per load, not once per tick."""
-
-    limits: FetchLimits
-    token_targets: dict[tuple[str, str], float]  # training runs with a target token count
-    roles: dict[tuple[str, str], str]  # disaggregated serving: prefill / decode pods
-    prices_in_use: tuple[GpuPrice, ...]
-    declared: frozenset[tuple[str, str]]  # pods the config names: they win over discovered ones
-
-
-def pod_facts(
-    workloads: Iterable[StaticWorkload],
-) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], str]]:
-    """Per pod: the tokens a training run means to process, and a disaggregated serving role."""
-    tokens: dict[tuple[str, str], float] = {}
-    roles: dict[tuple[str, str], str] = {}
-    for w in workloads:
-        key = (w.owner.namespace, w.owner.pod)
-        if w.target_tokens is not None:
-            tokens[key] = float(w.target_tokens)
-        if w.role != "unified":
-            roles[key] = w.role
-    return tokens, roles
-
-
-def derive(cfg: ExporterConfig) -> Derived:
-    pairs = sorted({(g.hardware, g.capacity) for g in cfg.gpus})
-    prices = (cfg.pricing.gpu_price(hw, cap) for hw, cap in pairs)
-    tokens, roles = pod_facts(cfg.workloads)
-    return Derived(
-        limits=FetchLimits(
-            cfg.limits.timeout_seconds,
-            cfg.limits.max_body_bytes,
-            cfg.limits.max_samples,
-            cfg.limits.max_series,
-        ),
-        token_targets=tokens,
-        roles=roles,
-        prices_in_use=tuple(p for p in prices if p is not None),
-        declared=frozenset((w.owner.namespace, w.owner.pod) for w in cfg.workloads),
-    )
