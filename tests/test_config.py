@@ -840,6 +840,7 @@ gateways:
   - {name: envoy, kind: envoy_ai_gateway, url: "https://envoy.gw:9090/metrics", tenant_label: x_tenant,
      https: {ca_file: /etc/ca.crt}}
 max_tenants: 50
+gateway_settle_seconds: 900
 """
     )
     litellm, envoy = cfg.gateways
@@ -850,7 +851,9 @@ max_tenants: 50
         {"chat-large": "m"},
     )
     assert (envoy.name, envoy.tenant_label, envoy.client.ca_file) == ("envoy", "x_tenant", "/etc/ca.crt")
-    assert cfg.max_tenants == 50
+    assert (cfg.max_tenants, cfg.gateway_settle_seconds) == (50, 900.0)
+    assert load(BASE).gateway_settle_seconds == 300.0
+    assert "gateway_settle_seconds" in "\n".join(problems(BASE + "gateway_settle_seconds: 0\n"))
 
 
 def test_a_bad_gateway_is_refused_with_every_reason() -> None:

@@ -6,6 +6,8 @@ The file format (every field is optional unless marked *required*)::
     tick_seconds: 5             # > 0, <= 300
     window_seconds: 60          # window of the live gauges; >= tick_seconds, <= 86400
     max_owners: 2000            # cardinality cap (owners beyond it fold into __overflow__), >= 1
+    max_tenants: 200            # cap on gateway tenants (beyond it: __other__, money kept), >= 1
+    gateway_settle_seconds: 300 # served tokens wait this long for a gateway's count, then are direct
     limits: {scrape_timeout_seconds: 2, max_body_bytes: 33554432, max_samples: 500000, max_series: 20000}
                                 # timeout <= tick_seconds so one slow target cannot stall a tick
     state_file: /var/lib/cpm-exporter/state.json   # default: none (a restart starts from zero)
@@ -118,6 +120,7 @@ _TOP = (
     "state_max_gap_seconds",
     "gateways",
     "max_tenants",
+    "gateway_settle_seconds",
 )
 _LIMITS = ("scrape_timeout_seconds", "max_body_bytes", "max_samples", "max_series")
 
@@ -165,6 +168,9 @@ def _read_root(p: Problems, root: Node) -> ExporterConfig | None:
         p.add("window_seconds", top.get("window_seconds", root), f"must be >= tick_seconds ({tick})")
     max_owners = yn.optional(top, "max_owners", "", lambda at, n: yn.integer(p, n, at, ge=1), 2000)
     max_tenants = yn.optional(top, "max_tenants", "", lambda at, n: yn.integer(p, n, at, ge=1), 200)
+    settle = yn.optional(
+        top, "gateway_settle_seconds", "", number_reader(p, gt=ZERO, le=Decimal(86400)), Decimal(300)
+    )
     limits = _read_limits(p, top.get("limits"), tick)
     own = read_pricing(p, top.get("pricing"))
     inventory = (
@@ -194,6 +200,7 @@ def _read_root(p: Problems, root: Node) -> ExporterConfig | None:
         state_max_gap_seconds=float(max_gap),
         gateways=read_gateways(p, top.get("gateways")),
         max_tenants=max_tenants,
+        gateway_settle_seconds=float(settle),
     )
 
 

@@ -110,6 +110,9 @@ class ExporterConfig:
     max_owners: int = 2000  # cardinality cap: owners beyond it fold into __overflow__
     gateways: tuple[Gateway, ...] = ()
     max_tenants: int = 200  # cardinality cap: tenants beyond it fold into __other__
+    gateway_settle_seconds: float = (
+        300.0  # served tokens wait this long for a gateway's count, then are direct
+    )
     node_source: NodeSourceConfig = field(default_factory=NodeSourceConfig)
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     # Where each tick's state is saved, so a restart goes on exactly ("" = no persistence), and the

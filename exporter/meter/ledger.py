@@ -168,9 +168,10 @@ class Meter:
             line.owner.model for line in self._totals if not line.owner.is_idle
         }
 
-    def set_max_tenants(self, n: int) -> None:
-        """A reloaded cap: tenants already admitted stay, new ones fold past it."""
-        self._tenants.max_tenants = n
+    def set_tenant_limits(self, max_tenants: int, settle_s: float) -> None:
+        """A reloaded cap (tenants already admitted stay, new ones fold past it) and settle time."""
+        self._tenants.max_tenants = max_tenants
+        self._tenants.horizon_ns = int(settle_s * NS_PER_S)
 
     def forget_targets(self, keep: set[str]) -> None:
         """Targets and gateways removed: drop their last readings (a re-added one re-baselines)."""

@@ -75,7 +75,9 @@ class Settlement:
 
     def add_counts(self, model: str, direction: int, end_ns: int, tenants: Mapping[str, float]) -> None:
         counted = {t: n for t, n in tenants.items() if n > 0}
-        self.unmatched.setdefault((model, direction), 0.0)  # known from a gateway's first count: 0, not absent
+        self.unmatched.setdefault(
+            (model, direction), 0.0
+        )  # known from a gateway's first count: 0, not absent
         if counted:
             self.credits.setdefault((model, direction), deque()).append(Credit(end_ns, counted))
 

@@ -59,7 +59,10 @@ class Continuity:
 
     def _state_unusable(self, path: str, reason: str, message: str) -> None:
         self.meter = Meter(
-            self.config.node, max_owners=self.config.max_owners, max_tenants=self.config.max_tenants
+            self.config.node,
+            max_owners=self.config.max_owners,
+            max_tenants=self.config.max_tenants,
+            settle_s=self.config.gateway_settle_seconds,
         )  # nothing half-restored
         self._target_errors, self._ticks = {}, 0
         aside = statefile.set_aside(path)

@@ -68,7 +68,10 @@ class Runtime(Continuity):
         self._watch_path = watch_path
         self._stamp = FileStamp.of(watch_path) if watch_path else None
         self.meter = Meter(
-            self.config.node, max_owners=self.config.max_owners, max_tenants=self.config.max_tenants
+            self.config.node,
+            max_owners=self.config.max_owners,
+            max_tenants=self.config.max_tenants,
+            settle_s=self.config.gateway_settle_seconds,
         )
         self.published = Published()
         self._lock = threading.Lock()  # guards the config and its status
@@ -120,7 +123,7 @@ class Runtime(Continuity):
                 self._price_change = (self._clock(), self.config.pricing)
             self.config, self._derived = cfg, derive(cfg)
             self.meter.max_owners = cfg.max_owners
-            self.meter.set_max_tenants(cfg.max_tenants)
+            self.meter.set_tenant_limits(cfg.max_tenants, cfg.gateway_settle_seconds)
             self._config_ok, self._config_error = True, ""
             self._config_success_ts = time.time()
         if changed:
