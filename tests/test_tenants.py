@@ -3,6 +3,7 @@ model's money split among the teams that called it, to the nano-dollar, over tim
 
 from __future__ import annotations
 
+import html
 import random
 
 import pytest
@@ -227,12 +228,18 @@ def test_tenants_past_the_cap_fold_into_one_with_their_money() -> None:
     book = TenantBook(max_tenants=2)
     book.tick(1 * S, WINDOW_NS, [gateway_delta(LLAMA, t, 1, 0) for t in ("a", "b", "c", "d")], SERVED,
               [(LINE, (4, 0, 0), (4.0, 0.0))], totals_of({LINE: (4, 4.0, 0.0)}))  # fmt: skip
-    assert book.tenants[LINE] == {"a": TenantTotals(1, 1), "b": TenantTotals(1, 1), OTHER_TENANTS: TenantTotals(2, 2)}
+    assert book.tenants[LINE] == {
+        "a": TenantTotals(1, 1),
+        "b": TenantTotals(1, 1),
+        OTHER_TENANTS: TenantTotals(2, 2),
+    }
 
 
 def test_a_line_no_gateway_ever_claimed_gets_no_tenants() -> None:
     book = TenantBook(horizon_s=10)
-    book.tick(1 * S, WINDOW_NS, [], SERVED, [(LINE, (4, 5, 6), (4.0, 5.0))], totals_of({LINE: (15, 4.0, 5.0)}))
+    book.tick(
+        1 * S, WINDOW_NS, [], SERVED, [(LINE, (4, 5, 6), (4.0, 5.0))], totals_of({LINE: (15, 4.0, 5.0)})
+    )
     book.tick(20 * S, WINDOW_NS, [], SERVED, [], totals_of({LINE: (15, 4.0, 5.0)}))
     assert book.tenants == {} and book.settlement.pending() == {}
 
@@ -346,7 +353,9 @@ def test_through_the_meter_each_line_money_is_its_tenants_money_over_time_and_a_
     assert len(served) == 2
     for view in served:
         # The first tick (the servers' and the gateway's baselines: no shares yet) stayed DIRECT.
-        assert view.tenants.totals[DIRECT].cost == pytest.approx(sum(view.totals.cost.values()) / 60, rel=0.05)
+        assert view.tenants.totals[DIRECT].cost == pytest.approx(
+            sum(view.totals.cost.values()) / 60, rel=0.05
+        )
         assert view.tenants.waiting_nano == 0  # the gateway counted each tick's tokens in that tick
         paid = {t: x.cost for t, x in view.tenants.totals.items() if t in mix}
         for team, n in mix.items():
@@ -496,3 +505,44 @@ inventory:
     (view,) = [v for v in snap.lines if v.line.owner.pod == "p-0" and v.line.owner.model == "served"]
     paid = {t: x.cost for t, x in view.tenants.totals.items() if t in counted}
     assert paid["ads"] / (paid["ads"] + paid["search"]) == pytest.approx(0.5, abs=0.05), view.tenants
+
+
+def test_the_page_shows_each_calling_teams_money_and_escapes_its_name() -> None:
+    """The landing page's split table: one row per (line, tenant), most money first, the cost and tokens
+    /metrics exports, the waiting money; a tenant name from a gateway's label is escaped."""
+    from decimal import Decimal
+
+    from exporter.exposition.page import render_page
+    from exporter.exposition.status import ExportView, RuntimeStatus
+    from exporter.meter.ledger import Meter
+    from exporter.pricing.prices import GpuPrice, PricingConfig
+    from exporter.records import GpuSample, Placement, TickInput
+
+    prices = PricingConfig(
+        gpu_prices={("H100", "on_demand"): GpuPrice("H100", "on_demand", Decimal("3.60"), "config", "t")}
+    )
+    pod = Owner("serve", "llama-0", "platform", LLAMA)
+    meter, t0, evil = Meter("n"), 1_767_225_600 * 10**9, "<img src=x onerror=alert(1)>"
+    for tick in range(7):
+        server = (
+            TargetScrape(pod.pod, pod, "vllm", True, (ModelCounters(LLAMA, 300.0 * tick, 30.0 * tick),)),
+        )
+        gw = TargetScrape("gateway/litellm", Owner("", "", "", ""), "litellm", True,
+                          (ModelCounters(LLAMA, 200.0 * tick, 20.0 * tick, instance="search"),
+                           ModelCounters(LLAMA, 100.0 * tick, 10.0 * tick, instance=evil)))  # fmt: skip
+        start = t0 + tick * 10**10
+        snap = meter.tick(TickInput(start, start + 10**10, "n", (GpuSample("0", "H100", "on_demand"),),
+                                    (Placement("0", pod),), server, gateways=(gw,)), prices, 60)  # fmt: skip
+    page = render_page(ExportView(snap, RuntimeStatus("run", "test", prices, window_seconds=60))).decode()
+    table = page.split('<table id="tenants">')[1].split("</table>")[0]
+    assert evil not in page and html.escape(evil) in table
+    rows = [r for r in table.split("<tr") if "<td>" in r]
+    assert [r.split("<td>")[1].split("</td>")[0] for r in rows[:3]] == [
+        "search",
+        html.escape(evil),
+        "__direct__",
+    ]
+    (view,) = [v for v in snap.lines if v.line.owner.pod]
+    search = view.tenants.totals["search"]
+    assert f"${search.cost / 1e9:,.4f}" in rows[0] and f"{search.input_tokens:,.0f}" in rows[0]
+    assert "waiting for the gateway" in table

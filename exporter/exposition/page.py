@@ -3,6 +3,8 @@
 Refreshes itself every window/12 seconds, at least every second (a meta refresh: no
 JavaScript, no external requests). "Idle $/h" per row is the part of the row's spend that
 bought no work: all of it when the window served no tokens, else $/h × (1 − utilisation).
+A second table splits each shared server's money among the teams that called it through a
+gateway (cpm_tenant_*): the same numbers as /metrics, the same definitions.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ table{border-collapse:collapse;margin-top:1em}th,td{padding:.35em .8em;border-bo
 th{text-align:left;background:#f2f4f8}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .banner{background:#fff3cd;border:1px solid #e0c36b;padding:.6em 1em;font-weight:600}
 .warn{color:#a4400b}.idle td{color:#7a4a00;background:#fffaf0}small{color:#667}
+.waiting td{color:#667;font-style:italic}h2{margin-top:1.5em;font-size:1.15em}
 """
 
 
@@ -52,6 +55,52 @@ def _row(v: LineView) -> str:
     ]
     tds = "".join(f"<td>{c}</td>" for c in cells) + "".join(f'<td class="n">{n}</td>' for n in nums)
     return f"<tr>{tds}</tr>"
+
+
+def _tenant_rows(lines: list[LineView]) -> str:
+    """One row per (served line, calling team), most money first; the line's waiting money after."""
+    rows = sorted(
+        ((v, t, x) for v in lines for t, x in v.tenants.totals.items()),
+        key=lambda r: (-r[2].cost, r[0].line.owner.model, r[1]),
+    )
+    out = []
+    for v, tenant, x in rows:
+        o = v.line.owner
+        cells = [html.escape(tenant), html.escape(o.model), html.escape(f"{o.namespace}/{o.pod}")]
+        nums = [
+            _money(x.cost / 1e9, 4),
+            _num(x.input_tokens, ",.0f"),
+            _num(x.output_tokens, ",.0f"),
+            _money(v.tenants.usd_per_million.get(tenant)),
+            _num(v.gauges.tokens_per_second_per_user, ".1f"),
+        ]
+        tds = "".join(f"<td>{c}</td>" for c in cells) + "".join(f'<td class="n">{n}</td>' for n in nums)
+        out.append(f"<tr>{tds}</tr>")
+    for v in lines:
+        if v.tenants.totals:
+            o = v.line.owner
+            out.append(
+                f'<tr class="waiting"><td colspan="3">waiting for the gateway\'s count — '
+                f"{html.escape(o.model)} on {html.escape(f'{o.namespace}/{o.pod}')}</td>"
+                f'<td class="n">{_money(v.tenants.waiting_nano / 1e9, 4)}</td><td colspan="4"></td></tr>'
+            )
+    return "".join(out)
+
+
+def _tenant_table(lines: list[LineView]) -> str:
+    rows = _tenant_rows(lines)
+    if not rows:
+        return ""
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("calling team", "model", "pod", "cost", "input tokens", "output tokens", "$/M tokens",
+                  "tokens/s per user")
+    )  # fmt: skip
+    return f"""<h2>Shared servers by calling team (gateways)</h2>
+<p><small>Cost since the exporter started, claimed by the gateway's counts of each team's tokens;
+__direct__: tokens no gateway counted (the pod's own team keeps them). $/M tokens over the window,
+at the server's tokens/s per user.</small></p>
+<table id="tenants"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"""
 
 
 def _idle_row(v: LineView) -> str:
@@ -120,6 +169,7 @@ def render_page(view: ExportView) -> bytes:
 <p>Window {s.window_seconds:.0f} s · updated {when} · idle burn <b id="idle-burn">{_money(idle_burn, 2)}/h</b>
 · token coverage {coverage} · <a href="/metrics">/metrics</a></p>{warnings}
 <table id="cpm"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
+{_tenant_table(served)}
 <p><small>cpm-exporter {html.escape(s.version)} · catalogue {html.escape(s.pricing.catalogue_date)}
 · CPM is always shown with the tokens/s per user at which it was reached.</small></p>
 </body></html>

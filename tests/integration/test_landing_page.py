@@ -19,7 +19,7 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from exporter.demo.demo import DEMO_SERVERS
+from exporter.demo.demo import DEMO_SERVERS, GATEWAY_TEAMS
 
 CHROMIUM_FLAGS = (
     "--headless=new",
@@ -49,6 +49,9 @@ return {
   rows: Array.from(document.querySelectorAll('#cpm tbody tr')).map(tr => ({
     cls: tr.className, cells: Array.from(tr.cells).map(td => td.innerText.trim())})),
   metricsLinks: Array.from(document.querySelectorAll('a[href="/metrics"]')).length,
+  tenantHead: Array.from(document.querySelectorAll('#tenants thead th')).map(th => th.innerText.trim()),
+  tenants: Array.from(document.querySelectorAll('#tenants tbody tr')).map(tr => ({
+    cls: tr.className, cells: Array.from(tr.cells).map(td => td.innerText.trim())})),
 };
 """
 
@@ -104,11 +107,13 @@ def test_landing_page_in_chromium(demo, browser: webdriver.Chrome, wait_for) -> 
     browser.get(demo.url + "/")
 
     def filled() -> dict[str, Any] | None:
-        """The page once every serving model has its $/M and tokens/s (the first ticks have none)."""
+        """The page once every serving model has its $/M and tokens/s (the first ticks have none) and the
+        gateway's teams have their rows."""
         page = read(browser)
         by_model = {r["cells"][0]: r["cells"] for r in page["rows"] if r["cls"] != "idle" and r["cells"]}
         ok = set(by_model) >= SERVING and all(MONEY.match(by_model[m][6]) and NUMBER.match(by_model[m][7])
                                               for m in SERVING)  # fmt: skip
+        ok = ok and {r["cells"][0] for r in page["tenants"] if r["cells"]} >= set(GATEWAY_TEAMS)
         return page if ok else None
 
     page = wait_for(filled, 30, interval=0.25, what="every demo model's row to show $/M and tokens/s")
@@ -143,6 +148,23 @@ def test_landing_page_in_chromium(demo, browser: webdriver.Chrome, wait_for) -> 
     assert len(idle) == 1, page["rows"]
     assert idle[0][0].startswith("idle — H100 (on_demand)"), idle
     assert MONEY.match(idle[0][-1]), idle
+
+    # The shared 70B's money by calling team (the demo's gateway: 5 : 3 : 2 of its tokens, no direct calls).
+    assert page["tenantHead"][:4] == ["calling team", "model", "pod", "cost"], page["tenantHead"]
+    tcol = {name: i for i, name in enumerate(page["tenantHead"])}
+    teams = {r["cells"][0]: r["cells"] for r in page["tenants"] if r["cls"] != "waiting"}
+    assert set(GATEWAY_TEAMS) <= set(teams), teams
+    tokens = {t: float(teams[t][tcol["output tokens"]].replace(",", "")) for t in GATEWAY_TEAMS}
+    for team, weight in GATEWAY_TEAMS.items():
+        assert tokens[team] / sum(tokens.values()) == pytest.approx(
+            weight / sum(GATEWAY_TEAMS.values()), abs=0.02
+        )
+        assert MONEY.match(teams[team][tcol["cost"]]) and MONEY.match(teams[team][tcol["$/M tokens"]]), teams[
+            team
+        ]
+    costs = [money(r["cells"][tcol["cost"]]) for r in page["tenants"] if r["cls"] != "waiting"]
+    assert costs == sorted(costs, reverse=True), "most money first"
+    assert any(r["cls"] == "waiting" for r in page["tenants"]), page["tenants"]
 
     # The page refreshes itself: its "updated" time changes while the test only watches.
     first_origin, first_updated = page["origin"], updated(page)
