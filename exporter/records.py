@@ -250,6 +250,9 @@ class Gateway:
     tenant_label: str = ""  # "" = the kind's own
     models: Mapping[str, str] = field(default_factory=dict)  # gateway model → served model
     client: HttpClientConfig = NO_CLIENT_CONFIG
+    # kind "counters" (any router): its (input, output) token counter names and its model label
+    counters: tuple[str, str] = ("", "")
+    model_label: str = ""
 
 
 @dataclass(frozen=True, slots=True)

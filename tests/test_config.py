@@ -871,5 +871,18 @@ gateways:
     assert "gateways[0].kind" in text and "unknown gateway kind 'kong'" in text
     assert "gateways[1].tenant_label" in text and "required for envoy_ai_gateway" in text
     assert "gateways[2].https" in text and "is for https:// URLs" in text
+    found = "\n".join(
+        problems(
+            BASE
+            + """\
+gateways:
+  - {kind: counters, url: "http://r:1/metrics", tenant_label: tenant, input_counter: "router prompt"}
+  - {kind: litellm, url: "http://c:3/metrics", output_counter: x_total}
+"""
+        )
+    )
+    assert "gateways[0].input_counter" in found and "not a Prometheus metric name" in found
+    assert "gateways[0].output_counter" in found and "required" in found
+    assert "gateways[1].output_counter" in found and "is for kind counters" in found
     assert "gateways[3].tenant_label" in text and "not a Prometheus label name" in text
     assert "gateways[3].name" in text and "names another gateway" in text  # two named litellm

@@ -546,3 +546,26 @@ def test_the_page_shows_each_calling_teams_money_and_escapes_its_name() -> None:
     search = view.tenants.totals["search"]
     assert f"${search.cost / 1e9:,.4f}" in rows[0] and f"{search.input_tokens:,.0f}" in rows[0]
     assert "waiting for the gateway" in table
+
+
+def test_any_routers_token_counters_are_a_gateway_the_config_names() -> None:
+    """Kind counters: a router's per-direction token counters with a tenant and a model label, named in
+    the config, read with the same rules (every model, unset tenant, bad values refused)."""
+    from exporter.engines.gateways import profile_of
+    from exporter.records import Gateway
+
+    text = """# TYPE router_prompt_tokens_total counter
+router_prompt_tokens_total{tenant="search",served="llama",pool="a"} 120
+router_prompt_tokens_total{tenant="search",served="llama",pool="b"} 30
+router_prompt_tokens_total{tenant="",served="llama",pool="a"} 5
+# TYPE router_completion_tokens_total counter
+router_completion_tokens_total{tenant="search",served="llama",pool="a"} 12
+router_completion_tokens_total{tenant="",served="llama",pool="a"} 1
+"""
+    gw = Gateway("router", "http://r:1/metrics", "counters", "tenant", {}, counters=(
+        "router_prompt_tokens_total", "router_completion_tokens_total"), model_label="served")  # fmt: skip
+    got = read_gateway(text, profile_of(gw), tenant_label=gw.tenant_label)
+    assert [(m.model, m.instance, m.input_tokens, m.output_tokens) for m in got] == [
+        ("llama", NO_TENANT, 5, 1), ("llama", "search", 150, 12)]  # fmt: skip
+    with pytest.raises(ParseError):
+        read_gateway(text.replace(" 30\n", " NaN\n"), profile_of(gw), tenant_label="tenant")

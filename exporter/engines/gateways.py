@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from exporter.engines.read import Fetch
@@ -68,8 +68,19 @@ GATEWAYS: Mapping[str, GatewayProfile] = MappingProxyType(
             model_label="gen_ai_request_model",
             token_type_label="gen_ai_token_type",
         ),
+        # Any router that exports a token counter per direction with a tenant and a model label (an
+        # llm-d or production-stack router, a home-grown proxy): the config names the counters.
+        "counters": GatewayProfile(input="", output="", tenant_label="", model_label="model"),
     }
 )
+
+
+def profile_of(gateway: Gateway) -> GatewayProfile:
+    """The gateway's table entry, with the counters and model label its config names (kind counters)."""
+    profile = GATEWAYS[gateway.kind]
+    if any(gateway.counters):
+        profile = replace(profile, input=gateway.counters[0], output=gateway.counters[1])
+    return replace(profile, model_label=gateway.model_label) if gateway.model_label else profile
 
 
 def read_gateway(
@@ -147,7 +158,7 @@ def scrape_gateway(gateway: Gateway, limits: FetchLimits, fetch: Fetch = fetch_t
     name = target_name(gateway)
     try:
         text = fetch(gateway.url, limits, gateway.client)
-        models = read_gateway(text, GATEWAYS[gateway.kind], gateway.models, gateway.tenant_label, limits)
+        models = read_gateway(text, profile_of(gateway), gateway.models, gateway.tenant_label, limits)
     except SourceError as e:
         return TargetScrape(name, NOBODY, gateway.kind, False, error_reason=e.reason, error=str(e),
                             duration_seconds=time.perf_counter() - began)  # fmt: skip
