@@ -38,6 +38,8 @@ class Owner(NamedTuple):
 IDLE = Owner(namespace="", pod="", team="__idle__", model="__idle__", workload="idle")
 OVERFLOW_NAME = "__overflow__"
 OVERFLOW = Owner(namespace=OVERFLOW_NAME, pod=OVERFLOW_NAME, team=OVERFLOW_NAME, model=OVERFLOW_NAME)
+NOBODY = Owner("", "", "", "")  # counters that belong to no pod (a gateway's: its tenants split the pods')
+NO_TENANT = "__none__"  # tokens no caller was named for (LiteLLM's "None" team, an unset custom label)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +177,7 @@ class TargetScrape:
     error: str = ""
     duration_seconds: float = 0.0
     started_at: float | None = None  # the serving container's start (Kubernetes), if known
+    tenants: tuple[ModelCounters, ...] = ()  # per (model, caller) where the target has a tenant_label
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +241,9 @@ class Target:
     # Kubernetes: when the container serving the metrics started (UNIX s). A new start after
     # our last reading is a restart even where the server exports no start time of its own.
     started_at: float | None = None
+    # Chargeback by the server's own labels: a label (SGLang's custom labels) whose value names the
+    # caller a sample's tokens were served for; those counts split the model's money like a gateway's.
+    tenant_label: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -504,6 +504,21 @@ def test_an_inference_target_may_name_its_adapter_label() -> None:
     assert workload.targets[0].owner == workload.owner
 
 
+def test_an_inference_target_may_name_its_callers_label_but_not_a_training_one() -> None:
+    text = BASE.replace('gpus: ["0"]}', 'targets: [{url: "http://a:1/m", tenant_label: team}]}')
+    assert load(text).workloads[0].targets[0].tenant_label == "team"
+    for target, expected in (
+        (
+            '{url: "http://a:1/m", server: training, tenant_label: team}',
+            "is for inference targets, not training",
+        ),
+        ('{url: "http://a:1/m", adapter_label: lora, tenant_label: lora}', "one label, one job"),
+        ('{url: "http://a:1/m", tenant_label: "team-id"}', "is not a Prometheus label name"),
+    ):
+        problem = only(BASE.replace('gpus: ["0"]}', f"targets: [{target}]}}"))
+        assert "targets[0].tenant_label" in problem and expected in problem, problem
+
+
 @pytest.mark.parametrize(
     ("target", "expected"),
     [

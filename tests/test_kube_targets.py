@@ -120,6 +120,16 @@ def test_an_adapter_label_annotation_is_checked_and_kept() -> None:
     )
 
 
+def test_a_tenant_label_annotation_is_checked_and_kept() -> None:
+    named = pod("sglang-0", annotations={**SCRAPE, "cpm-exporter.io/tenant-label": " team "})
+    odd = pod("odd-0", annotations={**SCRAPE, "cpm-exporter.io/tenant-label": "team-id"})
+    targets, problems = targets_of([named, odd], OwnerRules())
+    assert [(t.name, t.tenant_label) for t in targets] == [("ml/sglang-0", "team"), ("ml/odd-0", "")]
+    assert problems == (
+        ("ml/odd-0", "cpm-exporter.io/tenant-label: is not a Prometheus label name, got 'team-id'"),
+    )
+
+
 def test_default_path_https_and_ipv6() -> None:
     (plain,), _ = targets_of([pod(annotations=SCRAPE)], OwnerRules())
     assert plain.url == "http://10.0.0.7:8000/metrics" and plain.token_metric == ""

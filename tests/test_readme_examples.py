@@ -239,7 +239,9 @@ def test_19_tenant_split() -> None:
     book, served = TenantBook(horizon_s=300), frozenset({"llama"})
     books = {line: (14_000_000, 500.0, 40.0)}
     # The servers' tick: 500 input tokens with $0.010, 40 output with $0.004; no answer has ended yet.
-    book.tick(APRIL, 60 * S, [], served, [(line, (10_000_000, 4_000_000, 0), (500.0, 40.0))], books.__getitem__)
+    book.tick(
+        APRIL, 60 * S, [], served, [(line, (10_000_000, 4_000_000, 0), (500.0, 40.0))], books.__getitem__
+    )
     assert book.settlement.pending() == {line: (14_000_000, 500.0, 40.0)}  # waiting: $0.014
     # Five seconds later the answers end and the gateway counts them.
     gateway = [ModelDelta(Owner("", "", "", "llama"), input_tokens=300, output_tokens=30, instance="search"),

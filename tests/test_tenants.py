@@ -569,3 +569,78 @@ router_completion_tokens_total{tenant="",served="llama",pool="a"} 1
         ("llama", NO_TENANT, 5, 1), ("llama", "search", 150, 12)]  # fmt: skip
     with pytest.raises(ParseError):
         read_gateway(text.replace(" 30\n", " NaN\n"), profile_of(gw), tenant_label="tenant")
+
+
+def sglang_by_team(counts: dict[str, list[float]], started: float) -> str:
+    """SGLang 0.5 with --tokenizer-metrics-allowed-custom-labels team: every tokenizer series carries the
+    team the request's x-custom-labels header named ("" when none did)."""
+    rows = [f"sglang:{name}_total{{engine_type=\"unified\",model_name=\"qwen\",team=\"{team}\"}} {pair[k]}"
+            for name, k in (("prompt_tokens", 0), ("generation_tokens", 1)) for team, pair in sorted(counts.items())]  # fmt: skip
+    rows.append(f"process_start_time_seconds {started}")
+    return "\n".join(rows) + "\n"
+
+
+def test_a_server_that_names_its_callers_splits_its_own_money_exactly_over_time() -> None:
+    """Chargeback without a gateway: an SGLang pod whose callers name their team in a custom label,
+    read with tenant_label over 40 ticks of changing traffic and a server restart at tick 20. Its counts come with its tokens (no lag), so every tick's money goes to that tick's callers:
+    input money by input tokens, output money by output tokens, to the nano-dollar per tick."""
+    from exporter.config.load import load_config_text
+    from exporter.runtime.loop import Runtime
+
+    config = """
+node: n
+tick_seconds: 5
+window_seconds: 60
+pricing: {catalogue: false, gpus: {H100: {on_demand: 3.60}}}
+inventory:
+  gpus: [{hardware: H100, count: 1, capacity: on_demand}]
+  workloads:
+    - {pod: sglang-0, namespace: a, team: platform, model: qwen, gpus: ["0"],
+       targets: [{url: "http://sglang:1/metrics", tenant_label: team}]}
+"""
+    rng = random.Random(11)
+    counts: dict[str, list[float]] = {"search": [0.0, 0.0], "ads": [0.0, 0.0], "": [0.0, 0.0]}
+    clock = {"ns": 1_767_225_600 * 10**9, "tick": 0, "started": 1_767_225_000.0}
+
+    def fetch(url: str, limits: object, client: object = None) -> str:
+        return sglang_by_team(counts, clock["started"])
+
+    rt = Runtime(lambda: load_config_text(config), clock=lambda: clock["ns"], fetch=fetch)
+    truth: dict[str, float] = {}
+    tokens: dict[str, list[float]] = {}
+    last = None
+    for tick in range(40):
+        clock["tick"], clock["ns"] = tick, clock["ns"] + 5 * 10**9
+        if tick == 20:  # the server restarts: its counters start again
+            clock["started"] += 600
+            counts = {t: [0.0, 0.0] for t in counts}
+        served = {t: [float(rng.randint(0, 400)), float(rng.randint(0, 40))] for t in counts}
+        for t, (i, o) in served.items():
+            counts[t][0] += i
+            counts[t][1] += o
+        snap = rt.tick()
+        (view,) = [v for v in snap.lines if v.line.owner.pod == "sglang-0"]
+        t_ = view.totals
+        now = (t_.cost_input, t_.cost_output, sum(t_.cost.values()) - t_.cost_input - t_.cost_output)
+        if last is not None:  # the first tick is a baseline: its money stays __direct__
+            delta = [a - b for a, b in zip(now, last, strict=True)]
+            tin, tout = sum(p[0] for p in served.values()), sum(p[1] for p in served.values())
+            for t, (i, o) in served.items():
+                name = t or "__none__"
+                truth[name] = (
+                    truth.get(name, 0.0)
+                    + delta[0] * i / tin
+                    + delta[1] * o / tout
+                    + delta[2] * (i + o) / (tin + tout)
+                )
+                tokens.setdefault(name, [0.0, 0.0])
+                tokens[name][0] += i
+                tokens[name][1] += o
+        last = now
+    split = view.tenants.totals
+    assert view.tenants.waiting_nano == 0
+    assert sum(x.cost for x in split.values()) == sum(view.totals.cost.values())
+    for name, money in truth.items():
+        assert split[name].cost == pytest.approx(money, abs=3 * 40), name  # largest remainder: ±1 per part
+        assert [split[name].input_tokens, split[name].output_tokens] == tokens[name], name
+    assert set(split) == set(truth)  # the runtime's first tick is a baseline: no money before the first claim

@@ -199,7 +199,9 @@ def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) ->
     out: list[Target] = []
     for k, item in enumerate(yn.items(p, node, at) or [] if node is not None else []):
         here = yn.index_path(at, k)
-        m = yn.fields(p, item, here, ("url", "server", "name", "token_metric", "adapter_label", "https"))
+        m = yn.fields(
+            p, item, here, ("url", "server", "name", "token_metric", "adapter_label", "tenant_label", "https")
+        )
         if m is None:
             continue
         url = yn.required(p, m, "url", here, item, lambda path, n: read_url(p, n, path))
@@ -207,6 +209,13 @@ def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) ->
         name = yn.optional(m, "name", here, text_reader(p), default_name)
         metric = yn.optional(m, "token_metric", here, lambda path, n: _metric_name(p, n, path), "")
         adapter = yn.optional(m, "adapter_label", here, lambda path, n: read_label_name(p, n, path), "")
+        tenant = yn.optional(m, "tenant_label", here, lambda path, n: read_label_name(p, n, path), "")
+        if tenant and (metric or server == "training"):
+            p.add(f"{here}.tenant_label", m["tenant_label"], "is for inference targets, not training")
+        if tenant and tenant == adapter:
+            p.add(
+                f"{here}.tenant_label", m["tenant_label"], "names the adapter label too: one label, one job"
+            )
         if metric and server not in ("auto", "training"):
             p.add(
                 f"{here}.token_metric", m["token_metric"], f"is for training targets, not server {server!r}"
@@ -215,7 +224,9 @@ def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) ->
             p.add(f"{here}.adapter_label", m["adapter_label"], "is for inference targets, not training")
         client = read_https(p, m.get("https"), f"{here}.https", url)
         if url is not None:
-            out.append(Target(name, url, NO_OWNER, server, metric or "", adapter or "", client))
+            out.append(
+                Target(name, url, NO_OWNER, server, metric or "", adapter or "", client, None, tenant or "")
+            )
     return out
 
 

@@ -20,13 +20,11 @@ from types import MappingProxyType
 from exporter.engines.read import Fetch
 from exporter.errors import ParseError, SourceError
 from exporter.http.textformat import FetchLimits, fetch_text, parse_wanted
-from exporter.records import Gateway, ModelCounters, Owner, TargetScrape
+from exporter.records import NO_TENANT, NOBODY, Gateway, ModelCounters, TargetScrape
 
 log = logging.getLogger(__name__)
-NOBODY = Owner("", "", "", "")  # a gateway's counters belong to no pod: its tenants split the pods'
 
 DEFAULT_LIMITS = FetchLimits()
-NO_TENANT = "__none__"  # a request the gateway could not tie to a tenant ("None" in LiteLLM)
 
 
 @dataclass(frozen=True, slots=True)

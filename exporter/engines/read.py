@@ -15,7 +15,16 @@ from functools import lru_cache
 from exporter.engines.profiles import SERVERS, Series, ServerProfile, with_token_metric
 from exporter.errors import ParseError, SourceError
 from exporter.http.textformat import FetchLimits, Sample, fetch_text, has_prefix, parse_wanted
-from exporter.records import TOKEN_COUNTERS, Buckets, HttpClientConfig, ModelCounters, Target, TargetScrape
+from exporter.records import (
+    NO_TENANT,
+    NOBODY,
+    TOKEN_COUNTERS,
+    Buckets,
+    HttpClientConfig,
+    ModelCounters,
+    Target,
+    TargetScrape,
+)
 
 log = logging.getLogger(__name__)
 Fetch = Callable[[str, FetchLimits, HttpClientConfig], str]
@@ -56,6 +65,20 @@ def read_payload(
     With ``adapter_label``, a sample whose label of that name is set counts for that adapter
     (LoRA) as its own model; samples without it stay with the base model.
     """
+    return read_with_tenants(text, server, max_samples, token_metric, adapter_label, max_series)[0]
+
+
+def read_with_tenants(
+    text: str,
+    server: str,
+    max_samples: int,
+    token_metric: str = "",
+    adapter_label: str = "",
+    max_series: int | None = None,
+    tenant_label: str = "",
+) -> tuple[list[ModelCounters], list[ModelCounters]]:
+    """``read_payload``'s models, and with ``tenant_label`` the same counters per (model, caller):
+    ``instance`` is the label's value, ``NO_TENANT`` where a request carried none."""
     profile, wanted = profile_of(server, token_metric)
     if adapter_label in (profile.model_label, profile.instance_label, profile.finish_reason_label):
         adapter_label = ""  # a label the profile reads for something else never names an adapter
@@ -86,7 +109,16 @@ def read_payload(
     bad = next((why for m in models if (why := bad_counter(m))), "")
     if bad:
         raise ParseError(bad, reason="bad_value")
-    return models
+    if not tenant_label or tenant_label in (profile.model_label, profile.instance_label):
+        return models, []
+    by_tenant: dict[tuple[str, str], Indexed] = defaultdict(lambda: defaultdict(list))
+    for (model, _), index in by_model.items():
+        for name, samples in index.items():
+            for x in samples:
+                tenant = x.labels.get(tenant_label, "")[:MAX_LABEL_LENGTH] or NO_TENANT
+                by_tenant[(model, tenant)][name].append(x)
+    tenants = [_model_counters(k, by_tenant[k], unlabelled, profile) for k in sorted(by_tenant)]
+    return models, [m for m in tenants if m.input_tokens is not None or m.output_tokens is not None]
 
 
 def value(index: Indexed, alternatives: tuple[Series, ...]) -> float | None:
@@ -217,9 +249,10 @@ def scrape(target: Target, limits: FetchLimits, fetch: Fetch = fetch_text) -> Ta
     try:
         text = fetch(target.url, limits, target.client)
         server = server or detect(text)
-        models = read_payload(
-            text, server, limits.max_samples, target.token_metric, target.adapter_label, limits.max_series
-        )
+        models, tenants = read_with_tenants(
+            text, server, limits.max_samples, target.token_metric, target.adapter_label, limits.max_series,
+            target.tenant_label,
+        )  # fmt: skip
     except SourceError as e:
         return _failed(target, server, e.reason, str(e), began)
     except Exception as e:  # a bug of ours on one target's input must not stop the tick for all
@@ -233,7 +266,20 @@ def scrape(target: Target, limits: FetchLimits, fetch: Fetch = fetch_text) -> Ta
         models=tuple(models),
         duration_seconds=time.perf_counter() - began,
         started_at=target.started_at,
+        tenants=tuple(tenants),
     )
+
+
+TENANTS_SUFFIX = "#tenants"
+
+
+def tenant_counts(target: Target, scrape: TargetScrape) -> TargetScrape | None:
+    """A target's per-caller counts as a gateway's scrape of its own (the meter's tenant split reads
+    gateways); None for a target without a tenant label. A failed scrape stays failed: frozen, not 0."""
+    if not target.tenant_label:
+        return None
+    return TargetScrape(target.name + TENANTS_SUFFIX, NOBODY, scrape.server, scrape.ok, scrape.tenants,
+                        scrape.error_reason, scrape.error, scrape.duration_seconds, scrape.started_at)  # fmt: skip
 
 
 def _failed(target: Target, server: str, reason: str, error: str, began: float) -> TargetScrape:

@@ -51,6 +51,7 @@ MODEL = PREFIX + "model"
 TEAM = PREFIX + "team"
 TOKEN_METRIC = PREFIX + "token-metric"
 ADAPTER_LABEL = PREFIX + "adapter-label"
+TENANT_LABEL = PREFIX + "tenant-label"
 TARGET_TOKENS = PREFIX + "target-tokens"
 ROLE = PREFIX + "role"
 SCRAPE, PORT, PATH, SCHEME = (f"prometheus.io/{k}" for k in ("scrape", "port", "path", "scheme"))
@@ -113,9 +114,18 @@ def targets_of(
         if why:  # the pod is still scraped: its tokens count under the base model
             problems.append((name, f"{ADAPTER_LABEL}: {why}"))
             adapter_label = ""
+        tenant_label = notes.get(TENANT_LABEL, "").strip()
+        why = adapter_label_problem(tenant_label) if tenant_label else ""
+        if not why and tenant_label and (token_metric or owner.workload == "training"):
+            why = "is for inference pods, not training"
+        if why:  # the pod is still scraped: its callers are not told apart
+            problems.append((name, f"{TENANT_LABEL}: {why}"))
+            tenant_label = ""
         client = https if url.startswith("https://") else NO_CLIENT_CONFIG
         started = pod.started_at(_port(notes))
-        targets.append(Target(name, url, owner, "auto", token_metric, adapter_label, client, started))
+        targets.append(
+            Target(name, url, owner, "auto", token_metric, adapter_label, client, started, tenant_label)
+        )
     return Discovered(tuple(targets), tuple(problems))
 
 

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from exporter import __version__
 from exporter.config.schema import ExporterConfig
 from exporter.engines.gateways import scrape_gateway, target_name
-from exporter.engines.read import Fetch, scrape
+from exporter.engines.read import TENANTS_SUFFIX, Fetch, scrape, tenant_counts
 from exporter.errors import ConfigError
 from exporter.exposition.page import render_page
 from exporter.exposition.render import render
@@ -170,7 +170,12 @@ class Runtime(Continuity):
         self._ticks += 1
         self._save(cfg, end_ns)
         view = ExportView(
-            snapshot, self._status(cfg, self._prices_in_use(cfg, derived, gpus), scrapes + gateways)
+            snapshot,
+            self._status(
+                cfg,
+                self._prices_in_use(cfg, derived, gpus),
+                scrapes + tuple(g for g in gateways if not g.target.endswith(TENANTS_SUFFIX)),
+            ),
         )
         self.published.publish(render(view), render_page(view))
         self._tick_seconds = time.perf_counter() - began
@@ -182,6 +187,7 @@ class Runtime(Continuity):
         extra = [w for w in found if (w.owner.namespace, w.owner.pod) not in derived.declared]
         targets = cfg.targets + tuple(t for w in extra for t in w.targets)
         names = frozenset(t.name for t in targets) | {target_name(g) for g in cfg.gateways}
+        names |= {t.name + TENANTS_SUFFIX for t in targets if t.tenant_label}
         if names != self._target_names:  # a reload or pods changed them: gone targets' readings go
             self.meter.forget_targets(set(names))  # on the tick thread, never beside a running tick
             # ... and their bookkeeping: a node whose pods come and go must not grow forever.
@@ -224,7 +230,12 @@ class Runtime(Continuity):
         servers')."""
         servers = [self._pool.submit(scrape, t, limits, self._fetch) for t in targets]
         fronts = [self._pool.submit(scrape_gateway, g, limits, self._fetch) for g in gateways]
-        return self._count(tuple(f.result() for f in servers)), self._count(tuple(f.result() for f in fronts))
+        scrapes = self._count(tuple(f.result() for f in servers))
+        # Servers that name their callers (SGLang's custom labels) count like a gateway of their own.
+        own = tuple(
+            x for t, s in zip(targets, scrapes, strict=True) if (x := tenant_counts(t, s)) is not None
+        )
+        return scrapes, self._count(tuple(f.result() for f in fronts)) + own
 
     def _count(self, scrapes: tuple[TargetScrape, ...]) -> tuple[TargetScrape, ...]:
         """Each scrape's server and errors, for the status (a failure logged once per reason)."""
