@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     from exporter.whatif.command import add_parsers  # calc, compare: flags only, nothing heavy
 
     add_parsers(sub)
+    from exporter.report.command import add_parser as add_report  # flags only
+
+    add_report(sub)
     return parser  # fmt: skip
 
 
@@ -130,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from exporter.whatif.command import run
 
             return run(args)
+        if args.command == "report":
+            from exporter.report.command import run as report
+
+            return report(args)
         web = _load_web(args.web_config)  # before anything starts: never serve without it
         from exporter.wakeup import block_signals
 

@@ -251,3 +251,15 @@ def test_19_tenant_split() -> None:
     split = book.tenants[line]
     assert {t: to_usd(x.cost) for t, x in split.items()} == {"search": 0.009, "chat": 0.003, DIRECT: 0.002}
     assert book.settlement.pending() == {}
+
+
+def test_20_report_period_increase() -> None:
+    from decimal import Decimal
+
+    from exporter.report.increase import Increases
+
+    inc = Increases([0.0, 10.0, 20.0])
+    key = (("__name__", "cpm_cost_usd_total"),)
+    inc.start(key, 0.0, Decimal(5))
+    inc.add(key, [(5.0, Decimal(7)), (10.0, Decimal(9)), (15.0, Decimal(2)), (20.0, Decimal(4))])
+    assert inc.series[key].per_period == [Decimal(4), Decimal(4)]

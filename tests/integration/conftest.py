@@ -107,6 +107,51 @@ def require_tool(name: str) -> str:
     return path
 
 
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--window-size=1400,900",
+)
+
+
+@contextlib.contextmanager
+def chromium(workdir: Path, width: int = 1400, height: int = 900) -> Iterator[Any]:
+    """Debian's headless Chromium driven by its chromedriver (Selenium), quit on the way out."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver_path = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+    for tool in (binary, driver_path):
+        if not tool.exists():
+            pytest.fail(
+                f"{tool} is missing: run .ci/run (apt-get install chromium chromium-driver)", pytrace=False
+            )
+    workdir.mkdir(parents=True, exist_ok=True)
+    options = Options()
+    options.binary_location = str(binary)
+    flags = (
+        *CHROMIUM_FLAGS[:-1],
+        f"--window-size={width},{height}",
+        f"--user-data-dir={workdir / 'profile'}",
+    )
+    for flag in flags:
+        options.add_argument(flag)
+    # An explicit driver path: Selenium Manager never runs (it would try to download one).
+    service = Service(str(driver_path), log_output=str(workdir / "chromedriver.log"))
+    driver = webdriver.Chrome(service=service, options=options)
+    try:
+        driver.set_page_load_timeout(20)
+        yield driver
+    finally:
+        driver.quit()  # ends Chromium, then stops chromedriver by its PID
+
+
 def _tail(path: Path, limit: int = 4000) -> str:
     try:
         text = path.read_text(errors="replace")

@@ -10,27 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import chromium
 from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from exporter.demo.demo import DEMO_SERVERS, GATEWAY_TEAMS
 
-CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--window-size=1400,900",
-)
 SERVING = {d.model for d in DEMO_SERVERS.values() if d.load is not None}
 IDLE_MODELS = {d.model for d in DEMO_SERVERS.values() if d.load is None}
 TRAINING = {"llama-3.1-8b-sft"}  # the demo's fine-tune (data/demo.yaml)
@@ -67,25 +55,8 @@ def demo(demo_process) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def browser(demo: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
-    chromium, chromedriver = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-    for tool in (chromium, chromedriver):
-        if not tool.exists():
-            pytest.fail(
-                f"{tool} is missing: run .ci/run (apt-get install chromium chromium-driver)", pytrace=False
-            )
-    workdir = tmp_path_factory.mktemp("chromium")
-    options = Options()
-    options.binary_location = str(chromium)
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={workdir / 'profile'}"):
-        options.add_argument(flag)
-    # An explicit driver path: Selenium Manager never runs (it would try to download one).
-    service = Service(str(chromedriver), log_output=str(workdir / "chromedriver.log"))
-    driver = webdriver.Chrome(service=service, options=options)
-    try:
-        driver.set_page_load_timeout(20)
+    with chromium(tmp_path_factory.mktemp("chromium")) as driver:
         yield driver
-    finally:
-        driver.quit()  # ends Chromium, then stops chromedriver by its PID
 
 
 def money(cell: str) -> float:

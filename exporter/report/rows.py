@@ -1,0 +1,218 @@
+"""The report's rows from the counters' exact increases: one per period and chosen dimensions, and the
+proof that they add up to each node's bill.
+
+Pure: ``Increases`` per metric in, a ``Report`` out. Money is in USD as ``Decimal``s quantized to the
+nano-dollar the exporter counts in, so the reconciliation is exact, not "close": for every node and
+period, Σ its rows' money = the increase of its ``cpm_bill_usd_total``, or the difference is listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from exporter.report.increase import ZERO, Gap, Increases, Labels
+
+NANO = Decimal("1e-9")
+# Labels a scrape adds (Prometheus, the Operator, an agent): not part of what a series measures.
+SCRAPE_LABELS = frozenset(
+    {"instance", "job", "endpoint", "service", "container", "prometheus", "prometheus_replica", "__replica__"}
+)
+# The exporter's own labels that a scrape without honor_labels renames to exported_<label>.
+LINE_LABELS = ("node", "namespace", "pod", "team", "model", "workload", "hardware", "capacity_class")
+DIMENSIONS = ("cluster", *LINE_LABELS)
+METRICS = (
+    "cpm_cost_usd_total",
+    "cpm_cost_by_direction_usd_total",
+    "cpm_tokens_total",
+    "cpm_requests_total",
+    "cpm_gpu_seconds_total",
+    "cpm_idle_cost_usd_total",
+    "cpm_tenant_cost_usd_total",
+    "cpm_tenant_tokens_total",
+    "cpm_bill_usd_total",
+)
+MONEY = frozenset({"cpm_cost_usd_total", "cpm_cost_by_direction_usd_total", "cpm_idle_cost_usd_total",
+                   "cpm_tenant_cost_usd_total", "cpm_bill_usd_total"})  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    start: float  # UNIX seconds, inclusive
+    end: float  # exclusive
+
+
+@dataclass(slots=True)
+class Row:
+    """Money and usage of one group (the chosen dimensions' values) in one period."""
+
+    period: int
+    key: tuple[str, ...]
+    cost: dict[str, Decimal] = field(default_factory=dict)  # component → USD
+    by_direction: dict[str, Decimal] = field(default_factory=dict)  # input/output/training → USD
+    tokens: dict[str, Decimal] = field(default_factory=dict)  # direction → tokens
+    requests: Decimal | None = None  # None: no server of the group counts requests
+    gpu_seconds: dict[str, Decimal] = field(default_factory=dict)  # held, busy, idle
+    idle: dict[str, Decimal] = field(default_factory=dict)  # reason → USD (a part of cost)
+
+    @property
+    def total(self) -> Decimal:
+        return sum(self.cost.values(), ZERO)
+
+
+@dataclass(slots=True)
+class TenantRow:
+    """A calling team's part of a shared model's money (the gateway split) in one period."""
+
+    period: int
+    tenant: str
+    model: str
+    cost: Decimal = ZERO
+    tokens: dict[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCheck:
+    """One node's period: Σ its rows' money against the increase of its bill."""
+
+    period: int
+    cluster: str
+    node: str
+    rows_usd: Decimal
+    bill_usd: Decimal | None  # None: no bill series (not our exporter, or not scraped)
+
+    @property
+    def ok(self) -> bool:
+        return self.bill_usd is not None and self.rows_usd == self.bill_usd
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    periods: tuple[Period, ...]
+    dims: tuple[str, ...]
+    rows: tuple[Row, ...]
+    tenants: tuple[TenantRow, ...]
+    checks: tuple[NodeCheck, ...]
+    gaps: tuple[tuple[str, str, float, float | None], ...]  # (cluster, node, after, before)
+    resets: Mapping[tuple[str, str], int]  # (cluster, node) → counter resets seen (exporter restarts)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def reconciled(self) -> bool:
+        return all(c.ok for c in self.checks) and bool(self.checks)
+
+
+def identity(labels: Labels) -> tuple[Labels, bool]:
+    """What a series measures: its labels less the scrape's (so an exporter restarted on a new
+    address, or scraped by two jobs, is one series), exported_<x> read as <x>; True if renamed."""
+    own = {k: v for k, v in labels if k not in SCRAPE_LABELS}
+    renamed = False
+    for name in LINE_LABELS:
+        if f"exported_{name}" in own:  # scraped without honor_labels: the target's label won
+            own[name] = own.pop(f"exported_{name}")
+            renamed = True
+    return tuple(sorted(own.items())), renamed
+
+
+def build(
+    periods: Sequence[Period],
+    dims: Sequence[str],
+    increases: Mapping[str, Increases],
+    warnings: Sequence[str] = (),
+) -> Report:
+    """Rows per (period, dims), tenant rows, and each node's check against its bill; ``warnings``
+    (what reading found) go into the report."""
+    rows: dict[tuple[int, tuple[str, ...]], Row] = {}
+    tenants: dict[tuple[int, str, str], TenantRow] = {}
+    node_money: dict[tuple[int, str, str], Decimal] = {}
+    bills: dict[tuple[int, str, str], Decimal] = {}
+    resets: dict[tuple[str, str], int] = {}
+    for metric in METRICS:
+        inc = increases.get(metric)
+        if inc is None:
+            continue
+        for labels, series in inc.series.items():
+            own = {k: v for k, v in labels if k != "__name__"}  # collect keyed the series by identity()
+            node = (own.get("cluster", ""), own.get("node", ""))
+            if series.resets:
+                resets[node] = max(resets.get(node, 0), series.resets)
+            for k, amount in enumerate(series.per_period):
+                _book(metric, own, k, amount, dims, rows, tenants, node_money, bills, node)
+    checks = [
+        NodeCheck(k, cluster, node, node_money.get((k, cluster, node), ZERO), bills.get((k, cluster, node)))
+        for k, cluster, node in sorted(node_money.keys() | bills.keys())
+    ]
+    bill = increases.get("cpm_bill_usd_total")
+    gaps = tuple(_gap(g) for g in (bill.gaps if bill is not None else []))
+    return Report(
+        tuple(periods),
+        tuple(dims),
+        tuple(sorted((r for r in rows.values() if _counts(r)), key=lambda r: (r.period, -r.total, r.key))),
+        tuple(sorted(tenants.values(), key=lambda t: (t.period, -t.cost, t.tenant, t.model))),
+        tuple(checks),
+        tuple(sorted(gaps)),
+        resets,
+        tuple(dict.fromkeys(warnings)),
+    )
+
+
+def _book(
+    metric: str,
+    own: Mapping[str, str],
+    k: int,
+    amount: Decimal,
+    dims: Sequence[str],
+    rows: dict[tuple[int, tuple[str, ...]], Row],
+    tenants: dict[tuple[int, str, str], TenantRow],
+    node_money: dict[tuple[int, str, str], Decimal],
+    bills: dict[tuple[int, str, str], Decimal],
+    node: tuple[str, str],
+) -> None:
+    if metric in MONEY:
+        amount = amount.quantize(NANO)
+    at = (k, *node)
+    if metric == "cpm_bill_usd_total":
+        bills[at] = bills.get(at, ZERO) + amount
+        return
+    if metric.startswith("cpm_tenant_"):
+        t = tenants.setdefault((k, own.get("tenant", ""), own.get("model", "")),
+                               TenantRow(k, own.get("tenant", ""), own.get("model", "")))  # fmt: skip
+        if metric == "cpm_tenant_cost_usd_total":
+            t.cost += amount
+        else:
+            direction = own.get("direction", "")
+            t.tokens[direction] = t.tokens.get(direction, ZERO) + amount
+        return
+    key = tuple(own.get(d, "") for d in dims)
+    row = rows.get((k, key))
+    if row is None:
+        row = rows[(k, key)] = Row(k, key)
+    if metric == "cpm_cost_usd_total":
+        _add(row.cost, own.get("component", ""), amount)
+        node_money[at] = node_money.get(at, ZERO) + amount
+    elif metric == "cpm_cost_by_direction_usd_total":
+        _add(row.by_direction, own.get("direction", ""), amount)
+    elif metric == "cpm_tokens_total":
+        _add(row.tokens, own.get("direction", ""), amount)
+    elif metric == "cpm_requests_total":
+        row.requests = (row.requests or ZERO) + amount
+    elif metric == "cpm_gpu_seconds_total":
+        _add(row.gpu_seconds, own.get("state", ""), amount)
+    elif metric == "cpm_idle_cost_usd_total":
+        _add(row.idle, own.get("reason", ""), amount)
+
+
+def _counts(r: Row) -> bool:
+    """A row that measured anything in its period (a series that stood still makes none)."""
+    amounts = (*r.cost.values(), *r.tokens.values(), *r.gpu_seconds.values(), r.requests or ZERO)
+    return any(amounts)
+
+
+def _add(into: dict[str, Decimal], key: str, amount: Decimal) -> None:
+    into[key] = into.get(key, ZERO) + amount
+
+
+def _gap(g: Gap) -> tuple[str, str, float, float | None]:
+    own = dict(g.labels)
+    return own.get("cluster", ""), own.get("node", ""), g.after, g.before
