@@ -56,6 +56,8 @@ class History:
 def history(
     prometheus: Prometheus, demo_process: Callable[..., Exporter], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[History]:
+    prometheus.set_targets({})  # the session's store: nothing else is scraped within the history
+    time.sleep(2)
     start = float(int(time.time()))
     first = demo_process(0.5)
     try:
@@ -100,9 +102,11 @@ def test_the_rows_add_up_to_each_nodes_bill_and_to_what_the_store_says(history: 
     assert meta["reconciled"] and all(c["ok"] for c in meta["reconciliation"])
     # Independently of the report's arithmetic: the two runs' last bills, as the store has them.
     p = history.prometheus
-    # (each run is its own series: the second has a new instance; both are in the last hour at the end)
+    # (each run is its own series: the second has a new instance)
+    window = f"{int(history.end - history.start)}s"
     lasts = [
-        Decimal(r["value"][1]) for r in p.query("last_over_time(cpm_bill_usd_total[1h])", at=history.end)
+        Decimal(r["value"][1])
+        for r in p.query(f"last_over_time(cpm_bill_usd_total[{window}])", at=history.end)
     ]
     assert len(lasts) == 2, lasts
     total = sum(Decimal(r["cost_usd"]) for r in body["rows"])
