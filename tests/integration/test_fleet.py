@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -662,3 +663,36 @@ def _every_panel_answers(central: str, cluster: str) -> None:
         empty = [q for q in empty if not _vm_query(central, q[2])]
         time.sleep(2)
     assert not empty, "panels without data:\n" + "\n".join(f"{u} / {t}: {e}" for u, t, e in empty)
+
+
+# --- the finance report on the fleet's stores (issue 18) ------------------------------------------------
+
+
+@pytest.mark.parametrize("store", ["prometheus", "victoria-metrics"])
+def test_the_report_reconciles_on_the_fleets_prometheus_and_on_the_central_store(
+    fleet: Fleet, central: Store, store: str, tmp_path: Path
+) -> None:
+    """``cpm-exporter report`` over the fleet's last minute, by cluster, node, team and model: on the
+    per-cluster Prometheus (no cluster label on its series) and on VictoriaMetrics fed by two vmagents
+    (each node once per cluster), every node's rows add up to its bill in every period, exactly."""
+    url = fleet.prometheus.url if store == "prometheus" else central.url
+    history = "count(count_over_time(cpm_bill_usd_total[40s]) >= 30) >= 2"  # both nodes, 40 s of history
+    wait_for(lambda: _vm_query(url, history), 90, interval=1, what=f"40 s of history in {store}")
+    end = float(int(time.time()))
+    out = tmp_path / "rows.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", "report", "--prometheus", url,
+         "--from", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end - 40)),
+         "--to", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end)), "--step", "10s",
+         "--by", "cluster,node,team,model", "--format", "json", "--out", str(out), "--max-gap", "5s"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    meta = json.loads(out.read_text())["meta"]
+    assert meta["reconciled"], meta["reconciliation"]
+    nodes = {(c["cluster"], c["node"]) for c in meta["reconciliation"]}
+    want = {("", "node-a"), ("", "node-b")} if store == "prometheus" else {
+        (c, n) for c in ("prod-eu", "prod-us") for n in ("node-a", "node-b")}  # fmt: skip
+    assert nodes == want, nodes
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["team"] for r in rows} >= {"search", "research"}, {r["team"] for r in rows}
