@@ -156,3 +156,32 @@ def test_focus_rows_split_a_groups_money_into_tokens_and_gpu_hours_without_count
     assert (idle["BilledCost"], idle["ConsumedQuantity"], idle["ConsumedUnit"]) == ("0.2", "0.5", "GPU-Hours")
     assert sum(D(r["BilledCost"]) for r in rows) == sum(r.total for r in report.rows)
     assert flat_rows(report)[0]["cost_usd"] in ("0.1", "0.2")
+
+
+def test_by_tenant_a_split_line_goes_to_its_calling_teams_and_the_rest_to_the_pods_team() -> None:
+    """--by tenant: the gateway split's money per calling team; what no team was charged (direct
+    calls, money still waiting) and the lines nobody split stay with the pod's own team. The rows
+    still add up to the bill."""
+    inc = fleet_increases()
+    line = {"node": "n1", "namespace": "serve", "pod": "llama-0", "team": "search", "model": "llama",
+            "workload": "inference", "hardware": "H100", "capacity_class": "on_demand"}  # fmt: skip
+    inc["cpm_tenant_cost_usd_total"] = Increases([0.0, 60.0, 120.0])
+    inc["cpm_tenant_tokens_total"] = Increases([0.0, 60.0, 120.0])
+    for tenant, usd, tokens in (("ads", "0.06", "750"), ("__direct__", "0.01", "100")):
+        inc["cpm_tenant_cost_usd_total"].add(
+            labels("cpm_tenant_cost_usd_total", **line, tenant=tenant), [(30.0, D(usd))]
+        )
+        inc["cpm_tenant_tokens_total"].add(
+            labels("cpm_tenant_tokens_total", **line, tenant=tenant, direction="input"), [(30.0, D(tokens))]
+        )
+    report = build([Period(0, 60), Period(60, 120)], ("tenant", "model"), inc)
+    first = {r.key: r for r in report.rows if r.period == 0}
+    assert first[("ads", "llama")].total == D("0.06") and first[("ads", "llama")].tokens == {"total": D(750)}
+    # search's pod kept 0.1 - 0.06: the direct calls' 0.01 and 0.03 not yet claimed; 1250 - 750 tokens.
+    assert first[("search", "llama")].total == D("0.04") and first[("search", "llama")].tokens == {
+        "total": D(500)
+    }
+    assert first[("__idle__", "__idle__")].total == D("0.2")
+    assert report.reconciled and sum(r.total for r in report.rows) == D("0.7")
+    (ads,) = [r for r in focus_rows(report, "acme") if r["x_CallingTeam"] == "ads"]
+    assert (ads["ConsumedQuantity"], ads["ConsumedUnit"], ads["SubAccountId"]) == ("750", "Tokens", "ads")

@@ -115,6 +115,22 @@ def _merged(raw: dict[Labels, list[Point]], warnings: list[str]) -> dict[Labels,
     return out
 
 
+def interactivity(client: PrometheusClient, start: float, end: float) -> dict[str, float]:
+    """Per model, the tokens/s per user its CPM was reached at over the range: each line's mean live
+    gauge weighted by the output tokens it served (the fleet's recording rule's weighting)."""
+    r = _dur(end - start)
+    gauge = f"avg_over_time(cpm_tokens_per_second_per_user[{r}])"
+    served = f'increase(cpm_tokens_total{{direction="output"}}[{r}])'
+    expr = (f"sum by (model) ({gauge} * ignoring(method, direction) {served})"
+            f" / sum by (model) ({served} and ignoring(method, direction) {gauge})")  # fmt: skip
+    out = {}
+    for row in client.query(expr, end):
+        value = float(row["value"][1])
+        if value == value and value not in (float("inf"), float("-inf")):  # no tokens: no figure
+            out[row["metric"].get("model", "")] = value
+    return out
+
+
 def _any_after(client: PrometheusClient, start: float, end: float) -> bool:
     """Some cpm_bill_usd_total sample within the range (a store that only now has our series)."""
     return bool(client.query(f"count(count_over_time(cpm_bill_usd_total[{_dur(end - start)}]))", end))

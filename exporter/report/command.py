@@ -37,7 +37,7 @@ _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 60480
 
 
 def add_parser(sub: Any) -> None:
-    from exporter.report.rows import DIMENSIONS
+    from exporter.report.rows import CHOICES
 
     p = sub.add_parser("report", help="chargeback rows (CSV, JSON, FOCUS, HTML) from Prometheus, reconciled",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -49,8 +49,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--to", dest="end", default="now", type=when, metavar="DATE", help="end, exclusive (now)")
     p.add_argument("--step", default="day", metavar="STEP",
                    help="period of a row: hour, day, week, month (calendar), whole, or a duration (6h) (day)")  # fmt: skip
-    p.add_argument("--by", default="team,model", type=lambda s: dims_arg(s, DIMENSIONS), metavar="LABELS",
-                   help=f"group rows by these labels, comma-separated, of: {', '.join(DIMENSIONS)} (team,model)")  # fmt: skip
+    p.add_argument("--by", default="team,model", type=lambda s: dims_arg(s, CHOICES), metavar="LABELS",
+                   help=f"group rows by these labels, comma-separated, of: {', '.join(CHOICES)} (tenant: the calling "
+                        "team, from the gateway split where a server has one) (team,model)")  # fmt: skip
     p.add_argument(
         "--format", default="csv", choices=FORMATS, help="csv, json, focus (FOCUS 1.2) or html (csv)"
     )
@@ -131,7 +132,7 @@ def periods(start: float, end: float, step: str) -> list[Any]:
 
 def run(args: argparse.Namespace) -> int:
     from exporter.report import html, tables
-    from exporter.report.collect import collect
+    from exporter.report.collect import collect, interactivity
     from exporter.report.promapi import PrometheusClient, PrometheusError
     from exporter.report.rows import build
 
@@ -153,6 +154,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     report = build(spans, args.by, collected.increases, collected.warnings)
     meta = metadata(report, args)
+    if args.format in ("html", "json"):
+        try:
+            meta["tokens_per_second_per_user"] = interactivity(client, args.start, args.end)
+        except PrometheusError as e:  # the rows stand without it; say so
+            meta["warnings"].append(f"no interactivity per model: {e}")
     if args.format == "csv":
         text = tables.to_csv(tables.flat_rows(report))
     elif args.format == "focus":

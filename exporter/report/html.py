@@ -58,7 +58,7 @@ def page(report: Report, meta: Mapping[str, Any]) -> str:
         "<h2>Spend per model</h2>" if "model" in report.dims else "",
         _bars(_per(report, "model"), "model") if "model" in report.dims else "",
         "<h2>Cost per million tokens per model</h2>" if "model" in report.dims else "",
-        _cpm_table(report) if "model" in report.dims else "",
+        _cpm_table(report, meta.get("tokens_per_second_per_user", {})) if "model" in report.dims else "",
         "<h2>Idle money by reason</h2>",
         _bars(_idle(report), "reason"),
         "<h2>Reconciliation</h2>",
@@ -138,7 +138,7 @@ def _bars(values: Mapping[str, Decimal], what: str) -> str:
     return f'<svg class="bars" width="{width}" height="{len(items) * row + 4}">{"".join(shapes)}</svg>'
 
 
-def _cpm_table(report: Report) -> str:
+def _cpm_table(report: Report, speed: Mapping[str, float]) -> str:
     k = report.dims.index("model")
     acc: dict[str, list[Decimal]] = {}
     for r in report.rows:
@@ -149,13 +149,15 @@ def _cpm_table(report: Report) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(model or '(none)')}</td><td class='n'>{_usd(total)}</td>"
         f"<td class='n'>{number(tokens)}</td>"
-        f"<td class='n'>{_usd(spent / tokens * MILLION, 4) if tokens > 0 else '–'}</td></tr>"
+        f"<td class='n'>{_usd(spent / tokens * MILLION, 4) if tokens > 0 else '–'}</td>"
+        f"<td class='n'>{f'{speed[model]:.1f}' if model in speed else '–'}</td></tr>"
         for model, (spent, tokens, total) in sorted(acc.items(), key=lambda kv: -kv[1][2])
     )
-    return ("<table id='cpm'><thead><tr><th>model</th><th>cost</th><th>tokens</th><th>$/M tokens</th></tr></thead>"
+    return ("<table id='cpm'><thead><tr><th>model</th><th>cost</th><th>tokens</th><th>$/M tokens</th>"
+            "<th>tokens/s per user</th></tr></thead>"
             f"<tbody>{rows}</tbody></table><p><small>$/M tokens: the money of the lines whose tokens were read, "
-            "over their tokens; the live interactivity each was reached at is on the exporter's page and "
-            "dashboards.</small></p>")  # fmt: skip
+            "over their tokens. Tokens/s per user: the interactivity that CPM was reached at, each server's "
+            "live gauge over the range weighted by the output tokens it served.</small></p>")  # fmt: skip
 
 
 def _checks(report: Report, meta: Mapping[str, Any]) -> str:

@@ -22,6 +22,9 @@ SCRAPE_LABELS = frozenset(
 # The exporter's own labels that a scrape without honor_labels renames to exported_<label>.
 LINE_LABELS = ("node", "namespace", "pod", "team", "model", "workload", "hardware", "capacity_class")
 DIMENSIONS = ("cluster", *LINE_LABELS)
+CHOICES = (*DIMENSIONS, "tenant")  # what --by may name
+TENANT = "tenant"  # --by tenant: the calling team, from the gateway split where a line has one
+DIRECT = "__direct__"  # the split's name for tokens no gateway claimed: the pod's own team's
 METRICS = (
     "cpm_cost_usd_total",
     "cpm_cost_by_direction_usd_total",
@@ -122,8 +125,11 @@ def build(
     warnings: Sequence[str] = (),
 ) -> Report:
     """Rows per (period, dims), tenant rows, and each node's check against its bill; ``warnings``
-    (what reading found) go into the report."""
+    (what reading found) go into the report. Rows are booked per line first (every DIMENSIONS
+    label), then grouped: with ``tenant`` among the dims, a line the gateway split goes to its calling
+    teams, and what no tenant was charged (direct calls, money still waiting) to the pod's own team."""
     rows: dict[tuple[int, tuple[str, ...]], Row] = {}
+    splits: dict[tuple[int, tuple[str, ...]], dict[str, list[Decimal]]] = {}
     tenants: dict[tuple[int, str, str], TenantRow] = {}
     node_money: dict[tuple[int, str, str], Decimal] = {}
     bills: dict[tuple[int, str, str], Decimal] = {}
@@ -138,7 +144,7 @@ def build(
             if series.resets:
                 resets[node] = max(resets.get(node, 0), series.resets)
             for k, amount in enumerate(series.per_period):
-                _book(metric, own, k, amount, dims, rows, tenants, node_money, bills, node)
+                _book(metric, own, k, amount, rows, tenants, splits, node_money, bills, node)
     checks = [
         NodeCheck(k, cluster, node, node_money.get((k, cluster, node), ZERO), bills.get((k, cluster, node)))
         for k, cluster, node in sorted(node_money.keys() | bills.keys())
@@ -148,7 +154,12 @@ def build(
     return Report(
         tuple(periods),
         tuple(dims),
-        tuple(sorted((r for r in rows.values() if _counts(r)), key=lambda r: (r.period, -r.total, r.key))),
+        tuple(
+            sorted(
+                (r for r in _group(rows, splits, dims) if _counts(r)),
+                key=lambda r: (r.period, -r.total, r.key),
+            )
+        ),
         tuple(sorted(tenants.values(), key=lambda t: (t.period, -t.cost, t.tenant, t.model))),
         tuple(checks),
         tuple(sorted(gaps)),
@@ -162,9 +173,9 @@ def _book(
     own: Mapping[str, str],
     k: int,
     amount: Decimal,
-    dims: Sequence[str],
     rows: dict[tuple[int, tuple[str, ...]], Row],
     tenants: dict[tuple[int, str, str], TenantRow],
+    splits: dict[tuple[int, tuple[str, ...]], dict[str, list[Decimal]]],
     node_money: dict[tuple[int, str, str], Decimal],
     bills: dict[tuple[int, str, str], Decimal],
     node: tuple[str, str],
@@ -175,16 +186,19 @@ def _book(
     if metric == "cpm_bill_usd_total":
         bills[at] = bills.get(at, ZERO) + amount
         return
+    key = tuple(own.get(d, "") for d in DIMENSIONS)
     if metric.startswith("cpm_tenant_"):
         t = tenants.setdefault((k, own.get("tenant", ""), own.get("model", "")),
                                TenantRow(k, own.get("tenant", ""), own.get("model", "")))  # fmt: skip
+        part = splits.setdefault((k, key), {}).setdefault(own.get("tenant", ""), [ZERO, ZERO])
         if metric == "cpm_tenant_cost_usd_total":
             t.cost += amount
+            part[0] += amount
         else:
             direction = own.get("direction", "")
             t.tokens[direction] = t.tokens.get(direction, ZERO) + amount
+            part[1] += amount
         return
-    key = tuple(own.get(d, "") for d in dims)
     row = rows.get((k, key))
     if row is None:
         row = rows[(k, key)] = Row(k, key)
@@ -201,6 +215,55 @@ def _book(
         _add(row.gpu_seconds, own.get("state", ""), amount)
     elif metric == "cpm_idle_cost_usd_total":
         _add(row.idle, own.get("reason", ""), amount)
+
+
+def _group(
+    lines: Mapping[tuple[int, tuple[str, ...]], Row],
+    splits: Mapping[tuple[int, tuple[str, ...]], Mapping[str, list[Decimal]]],
+    dims: Sequence[str],
+) -> list[Row]:
+    """Line rows summed into rows of ``dims``; by tenant, split lines go to their calling teams."""
+    team = DIMENSIONS.index("team")
+    out: dict[tuple[int, tuple[str, ...]], Row] = {}
+    for (k, line), row in lines.items():
+        parts = [(line[team], row)]
+        if TENANT in dims and (split := splits.get((k, line))):
+            parts = _by_tenant(row, line[team], split)
+        for tenant, part in parts:
+            key = tuple(tenant if d == TENANT else line[DIMENSIONS.index(d)] for d in dims)
+            _merge(out.setdefault((k, key), Row(k, key)), part)
+    return list(out.values())
+
+
+def _by_tenant(row: Row, team: str, split: Mapping[str, list[Decimal]]) -> list[tuple[str, Row]]:
+    """A split line's period: each calling team's money and tokens; the rest (tokens no gateway claimed,
+    money still waiting, GPU time) stays with the pod's own team."""
+    parts: list[tuple[str, Row]] = []
+    paid = claimed = ZERO
+    for tenant, (money, tokens) in sorted(split.items()):
+        if tenant == DIRECT:
+            continue
+        paid, claimed = paid + money, claimed + tokens
+        part = Row(row.period, row.key, cost={"calls": money}, tokens={"total": tokens} if tokens else {})
+        part.by_direction = {"total": money} if tokens else {}
+        parts.append((tenant, part))
+    rest = Row(
+        row.period, row.key, requests=row.requests, gpu_seconds=dict(row.gpu_seconds), idle=dict(row.idle)
+    )
+    rest.cost = {"kept": row.total - paid}
+    left = sum(row.tokens.values(), ZERO) - claimed
+    if left > 0:
+        rest.tokens, rest.by_direction = {"total": left}, {"total": row.total - paid}
+    return [*parts, (team, rest)]
+
+
+def _merge(into: Row, r: Row) -> None:
+    for mine, theirs in ((into.cost, r.cost), (into.by_direction, r.by_direction), (into.tokens, r.tokens),
+                         (into.gpu_seconds, r.gpu_seconds), (into.idle, r.idle)):  # fmt: skip
+        for key, amount in theirs.items():
+            mine[key] = mine.get(key, ZERO) + amount
+    if r.requests is not None:
+        into.requests = (into.requests or ZERO) + r.requests
 
 
 def _counts(r: Row) -> bool:

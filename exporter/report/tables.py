@@ -99,12 +99,17 @@ FOCUS_COLUMNS = (
     "ServiceName", "ServiceSubcategory", "SkuId", "SkuMeter", "SkuPriceDetails", "SkuPriceId", "SubAccountId",
     "SubAccountName", "Tags",
 )  # fmt: skip
-X_COLUMNS = ("x_CostKind", "x_Cluster", "x_Node", "x_Namespace", "x_Pod", "x_Team", "x_Model", "x_Workload",
+X_COLUMNS = ("x_CostKind", "x_CallingTeam", "x_Cluster", "x_Node", "x_Namespace", "x_Pod", "x_Team", "x_Model", "x_Workload",
              "x_Hardware", "x_CapacityClass", "x_IdleCost", "x_GpuSecondsBusy")  # fmt: skip
-_X_DIMS = {"cluster": "x_Cluster", "node": "x_Node", "namespace": "x_Namespace", "pod": "x_Pod", "team": "x_Team",
+_X_DIMS = {"tenant": "x_CallingTeam", "cluster": "x_Cluster", "node": "x_Node", "namespace": "x_Namespace", "pod": "x_Pod", "team": "x_Team",
            "model": "x_Model", "workload": "x_Workload", "hardware": "x_Hardware",
            "capacity_class": "x_CapacityClass"}  # fmt: skip
-_METER = {"input": "Input Tokens", "output": "Output Tokens", "training": "Training Tokens"}
+_METER = {
+    "input": "Input Tokens",
+    "output": "Output Tokens",
+    "training": "Training Tokens",
+    "total": "Tokens",
+}
 
 
 def focus_rows(report: Report, account: str) -> list[dict[str, str]]:
@@ -165,8 +170,8 @@ def _charge(
         "ServiceCategory": "AI and Machine Learning",
         "ServiceName": "LLM Training" if workload == "training" else "LLM Inference",
         "ServiceSubcategory": "Generative AI", "SkuId": sku, "SkuMeter": meter, "SkuPriceDetails": "",
-        "SkuPriceId": f"{sku}-measured", "SubAccountId": dims.get("team") or dims.get("namespace") or account,
-        "SubAccountName": dims.get("team") or dims.get("namespace") or account,
+        "SkuPriceId": f"{sku}-measured", "SubAccountId": dims.get("tenant") or dims.get("team") or dims.get("namespace") or account,
+        "SubAccountName": dims.get("tenant") or dims.get("team") or dims.get("namespace") or account,
         "Tags": json.dumps(tags, sort_keys=True),
         "x_CostKind": kind, "x_IdleCost": number(sum(r.idle.values(), ZERO)) if kind == "gpu_hours" else "",
         "x_GpuSecondsBusy": number(r.gpu_seconds.get("busy")) if kind == "gpu_hours" else "",

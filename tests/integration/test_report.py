@@ -138,12 +138,15 @@ def test_the_focus_file_passes_the_finops_foundations_validator(history: History
     if not FOCUS_VALIDATOR.exists():
         pytest.fail(f"{FOCUS_VALIDATOR} is missing: run .ci/focus-venv (the README's test command does)")
     out = history.work / "report.focus.csv"
-    done = report(history, "--step", "5s", "--by", "team,model,workload,hardware", "--format", "focus",
+    done = report(history, "--step", "5s", "--by", "tenant,model,workload,hardware", "--format", "focus",
                   "--out", str(out), "--account", "acme-ai")  # fmt: skip
     assert done.returncode == 0, done.stderr
     with out.open() as f:
         rows = list(csv.DictReader(f))
     assert rows and {r["ConsumedUnit"] for r in rows} == {"Tokens", "GPU-Hours"}
+    # The demo's shared 70B is charged to the teams calling it through its gateway.
+    callers = {r["x_CallingTeam"] for r in rows if r["x_Model"] == "meta-llama/Llama-3.3-70B-Instruct"}
+    assert {"search", "ads", "assistant"} <= callers, callers
     assert json.loads((history.work / "report.focus.csv.meta.json").read_text())["focus_version"] == "1.2"
     verdict = validate_focus(out, history.work)
     assert verdict.total > 0 and not verdict.failed, verdict.output[-3000:]
@@ -213,6 +216,8 @@ def test_the_html_report_renders_in_chromium(history: History) -> None:
           verdict: document.getElementById('verdict').innerText,
           bars: document.querySelectorAll('#spend rect').length,
           models: Array.from(document.querySelectorAll('#cpm tbody tr')).map(tr => tr.cells[0].innerText),
+          speed: Object.fromEntries(Array.from(document.querySelectorAll('#cpm tbody tr')).map(
+            tr => [tr.cells[0].innerText, tr.cells[4].innerText])),
           checks: Array.from(document.querySelectorAll('#checks tbody tr')).length,
           gaps: Array.from(document.querySelectorAll('#gaps li')).map(li => li.innerText),
           scripts: document.scripts.length, external: document.querySelectorAll('[src],[href^="http"]').length,
@@ -222,6 +227,9 @@ def test_the_html_report_renders_in_chromium(history: History) -> None:
     assert seen["verdict"] == "reconciled to the bill", seen
     assert seen["bars"] > 2 and seen["checks"] > 2, seen
     assert "meta-llama/Llama-3.3-70B-Instruct" in seen["models"], seen
+    # The interactivity each model's CPM was reached at: a number for the serving ones, none for idle.
+    assert float(seen["speed"]["meta-llama/Llama-3.3-70B-Instruct"]) > 0, seen
+    assert seen["speed"]["__idle__"] == "–", seen
     assert any("demo-node" in g for g in seen["gaps"]), seen
     assert seen["scripts"] == 0 and seen["external"] == 0, "self-contained: no script, no external asset"
     assert not seen["overflow"], "fits 1 280 px"
