@@ -147,6 +147,7 @@ class ModelCounters:
     itl_count: float | None = None  # ... and _count
     itl_method: str = ""  # what the pair measures (ServerProfile.token_time_method)
     running: float | None = None  # gauge: requests in the batch right now
+    waiting: float | None = None  # gauge: requests queued for the batch right now
     instance: str = ""  # one of several independent counter sets of the model (vLLM engine)
     cached_input_tokens: float | None = None  # part of input_tokens served from a prefix cache
     requests_by_reason: tuple[tuple[str, float], ...] = ()  # (finish reason, finished requests)
@@ -226,6 +227,19 @@ NO_CLIENT_CONFIG = HttpClientConfig()
 
 
 @dataclass(frozen=True, slots=True)
+class OperatingHints:
+    """What a server runs, as its pod or config says (engines/operating.py): "" where nothing says."""
+
+    version: str = ""  # the engine's version (an image tag, an annotation)
+    precision: str = ""  # the weights' quantisation or dtype: fp8, awq, bfloat16, Q4_K_M …
+    kv_cache_dtype: str = ""
+    source: str = ""  # annotation | container | config: where the first of them came from
+
+
+NO_HINTS = OperatingHints()
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """An inference server's /metrics endpoint and the owner its tokens belong to."""
 
@@ -244,6 +258,7 @@ class Target:
     # Chargeback by the server's own labels: a label (SGLang's custom labels) whose value names the
     # caller a sample's tokens were served for; those counts split the model's money like a gateway's.
     tenant_label: str = ""
+    hints: OperatingHints = NO_HINTS  # engine version and precision, from the pod or the config
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,11 +278,13 @@ class Gateway:
 
 @dataclass(frozen=True, slots=True)
 class ContainerRun:
-    """One container of a pod: the ports it declares, and when its current run started."""
+    """One container of a pod: the ports it declares, when its current run started, what it runs."""
 
     name: str
     ports: tuple[int, ...]  # spec.containers[].ports[].containerPort
     started_at: float | None  # status.containerStatuses[].state.running.startedAt; None unless running
+    image: str = ""  # spec.containers[].image
+    args: tuple[str, ...] = ()  # spec.containers[].command + args: the server's flags (--dtype …)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +306,13 @@ class PodInfo:
     # counters for it are the whole node's, not the pod's.
     host_network: bool = False
     containers: tuple[ContainerRun, ...] = ()
+
+    def serving(self, port: int) -> ContainerRun | None:
+        """The container serving ``port``: the one declaring it, or the pod's only container."""
+        declaring = [c for c in self.containers if port in c.ports]
+        if len(declaring) == 1:
+            return declaring[0]
+        return self.containers[0] if len(self.containers) == 1 else None
 
     def started_at(self, port: int) -> float | None:
         """When the container serving ``port`` last started: the one declaring the port, or the

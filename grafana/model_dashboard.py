@@ -11,10 +11,12 @@ from grafana.panels import (
     NAMESPACE,
     PERCENT,
     REQUESTS_PER_S,
+    SHORT,
     TOKENS_PER_S,
     USD,
     Column,
     cluster_variable,
+    info_table,
     label_variable,
     new_dashboard,
     row,
@@ -91,6 +93,45 @@ def model_detail() -> dashboard.Dashboard:
                     (sel(INTERACTIVITY, MODEL), "fleet (output-weighted)"),
                     (sel("cpm_tokens_per_second_per_user", *lines), "{{pod}} ({{method}})"),
                 ],
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Concurrency each CPM was reached at",
+                "Mean requests in each pod's batch (running) and queued (waiting) over the exporter's window, from "
+                "the servers' own gauges: with the CPM and the tokens/s per user above, the operating point. A CPM "
+                "that rises while concurrency falls is a quieter server, not a dearer one.",
+                SHORT,
+                [
+                    (sel("cpm_running_requests", *lines), "{{pod}} running"),
+                    (sel("cpm_waiting_requests", *lines), "{{pod}} waiting"),
+                ],
+            )
+        )
+        .with_panel(
+            info_table(
+                "Operating point per pod",
+                "cpm_operating_point_info: the engine each pod's server runs the model on, its version, the weights' "
+                "precision and the KV-cache dtype (from annotations, container flags and image tag, or the config; "
+                "unknown where nothing says). CPMs are comparable only at the same operating point.",
+                sel("cpm_operating_point_info", NAMESPACE, MODEL),
+                hide=("instance", "__name__"),
+                span=12,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Operating point changes",
+                "cpm_operating_point_changes_total: a rollout to another engine version, precision or served model. "
+                "A CPM jump at the same moment is the change, not the traffic.",
+                SHORT,
+                [
+                    (
+                        f"increase({sel('cpm_operating_point_changes_total', NAMESPACE)}[$__rate_interval]) > 0",
+                        "{{namespace}}/{{pod}}",
+                    )
+                ],
+                span=12,
             )
         )
         .with_row(row("Traffic"))

@@ -200,6 +200,7 @@ class FakeKubeApi:
         quiet: bool = False,
         created: str = CREATED,
         host_network: bool = False,
+        args: Iterable[str] = (),
     ) -> JSON:
         """Create a pod (an ``ADDED`` event; ``quiet``: an event lost to compaction); returns its JSON."""
         uid = uid or str(uuid.uuid4())
@@ -223,6 +224,7 @@ class FakeKubeApi:
                     {
                         "name": f"c{i}",
                         "image": "vllm/vllm-openai:v0.6.0",
+                        "args": list(args),
                         "ports": [{"containerPort": 8000, "protocol": "TCP"}],
                         "resources": {"limits": {"nvidia.com/gpu": "1"}},
                     }

@@ -393,3 +393,30 @@ def test_a_bad_gauge_costs_only_the_figure_it_feeds() -> None:
     assert [(m.input_tokens, m.output_tokens) for m in bad] == [
         (m.input_tokens, m.output_tokens) for m in good
     ]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "server", "line"),
+    [
+        ("vllm/v1-0.33.0.txt", "vllm",
+         'vllm:num_requests_waiting{engine="0",model_name="meta-llama/Llama-3.1-8B-Instruct"} 0.0'),
+        ("vllm/v0-0.6.6.txt", "vllm", 'vllm:num_requests_waiting{model_name="meta-llama/Llama-3.1-8B-Instruct"} 0.0'),
+        ("sglang/0.5.23.txt", "sglang",
+         'sglang:num_queue_reqs{engine_type="unified",model_name="meta-llama/Llama-3.1-8B-Instruct",moe_ep_rank="0",'
+         'pp_rank="0",tp_rank="0"} 2.0'),
+        ("tgi/3.3.7.txt", "tgi", "tgi_queue_size 0"),
+        ("triton-trtllm/r26.06.txt", "triton",
+         'nv_trt_llm_request_metrics{model="tensorrt_llm",request_type="waiting",version="1"} 0'),
+        ("llamacpp/0c1e570.txt", "llamacpp", "llamacpp:requests_deferred 0"),
+    ],
+)  # fmt: skip
+def test_every_engine_says_how_many_requests_wait_for_its_batch(fixture: str, server: str, line: str) -> None:
+    """Issue 20: the queue beside the batch, from each engine's own gauge, in its real payload."""
+    text = (FIXTURES / fixture).read_text()
+    assert line + "\n" in text
+    name = line.rsplit(" ", 1)[0]
+    models = read_payload(text.replace(line + "\n", f"{name} 7\n"), server, 100_000)
+    assert sum(m.waiting or 0.0 for m in models) == 7
+    assert all(m.waiting is not None for m in models if m.output_tokens)
+    gone = read_payload(text.replace(line + "\n", ""), server, 100_000)
+    assert all(m.waiting is None for m in gone)  # a gauge the payload lacks is unknown, not 0

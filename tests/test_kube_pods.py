@@ -186,6 +186,7 @@ def test_pod_fields(kube: FakeKubeApi, start: Callable[..., PodWatcher]) -> None
         pod_ip="10.1.2.3",
         claims=("cache", "weights"),
         container_ids=("containerd://abc123", "cri-o://def456"),
+        args=("--model", "meta-llama/Llama-3.1-8B-Instruct", "--quantization=fp8"),
     )
     watcher = start()
     (pod,) = watcher.pods()
@@ -201,7 +202,16 @@ def test_pod_fields(kube: FakeKubeApi, start: Callable[..., PodWatcher]) -> None
         claims=("cache", "weights"),
         container_ids=("abc123", "def456"),
         created_at=1714564800.0,  # the fake's creationTimestamp, 2024-05-01T12:00:00Z
-        containers=(ContainerRun("c0", (8000,), 1714564800.0), ContainerRun("c1", (8000,), 1714564800.0)),
+        containers=tuple(  # what each runs: the operating point's version and precision (issue 20)
+            ContainerRun(
+                name,
+                (8000,),
+                1714564800.0,
+                "vllm/vllm-openai:v0.6.0",
+                ("--model", "meta-llama/Llama-3.1-8B-Instruct", "--quantization=fp8"),
+            )
+            for name in ("c0", "c1")
+        ),
     )
     kube.mark_deleting("ml", "vllm-0", when="2024-05-01T12:30:00Z")
     eventually(lambda: watcher.pods()[0].deleted_at == 1714566600.0)

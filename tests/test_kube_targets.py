@@ -330,3 +330,18 @@ def test_a_pod_recreated_under_its_name_within_a_tick_holds_in_both_incarnations
         (1_767_225_606 * 10**9, None),  # the new incarnation, from its creation
         (None, 1_767_225_604 * 10**9),  # the old one, from the tick's start until it left
     ]
+
+
+def test_a_target_carries_what_its_pod_runs() -> None:
+    """Issue 20: the serving container's image tag and flags, under the pod's annotations."""
+    from dataclasses import replace
+
+    from exporter.records import ContainerRun
+
+    server = ContainerRun("vllm", (8000,), None, "vllm/vllm-openai:v0.8.5", ("--quantization", "fp8"))
+    plain = replace(pod(annotations=SCRAPE), containers=(server,))
+    noted = replace(pod("vllm-1", annotations={**SCRAPE, "cpm-exporter.io/engine-version": "0.8.5+patch"}),
+                    containers=(server,))  # fmt: skip
+    (a, b), _ = targets_of([plain, noted], OwnerRules())
+    assert (a.hints.version, a.hints.precision, a.hints.source) == ("0.8.5", "fp8", "container")
+    assert (b.hints.version, b.hints.precision, b.hints.source) == ("0.8.5+patch", "fp8", "annotation")

@@ -530,3 +530,28 @@ def test_a_container_start_that_the_watch_reports_late_is_not_taken_for_a_new_re
     after = (T0 + 35 * S) / S  # a real restart after the reading at T0 + 30 s, its new life already past 160
     snap = m.tick(at(3, 200, after), PRICES, 60)
     assert line(snap, "a-0").totals.input_tokens == 60 + 200 and snap.resets["a-0"] == 1
+
+
+def test_concurrency_is_the_mean_batch_and_queue_over_the_time_their_gauges_were_read() -> None:
+    """Issue 20: cpm_running_requests / cpm_waiting_requests beside the interactivity: the window's
+    mean of the servers' gauges, over the ticks they were read (a lost scrape does not dilute it);
+    never read, no value."""
+    m = Meter("n")
+    g, p = gpus(1), (Placement("0", A),)
+    snap = run(
+        m,
+        (g, p, (scrape(A, counters("llama", 0, 0, running=2, waiting=6)),)),
+        (g, p, (scrape(A, counters("llama", 100, 800, running=6, waiting=2)),)),
+        (g, p, ()),
+    )  # fmt: skip  (the last scrape is lost)
+    gauges = line(snap, "a-0").gauges
+    assert (gauges.running_requests, gauges.waiting_requests) == (pytest.approx(4.0), pytest.approx(4.0))
+    quiet = run(
+        Meter("n"),
+        (g, p, (scrape(A, counters("llama", 0, 0)),)),
+        (g, p, (scrape(A, counters("llama", 9, 9)),)),
+    )
+    assert (
+        line(quiet, "a-0").gauges.running_requests is None
+        and line(quiet, "a-0").gauges.waiting_requests is None
+    )

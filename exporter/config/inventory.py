@@ -17,7 +17,15 @@ from exporter.config.schema import StaticGpu, StaticWorkload
 from exporter.engines.profiles import SERVERS
 from exporter.engines.targets import adapter_label_problem
 from exporter.pricing.prices import ZERO
-from exporter.records import CAPACITY_CLASSES, SERVING_ROLES, WORKLOAD_KINDS, Owner, Target
+from exporter.records import (
+    CAPACITY_CLASSES,
+    NO_HINTS,
+    SERVING_ROLES,
+    WORKLOAD_KINDS,
+    OperatingHints,
+    Owner,
+    Target,
+)
 from exporter.yamlstrict import readers as yn
 from exporter.yamlstrict.readers import Problems, choice_reader, number_reader, text_reader
 
@@ -193,6 +201,9 @@ def _gpu_share(p: Problems, item: Node, here: str) -> tuple[str | None, int | No
     return gpu_id, share
 
 
+_HINTS = ("engine_version", "precision", "kv_cache_dtype")  # what the server runs, where no pod says
+
+
 def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) -> list[Target]:
     """The targets of one workload (owner still unknown); read even when the workload is invalid."""
     servers = known_servers()
@@ -200,7 +211,10 @@ def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) ->
     for k, item in enumerate(yn.items(p, node, at) or [] if node is not None else []):
         here = yn.index_path(at, k)
         m = yn.fields(
-            p, item, here, ("url", "server", "name", "token_metric", "adapter_label", "tenant_label", "https")
+            p,
+            item,
+            here,
+            ("url", "server", "name", "token_metric", "adapter_label", "tenant_label", "https", *_HINTS),
         )
         if m is None:
             continue
@@ -223,9 +237,22 @@ def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) ->
         if adapter and (metric or server == "training"):
             p.add(f"{here}.adapter_label", m["adapter_label"], "is for inference targets, not training")
         client = read_https(p, m.get("https"), f"{here}.https", url)
+        version, precision, kv = (yn.optional(m, f, here, text_reader(p), "") or "" for f in _HINTS)
+        hints = OperatingHints(version, precision, kv, "config") if version or precision or kv else NO_HINTS
         if url is not None:
             out.append(
-                Target(name, url, NO_OWNER, server, metric or "", adapter or "", client, None, tenant or "")
+                Target(
+                    name,
+                    url,
+                    NO_OWNER,
+                    server,
+                    metric or "",
+                    adapter or "",
+                    client,
+                    None,
+                    tenant or "",
+                    hints,
+                )
             )
     return out
 

@@ -48,6 +48,7 @@ class ServerProfile:
     requests: Alternatives = ()  # finished requests
     finish_reason_label: str = ""  # the label of ``requests`` that says why a request finished
     running: Alternatives = ()  # gauge: requests in the batch (concurrency)
+    waiting: Alternatives = ()  # gauge: requests queued for the batch
     # Time per output token as a (seconds, tokens) pair of cumulative sums; ``token_time``
     # names what the pair measures, for the ``method`` label of the interactivity gauge.
     token_time: tuple[tuple[Series, Series], ...] = ()
@@ -69,7 +70,7 @@ class ServerProfile:
             self.created,
             self.requests,
         )
-        fields += (self.running, self.prefill_seconds, self.decode_seconds)
+        fields += (self.running, self.waiting, self.prefill_seconds, self.decode_seconds)
         fields += (self.prompt_lengths, self.generation_lengths)
         fields += tuple(tuple(pair) for pair in self.token_time)
         return frozenset(name for alternatives in fields for series in alternatives for name in series.names)
@@ -93,6 +94,7 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
             requests=(s("vllm:request_success_total"),),  # every finished_reason
             finish_reason_label="finished_reason",
             running=(s("vllm:num_requests_running"),),
+            waiting=(s("vllm:num_requests_waiting"),),
             # V1 ≥ 0.10.2 name first; the V0 / early V1 name (gone by 0.20.0) second.
             token_time=(
                 histogram("vllm:inter_token_latency_seconds"),
@@ -112,6 +114,7 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
             output_tokens=(s("sglang:generation_tokens_total"),),
             requests=(s("sglang:num_requests_total"),),
             running=(s("sglang:num_running_reqs"),),
+            waiting=(s("sglang:num_queue_reqs"),),
             token_time=(
                 histogram("sglang:inter_token_latency_seconds"),
                 histogram("sglang:time_per_output_token_seconds"),  # ≤ 0.4.0
@@ -126,6 +129,7 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
             output_tokens=(s("tgi_request_generated_tokens_sum"),),
             requests=(s("tgi_request_success"),),
             running=(s("tgi_batch_current_size"),),
+            waiting=(s("tgi_queue_size"),),
             token_time=(histogram("tgi_request_mean_time_per_token_duration"),),
             token_time_method="request_time_per_output_token",  # a per-request mean
             prefill_seconds=(s("tgi_batch_forward_duration_sum", method="prefill"),),
@@ -148,6 +152,7 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
                 s("nv_inference_request_success", model="tensorrt_llm"),
             ),
             running=(s("nv_trt_llm_request_metrics", request_type="active"),),
+            waiting=(s("nv_trt_llm_request_metrics", request_type="waiting"),),
             prompt_lengths=(s("nv_llm_input_token_len_bucket"),),
             generation_lengths=(s("nv_llm_output_token_len_bucket"),),
         ),
@@ -160,6 +165,7 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
             cached_input_tokens=(s("llamacpp:prompt_tokens_cached_total"),),
             output_tokens=(s("llamacpp:tokens_predicted_total"),),
             running=(s("llamacpp:requests_processing"),),
+            waiting=(s("llamacpp:requests_deferred"),),
             token_time=(
                 (s("llamacpp:tokens_predicted_seconds_total"), s("llamacpp:tokens_predicted_total")),
             ),

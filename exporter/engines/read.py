@@ -214,6 +214,7 @@ def _model_counters(key: tuple[str, str], index: Indexed, shared: Indexed, p: Se
         itl_count=token_time[2],
         itl_method=p.token_time_method if token_time[1] is not None else "",
         running=_gauge(value(index, p.running)),
+        waiting=_gauge(value(index, p.waiting)),
         prompt_lengths=buckets(index, p.prompt_lengths),
         generation_lengths=buckets(index, p.generation_lengths),
         sources=tuple(sources),

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from exporter.engines.operating import hints_from_pod
 from exporter.quantity import parse_quantity
 from exporter.records import NO_CLIENT_CONFIG, HttpClientConfig, Owner, PodInfo, Target
 
@@ -123,8 +124,11 @@ def targets_of(
             tenant_label = ""
         client = https if url.startswith("https://") else NO_CLIENT_CONFIG
         started = pod.started_at(_port(notes))
+        hints = hints_from_pod(pod, _port(notes))
         targets.append(
-            Target(name, url, owner, "auto", token_metric, adapter_label, client, started, tenant_label)
+            Target(
+                name, url, owner, "auto", token_metric, adapter_label, client, started, tenant_label, hints
+            )
         )
     return Discovered(tuple(targets), tuple(problems))
 

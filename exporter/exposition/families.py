@@ -226,6 +226,13 @@ FAMILIES: tuple[Family, ...] = (
     Family("cpm_tenant_waiting_usd", "gauge",
            "A line's money whose tokens wait for a gateway's count (answers still streaming); on lines with tenants.",
            L, _per_line(_tenant_waiting)),
+    Family("cpm_running_requests", "gauge",
+           "Concurrency the CPM was reached at: mean requests in the server's batch over the window (the time its "
+           "gauge was read), beside cpm_tokens_per_second_per_user.",
+           L, _per_line(lambda v: [((), v.gauges.running_requests)])),
+    Family("cpm_waiting_requests", "gauge",
+           "Mean requests queued for the server's batch over the window (the time its gauge was read).",
+           L, _per_line(lambda v: [((), v.gauges.waiting_requests)])),
     Family("cpm_usd_per_request", "gauge", "Cost per finished request over the window, in USD.", L,
            _per_line(lambda v: [((), v.gauges.usd_per_request)])),
     Family("cpm_usd_per_request_percentile", "gauge",
@@ -273,6 +280,19 @@ FAMILIES: tuple[Family, ...] = (
            _on_node(lambda v: [((t.namespace, t.pod, t.name, t.server), float(t.up)) for t in v.status.targets])),
     Family("cpm_source_up", "gauge", "1 if a node source (nvml, dcgm, inventory, kubernetes, podresources, cadvisor) answered on the last tick.",
            ("node", "source"), _on_node(lambda v: [((s.source,), float(s.up)) for s in v.status.sources])),
+    Family("cpm_operating_point_info", "gauge",
+           "What a pod's server ran each model with: engine (the detected server), version, precision (weights' "
+           "quantisation or dtype) and KV-cache dtype, from the pod's annotations, its container's flags and image "
+           "tag, or the config (source); \"unknown\" where nothing says. Join on namespace, pod, model.",
+           ("node", "namespace", "pod", "model", "engine", "version", "precision", "kv_cache_dtype", "source"),
+           _on_node(lambda v: [((p.namespace, p.pod, p.model, p.engine, p.version or "unknown",
+                                 p.precision or "unknown", p.kv_cache_dtype or "unknown", p.source or "none"), 1.0)
+                                for p in v.status.operating_points])),
+    Family("cpm_operating_point_changes_total", "counter",
+           "Changes of a pod's operating point (engine version, precision, KV-cache dtype or served model) seen "
+           "since the exporter started: mark them on a CPM graph to explain a jump.",
+           ("node", "namespace", "pod"),
+           _on_node(lambda v: [((ns, pod), float(n)) for (ns, pod), n in sorted(v.status.operating_changes.items())])),
     Family("cpm_gpu_info", "gauge", "A discovered GPU unit (a GPU or MIG instance): its index, driver name, "
            "hardware type, MIG profile, which rule placed it (fraction, podresources, process, dcgm, static; "
            "empty: unallocated) and how its holders split it (whole, fraction, overcommitted, share, replicas, equal).",

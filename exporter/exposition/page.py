@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from datetime import datetime, timezone
 
-from exporter.exposition.status import ExportView
+from exporter.exposition.status import ExportView, OperatingPoint
 from exporter.meter.snapshot import LineView
 
 _STYLE = """
@@ -33,13 +33,23 @@ def _num(x: float | None, fmt: str) -> str:
     return "–" if x is None else format(x, fmt)
 
 
-def _row(v: LineView) -> str:
+def _engine(p: OperatingPoint | None) -> str:
+    """Engine, version and precision in one cell ("vllm 0.8.5 · fp8"); what nothing says is left out."""
+    if p is None:
+        return "–"
+    version = f" {p.version}" if p.version else ""
+    extra = " · ".join(x for x in (p.precision, f"kv {p.kv_cache_dtype}" if p.kv_cache_dtype else "") if x)
+    return f"{p.engine}{version}" + (f" · {extra}" if extra else "")
+
+
+def _row(v: LineView, point: OperatingPoint | None) -> str:
     g, o = v.gauges, v.line.owner
     cells = [
         html.escape(o.model),
         html.escape(o.team),
         html.escape(f"{o.namespace}/{o.pod}"),
         html.escape(f"{v.line.hardware} ({v.line.capacity})"),
+        html.escape(_engine(point)),
     ]
     nums = [
         _money(g.usd_per_million_input),
@@ -107,7 +117,7 @@ def _idle_row(v: LineView) -> str:
     label = f"idle — {html.escape(v.line.hardware)} ({html.escape(v.line.capacity)})"
     burn = _money(v.gauges.burn_usd_per_hour, 2)
     return (
-        f'<tr class="idle"><td colspan="12">{label}: GPUs held by no pod</td><td class="n">{burn}</td></tr>'
+        f'<tr class="idle"><td colspan="13">{label}: GPUs held by no pod</td><td class="n">{burn}</td></tr>'
     )
 
 
@@ -150,6 +160,7 @@ def render_page(view: ExportView) -> bytes:
             "team",
             "pod",
             "hardware",
+            "engine",
             "$/M input",
             "$/M output",
             "$/M total",
@@ -161,7 +172,11 @@ def render_page(view: ExportView) -> bytes:
             "idle $/h",
         )
     )
-    rows = "".join(_row(v) for v in served) + "".join(_idle_row(v) for v in idle)
+    points = {(p.namespace, p.pod, p.model): p for p in s.operating_points}
+    rows = "".join(
+        _row(v, points.get((v.line.owner.namespace, v.line.owner.pod, v.line.owner.model))) for v in served
+    )
+    rows += "".join(_idle_row(v) for v in idle)
     body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="{refresh}"><title>cpm-exporter — {html.escape(m.node)}</title>
 <style>{_STYLE}</style></head><body>{banner}

@@ -22,6 +22,20 @@ class TargetStatus:
     pod: str = ""
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class OperatingPoint:
+    """What one pod's server ran a model with (runtime/operating.py); "" = unknown."""
+
+    namespace: str
+    pod: str
+    model: str
+    engine: str  # the detected server profile: vllm, sglang, tgi, triton, llamacpp, training
+    version: str
+    precision: str
+    kv_cache_dtype: str
+    source: str  # annotation | container | config | "" (nothing said)
+
+
 @dataclass(frozen=True, slots=True)
 class RuntimeStatus:
     mode: str  # "demo" | "run"
@@ -38,6 +52,10 @@ class RuntimeStatus:
     window_seconds: float = 0.0
     sources: tuple[SourceStatus, ...] = ()
     units: tuple[UnitInfo, ...] = ()
+    operating_points: tuple[OperatingPoint, ...] = ()
+    operating_changes: Mapping[tuple[str, str], int] = field(
+        default_factory=dict
+    )  # (namespace, pod) → changes
 
 
 @dataclass(frozen=True, slots=True)

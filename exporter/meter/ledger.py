@@ -290,6 +290,9 @@ class Meter:
             totals.known |= d.known
         self._bill += cost
         running = sum(x.running or 0.0 for x in tl.deltas) * inp.dt_ns / NS_PER_S
+        waiting = sum(x.waiting or 0.0 for x in tl.deltas) * inp.dt_ns / NS_PER_S
+        running_ns = inp.dt_ns if any(x.running is not None for x in tl.deltas) else 0
+        waiting_ns = inp.dt_ns if any(x.waiting is not None for x in tl.deltas) else 0
         if d.itl_count:
             self._itl_method[line] = next(x.itl_method for x in tl.deltas if x.itl_count)
         record = TickRecord(
@@ -308,6 +311,10 @@ class Meter:
             tl.time[1],
             tl.time[2],
             d.cached_input_tokens,
+            0,
+            running_ns,
+            waiting,
+            waiting_ns,
         )  # fmt: skip  (positional: this runs for every line every tick)
         accrued_ns = int(max((x.accrued_s for x in tl.deltas), default=0.0) * NS_PER_S)
         self._windows.setdefault(line, Window()).add(record, window_ns, accrued_ns=accrued_ns)

@@ -61,6 +61,7 @@ def by_kind(d: ModelDelta, held: dict[Kind, int] | None, primary: Kind) -> list[
         part = replace(
             d,
             running=None if d.running is None else d.running * weights[i] / sum(weights),
+            waiting=None if d.waiting is None else d.waiting * weights[i] / sum(weights),
             requests_by_reason=tuple(
                 (why, r[i]) for (why, _), r in zip(d.requests_by_reason, reasons, strict=True)
             ),

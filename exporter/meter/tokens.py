@@ -55,6 +55,7 @@ class ModelDelta:
     itl_seconds: float = 0.0
     itl_count: float = 0.0
     running: float | None = None
+    waiting: float | None = None
     requests_by_reason: tuple[tuple[str, float], ...] = ()  # finished this tick, per reason
     itl_method: str = ""  # what itl_seconds / itl_count measure (the server's profile says)
     has_phase_time: bool = False  # the server exports prefill and decode time
@@ -403,6 +404,7 @@ def _delta(
         owner=scrape.holder._replace(model=m.model or scrape.holder.model),
         instance=m.instance,
         running=m.running,
+        waiting=m.waiting,
         requests_by_reason=tuple(
             (k.removeprefix(REASON), v) for k, v in amounts.items() if k.startswith(REASON)
         ),

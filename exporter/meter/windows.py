@@ -35,6 +35,9 @@ class TickRecord(NamedTuple):
     measured_ns: int = 0
     cached_input_tokens: float = 0.0
     idle_cost: int = 0  # nano-dollars of ``cost`` that bought idle GPU time (cpm_idle_cost_usd_total)
+    running_ns: int = 0  # tick time the running gauge was read (its mean is over that time only)
+    waiting_seconds: float = 0.0  # Σ waiting requests × tick seconds
+    waiting_ns: int = 0  # tick time the waiting gauge was read
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,10 @@ class LiveGauges:
     idle_burn_usd_per_hour: float | None = None  # the idle money's rate: cpm_idle_cost_usd_total's, per hour
     utilization: float | None = None
     window_seconds: float = 0.0
+    # Concurrency the CPM was reached at: mean requests in the batch and queued, over the window's
+    # time the server's gauges were read (unknown, not 0, where never read).
+    running_requests: float | None = None
+    waiting_requests: float | None = None
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -152,6 +159,8 @@ class Window:
             idle_burn_usd_per_hour=r.idle_cost / NANO_PER_USD / span_s * 3600,
             utilization=_ratio(r.busy_ns, r.measured_ns),
             window_seconds=span_s,
+            running_requests=_ratio(r.running_seconds, r.running_ns / NS_PER_S),
+            waiting_requests=_ratio(r.waiting_seconds, r.waiting_ns / NS_PER_S),
         )
 
 
@@ -159,7 +168,9 @@ def _interactivity(r: TickRecord, span_s: float) -> tuple[float | None, str]:
     """Tokens/s per user: 1 ÷ mean inter-token latency; else output rate ÷ mean concurrency."""
     if r.itl_seconds > 0 and r.itl_count > 0:
         return r.itl_count / r.itl_seconds, TOKEN_TIME
-    mean_running = r.running_seconds / span_s
+    mean_running = (
+        _ratio(r.running_seconds, r.running_ns / NS_PER_S) or 0.0
+    )  # the cpm_running_requests figure
     if r.output_tokens > 0 and mean_running > 0:
         return r.output_tokens / span_s / mean_running, "output_rate_per_running_request"
     return None, ""

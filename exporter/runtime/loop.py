@@ -23,7 +23,7 @@ from exporter.errors import ConfigError
 from exporter.exposition.page import render_page
 from exporter.exposition.render import render
 from exporter.exposition.server import Published
-from exporter.exposition.status import ExportView, RuntimeStatus, TargetStatus
+from exporter.exposition.status import ExportView, OperatingPoint, RuntimeStatus, TargetStatus
 from exporter.http.textformat import FetchLimits, fetch_text
 from exporter.meter.ledger import Meter
 from exporter.meter.snapshot import MeterSnapshot
@@ -31,6 +31,7 @@ from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.records import Gateway, GpuSample, Target, TargetScrape, TickInput
 from exporter.runtime.continuity import Continuity
 from exporter.runtime.filestamp import FileStamp
+from exporter.runtime.operating import OperatingPoints
 from exporter.runtime.plan import Derived, Plan, derive, pod_facts
 from exporter.sources.discovery import node_source_for
 from exporter.sources.gpu.inventory import NodeSource
@@ -81,6 +82,8 @@ class Runtime(Continuity):
         self._config_success_ts = time.time()
         self._target_errors: dict[str, Counter[str]] = {}
         self._server_of: dict[str, str] = {}
+        self._operating = OperatingPoints()  # each pod's engine, version, precision; changes counted
+        self._points: tuple[OperatingPoint, ...] = ()
         self._target_names: frozenset[str] = frozenset()  # last tick's targets (config + discovered)
         self._price_warned: set[tuple[str, str]] = set()  # last detected server per target: a stable label
         self._ticks = 0
@@ -147,6 +150,7 @@ class Runtime(Continuity):
         gpus, placements, pods = self._node.gpus(cfg), self._node.placements(cfg), self._node.pods(cfg)
         plan = self._plan(cfg, derived)
         scrapes, gateways = self._scrape_all(plan.targets, cfg.gateways, derived.limits)
+        self._points = self._operating.update(plan.targets, scrapes)
         inp = TickInput(
             start_ns=start_ns,
             end_ns=end_ns,
@@ -282,6 +286,8 @@ class Runtime(Continuity):
             window_seconds=cfg.window_seconds,
             sources=self._node.status(),
             units=self._node.unit_info(),
+            operating_points=self._points,
+            operating_changes=dict(self._operating.changes),
         )
 
     # -- the loop -----------------------------------------------------------------------------

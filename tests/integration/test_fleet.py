@@ -696,3 +696,24 @@ def test_the_report_reconciles_on_the_fleets_prometheus_and_on_the_central_store
     assert nodes == want, nodes
     rows = json.loads(out.read_text())["rows"]
     assert {r["team"] for r in rows} >= {"search", "research"}, {r["team"] for r in rows}
+
+
+def test_every_promql_query_in_the_readme_answers_on_the_fleet(fleet: Fleet) -> None:
+    """The README's queries are the ones users paste: each is accepted by a real Prometheus and answers
+    with data on the fleet (the CPM with its operating point too: one number, one definition)."""
+    readme = (REPO / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```promql\n")[1:]]
+    queries = [" ".join(line.split("#", 1)[0] for line in b.splitlines()).strip() for b in blocks]
+    queries = [q.replace("[1d]", "[1m]") for q in queries if q]  # the fleet is a few minutes old
+    assert len(queries) >= 3
+    empty = queries
+    deadline = time.monotonic() + 60
+    while empty and time.monotonic() < deadline:
+        empty = [q for q in empty if not fleet.prometheus.query(q)]
+        time.sleep(1)
+    assert not empty, f"README queries without data: {empty}"
+    (op,) = [q for q in queries if "cpm_operating_point_info" in q]
+    engines = {r["metric"].get("engine") for r in fleet.prometheus.query(op)}
+    assert engines == {"vllm"}, (
+        engines
+    )  # the fleet's servers: simulated vLLM, engine detected, version unknown

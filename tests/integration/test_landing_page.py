@@ -82,7 +82,11 @@ def test_landing_page_in_chromium(demo, browser: webdriver.Chrome, wait_for) -> 
         gateway's teams have their rows."""
         page = read(browser)
         by_model = {r["cells"][0]: r["cells"] for r in page["rows"] if r["cls"] != "idle" and r["cells"]}
-        ok = set(by_model) >= SERVING and all(MONEY.match(by_model[m][6]) and NUMBER.match(by_model[m][7])
+        head = page["head"]
+        if "$/M total" not in head:
+            return None
+        cpm, speed = head.index("$/M total"), head.index("tokens/s per user")
+        ok = set(by_model) >= SERVING and all(MONEY.match(by_model[m][cpm]) and NUMBER.match(by_model[m][speed])
                                               for m in SERVING)  # fmt: skip
         ok = ok and {r["cells"][0] for r in page["tenants"] if r["cells"]} >= set(GATEWAY_TEAMS)
         return page if ok else None
@@ -115,6 +119,10 @@ def test_landing_page_in_chromium(demo, browser: webdriver.Chrome, wait_for) -> 
             # All of its GPU money is idle (no_traffic); its support uplift and storage are not GPU time,
             # so not idle money (cpm_idle_cost_usd_total, the rules and CpmIdleBurnHigh count the same).
             assert 0 < money(cells[col["idle $/h"]]) < money(cells[col["$/h"]]), cells
+    # What each server runs (issue 20): engine as detected, version and precision as the demo config says.
+    engines = {r[0]: r[col["engine"]] for r in rows}
+    assert engines["meta-llama/Llama-3.3-70B-Instruct"] == "vllm 0.8.5 · fp8 · kv fp8_e4m3", engines
+    assert engines["mistralai/Mistral-7B-Instruct-v0.3"] == "vllm", engines  # nothing says more: no guess
     idle = [r["cells"] for r in page["rows"] if r["cls"] == "idle"]
     assert len(idle) == 1, page["rows"]
     assert idle[0][0].startswith("idle — H100 (on_demand)"), idle

@@ -142,7 +142,13 @@ def _containers(spec: dict[str, Any], starts: Mapping[str, float | None]) -> tup
         ports = _list(entry.get("ports"), "spec.containers[].ports")
         numbers = [_dict(p, "ports[]", optional=False).get("containerPort") for p in ports]
         declared = tuple(n for n in numbers if isinstance(n, int) and not isinstance(n, bool))
-        out.append(ContainerRun(name, declared, starts.get(name)))
+        image = _str(entry.get("image"), "spec.containers[].image", "")
+        words = [
+            *_list(entry.get("command"), "spec.containers[].command"),
+            *_list(entry.get("args"), "spec.containers[].args"),
+        ]
+        args = tuple(w for w in words if isinstance(w, str))
+        out.append(ContainerRun(name, declared, starts.get(name), image, args))
     return tuple(out)
 
 

@@ -1,0 +1,77 @@
+"""Issue 20: what each server runs (engine, version, precision, KV-cache dtype) beside its CPM, from
+annotations, container flags and image tags, or the config; changes counted over time."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporter.engines.operating import hints_from_container, hints_from_pod, image_version
+from exporter.exposition.status import OperatingPoint
+from exporter.records import ContainerRun, ModelCounters, OperatingHints, Owner, PodInfo, Target, TargetScrape
+from exporter.runtime.operating import OperatingPoints
+
+
+@pytest.mark.parametrize(
+    ("args", "image", "expected"),
+    [
+        # vLLM: quantisation wins over dtype; auto says nothing.
+        (["vllm", "serve", "m", "--dtype", "bfloat16", "--quantization", "fp8", "--kv-cache-dtype", "fp8_e4m3"],
+         "vllm/vllm-openai:v0.8.5", ("0.8.5", "fp8", "fp8_e4m3")),
+        (["--model=m", "--dtype=auto", "--kv-cache-dtype=auto"], "vllm/vllm-openai:latest", ("", "", "")),
+        (["--model", "m", "--dtype", "half"], "docker.io/vllm/vllm-openai:v0.6.6.post1", ("0.6.6.post1", "half", "")),
+        # SGLang, one string of flags in a shell command
+        (["python3 -m sglang.launch_server --model-path m --quantization awq"], "lmsysorg/sglang:v0.5.2-cu126",
+         ("0.5.2-cu126", "awq", "")),
+        # TGI: --quantize
+        (["--model-id", "m", "--quantize", "gptq"], "ghcr.io/huggingface/text-generation-inference:3.3.7",
+         ("3.3.7", "gptq", "")),
+        # llama.cpp: the GGUF file's quant, the build number, -ctk for the KV cache
+        (["-m", "/models/Phi-3-mini-4k-instruct-Q4_K_M.gguf", "-ctk", "q8_0"], "ghcr.io/ggml-org/llama.cpp:server-b4500",
+         ("b4500", "Q4_K_M", "q8_0")),
+        # a digest pins a build, not a version: unknown
+        ([], "vllm/vllm-openai@sha256:0123abcd", ("", "", "")),
+    ],
+)  # fmt: skip
+def test_a_containers_flags_and_image_tag_say_what_it_runs(
+    args: list[str], image: str, expected: tuple[str, str, str]
+) -> None:
+    h = hints_from_container(args, image)
+    assert (h.version, h.precision, h.kv_cache_dtype) == expected
+    assert h.source == ("container" if any(expected) else "")
+
+
+def test_annotations_win_over_the_container_and_a_port_names_the_serving_container() -> None:
+    sidecar = ContainerRun("proxy", (9000,), None, "envoyproxy/envoy:v1.30.0", ())
+    server = ContainerRun("vllm", (8000,), None, "vllm/vllm-openai:v0.8.5", ("--quantization", "fp8"))
+    pod = PodInfo("u", "ml", "vllm-0", {}, {"cpm-exporter.io/precision": "fp8-dynamic"}, "Running", "10.0.0.1",
+                  None, (), (), containers=(sidecar, server))  # fmt: skip
+    h = hints_from_pod(pod, 8000)
+    assert (h.version, h.precision, h.source) == ("0.8.5", "fp8-dynamic", "annotation")
+    assert hints_from_pod(pod, 7777).version == ""  # two containers, neither declares it: unknown
+    assert image_version("registry:5000/vllm") == ""  # a registry's port is not a tag
+
+
+def test_a_change_of_operating_point_is_counted_once_and_a_failed_scrape_changes_nothing() -> None:
+    owner = Owner("ml", "vllm-0", "search", "llama")
+
+    def target(version: str) -> Target:
+        return Target(
+            "ml/vllm-0",
+            "http://10.0.0.1:8000/metrics",
+            owner,
+            hints=OperatingHints(version, "fp8", "", "container"),
+        )
+
+    def scrape(ok: bool = True, model: str = "llama") -> TargetScrape:
+        return TargetScrape("ml/vllm-0", owner, "vllm", ok, (ModelCounters(model, 1.0, 1.0),) if ok else ())
+
+    points = OperatingPoints()
+    first = points.update([target("0.8.5")], [scrape()])
+    assert first == (OperatingPoint("ml", "vllm-0", "llama", "vllm", "0.8.5", "fp8", "", "container"),)
+    assert points.changes == {("ml", "vllm-0"): 0}
+    points.update([target("0.8.5")], [scrape(ok=False)])  # a lost scrape: the last point stays
+    assert points.update([target("0.8.5")], [scrape()]) == first and points.changes[("ml", "vllm-0")] == 0
+    points.update([target("0.9.0")], [scrape()])  # a rollout
+    points.update([target("0.9.0")], [scrape(model="llama-lora")])  # another served model
+    assert points.changes[("ml", "vllm-0")] == 2
+    assert points.update([], []) == () and points.changes == {}  # the pod is gone: forgotten
