@@ -41,8 +41,9 @@ from typing import Any
 
 import pytest
 from conftest import Exporter, Samples
-from vllm_server import VllmServer
+from vllm_server import VllmServer, vllm_version
 
+from exporter.engines.operating import hints_from_container
 from exporter.meter.request_cost import bucket_quantile
 
 POD = "vllm-0"
@@ -415,6 +416,15 @@ def test_exporter_counts_what_a_real_vllm_served(run: Run) -> None:
     # exactly below.
     [gauge] = ours.find("cpm_tokens_per_second_per_user", pod=POD)
     assert gauge.labels["method"] == "inter_token_latency", gauge  # vLLM's histogram, not the fallback
+    # The operating point beside it (issue 20): vLLM detected; the batch and queue from its own gauges
+    # (a mean over the window: between none and every request sent); what it runs from its real flags.
+    [point] = ours.find("cpm_operating_point_info", pod=POD)
+    assert point.labels["engine"] == "vllm" and point.labels["model"] == vllm.model, point
+    [running] = ours.find("cpm_running_requests", pod=POD)
+    [waiting] = ours.find("cpm_waiting_requests", pod=POD)
+    assert 0 <= running.value <= len(completed) and 0 <= waiting.value <= len(completed), (running, waiting)
+    hints = hints_from_container(vllm.args, f"vllm/vllm-openai:v{vllm_version()}")
+    assert (hints.precision, hints.version) == ("float32", vllm_version()), hints
     streams = [r for r in completed if r.kind == "stream"]
     tokens, seconds = (sum(x) for x in zip(*(r.decode_rate() for r in streams), strict=True))
     client_tps = tokens / seconds
