@@ -127,7 +127,7 @@ def model_detail() -> dashboard.Dashboard:
                 SHORT,
                 [
                     (
-                        f"increase({sel('cpm_operating_point_changes_total', NAMESPACE)}[$__rate_interval]) > 0",
+                        f"increase({sel('cpm_operating_point_changes_total', NAMESPACE)}[$__rate_interval])",
                         "{{namespace}}/{{pod}}",
                     )
                 ],
