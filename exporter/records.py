@@ -234,6 +234,9 @@ class OperatingHints:
     precision: str = ""  # the weights' quantisation or dtype: fp8, awq, bfloat16, Q4_K_M …
     kv_cache_dtype: str = ""
     source: str = ""  # annotation | container | config: where the first of them came from
+    model_class: str = (
+        ""  # the published table's class of the model (llama-70b): only annotations or config say
+    )
 
 
 NO_HINTS = OperatingHints()

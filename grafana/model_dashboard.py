@@ -134,6 +134,25 @@ def model_detail() -> dashboard.Dashboard:
                 span=12,
             )
         )
+        .with_panel(
+            timeseries_panel(
+                "Distance to the published frontier",
+                "cpm_frontier_ratio: each pod's live CPM ÷ the published CPM at its operating point (same hardware, "
+                "model class and precision, the nearest tokens/s per user): 1 is on the frontier. Only where the "
+                "dated table (or your published_table) has such a row.",
+                SHORT,
+                [(sel("cpm_frontier_ratio", *lines), "{{pod}} vs {{row}}")],
+            )
+        )
+        .with_panel(
+            info_table(
+                "Published rows compared with",
+                "cpm_published_row_info: the row, its source, date and operating point; the value is its $/M tokens.",
+                sel("cpm_published_row_info"),
+                hide=("instance", "__name__", "node"),
+                span=12,
+            )
+        )
         .with_row(row("Traffic"))
         .with_panel(
             timeseries_panel(

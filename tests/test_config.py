@@ -901,3 +901,18 @@ gateways:
     assert "gateways[1].output_counter" in found and "is for kind counters" in found
     assert "gateways[3].tenant_label" in text and "not a Prometheus label name" in text
     assert "gateways[3].name" in text and "names another gateway" in text  # two named litellm
+
+
+def test_a_published_table_of_ones_own_is_read_at_load_and_a_bad_one_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    good = tmp_path / "rows.yaml"
+    good.write_text('date: "2026-12-01"\nrows:\n  - {id: r1, metric: usd_per_million_tokens, value: 0.1, hardware: H100, '
+                    "model: m, model_class: llama-8b, precision: bf16, engine: vLLM, conditions: c, source: s, "
+                    "date: December 2026}\n")  # fmt: skip
+    cfg = load(BASE + f'published_table: "{good}"\n')
+    assert cfg.published is not None and [r.id for r in cfg.published] == ["r1"]
+    assert load(BASE).published is None  # the packaged table, read by the runtime
+    missing = "\n".join(problems(BASE + f'published_table: "{tmp_path / "nope.yaml"}"\n'))
+    assert "published_table" in missing and "cannot read" in missing
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('date: "2026-12-01"\nrows:\n  - {id: r1, metric: cost}\n')
+    assert "published_table" in "\n".join(problems(BASE + f'published_table: "{bad}"\n'))

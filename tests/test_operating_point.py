@@ -75,3 +75,41 @@ def test_a_change_of_operating_point_is_counted_once_and_a_failed_scrape_changes
     points.update([target("0.9.0")], [scrape(model="llama-lora")])  # another served model
     assert points.changes[("ml", "vllm-0")] == 2
     assert points.update([], []) == () and points.changes == {}  # the pod is gone: forgotten
+
+
+def test_a_line_is_compared_with_the_published_row_at_its_operating_point() -> None:
+    """cpm_frontier_ratio: same hardware, model class and precision family; of several rows the one
+    published nearest the line's tokens/s per user; no class, no precision or no row: no ratio."""
+    from decimal import Decimal
+
+    from exporter.exposition.frontier import frontier, precision_class
+    from exporter.meter.attribution import Line
+    from exporter.meter.snapshot import LineTotals, LineView
+    from exporter.meter.windows import LiveGauges
+    from exporter.pricing.published import PublishedRow
+
+    def row(id_: str, tps: int | None, precision: str = "fp8", hardware: str = "H100") -> PublishedRow:
+        return PublishedRow(id_, "usd_per_million_tokens", Decimal("0.10"), hardware, "Llama 3.3 70B", "llama-70b",
+                            precision, "vLLM", "", "test", "2026", tokens_per_second_per_user=None if tps is None else Decimal(tps))  # fmt: skip
+
+    def view(pod: str, cpm: float | None, tps: float) -> LineView:
+        line = Line(Owner("ml", pod, "search", "llama"), "H100", "on_demand")
+        return LineView(
+            line, LineTotals(), LiveGauges(usd_per_million_total=cpm, tokens_per_second_per_user=tps), ""
+        )
+
+    rows = [row("slow", 20), row("fast", 80), row("bf16", 50, "bf16"), row("b200", 50, hardware="B200"),
+            row("untimed", None), row("unsaid", 50, "unspecified")]  # fmt: skip
+    points = {("ml", p, "llama"): OperatingPoint("ml", p, "llama", "vllm", "0.8.5", prec, "", "config", cls)
+              for p, prec, cls in (("a", "fp8_e4m3", "llama-70b"), ("b", "bfloat16", "llama-70b"),
+                                   ("c", "fp8", ""), ("d", "awq", "llama-70b"))}  # fmt: skip
+    found = frontier([view("a", 0.30, 70.0), view("b", 0.05, 10.0), view("c", 0.3, 70.0), view("d", 0.3, 70.0),
+                      view("e", 0.3, 70.0)], points, rows)  # fmt: skip
+    assert [(v.line.owner.pod, r.id, ratio) for v, r, ratio in found] == [
+        ("a", "fast", pytest.approx(3.0)), ("b", "bf16", pytest.approx(0.5))]  # fmt: skip
+    assert [precision_class(p) for p in ("bfloat16", "FP8_E5M2", "nvfp4", "half")] == [
+        "bf16",
+        "fp8",
+        "fp4",
+        "fp16",
+    ]

@@ -17,10 +17,10 @@ import pytest
 
 from exporter.cli import main
 from exporter.pricing.catalogue import fact_date
+from exporter.pricing.published import load_table, parse_table
 from exporter.whatif import WhatIfError
 from exporter.whatif.benchmarks import OperatingPoint, PrometheusQueries, prometheus_point, read_benchmark
 from exporter.whatif.compare import Measured, Price, compare, interpolate
-from exporter.whatif.table import load_table, parse_table
 
 D = Decimal
 TABLE = """

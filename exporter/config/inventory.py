@@ -19,7 +19,6 @@ from exporter.engines.targets import adapter_label_problem
 from exporter.pricing.prices import ZERO
 from exporter.records import (
     CAPACITY_CLASSES,
-    NO_HINTS,
     SERVING_ROLES,
     WORKLOAD_KINDS,
     OperatingHints,
@@ -201,7 +200,12 @@ def _gpu_share(p: Problems, item: Node, here: str) -> tuple[str | None, int | No
     return gpu_id, share
 
 
-_HINTS = ("engine_version", "precision", "kv_cache_dtype")  # what the server runs, where no pod says
+_HINTS = (
+    "engine_version",
+    "precision",
+    "kv_cache_dtype",
+    "model_class",
+)  # what the server runs, where no pod says
 
 
 def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) -> list[Target]:
@@ -237,8 +241,11 @@ def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) ->
         if adapter and (metric or server == "training"):
             p.add(f"{here}.adapter_label", m["adapter_label"], "is for inference targets, not training")
         client = read_https(p, m.get("https"), f"{here}.https", url)
-        version, precision, kv = (yn.optional(m, f, here, text_reader(p), "") or "" for f in _HINTS)
-        hints = OperatingHints(version, precision, kv, "config") if version or precision or kv else NO_HINTS
+        version, precision, kv, model_class = (
+            yn.optional(m, f, here, text_reader(p), "") or "" for f in _HINTS
+        )
+        said = version or precision or kv
+        hints = OperatingHints(version, precision, kv, "config" if said else "", model_class)
         if url is not None:
             out.append(
                 Target(

@@ -8,6 +8,7 @@ The file format (every field is optional unless marked *required*)::
     max_owners: 2000            # cardinality cap (owners beyond it fold into __overflow__), >= 1
     max_tenants: 200            # cap on gateway tenants (beyond it: __other__, money kept), >= 1
     gateway_settle_seconds: 300 # served tokens wait this long for a gateway's count, then are direct
+    published_table: /etc/cpm/throughput.yaml   # default: the packaged table (cpm_frontier_ratio)
     limits: {scrape_timeout_seconds: 2, max_body_bytes: 33554432, max_samples: 500000, max_series: 20000}
                                 # timeout <= tick_seconds so one slow target cannot stall a tick
     state_file: /var/lib/cpm-exporter/state.json   # default: none (a restart starts from zero)
@@ -103,6 +104,7 @@ from exporter.pricing.catalogue import fact_date as fact_date
 from exporter.pricing.catalogue import load_catalogue as load_catalogue
 from exporter.pricing.catalogue import parse_catalogue as parse_catalogue
 from exporter.pricing.prices import ZERO
+from exporter.pricing.published import PublishedRow, read_table
 from exporter.yamlstrict import readers as yn
 from exporter.yamlstrict.readers import Problems, number_reader, text_reader
 
@@ -121,6 +123,7 @@ _TOP = (
     "gateways",
     "max_tenants",
     "gateway_settle_seconds",
+    "published_table",
 )
 _LIMITS = ("scrape_timeout_seconds", "max_body_bytes", "max_samples", "max_series")
 
@@ -171,6 +174,7 @@ def _read_root(p: Problems, root: Node) -> ExporterConfig | None:
     settle = yn.optional(
         top, "gateway_settle_seconds", "", number_reader(p, gt=ZERO, le=Decimal(86400)), Decimal(300)
     )
+    published = _published(p, top)
     limits = _read_limits(p, top.get("limits"), tick)
     own = read_pricing(p, top.get("pricing"))
     inventory = (
@@ -201,6 +205,7 @@ def _read_root(p: Problems, root: Node) -> ExporterConfig | None:
         gateways=read_gateways(p, top.get("gateways")),
         max_tenants=max_tenants,
         gateway_settle_seconds=float(settle),
+        published=published,
     )
 
 
@@ -236,3 +241,18 @@ def format_price_table(cfg: ExporterConfig) -> str:
     return table.format_price_table(
         cfg.pricing, ((g.hardware, g.capacity) for g in cfg.gpus), cfg.path, cfg.sha256
     )
+
+
+def _published(p: Problems, top: dict[str, Node]) -> tuple[PublishedRow, ...] | None:
+    """The config's own table of published CPMs, read now: a bad one fails the load, as a bad price does."""
+    path = yn.optional(top, "published_table", "", text_reader(p), "")
+    if not path:
+        return None
+    try:
+        return read_table(path).rows
+    except OSError as e:
+        p.add("published_table", top["published_table"], f"cannot read {path}: {e.strerror}")
+    except ConfigError as e:
+        for problem in e.problems:
+            p.add("published_table", top["published_table"], f"{path}: {problem}")
+    return None

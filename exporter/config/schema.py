@@ -12,6 +12,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 from exporter.pricing.prices import PricingConfig
+from exporter.pricing.published import PublishedRow
 from exporter.records import NO_CLIENT_CONFIG, Gateway, HttpClientConfig, Owner, Target
 
 DEFAULT_PORT = 9433  # not 9100 (node), 9400 (dcgm), 9003 (OpenCost), 8080 (kube-state-metrics)
@@ -110,9 +111,11 @@ class ExporterConfig:
     max_owners: int = 2000  # cardinality cap: owners beyond it fold into __overflow__
     gateways: tuple[Gateway, ...] = ()
     max_tenants: int = 200  # cardinality cap: tenants beyond it fold into __other__
-    gateway_settle_seconds: float = (
-        300.0  # served tokens wait this long for a gateway's count, then are direct
-    )
+    # served tokens wait this long for a gateway's count, then are direct
+    gateway_settle_seconds: float = 300.0
+    # Published CPMs the live ones are compared with (cpm_frontier_ratio): the packaged table unless the
+    # config names its own (published_table: FILE, compare --table's format).
+    published: tuple[PublishedRow, ...] | None = None
     node_source: NodeSourceConfig = field(default_factory=NodeSourceConfig)
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     # Where each tick's state is saved, so a restart goes on exactly ("" = no persistence), and the

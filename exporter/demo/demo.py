@@ -84,6 +84,8 @@ def start_demo(tick_seconds: float | None = None) -> Demo:
     text = text.replace("{url_training}", training_url)
     gateway = SimServer(SimGateway([servers["url_llama70b"].sim], GATEWAY_TEAMS)).start()
     text = text.replace("{url_gateway}", gateway.url)
+    published = resources.files("exporter").joinpath("data/demo-published.yaml")
+    text = text.replace("{published_table}", str(published))
     if tick_seconds is not None:
         text = text.replace("tick_seconds: 2", f"tick_seconds: {tick_seconds}")
     demo = Demo(servers, training, text, gateway)

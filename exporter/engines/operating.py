@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from exporter.records import NO_HINTS, OperatingHints, PodInfo
 
 PREFIX = "cpm-exporter.io/"
+MODEL_CLASS = PREFIX + "model-class"  # the published table's class (llama-70b): names never say it
 VERSION, PRECISION, KV_CACHE_DTYPE = (
     PREFIX + "engine-version",
     PREFIX + "precision",
@@ -39,6 +40,7 @@ def hints_from_pod(pod: PodInfo, port: int) -> OperatingHints:
         notes.precision or found.precision,
         notes.kv_cache_dtype or found.kv_cache_dtype,
         notes.source or found.source,
+        pod.annotations.get(MODEL_CLASS, "").strip(),
     )
 
 

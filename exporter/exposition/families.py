@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from exporter.exposition.frontier import frontier
 from exporter.exposition.status import ExportView
 from exporter.meter.money import to_usd
 from exporter.meter.snapshot import LineView
+from exporter.pricing.published import PublishedRow
 
 LINE_LABELS = ("node", "namespace", "pod", "team", "model", "workload", "hardware", "capacity_class")
 # (base label values, extra label values, value): the base is shared by every series of a
@@ -161,6 +163,24 @@ def _const(
 
 
 L = LINE_LABELS
+
+
+def _matches(view: ExportView) -> list[tuple[LineView, PublishedRow, float]]:
+    points = {(p.namespace, p.pod, p.model): p for p in view.status.operating_points}
+    return frontier(view.meter.lines, points, view.status.published)
+
+
+def _frontier(view: ExportView) -> Iterable[Row]:
+    for v, row, ratio in _matches(view):
+        yield line_values(view.meter.node, v), (row.id,), ratio
+
+
+def _published_rows(view: ExportView) -> list[tuple[tuple[str, ...], float]]:
+    used = {row.id: row for _, row, _ in _matches(view)}
+    return [((r.id, r.hardware, r.model_class, r.precision, r.engine, str(r.tokens_per_second_per_user or ""),
+              r.source, r.date), float(r.value)) for r in sorted(used.values(), key=lambda r: r.id)]  # fmt: skip
+
+
 FAMILIES: tuple[Family, ...] = (
     # -- counters: what PromQL aggregates across a fleet --------------------------------------
     Family("cpm_cost_usd_total", "counter", "Money charged to an owner, by cost component, in USD.",
@@ -293,6 +313,16 @@ FAMILIES: tuple[Family, ...] = (
            "since the exporter started: mark them on a CPM graph to explain a jump.",
            ("node", "namespace", "pod"),
            _on_node(lambda v: [((ns, pod), float(n)) for (ns, pod), n in sorted(v.status.operating_changes.items())])),
+    Family("cpm_frontier_ratio", "gauge",
+           "A line's live total CPM ÷ the published CPM of the table row (row) at its operating point: same "
+           "hardware, model class and precision, the nearest tokens/s per user. 1 = on the published frontier; the "
+           "row's source, date and conditions are on cpm_published_row_info. Absent where no row matches.",
+           (*L, "row"), _frontier),
+    Family("cpm_published_row_info", "gauge",
+           "A published CPM some line is compared with (cpm_frontier_ratio): the dated table's row, its source and "
+           "date, and the operating point it was published at; the value is its USD per million tokens.",
+           ("row", "hardware", "model_class", "precision", "engine", "tokens_per_second_per_user", "source", "date"),
+           _const(_published_rows)),
     Family("cpm_gpu_info", "gauge", "A discovered GPU unit (a GPU or MIG instance): its index, driver name, "
            "hardware type, MIG profile, which rule placed it (fraction, podresources, process, dcgm, static; "
            "empty: unallocated) and how its holders split it (whole, fraction, overcommitted, share, replicas, equal).",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from exporter.meter.snapshot import MeterSnapshot
 from exporter.pricing.prices import GpuPrice, PricingConfig
+from exporter.pricing.published import PublishedRow
 from exporter.records import SourceStatus, UnitInfo
 
 
@@ -34,6 +35,7 @@ class OperatingPoint:
     precision: str
     kv_cache_dtype: str
     source: str  # annotation | container | config | "" (nothing said)
+    model_class: str = ""  # the published table's class of the model, where said (frontier ratio)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +55,9 @@ class RuntimeStatus:
     sources: tuple[SourceStatus, ...] = ()
     units: tuple[UnitInfo, ...] = ()
     operating_points: tuple[OperatingPoint, ...] = ()
-    operating_changes: Mapping[tuple[str, str], int] = field(
-        default_factory=dict
-    )  # (namespace, pod) → changes
+    # (namespace, pod) → changes
+    operating_changes: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    published: tuple[PublishedRow, ...] = ()  # the dated table of published CPMs (the frontier ratio)
 
 
 @dataclass(frozen=True, slots=True)

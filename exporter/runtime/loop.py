@@ -28,6 +28,7 @@ from exporter.http.textformat import FetchLimits, fetch_text
 from exporter.meter.ledger import Meter
 from exporter.meter.snapshot import MeterSnapshot
 from exporter.pricing.prices import GpuPrice, PricingConfig
+from exporter.pricing.published import load_table
 from exporter.records import Gateway, GpuSample, Target, TargetScrape, TickInput
 from exporter.runtime.continuity import Continuity
 from exporter.runtime.filestamp import FileStamp
@@ -287,6 +288,7 @@ class Runtime(Continuity):
             sources=self._node.status(),
             units=self._node.unit_info(),
             operating_points=self._points,
+            published=cfg.published if cfg.published is not None else load_table().rows,
             operating_changes=dict(self._operating.changes),
         )
 

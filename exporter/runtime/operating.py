@@ -35,7 +35,7 @@ class OperatingPoints:
             for m in s.models:
                 model = m.model or s.holder.model
                 point = OperatingPoint(
-                    *pod, model, s.server, h.version, h.precision, h.kv_cache_dtype, h.source
+                    *pod, model, s.server, h.version, h.precision, h.kv_cache_dtype, h.source, h.model_class
                 )
                 now.setdefault(pod, set()).add(point)
         live = {(t.owner.namespace, t.owner.pod) for t in targets}

@@ -361,9 +361,9 @@ def _points(args: argparse.Namespace) -> list[OperatingPoint]:
 
 def run_compare(args: argparse.Namespace) -> str:
     from exporter.pricing.catalogue import load_catalogue
+    from exporter.pricing.published import load_table, read_table
     from exporter.whatif import compare as c
     from exporter.whatif import render
-    from exporter.whatif.table import load_table, read_table
 
     table = read_table(args.table) if args.table else load_table()
     if args.list_table:

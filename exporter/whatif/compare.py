@@ -21,10 +21,10 @@ from dataclasses import dataclass, replace
 from decimal import Decimal, localcontext
 
 from exporter.pricing.catalogue import Catalogue
+from exporter.pricing.published import PublishedRow, PublishedTable
 from exporter.whatif import WhatIfError
 from exporter.whatif.benchmarks import OperatingPoint
 from exporter.whatif.calc import CONTEXT, ONE, cpm
-from exporter.whatif.table import PublishedRow, PublishedTable
 
 ENGINE_EVIDENCE = (
     "engine updates alone took GPT-OSS-120B on B200 from $0.11 to $0.02/M (NVIDIA Developer, Apr 2026)"

@@ -14,10 +14,10 @@ from collections.abc import Iterable, Sequence
 from decimal import Context, Decimal
 from typing import Any
 
+from exporter.pricing.published import PublishedTable
 from exporter.whatif import WhatIfError
 from exporter.whatif.calc import Breakdown, Line
 from exporter.whatif.compare import Comparison, Projection
-from exporter.whatif.table import PublishedTable
 
 FORMATS = ("table", "json", "csv")
 _WIDE = Context(prec=80)

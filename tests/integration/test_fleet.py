@@ -97,6 +97,7 @@ class NodeA:
     nan: str  # a phase-time sum reading NaN: that figure is rejected, the tokens still count
     gateway: str  # a LiteLLM-like gateway in front of llama-0: three calling teams
     down: str = "http://127.0.0.1:1/metrics"  # nothing listens: a failed scrape
+    table: str = ""  # a published-CPM table with a row at llama-0's operating point (cpm_frontier_ratio)
 
 
 def node_a_config(urls: NodeA, *, staged: bool) -> str:
@@ -116,13 +117,14 @@ pricing:
   budgets: {{usd_per_million_tokens: {{models: {{"{LLAMA}": 0.01}}, teams: {{search: 0.01}}, tenants: {{ads: 0.01}}}}}}
 gateways:
   - {{name: litellm, url: "{urls.gateway}", kind: litellm}}
+published_table: "{urls.table}"
 inventory:
   gpus:
     - {{hardware: H100, count: 4, capacity: on_demand, utilization: {util}}}
     - {{hardware: H100, count: 1, capacity: on_demand, utilization: 0.0}}  # GPU 4: the canary's, unused
   workloads:
     - {{pod: llama-0, namespace: serve, team: search, model: {LLAMA}, gpus: ['0'],
-       targets: [{{url: "{urls.llama}", server: vllm}}]}}
+       targets: [{{url: "{urls.llama}", server: vllm, engine_version: 0.8.5, precision: bfloat16, model_class: llama-8b}}]}}
     - {{pod: train-0, namespace: research, team: research, model: llama-ft, kind: training, gpus: ['1'],
        target_tokens: 1e12, targets: [{{url: "{urls.train}"}}]}}
     - {{pod: canary-0, namespace: serve, team: search, model: {LLAMA}, gpus: ['4'],
@@ -229,7 +231,16 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, exporters: ExporterFactory) 
         f'vllm:request_prefill_time_seconds_sum{{model_name="{LLAMA}"}} NaN\n'
     )
     gateway = SimServer(SimGateway([servers[0].sim], {"search": 5, "ads": 3, "research": 2})).start()
-    urls = NodeA(servers[0].url, train_urls[0], servers[2].url, f"file://{nan}", gateway.url)
+    table = (
+        work / "published.yaml"
+    )  # a user's own table (compare --table's format): one row at llama-0's point
+    table.write_text('date: "2026-12-01"\nrows:\n  - {id: llama8b-bf16-h100-test, metric: usd_per_million_tokens, '
+                     "value: 0.05, hardware: H100, model: Llama 3.1 8B, model_class: llama-8b, precision: bf16, "
+                     "engine: vLLM, tokens_per_second_per_user: 40, conditions: test row, source: fleet test, "
+                     "date: December 2026}\n")  # fmt: skip
+    urls = NodeA(
+        servers[0].url, train_urls[0], servers[2].url, f"file://{nan}", gateway.url, table=str(table)
+    )
     a_config.write_text(node_a_config(urls, staged=False))
     b_config.write_text(node_b_config(servers[1].url, train_urls[1]))
     a = exporters.run(a_config)

@@ -160,4 +160,9 @@ def test_landing_page_in_chromium(demo, browser: webdriver.Chrome, wait_for) -> 
     wait_for(lambda: browser.current_url == demo.url + "/metrics", 10, what="navigation to /metrics")
     text = wait_for(lambda: browser.find_element(By.TAG_NAME, "body").text, 10)
     assert "# TYPE cpm_cost_usd_total counter" in text
+    # The demo shows every field of the operating point (issue 20), its distance to a published row included.
+    for family in ("cpm_operating_point_info", "cpm_running_requests", "cpm_waiting_requests",
+                   "cpm_operating_point_changes_total", "cpm_frontier_ratio", "cpm_published_row_info"):  # fmt: skip
+        assert f"\n{family}{{" in text, family
+    assert 'row="demo-llama70b-fp8-h100-40tps"' in text
     assert 'cpm_build_info{version="' in text and 'mode="demo"' in text

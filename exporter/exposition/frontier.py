@@ -1,0 +1,61 @@
+"""How far each live CPM is from the published frontier at its operating point (issue 20).
+
+A line matches a row of the dated published table (``pricing/published.py``, or the user's own) when
+the row is a cost per million tokens on the same hardware, for the same model class (the pod's
+``cpm-exporter.io/model-class`` or the config's ``model_class``: model names never say it) and the
+same precision; of several, the one published nearest the line's tokens/s per user. The ratio is the
+live total CPM ÷ the row's figure: 1.0 is on the published frontier, 3 is three times dearer. What it
+cannot say: a published figure carries its publisher's prices and conditions (the row's
+``conditions``), so the ratio compares operating points, not bills. No match, no series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from exporter.exposition.status import OperatingPoint
+from exporter.meter.snapshot import LineView
+from exporter.pricing.published import PublishedRow
+
+_SAME = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32"}
+
+
+def precision_class(precision: str) -> str:
+    """A precision as tables name it: bfloat16 → bf16, fp8_e4m3 → fp8, nvfp4/mxfp4 → fp4."""
+    p = precision.strip().lower()
+    p = _SAME.get(p, p)
+    for family in ("fp8", "fp4"):
+        if p.startswith(family) or p.endswith(family):
+            return family
+    return p
+
+
+def frontier(
+    lines: Iterable[LineView],
+    points: Mapping[tuple[str, str, str], OperatingPoint],
+    rows: Iterable[PublishedRow],
+) -> list[tuple[LineView, PublishedRow, float]]:
+    """(line, the row it is compared with, live CPM ÷ the row's) for every line that matches a row."""
+    priced = [r for r in rows if r.metric == "usd_per_million_tokens" and r.usable and r.value > 0]
+    out = []
+    for v in lines:
+        o, cpm = v.line.owner, v.gauges.usd_per_million_total
+        point = points.get((o.namespace, o.pod, o.model))
+        if cpm is None or point is None or not point.model_class or not point.precision:
+            continue
+        found = [r for r in priced if r.hardware.lower() == v.line.hardware.lower()
+                 and r.model_class == point.model_class
+                 and precision_class(r.precision) == precision_class(point.precision)]  # fmt: skip
+        if not found:
+            continue
+        speed = v.gauges.tokens_per_second_per_user
+        row = min(found, key=lambda r: _distance(r, speed))
+        out.append((v, row, cpm / float(row.value)))
+    return out
+
+
+def _distance(row: PublishedRow, speed: float | None) -> tuple[int, float, str]:
+    """Rows published at a tokens/s per user nearest the line's first; rows without one after."""
+    if row.tokens_per_second_per_user is None or speed is None:
+        return (1, 0.0, row.id)
+    return (0, abs(float(row.tokens_per_second_per_user) - speed), row.id)
