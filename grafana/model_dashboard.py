@@ -24,6 +24,7 @@ from grafana.panels import (
     stat_panel,
     table_panel,
     timeseries_panel,
+    xy_panel,
 )
 
 PERCENTILE = "cpm_usd_per_request_percentile"
@@ -132,6 +133,19 @@ def model_detail() -> dashboard.Dashboard:
                     )
                 ],
                 span=12,
+            )
+        )
+        .with_panel(
+            xy_panel(
+                "CPM vs concurrency per pod",
+                "One point per pod: x = mean requests in its batch (cpm_running_requests), y = its total CPM. More "
+                "requests per batch spread the same GPU-hours over more tokens; the tokens/s per user each pays for "
+                "it is on the panel above.",
+                Column("running requests", f"max by (pod) ({sel('cpm_running_requests', *lines)})", SHORT),
+                Column(
+                    "$/M tokens", f"max by (pod) ({sel('cpm_usd_per_million_tokens', *lines, TOTAL)})", USD
+                ),
+                by="pod",
             )
         )
         .with_panel(
