@@ -148,6 +148,7 @@ class ModelCounters:
     itl_method: str = ""  # what the pair measures (ServerProfile.token_time_method)
     running: float | None = None  # gauge: requests in the batch right now
     waiting: float | None = None  # gauge: requests queued for the batch right now
+    kv_cache_dtype: str = ""  # as the server's own info series says (vLLM cache_config_info), "" if not
     instance: str = ""  # one of several independent counter sets of the model (vLLM engine)
     cached_input_tokens: float | None = None  # part of input_tokens served from a prefix cache
     requests_by_reason: tuple[tuple[str, float], ...] = ()  # (finish reason, finished requests)

@@ -113,3 +113,23 @@ def test_a_line_is_compared_with_the_published_row_at_its_operating_point() -> N
         "fp4",
         "fp16",
     ]
+
+
+def test_vllms_cache_config_info_names_the_kv_cache_dtype_unless_it_says_auto() -> None:
+    """vLLM 0.32's real info series (labels as a server printed them, trimmed): cache_dtype auto says
+    nothing; fp8_e4m3 is the KV-cache dtype, and the operating point says it came from the server."""
+    from pathlib import Path
+
+    from exporter.engines.read import read_payload
+
+    text = (Path(__file__).parent / "fixtures" / "vllm" / "v1-0.33.0.txt").read_text()
+    info = ('vllm:cache_config_info{block_size="128",cache_dtype="%s",enable_prefix_caching="True",engine="0",'
+            'gpu_memory_utilization="0.92",kv_cache_memory_bytes="1073741824"} 1.0\n')  # fmt: skip
+    assert {m.kv_cache_dtype for m in read_payload(text + info % "auto", "vllm", 100_000)} == {""}
+    models = read_payload(text + info % "fp8_e4m3", "vllm", 100_000)
+    assert {m.kv_cache_dtype for m in models} == {"fp8_e4m3"}
+    owner = Owner("ml", "vllm-0", "search", models[0].model)
+    (point,) = OperatingPoints().update(
+        [Target("t", "http://x/metrics", owner)], [TargetScrape("t", owner, "vllm", True, tuple(models))]
+    )
+    assert (point.kv_cache_dtype, point.source, point.version) == ("fp8_e4m3", "server", "")

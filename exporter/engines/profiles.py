@@ -49,6 +49,9 @@ class ServerProfile:
     finish_reason_label: str = ""  # the label of ``requests`` that says why a request finished
     running: Alternatives = ()  # gauge: requests in the batch (concurrency)
     waiting: Alternatives = ()  # gauge: requests queued for the batch
+    # An info series whose label names the KV-cache dtype (vLLM's cache_config_info{cache_dtype}); "auto"
+    # says nothing (the model's own dtype, not known here).
+    kv_cache_info: tuple[str, str] = ("", "")
     # Time per output token as a (seconds, tokens) pair of cumulative sums; ``token_time``
     # names what the pair measures, for the ``method`` label of the interactivity gauge.
     token_time: tuple[tuple[Series, Series], ...] = ()
@@ -71,9 +74,12 @@ class ServerProfile:
             self.requests,
         )
         fields += (self.running, self.waiting, self.prefill_seconds, self.decode_seconds)
+        info = frozenset({self.kv_cache_info[0]} - {""})
         fields += (self.prompt_lengths, self.generation_lengths)
         fields += tuple(tuple(pair) for pair in self.token_time)
-        return frozenset(name for alternatives in fields for series in alternatives for name in series.names)
+        return info | frozenset(
+            name for alternatives in fields for series in alternatives for name in series.names
+        )
 
 
 def histogram(base: str, **where: str) -> tuple[Series, Series]:
@@ -95,6 +101,7 @@ SERVERS: Final[Mapping[str, ServerProfile]] = MappingProxyType(
             finish_reason_label="finished_reason",
             running=(s("vllm:num_requests_running"),),
             waiting=(s("vllm:num_requests_waiting"),),
+            kv_cache_info=("vllm:cache_config_info", "cache_dtype"),
             # V1 ≥ 0.10.2 name first; the V0 / early V1 name (gone by 0.20.0) second.
             token_time=(
                 histogram("vllm:inter_token_latency_seconds"),

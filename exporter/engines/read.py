@@ -10,6 +10,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 
 from exporter.engines.profiles import SERVERS, Series, ServerProfile, with_token_metric
@@ -97,6 +98,8 @@ def read_with_tenants(
     # from one scrape is unknown for that scrape (the meter freezes it), never read as 0.
     read = (_model_counters(k, by_model[k], unlabelled, profile) for k in sorted(by_model))
     models = [m for m in read if any(getattr(m, f) is not None for f in TOKEN_COUNTERS)]
+    if kv := _kv_cache_dtype(unlabelled, profile):
+        models = [replace(m, kv_cache_dtype=kv) for m in models]
     if not models:
         counters = (
             profile.input_tokens,
@@ -224,6 +227,13 @@ def _model_counters(key: tuple[str, str], index: Indexed, shared: Indexed, p: Se
 def _gauge(reading: float | None) -> float | None:
     """A gauge that is not a finite, non-negative number is unknown: it feeds one figure only."""
     return reading if reading is not None and math.isfinite(reading) and reading >= 0 else None
+
+
+def _kv_cache_dtype(unlabelled: Indexed, p: ServerProfile) -> str:
+    """The KV-cache dtype the server's info series names; "" where it says auto or nothing."""
+    name, label = p.kv_cache_info
+    values = {x.labels.get(label, "") for x in unlabelled.get(name, ())} - {"", "auto"} if name else set()
+    return next(iter(values)) if len(values) == 1 else ""
 
 
 def bad_counter(m: ModelCounters) -> str:

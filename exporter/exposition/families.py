@@ -303,7 +303,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("cpm_operating_point_info", "gauge",
            "What a pod's server ran each model with: engine (the detected server), version, precision (weights' "
            "quantisation or dtype) and KV-cache dtype, from the pod's annotations, its container's flags and image "
-           "tag, or the config (source); \"unknown\" where nothing says. Join on namespace, pod, model.",
+           "tag, the config, or the server's own info series (source); \"unknown\" where nothing says. Join on "
+           "namespace, pod, model.",
            ("node", "namespace", "pod", "model", "engine", "version", "precision", "kv_cache_dtype", "source"),
            _on_node(lambda v: [((p.namespace, p.pod, p.model, p.engine, p.version or "unknown",
                                  p.precision or "unknown", p.kv_cache_dtype or "unknown", p.source or "none"), 1.0)

@@ -34,8 +34,12 @@ class OperatingPoints:
             h = target.hints
             for m in s.models:
                 model = m.model or s.holder.model
+                kv = (
+                    h.kv_cache_dtype or m.kv_cache_dtype
+                )  # the pod or config first, then the server's info series
+                source = h.source or ("server" if kv else "")
                 point = OperatingPoint(
-                    *pod, model, s.server, h.version, h.precision, h.kv_cache_dtype, h.source, h.model_class
+                    *pod, model, s.server, h.version, h.precision, kv, source, h.model_class
                 )
                 now.setdefault(pod, set()).add(point)
         live = {(t.owner.namespace, t.owner.pod) for t in targets}
