@@ -53,13 +53,9 @@ def hints_from_container(args: Sequence[str], image: str) -> OperatingHints:
     if not precision:
         precision = next((m.group(1) for a in args if (m := _GGUF.search(a))), "")
     kv = next((flags[f] for f in _KV if flags.get(f)), "")
+    kv = "" if kv.lower() == "auto" else kv
     version = image_version(image)
-    hints = OperatingHints(version, precision, "" if kv.lower() == "auto" else kv)
-    return OperatingHints(*hints_fields(hints), source="container") if any(hints_fields(hints)) else NO_HINTS
-
-
-def hints_fields(h: OperatingHints) -> tuple[str, str, str]:
-    return h.version, h.precision, h.kv_cache_dtype
+    return OperatingHints(version, precision, kv, "container") if version or precision or kv else NO_HINTS
 
 
 def image_version(image: str) -> str:

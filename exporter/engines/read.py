@@ -9,7 +9,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import lru_cache
 
@@ -114,14 +114,22 @@ def read_with_tenants(
         raise ParseError(bad, reason="bad_value")
     if not tenant_label or tenant_label in (profile.model_label, profile.instance_label):
         return models, []
+    return models, _per_tenant(by_model, unlabelled, profile, tenant_label)
+
+
+def _per_tenant(
+    by_model: Mapping[tuple[str, str], Indexed], unlabelled: Indexed, p: ServerProfile, tenant_label: str
+) -> list[ModelCounters]:
+    """The same samples regrouped per (model, the caller ``tenant_label`` names): the counts a gateway
+    would give, read from the server itself (engine instances summed)."""
     by_tenant: dict[tuple[str, str], Indexed] = defaultdict(lambda: defaultdict(list))
     for (model, _), index in by_model.items():
-        for name, samples in index.items():
-            for x in samples:
-                tenant = x.labels.get(tenant_label, "")[:MAX_LABEL_LENGTH] or NO_TENANT
-                by_tenant[(model, tenant)][name].append(x)
-    tenants = [_model_counters(k, by_tenant[k], unlabelled, profile) for k in sorted(by_tenant)]
-    return models, [m for m in tenants if m.input_tokens is not None or m.output_tokens is not None]
+        for x in (x for samples in index.values() for x in samples):
+            by_tenant[(model, x.labels.get(tenant_label, "")[:MAX_LABEL_LENGTH] or NO_TENANT)][x.name].append(
+                x
+            )
+    tenants = [_model_counters(k, by_tenant[k], unlabelled, p) for k in sorted(by_tenant)]
+    return [m for m in tenants if m.input_tokens is not None or m.output_tokens is not None]
 
 
 def value(index: Indexed, alternatives: tuple[Series, ...]) -> float | None:
