@@ -644,3 +644,30 @@ inventory:
         assert split[name].cost == pytest.approx(money, abs=3 * 40), name  # largest remainder: ±1 per part
         assert [split[name].input_tokens, split[name].output_tokens] == tokens[name], name
     assert set(split) == set(truth)  # the runtime's first tick is a baseline: no money before the first claim
+
+
+def test_counts_left_waiting_when_the_gateway_is_removed_still_expire_and_are_counted() -> None:
+    """Over time through the meter: the gateway counts tokens no server here served (credit), then the
+    config drops the gateway. Later ticks still settle: past the settle time the credit is counted as
+    unmatched, not kept forever."""
+    from decimal import Decimal
+
+    from exporter.meter.ledger import Meter
+    from exporter.pricing.prices import GpuPrice, PricingConfig
+    from exporter.records import GpuSample, Placement, TickInput
+
+    prices = PricingConfig(
+        gpu_prices={("H100", "on_demand"): GpuPrice("H100", "on_demand", Decimal("3.60"), "config", "t")}
+    )
+    pod = Owner("serve", "llama-0", "platform", LLAMA)
+    meter, t0 = Meter("n", settle_s=30), 1_767_225_600 * 10**9
+    for tick in range(12):
+        server = (
+            TargetScrape(pod.pod, pod, "vllm", True, (ModelCounters(LLAMA, 100.0, 10.0),)),
+        )  # no traffic
+        gateway = (TargetScrape("gateway/litellm", Owner("", "", "", ""), "litellm", True,
+                                (ModelCounters(LLAMA, 50.0 * tick, 0.0, instance="search"),)),) if tick < 3 else ()  # fmt: skip
+        start = t0 + tick * 5 * 10**9
+        snap = meter.tick(TickInput(start, start + 5 * 10**9, "n", (GpuSample("0", "H100", "on_demand"),),
+                                    (Placement("0", pod),), server, gateways=gateway), prices, 60)  # fmt: skip
+    assert snap.gateway_unmatched == {(LLAMA, "input"): 100.0, (LLAMA, "output"): 0.0}

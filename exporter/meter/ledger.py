@@ -112,7 +112,7 @@ class Meter:
         for line, tl in lines.items():
             booked.append(self._book(line, tl, inp, pricing, window_ns))
             self._book_idle(line, tl, tok.read_pods - tok.baselined, inp)
-        if inp.gateways or self._tenants.settlement.batches:  # no gateway: no tenant pass at all
+        if inp.gateways or self._tenants.busy():  # no gateway and nothing waiting: no tenant pass at all
             self._tenants.tick(inp.end_ns, window_ns, gw.deltas, self._served_models(tok.deltas), booked,
                                self._line_totals)  # fmt: skip
         for line, window in self._windows.items():

@@ -184,10 +184,10 @@ class TenantBook:
         ]
         out: dict[str, TenantTotals] = {}
         for amount, w in zip(money, weights, strict=True):
-            parts = allocate(amount, w) if amount and any(w) else [0] * len(names)
-            if amount and not any(w):
-                parts = allocate(amount, weights[2])
-            for name, part in zip(names, parts, strict=True):
+            if not amount:
+                continue
+            # a direction no tenant's tokens settled in goes by all tokens (weights[2] has some)
+            for name, part in zip(names, allocate(amount, w if any(w) else weights[2]), strict=True):
                 if part:
                     out.setdefault(name, TenantTotals()).cost += part
         return out
@@ -229,6 +229,11 @@ class TenantBook:
         for line in gone:
             self.tenants.pop(line, None)
             self._recent.pop(line, None)
+
+    def busy(self) -> bool:
+        """Something waits in the settlement (served tokens or a gateway's counts): ticks must go on
+        settling it, gateways configured or not, so it expires and is booked."""
+        return bool(self.settlement.batches or self.settlement.credits)
 
     def _admit(self, tenant: str) -> str:
         if tenant in self.admitted:
