@@ -123,19 +123,19 @@ def test_one_exporter_scraped_twice_or_restarted_on_a_new_address_is_one_series(
     ours = {"__name__": "cpm_cost_usd_total", "node": "n1", "pod": "llama-0", "component": "gpu"}
     job_a = labels(**{**ours, "instance": "10.0.0.1:9400", "job": "a"})
     job_b = labels(**{**ours, "instance": "10.0.0.1:9400", "job": "b"})
-    warnings: list[str] = []
+    warnings: dict[str, None] = {}
     merged = _merged({job_a: [(1.0, D(1)), (3.0, D(3))], job_b: [(2.0, D(2)), (4.0, D(4))]}, warnings)
     assert list(merged.values()) == [[(1.0, D(1)), (2.0, D(2)), (3.0, D(3)), (4.0, D(4))]]
     assert any("scraped more than once" in w for w in warnings)
     old = labels(**{**ours, "instance": "10.0.0.1:9400", "job": "cpm"})
     new = labels(**{**ours, "instance": "10.0.0.7:9400", "job": "cpm"})
-    warnings = []
+    warnings = {}
     (points,) = _merged({new: [(5.0, D(1))], old: [(1.0, D(8)), (2.0, D(9))]}, warnings).values()
     inc = Increases([0.0, 10.0])
     inc.add(labels("c"), points)
-    assert inc.series[labels("c")].per_period == [D(10)] and warnings == []  # 9, then a reset to 1
+    assert inc.series[labels("c")].per_period == [D(10)] and warnings == {}  # 9, then a reset to 1
     renamed = labels(**{**ours, "exported_pod": "llama-0", "pod": "cpm-exporter-x"})
-    warnings = []
+    warnings = {}
     (key,) = _merged({renamed: [(1.0, D(1))]}, warnings)
     assert dict(key)["pod"] == "llama-0" and any("honor_labels" in w for w in warnings)
 
@@ -185,3 +185,24 @@ def test_by_tenant_a_split_line_goes_to_its_calling_teams_and_the_rest_to_the_po
     assert report.reconciled and sum(r.total for r in report.rows) == D("0.7")
     (ads,) = [r for r in focus_rows(report, "acme") if r["x_CallingTeam"] == "ads"]
     assert (ads["ConsumedQuantity"], ads["ConsumedUnit"], ads["SubAccountId"]) == ("750", "Tokens", "ads")
+
+
+def test_a_rows_cpm_leaves_prefix_cache_hits_out_as_the_gauge_and_the_rules_do() -> None:
+    """One definition of a CPM: money ÷ the tokens the GPUs computed (input - cached + output)."""
+    from exporter.report.tables import usd_per_million
+
+    inc = fleet_increases()
+    line = {"node": "n1", "namespace": "serve", "pod": "llama-0", "team": "search", "model": "llama",
+            "workload": "inference", "hardware": "H100", "capacity_class": "on_demand"}  # fmt: skip
+    inc["cpm_cached_input_tokens_total"] = Increases([0.0, 60.0, 120.0])
+    inc["cpm_cached_input_tokens_total"].add(
+        labels("cpm_cached_input_tokens_total", **line), [(30.0, D(750))]
+    )
+    report = build([Period(0, 60), Period(60, 120)], ("team", "model"), inc)
+    (search,) = [r for r in report.rows if r.period == 0 and r.key == ("search", "llama")]
+    assert search.cached == D(750)
+    assert usd_per_million(search) == D("0.1") / D(1250 - 750) * 1_000_000  # $0.10 over 500 computed tokens
+    assert (
+        flat_rows(report)[[r["team"] for r in flat_rows(report)].index("search")]["cached_input_tokens"]
+        == "750"
+    )

@@ -34,7 +34,7 @@ def periods_between(start: float, end: float, step: float) -> list[Period]:
 @dataclass(slots=True)
 class Collected:
     increases: dict[str, Increases]
-    warnings: list[str] = field(default_factory=list)
+    warnings: dict[str, None] = field(default_factory=dict)  # an ordered set: each said once
 
 
 def collect(
@@ -59,21 +59,20 @@ def collect(
             "that scrapes cpm-exporter, and did it run then?"
         )
     chunks = _chunks(start, end, chunk_s)
-    for n, (a, b) in enumerate(chunks, 1):
-        for metric in METRICS:
-            raw = client.samples(f"{metric}[{_dur(b - a)}]", b)
-            for labels, points in _merged(raw, out.warnings).items():
-                out.increases[metric].add(labels, points)
+    every = "|".join(METRICS)
+    for n, (a, b) in enumerate(chunks, 1):  # one query a chunk for every metric: the series say which
+        raw = client.samples(f'{{__name__=~"{every}"}}[{_dur(b - a)}]', b)
+        for labels, points in _merged(raw, out.warnings).items():
+            out.increases[dict(labels)["__name__"]].add(labels, points)
         if progress is not None:
             progress(n, len(chunks), b)
     for inc in out.increases.values():
         inc.finish()
-    out.warnings = list(dict.fromkeys(out.warnings))
     return out
 
 
 def _at_start(
-    client: PrometheusClient, metric: str, start: float, lookback_s: float, warnings: list[str]
+    client: PrometheusClient, metric: str, start: float, lookback_s: float, warnings: dict[str, None]
 ) -> dict[Labels, Decimal]:
     """Each series' last value at or before ``start``; of several raw series that are one (an exporter
     restarted on a new address), the one seen last."""
@@ -86,14 +85,14 @@ def _at_start(
             continue
         own, renamed = identity(_with_name(labels, metric))
         if renamed:
-            warnings.append(RENAMED)
+            warnings[RENAMED] = None
         stamp = seen.get(labels, [(0.0, Decimal(0))])[-1][1]
         if own not in best or stamp > best[own][0]:
             best[own] = (stamp, points[-1][1])
     return {k: v for k, (_, v) in best.items()}
 
 
-def _merged(raw: dict[Labels, list[Point]], warnings: list[str]) -> dict[Labels, list[Point]]:
+def _merged(raw: dict[Labels, list[Point]], warnings: dict[str, None]) -> dict[Labels, list[Point]]:
     """Raw series by identity, their samples merged in time order. Two raw series of one identity
     whose samples interleave are one exporter scraped twice (two jobs, an HA pair): the same counter
     read twice, still a counter once merged; said in a warning."""
@@ -101,15 +100,15 @@ def _merged(raw: dict[Labels, list[Point]], warnings: list[str]) -> dict[Labels,
     for labels, points in raw.items():
         own, renamed = identity(labels)
         if renamed:
-            warnings.append(RENAMED)
+            warnings[RENAMED] = None
         groups.setdefault(own, []).append(sorted(points))
     out: dict[Labels, list[Point]] = {}
     for own, parts in groups.items():
         if len(parts) > 1:
             parts.sort(key=lambda p: p[0][0] if p else 0.0)
             if any(a and b and a[-1][0] > b[0][0] for a, b in itertools.pairwise(parts)):
-                warnings.append(
-                    f"{dict(own)} is scraped more than once (two jobs or an HA pair): counted once"
+                warnings[f"{dict(own)} is scraped more than once (two jobs or an HA pair): counted once"] = (
+                    None
                 )
         out[own] = sorted((p for part in parts for p in part), key=lambda p: p[0])
     return out

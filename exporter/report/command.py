@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     except PrometheusError as e:
         print(f"cpm-exporter report: {e}", file=sys.stderr)
         return 2
-    report = build(spans, args.by, collected.increases, collected.warnings)
+    report = build(spans, args.by, collected.increases, list(collected.warnings))
     meta = metadata(report, args)
     if args.format in ("html", "json"):
         try:

@@ -14,7 +14,7 @@ from typing import Any
 
 from exporter.report.increase import ZERO
 from exporter.report.rows import Report
-from exporter.report.tables import MILLION, iso, number
+from exporter.report.tables import MILLION, computed_tokens, iso, number
 
 PALETTE = ("#3b6fb6", "#e07b39", "#5aa469", "#c44e52", "#8172b2", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
            "#64b5cd")  # fmt: skip
@@ -141,22 +141,26 @@ def _bars(values: Mapping[str, Decimal], what: str) -> str:
 def _cpm_table(report: Report, speed: Mapping[str, float]) -> str:
     k = report.dims.index("model")
     acc: dict[str, list[Decimal]] = {}
+    read: set[str] = set()  # models whose tokens some server counted: the others' tokens are unknown
     for r in report.rows:
         a = acc.setdefault(r.key[k], [ZERO, ZERO, ZERO])
         a[0] += sum(r.by_direction.values(), ZERO)
-        a[1] += sum(r.tokens.values(), ZERO)
+        a[1] += computed_tokens(r)
         a[2] += r.total
+        if r.tokens:
+            read.add(r.key[k])
     rows = "".join(
         f"<tr><td>{html.escape(model or '(none)')}</td><td class='n'>{_usd(total)}</td>"
-        f"<td class='n'>{number(tokens)}</td>"
+        f"<td class='n'>{number(tokens) if model in read else '–'}</td>"
         f"<td class='n'>{_usd(spent / tokens * MILLION, 4) if tokens > 0 else '–'}</td>"
         f"<td class='n'>{f'{speed[model]:.1f}' if model in speed else '–'}</td></tr>"
         for model, (spent, tokens, total) in sorted(acc.items(), key=lambda kv: -kv[1][2])
     )
-    return ("<table id='cpm'><thead><tr><th>model</th><th>cost</th><th>tokens</th><th>$/M tokens</th>"
+    return ("<table id='cpm'><thead><tr><th>model</th><th>cost</th><th>tokens computed</th><th>$/M tokens</th>"
             "<th>tokens/s per user</th></tr></thead>"
             f"<tbody>{rows}</tbody></table><p><small>$/M tokens: the money of the lines whose tokens were read, "
-            "over their tokens. Tokens/s per user: the interactivity that CPM was reached at, each server's "
+            "over the tokens their GPUs computed (prefix-cache hits left out, as the exporter's gauge and the "
+            "rules count them). Tokens/s per user: the interactivity that CPM was reached at, each server's "
             "live gauge over the range weighted by the output tokens it served.</small></p>")  # fmt: skip
 
 

@@ -30,6 +30,7 @@ METRICS = (
     "cpm_cost_by_direction_usd_total",
     "cpm_tokens_total",
     "cpm_requests_total",
+    "cpm_cached_input_tokens_total",
     "cpm_gpu_seconds_total",
     "cpm_idle_cost_usd_total",
     "cpm_tenant_cost_usd_total",
@@ -56,6 +57,7 @@ class Row:
     by_direction: dict[str, Decimal] = field(default_factory=dict)  # input/output/training → USD
     tokens: dict[str, Decimal] = field(default_factory=dict)  # direction → tokens
     requests: Decimal | None = None  # None: no server of the group counts requests
+    cached: Decimal | None = None  # input tokens served from a prefix cache; None: no server says
     gpu_seconds: dict[str, Decimal] = field(default_factory=dict)  # held, busy, idle
     idle: dict[str, Decimal] = field(default_factory=dict)  # reason → USD (a part of cost)
 
@@ -211,6 +213,8 @@ def _book(
         _add(row.tokens, own.get("direction", ""), amount)
     elif metric == "cpm_requests_total":
         row.requests = (row.requests or ZERO) + amount
+    elif metric == "cpm_cached_input_tokens_total":
+        row.cached = (row.cached or ZERO) + amount
     elif metric == "cpm_gpu_seconds_total":
         _add(row.gpu_seconds, own.get("state", ""), amount)
     elif metric == "cpm_idle_cost_usd_total":
@@ -264,6 +268,8 @@ def _merge(into: Row, r: Row) -> None:
             mine[key] = mine.get(key, ZERO) + amount
     if r.requests is not None:
         into.requests = (into.requests or ZERO) + r.requests
+    if r.cached is not None:
+        into.cached = (into.cached or ZERO) + r.cached
 
 
 def _counts(r: Row) -> bool:

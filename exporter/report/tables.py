@@ -37,8 +37,14 @@ def number(x: Decimal | None) -> str:
     return "0" if text in ("-0", "") else text
 
 
+def computed_tokens(row: Row) -> Decimal:
+    """The tokens the GPUs computed: prefix-cache hits left out, as cpm_usd_per_million_tokens and the
+    rules count them (one definition of a CPM)."""
+    return sum(row.tokens.values(), ZERO) - (row.cached or ZERO)
+
+
 def usd_per_million(row: Row) -> Decimal | None:
-    tokens = sum(row.tokens.values(), ZERO)
+    tokens = computed_tokens(row)
     spent = sum(row.by_direction.values(), ZERO)
     return (spent / tokens * MILLION).quantize(Decimal("1e-9")) if tokens > 0 else None
 
@@ -57,6 +63,7 @@ def flat_rows(report: Report) -> list[dict[str, str]]:
         row |= {f"cost_{c}_usd": number(r.cost.get(c, ZERO)) for c in components}
         row |= {f"cost_{d}_usd": number(r.by_direction.get(d)) for d in directions}
         row |= {f"{d}_tokens": number(r.tokens.get(d)) for d in directions}
+        row["cached_input_tokens"] = number(r.cached)
         row["requests"] = number(r.requests)
         row |= {f"gpu_seconds_{s}": number(r.gpu_seconds.get(s)) for s in ("held", "busy", "idle")}
         row |= {f"idle_{x}_usd": number(r.idle.get(x, ZERO)) for x in reasons}
