@@ -10,11 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from exporter.exposition.frontier import frontier
 from exporter.exposition.status import ExportView
 from exporter.meter.money import to_usd
 from exporter.meter.snapshot import LineView
-from exporter.pricing.published import PublishedRow
 
 LINE_LABELS = ("node", "namespace", "pod", "team", "model", "workload", "hardware", "capacity_class")
 # (base label values, extra label values, value): the base is shared by every series of a
@@ -165,18 +163,13 @@ def _const(
 L = LINE_LABELS
 
 
-def _matches(view: ExportView) -> list[tuple[LineView, PublishedRow, float]]:
-    points = {(p.namespace, p.pod, p.model): p for p in view.status.operating_points}
-    return frontier(view.meter.lines, points, view.status.published)
-
-
 def _frontier(view: ExportView) -> Iterable[Row]:
-    for v, row, ratio in _matches(view):
+    for v, row, ratio in view.frontier:
         yield line_values(view.meter.node, v), (row.id,), ratio
 
 
 def _published_rows(view: ExportView) -> list[tuple[tuple[str, ...], float]]:
-    used = {row.id: row for _, row, _ in _matches(view)}
+    used = {row.id: row for _, row, _ in view.frontier}
     return [((r.id, r.hardware, r.model_class, r.precision, r.engine, str(r.tokens_per_second_per_user or ""),
               r.source, r.date), float(r.value)) for r in sorted(used.values(), key=lambda r: r.id)]  # fmt: skip
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from exporter.exposition.status import OperatingPoint
-from exporter.meter.snapshot import LineView
+from exporter.exposition.status import ExportView, OperatingPoint, RuntimeStatus
+from exporter.meter.snapshot import LineView, MeterSnapshot
 from exporter.pricing.published import PublishedRow
 
 _SAME = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32"}
@@ -28,6 +28,12 @@ def precision_class(precision: str) -> str:
         if p.startswith(family) or p.endswith(family):
             return family
     return p
+
+
+def with_frontier(snapshot: MeterSnapshot, status: RuntimeStatus) -> ExportView:
+    """The view to render, its lines matched with the published rows once for every family."""
+    points = {(p.namespace, p.pod, p.model): p for p in status.operating_points}
+    return ExportView(snapshot, status, tuple(frontier(snapshot.lines, points, status.published)))
 
 
 def frontier(

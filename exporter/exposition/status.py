@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from exporter.meter.snapshot import MeterSnapshot
+from exporter.meter.snapshot import LineView, MeterSnapshot
 from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.pricing.published import PublishedRow
 from exporter.records import SourceStatus, UnitInfo
@@ -64,3 +64,5 @@ class RuntimeStatus:
 class ExportView:
     meter: MeterSnapshot
     status: RuntimeStatus
+    # (line, published row, live CPM ÷ the row's): matched once a tick (exposition/frontier.py)
+    frontier: tuple[tuple[LineView, PublishedRow, float], ...] = ()

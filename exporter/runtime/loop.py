@@ -20,10 +20,11 @@ from exporter.config.schema import ExporterConfig
 from exporter.engines.gateways import scrape_gateway, target_name
 from exporter.engines.read import TENANTS_SUFFIX, Fetch, scrape, tenant_counts
 from exporter.errors import ConfigError
+from exporter.exposition.frontier import with_frontier
 from exporter.exposition.page import render_page
 from exporter.exposition.render import render
 from exporter.exposition.server import Published
-from exporter.exposition.status import ExportView, OperatingPoint, RuntimeStatus, TargetStatus
+from exporter.exposition.status import OperatingPoint, RuntimeStatus, TargetStatus
 from exporter.http.textformat import FetchLimits, fetch_text
 from exporter.meter.ledger import Meter
 from exporter.meter.snapshot import MeterSnapshot
@@ -174,7 +175,7 @@ class Runtime(Continuity):
         self._last_mono = mono
         self._ticks += 1
         self._save(cfg, end_ns)
-        view = ExportView(
+        view = with_frontier(
             snapshot,
             self._status(
                 cfg,
