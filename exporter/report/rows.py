@@ -130,101 +130,98 @@ def build(
     (what reading found) go into the report. Rows are booked per line first (every DIMENSIONS
     label), then grouped: with ``tenant`` among the dims, a line the gateway split goes to its calling
     teams, and what no tenant was charged (direct calls, money still waiting) to the pod's own team."""
-    rows: dict[tuple[int, tuple[str, ...]], Row] = {}
-    splits: dict[tuple[int, tuple[str, ...]], dict[str, list[Decimal]]] = {}
-    tenants: dict[tuple[int, str, str], TenantRow] = {}
-    node_money: dict[tuple[int, str, str], Decimal] = {}
-    bills: dict[tuple[int, str, str], Decimal] = {}
-    resets: dict[tuple[str, str], int] = {}
+    books = _Books()
     for metric in METRICS:
         inc = increases.get(metric)
-        if inc is None:
-            continue
-        for labels, series in inc.series.items():
+        for labels, series in inc.series.items() if inc is not None else ():
             own = {k: v for k, v in labels if k != "__name__"}  # collect keyed the series by identity()
             node = (own.get("cluster", ""), own.get("node", ""))
             if series.resets:
-                resets[node] = max(resets.get(node, 0), series.resets)
+                books.resets[node] = max(books.resets.get(node, 0), series.resets)
             for k, amount in enumerate(series.per_period):
-                _book(metric, own, k, amount, rows, tenants, splits, node_money, bills, node)
+                books.book(metric, own, k, amount.quantize(NANO) if metric in MONEY else amount, node)
     checks = [
-        NodeCheck(k, cluster, node, node_money.get((k, cluster, node), ZERO), bills.get((k, cluster, node)))
-        for k, cluster, node in sorted(node_money.keys() | bills.keys())
-    ]
+        NodeCheck(k, cluster, node, books.node_money.get((k, cluster, node), ZERO),
+                  books.bills.get((k, cluster, node)))
+        for k, cluster, node in sorted(books.node_money.keys() | books.bills.keys())
+    ]  # fmt: skip
     bill = increases.get("cpm_bill_usd_total")
     gaps = tuple(_gap(g) for g in (bill.gaps if bill is not None else []))
+    rows = (r for r in _group(books.lines, books.splits, dims) if _counts(r))
     return Report(
         tuple(periods),
         tuple(dims),
-        tuple(
-            sorted(
-                (r for r in _group(rows, splits, dims) if _counts(r)),
-                key=lambda r: (r.period, -r.total, r.key),
-            )
-        ),
-        tuple(sorted(tenants.values(), key=lambda t: (t.period, -t.cost, t.tenant, t.model))),
+        tuple(sorted(rows, key=lambda r: (r.period, -r.total, r.key))),
+        tuple(sorted(_tenant_rows(books.splits), key=lambda t: (t.period, -t.cost, t.tenant, t.model))),
         tuple(checks),
         tuple(sorted(gaps)),
-        resets,
+        books.resets,
         tuple(dict.fromkeys(warnings)),
     )
 
 
-def _book(
-    metric: str,
-    own: Mapping[str, str],
-    k: int,
-    amount: Decimal,
-    rows: dict[tuple[int, tuple[str, ...]], Row],
-    tenants: dict[tuple[int, str, str], TenantRow],
-    splits: dict[tuple[int, tuple[str, ...]], dict[str, list[Decimal]]],
-    node_money: dict[tuple[int, str, str], Decimal],
-    bills: dict[tuple[int, str, str], Decimal],
-    node: tuple[str, str],
-) -> None:
-    if metric in MONEY:
-        amount = amount.quantize(NANO)
-    at = (k, *node)
-    if metric == "cpm_bill_usd_total":
-        bills[at] = bills.get(at, ZERO) + amount
-        return
-    key = tuple(own.get(d, "") for d in DIMENSIONS)
-    if metric.startswith("cpm_tenant_"):
-        t = tenants.setdefault((k, own.get("tenant", ""), own.get("model", "")),
-                               TenantRow(k, own.get("tenant", ""), own.get("model", "")))  # fmt: skip
-        part = splits.setdefault((k, key), {}).setdefault(own.get("tenant", ""), [ZERO, ZERO])
-        if metric == "cpm_tenant_cost_usd_total":
-            t.cost += amount
-            part[0] += amount
-        else:
-            direction = own.get("direction", "")
-            t.tokens[direction] = t.tokens.get(direction, ZERO) + amount
-            part[1] += amount
-        return
-    row = rows.get((k, key))
-    if row is None:
-        row = rows[(k, key)] = Row(k, key)
-    if metric == "cpm_cost_usd_total":
-        _add(row.cost, own.get("component", ""), amount)
-        node_money[at] = node_money.get(at, ZERO) + amount
-    elif metric == "cpm_cost_by_direction_usd_total":
-        _add(row.by_direction, own.get("direction", ""), amount)
-    elif metric == "cpm_tokens_total":
-        _add(row.tokens, own.get("direction", ""), amount)
-    elif metric == "cpm_requests_total":
-        row.requests = (row.requests or ZERO) + amount
-    elif metric == "cpm_cached_input_tokens_total":
-        row.cached = (row.cached or ZERO) + amount
-    elif metric == "cpm_gpu_seconds_total":
-        _add(row.gpu_seconds, own.get("state", ""), amount)
-    elif metric == "cpm_idle_cost_usd_total":
-        _add(row.idle, own.get("reason", ""), amount)
+LineKey = tuple[int, tuple[str, ...]]  # (period, every DIMENSIONS value)
+
+
+@dataclass(slots=True)
+class _Books:
+    """What the series add up to, per period: each line's row, each split line's tenants, each node's
+    money and bill."""
+
+    lines: dict[LineKey, Row] = field(default_factory=dict)
+    splits: dict[LineKey, dict[str, TenantRow]] = field(default_factory=dict)
+    node_money: dict[tuple[int, str, str], Decimal] = field(default_factory=dict)
+    bills: dict[tuple[int, str, str], Decimal] = field(default_factory=dict)
+    resets: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def book(
+        self, metric: str, own: Mapping[str, str], k: int, amount: Decimal, node: tuple[str, str]
+    ) -> None:
+        at = (k, *node)
+        if metric == "cpm_bill_usd_total":
+            self.bills[at] = self.bills.get(at, ZERO) + amount
+            return
+        key = (k, tuple(own.get(d, "") for d in DIMENSIONS))
+        if metric.startswith("cpm_tenant_"):
+            tenant = own.get("tenant", "")
+            t = self.splits.setdefault(key, {}).setdefault(tenant, TenantRow(k, tenant, own.get("model", "")))
+            if metric == "cpm_tenant_cost_usd_total":
+                t.cost += amount
+            else:
+                _add(t.tokens, own.get("direction", ""), amount)
+            return
+        row = self.lines.get(key) or self.lines.setdefault(key, Row(*key))
+        if metric == "cpm_cost_usd_total":
+            _add(row.cost, own.get("component", ""), amount)
+            self.node_money[at] = self.node_money.get(at, ZERO) + amount
+        elif metric == "cpm_cost_by_direction_usd_total":
+            _add(row.by_direction, own.get("direction", ""), amount)
+        elif metric == "cpm_tokens_total":
+            _add(row.tokens, own.get("direction", ""), amount)
+        elif metric == "cpm_requests_total":
+            row.requests = (row.requests or ZERO) + amount
+        elif metric == "cpm_cached_input_tokens_total":
+            row.cached = (row.cached or ZERO) + amount
+        elif metric == "cpm_gpu_seconds_total":
+            _add(row.gpu_seconds, own.get("state", ""), amount)
+        elif metric == "cpm_idle_cost_usd_total":
+            _add(row.idle, own.get("reason", ""), amount)
+
+
+def _tenant_rows(splits: Mapping[LineKey, Mapping[str, TenantRow]]) -> list[TenantRow]:
+    """The split per (period, calling team, model), its lines summed."""
+    out: dict[tuple[int, str, str], TenantRow] = {}
+    for parts in splits.values():
+        for t in parts.values():
+            acc = out.setdefault((t.period, t.tenant, t.model), TenantRow(t.period, t.tenant, t.model))
+            acc.cost += t.cost
+            for direction, n in t.tokens.items():
+                _add(acc.tokens, direction, n)
+    return list(out.values())
 
 
 def _group(
-    lines: Mapping[tuple[int, tuple[str, ...]], Row],
-    splits: Mapping[tuple[int, tuple[str, ...]], Mapping[str, list[Decimal]]],
-    dims: Sequence[str],
+    lines: Mapping[LineKey, Row], splits: Mapping[LineKey, Mapping[str, TenantRow]], dims: Sequence[str]
 ) -> list[Row]:
     """Line rows summed into rows of ``dims``; by tenant, split lines go to their calling teams."""
     team = DIMENSIONS.index("team")
@@ -239,14 +236,15 @@ def _group(
     return list(out.values())
 
 
-def _by_tenant(row: Row, team: str, split: Mapping[str, list[Decimal]]) -> list[tuple[str, Row]]:
+def _by_tenant(row: Row, team: str, split: Mapping[str, TenantRow]) -> list[tuple[str, Row]]:
     """A split line's period: each calling team's money and tokens; the rest (tokens no gateway claimed,
     money still waiting, GPU time) stays with the pod's own team."""
     parts: list[tuple[str, Row]] = []
     paid = claimed = ZERO
-    for tenant, (money, tokens) in sorted(split.items()):
+    for tenant, t in sorted(split.items()):
         if tenant == DIRECT:
             continue
+        money, tokens = t.cost, sum(t.tokens.values(), ZERO)
         paid, claimed = paid + money, claimed + tokens
         part = Row(row.period, row.key, cost={"calls": money}, tokens={"total": tokens} if tokens else {})
         part.by_direction = {"total": money} if tokens else {}
