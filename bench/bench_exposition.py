@@ -31,7 +31,7 @@ from types import MappingProxyType
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from exporter import __version__
-from exporter.exposition.page import render_page
+from exporter.exposition.page import LandingPage
 from exporter.exposition.render import render
 from exporter.exposition.server import Published, serve
 from exporter.exposition.status import ExportView, RuntimeStatus, TargetStatus
@@ -172,10 +172,10 @@ def main() -> None:
     metrics = render(view)
     gc.collect()
     cpu, wall = time_render(view, args.repeats)
-    page = render_page(view)
+    page, live = LandingPage().render(view, 5.0)
 
     published = Published()
-    published.publish(metrics, page)
+    published.publish(metrics, page, live)
     cur = published.current
     assert cur is not None
     c0 = time.process_time()

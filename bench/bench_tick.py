@@ -43,7 +43,7 @@ from types import MappingProxyType
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from exporter import __version__, statefile
-from exporter.exposition.page import render_page
+from exporter.exposition.page import LandingPage
 from exporter.exposition.render import render
 from exporter.exposition.server import Published
 from exporter.exposition.status import ExportView, RuntimeStatus, TargetStatus
@@ -216,6 +216,7 @@ def _whole(
     stages: list[float],
 ) -> None:
     clock = time.process_time
+    landing = LandingPage()  # its history fills as the runtime's does: a chart redrawn every 5-s tick
     for inp in inputs:
         t0 = clock()
         snap = meter.tick(inp, prices, WINDOW_S)
@@ -223,9 +224,9 @@ def _whole(
         view = ExportView(snap, node.status(prices, 0))
         metrics = render(view)
         t2 = clock()
-        page = render_page(view)
+        page, live = landing.render(view, 5.0)
         t3 = clock()
-        published.publish(metrics, page)
+        published.publish(metrics, page, live)
         t4 = clock()
         stages[0] += t1 - t0
         stages[1] += t2 - t1

@@ -17,7 +17,7 @@ from exporter.redact import redact_url
 @pytest.fixture
 def endpoint() -> Iterator[tuple[int, list[int]]]:
     published = srv.Published()
-    published.publish(b"# HELP x y\nx 1\n", b"<html></html>")
+    published.publish(b"# HELP x y\nx 1\n", b"<html><main>live body</main></html>", b"live body")
     reloads: list[int] = []
 
     def reload() -> tuple[bool, str]:
@@ -51,6 +51,20 @@ def get(port: int, path: str, *headers: str) -> tuple[str, dict[str, str], bytes
     head, _, body = raw.partition(b"\r\n\r\n")
     status, *lines = head.decode().split("\r\n")
     return status, {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines)}, body
+
+
+def test_the_page_and_its_live_body_are_served_under_the_pages_csp(endpoint: tuple[int, list[int]]) -> None:
+    """The page's script fetches /-/live each refresh: same bytes as the page's body, never cached,
+    both under the Content-Security-Policy that lets only our own script and style run."""
+    from exporter.exposition.page import CONTENT_SECURITY_POLICY
+
+    for path, body in (("/", b"<html><main>live body</main></html>"), ("/-/live", b"live body")):
+        status, headers, got = get(endpoint[0], path)
+        assert status.endswith("200 OK") and got == body, (path, status)
+        assert headers["content-security-policy"] == CONTENT_SECURITY_POLICY, path
+        assert headers["cache-control"] == "no-store", path
+    _, headers, _ = get(endpoint[0], "/metrics")
+    assert "content-security-policy" not in headers, "/metrics stays as it was"
 
 
 def test_the_server_header_names_no_interpreter(endpoint: tuple[int, list[int]]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import random
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -512,7 +513,7 @@ def test_the_page_shows_each_calling_teams_money_and_escapes_its_name() -> None:
     /metrics exports, the waiting money; a tenant name from a gateway's label is escaped."""
     from decimal import Decimal
 
-    from exporter.exposition.page import render_page
+    from exporter.exposition.page import LandingPage
     from exporter.exposition.status import ExportView, RuntimeStatus
     from exporter.meter.ledger import Meter
     from exporter.pricing.prices import GpuPrice, PricingConfig
@@ -533,11 +534,12 @@ def test_the_page_shows_each_calling_teams_money_and_escapes_its_name() -> None:
         start = t0 + tick * 10**10
         snap = meter.tick(TickInput(start, start + 10**10, "n", (GpuSample("0", "H100", "on_demand"),),
                                     (Placement("0", pod),), server, gateways=(gw,)), prices, 60)  # fmt: skip
-    page = render_page(ExportView(snap, RuntimeStatus("run", "test", prices, window_seconds=60))).decode()
-    table = page.split('<table id="tenants">')[1].split("</table>")[0]
+    view = ExportView(snap, RuntimeStatus("run", "test", prices, window_seconds=60))
+    page = LandingPage().render(view, 10)[0].decode()
+    table = page.split('<table id="tenants"')[1].split("</table>")[0]
     assert evil not in page and html.escape(evil) in table
-    rows = [r for r in table.split("<tr") if "<td>" in r]
-    assert [r.split("<td>")[1].split("</td>")[0] for r in rows[:3]] == [
+    rows = [r for r in table.split("<tr") if "<td" in r]
+    assert [re.findall(r"<td[^>]*>(.*?)</td>", r)[0] for r in rows[:3]] == [
         "search",
         html.escape(evil),
         "__direct__",

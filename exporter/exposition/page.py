@@ -1,192 +1,252 @@
-"""The landing page: a live table of what each model costs, server-rendered, no assets.
+"""The landing page: what this node's AI workloads cost, live, with charts of the last minutes.
 
-Refreshes itself every window/12 seconds, at least every second (a meta refresh: no
-JavaScript, no external requests). "Idle $/h" per row is the part of the row's spend that
-bought no work: all of it when the window served no tokens, else $/h × (1 − utilisation).
-A second table splits each shared server's money among the teams that called it through a
-gateway (cpm_tenant_*): the same numbers as /metrics, the same definitions.
+Server-rendered and self-contained: inline CSS, inline SVG charts (exposition/charts.py) and one
+small inline script, allowed by hash in a strict Content-Security-Policy (no external request,
+no inline script but ours). The script fetches ``/-/live`` (the page's body, rendered each
+tick) and swaps it in place: no reload, the reader's sort order kept. Without JavaScript the
+page reloads itself (a ``<noscript>`` meta refresh).
+
+Every figure is a /metrics gauge or total with the same definition; every column says what it
+means (tooltip and legend). Every label value is escaped.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 from datetime import datetime, timezone
 
-from exporter.exposition.status import ExportView, OperatingPoint
-from exporter.meter.snapshot import LineView
+from exporter.exposition.charts import page_charts
+from exporter.exposition.history import PageHistory, delta, ratio
+from exporter.exposition.pagetables import (
+    IDLE,
+    INFERENCE,
+    TENANTS,
+    TRAINING,
+    idle_table,
+    inference_table,
+    legend,
+    tenant_table,
+    training_table,
+)
+from exporter.exposition.status import ExportView
+from exporter.meter.money import NANO_PER_USD
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#1d2330}
-table{border-collapse:collapse;margin-top:1em}th,td{padding:.35em .8em;border-bottom:1px solid #dde}
-th{text-align:left;background:#f2f4f8}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.banner{background:#fff3cd;border:1px solid #e0c36b;padding:.6em 1em;font-weight:600}
-.warn{color:#a4400b}.idle td{color:#7a4a00;background:#fffaf0}small{color:#667}
-.waiting td{color:#667;font-style:italic}h2{margin-top:1.5em;font-size:1.15em}
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.2em 1.5em;color:#1d2330;max-width:1880px}
+h1{font-size:1.35em;margin:.2em 0}h2{margin:1.2em 0 .3em;font-size:1.1em}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{padding:.3em .45em;border-bottom:1px solid #dde;vertical-align:top}
+th{text-align:left;background:#f2f4f8;cursor:pointer;user-select:none;vertical-align:bottom}
+th[aria-sort=descending]::after{content:" ▾"}th[aria-sort=ascending]::after{content:" ▴"}
+td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.banner{background:#fff3cd;border:1px solid #e0c36b;padding:.5em 1em;font-weight:600}
+.warn{color:#a4400b;margin:.3em 0}.idle td{color:#7a4a00;background:#fffaf0}small{color:#667}
+.waiting td{color:#667;font-style:italic}
+.totals{display:flex;flex-wrap:wrap;gap:.6em;margin:.8em 0}
+.totals div{border:1px solid #dde;border-radius:6px;padding:.4em .8em;min-width:8.5em}
+.totals b{display:block;font-size:1.3em;font-variant-numeric:tabular-nums}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:1em}
+.chart{margin:0;border:1px solid #dde;border-radius:6px;padding:.5em}.chart svg{width:100%;height:auto}
+.chart text{font-size:11px;fill:#556}.ytick{text-anchor:end}.xtick{text-anchor:middle}.xtick.first{text-anchor:start}.xtick.last{text-anchor:end}
+.grid{stroke:#e4e7ee}.axis{stroke:#99a}.empty{color:#667;font-style:italic}
+.legend{list-style:none;padding:0;margin:.3em 0 0;font-size:12px;columns:2}
+.legend li{break-inside:avoid}.chart .legend svg{width:10px;height:10px;margin-right:.3em}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em;font-size:13px}dt{font-weight:600}dd{margin:0}
 """
 
+SCRIPT = """(() => {
+  const live = document.getElementById('live'), conn = document.getElementById('conn');
+  const every = Number(live.dataset.refresh) * 1000, order = {};
+  const key = (tr, col) => {
+    const v = tr.cells[col] && tr.cells[col].dataset.v;
+    return v === undefined ? null : (v !== '' && !isNaN(v) ? Number(v) : v);
+  };
+  function sortTable(table) {
+    const o = order[table.id], body = table.tBodies[0];
+    const rows = Array.from(body.rows).sort((a, b) => {
+      const x = key(a, o.col), y = key(b, o.col);
+      if (x === null || y === null) return x === y ? 0 : (x === null ? 1 : -1);
+      const c = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y));
+      return o.desc ? -c : c;
+    });
+    rows.forEach(r => body.appendChild(r));
+    Array.from(table.tHead.rows[0].cells).forEach((th, i) =>
+      th.setAttribute('aria-sort', i === o.col ? (o.desc ? 'descending' : 'ascending') : 'none'));
+  }
+  function sortAll() {
+    live.querySelectorAll('table.sortable').forEach(t => {
+      if (!order[t.id]) { const d = t.dataset.sort.split(','); order[t.id] = {col: Number(d[0]), desc: d[1] === 'desc'}; }
+      sortTable(t);
+    });
+  }
+  live.addEventListener('click', e => {
+    const th = e.target.closest('th'), table = th && th.closest('table.sortable');
+    if (!table) return;
+    const o = order[table.id], col = th.cellIndex;
+    order[table.id] = {col: col, desc: o && o.col === col ? !o.desc : th.dataset.numeric === '1'};
+    sortTable(table);
+  });
+  async function refresh() {
+    try {
+      const r = await fetch('/-/live', {cache: 'no-store'});
+      if (!r.ok) throw new Error('HTTP ' + r.status);
+      const body = await r.text();
+      const open = live.querySelector('#legend') && live.querySelector('#legend').open;
+      live.innerHTML = body;
+      if (open) live.querySelector('#legend').open = true;
+      sortAll();
+      conn.textContent = '';
+    } catch (err) {
+      conn.textContent = 'Exporter unreachable (' + err.message + '): the figures below are from the last update.';
+    }
+    setTimeout(refresh, every);
+  }
+  sortAll();
+  setTimeout(refresh, every);
+})();"""
 
-def _money(x: float | None, digits: int = 3) -> str:
+
+def _sha256(text: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
+# Only our own script and style run; the page fetches only /-/live from its own origin.
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; script-src '{_sha256(SCRIPT)}'; style-src '{_sha256(STYLE)}'; "
+    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def _money(x: float | None, digits: int = 2) -> str:
     return "–" if x is None else f"${x:,.{digits}f}"
 
 
-def _num(x: float | None, fmt: str) -> str:
-    return "–" if x is None else format(x, fmt)
-
-
-def _engine(p: OperatingPoint | None) -> str:
-    """Engine, version and precision in one cell ("vllm 0.8.5 · fp8"); what nothing says is left out."""
-    if p is None:
-        return "–"
-    version = f" {p.version}" if p.version else ""
-    extra = " · ".join(x for x in (p.precision, f"kv {p.kv_cache_dtype}" if p.kv_cache_dtype else "") if x)
-    return f"{p.engine}{version}" + (f" · {extra}" if extra else "")
-
-
-def _row(v: LineView, point: OperatingPoint | None) -> str:
-    g, o = v.gauges, v.line.owner
-    cells = [
-        html.escape(o.model),
-        html.escape(o.team),
-        html.escape(f"{o.namespace}/{o.pod}"),
-        html.escape(f"{v.line.hardware} ({v.line.capacity})"),
-        html.escape(_engine(point)),
-    ]
-    nums = [
-        _money(g.usd_per_million_input),
-        _money(g.usd_per_million_output),
-        _money(g.usd_per_million_total),
-        _num(g.tokens_per_second_per_user, ".1f"),
-        _money(g.usd_per_request, 5),
-        _money(dict(g.usd_per_request_quantiles).get(0.99), 5),
-        _num(None if g.utilization is None else g.utilization * 100, ".0f")
-        + ("" if g.utilization is None else " %"),
-        _money(g.burn_usd_per_hour, 2),
-        _money(g.idle_burn_usd_per_hour, 2),
-    ]
-    tds = "".join(f"<td>{c}</td>" for c in cells) + "".join(f'<td class="n">{n}</td>' for n in nums)
-    return f"<tr>{tds}</tr>"
-
-
-def _tenant_rows(lines: list[LineView]) -> str:
-    """One row per (served line, calling team), most money first; the line's waiting money after."""
-    rows = sorted(
-        ((v, t, x) for v in lines for t, x in v.tenants.totals.items()),
-        key=lambda r: (-r[2].cost, r[0].line.owner.model, r[1]),
-    )
-    out = []
-    for v, tenant, x in rows:
-        o = v.line.owner
-        cells = [html.escape(tenant), html.escape(o.model), html.escape(f"{o.namespace}/{o.pod}")]
-        nums = [
-            _money(x.cost / 1e9, 4),
-            _num(x.input_tokens, ",.0f"),
-            _num(x.output_tokens, ",.0f"),
-            _money(v.tenants.usd_per_million.get(tenant)),
-            _num(v.gauges.tokens_per_second_per_user, ".1f"),
-        ]
-        tds = "".join(f"<td>{c}</td>" for c in cells) + "".join(f'<td class="n">{n}</td>' for n in nums)
-        out.append(f"<tr>{tds}</tr>")
-    for v in lines:
-        if v.tenants.totals:
-            o = v.line.owner
-            out.append(
-                f'<tr class="waiting"><td colspan="3">waiting for the gateway\'s count — '
-                f"{html.escape(o.model)} on {html.escape(f'{o.namespace}/{o.pod}')}</td>"
-                f'<td class="n">{_money(v.tenants.waiting_nano / 1e9, 4)}</td><td colspan="4"></td></tr>'
-            )
-    return "".join(out)
-
-
-def _tenant_table(lines: list[LineView]) -> str:
-    rows = _tenant_rows(lines)
-    if not rows:
-        return ""
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in ("calling team", "model", "pod", "cost", "input tokens", "output tokens", "$/M tokens",
-                  "tokens/s per user")
-    )  # fmt: skip
-    return f"""<h2>Shared servers by calling team (gateways)</h2>
-<p><small>Cost since the exporter started, claimed by the gateway's counts of each team's tokens;
-__direct__: tokens no gateway counted (the pod's own team keeps them). $/M tokens over the window,
-at the server's tokens/s per user.</small></p>
-<table id="tenants"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"""
-
-
-def _idle_row(v: LineView) -> str:
-    label = f"idle — {html.escape(v.line.hardware)} ({html.escape(v.line.capacity)})"
-    burn = _money(v.gauges.burn_usd_per_hour, 2)
-    return (
-        f'<tr class="idle"><td colspan="13">{label}: GPUs held by no pod</td><td class="n">{burn}</td></tr>'
-    )
-
-
-def render_page(view: ExportView) -> bytes:
+def _totals(view: ExportView, history: PageHistory) -> str:
+    """The node's figures: spend and idle rates, the bill so far, tokens/s, utilisation, GPUs."""
     s, m = view.status, view.meter
-    served = sorted(
-        (v for v in m.lines if not v.line.owner.is_idle), key=lambda v: (v.line.owner.model, v.line.owner.pod)
+    spend = sum(v.gauges.burn_usd_per_hour or 0.0 for v in m.lines)
+    # Every line's idle money over the window (cpm_idle_cost_usd_total's rate, unallocated GPUs
+    # included): one definition with the rules.
+    idle = sum(v.gauges.idle_burn_usd_per_hour or 0.0 for v in m.lines)
+    end = history.points[-1] if history.points else None
+    start = history.at_or_before(end.t - s.window_seconds) if end else None
+    tokens = util = gpus = None
+    if start is not None and end is not None and end.t > start.t:
+        made = [delta(start.model_tokens, end.model_tokens, k) for k in end.model_tokens]
+        tokens = (
+            None if not made or None in made else sum(x for x in made if x is not None) / (end.t - start.t)
+        )
+        busy = [delta(start.busy_ns, end.busy_ns, k) for k in end.busy_ns]
+        held = [delta(start.measured_ns, end.measured_ns, k) for k in end.measured_ns]
+        if None not in busy and None not in held:
+            util = ratio(sum(x for x in busy if x is not None), sum(x for x in held if x is not None))
+        gpus = (
+            ratio(end.held_ns - start.held_ns, (end.t - start.t) * 1e9)
+            if end.held_ns >= start.held_ns
+            else None
+        )
+    cards = (
+        ("spend", f"{_money(spend)}/h", "Every line's spend rate over the window."),
+        ("idle", f"{_money(idle)}/h", "GPU money that bought no work, over the window (idle burn)."),
+        ("billed", _money(m.bill_nano / NANO_PER_USD), "Everything charged since the exporter started."),
+        ("tokens/s", "–" if tokens is None else f"{tokens:,.0f}", "Tokens the GPUs computed per second (inference)."),
+        ("utilisation", "–" if util is None else f"{util * 100:.0f} %", "Busy ÷ measured GPU time over the window."),
+        ("GPUs", "–" if gpus is None else f"{gpus:,.1f}", "GPUs priced, on average over the window (held GPU-seconds ÷ seconds)."),
+        ("token coverage", "–" if m.coverage is None else f"{m.coverage * 100:.0f} %",
+         "Share of held GPU time whose tokens a server reported."),
+    )  # fmt: skip
+    return (
+        '<div class="totals" id="totals">'
+        + "".join(
+            f'<div title="{html.escape(tip)}"><small>{html.escape(name)}</small><b>{html.escape(value)}</b></div>'
+            for name, value, tip in cards
+        )
+        + "</div>"
     )
-    idle = [v for v in m.lines if v.line.owner.is_idle]
-    # Every line's idle money over the window (cpm_idle_cost_usd_total's rate: unallocated,
-    # exporter_down, no_traffic, starved), unallocated GPUs included: one definition with the rules.
-    idle_burn = sum(v.gauges.idle_burn_usd_per_hour or 0.0 for v in m.lines)
-    when = datetime.fromtimestamp(m.end_ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    refresh = max(1, round(s.window_seconds / 12)) if s.window_seconds else 5
-    banner = (
-        '<p class="banner">SIMULATION — cpm-exporter demo: made-up GPUs and simulated vLLM servers.</p>'
-        if s.mode == "demo"
-        else ""
-    )
-    warnings = "".join(
+
+
+def _warnings(view: ExportView) -> str:
+    s = view.status
+    out = "".join(
         f'<p class="warn">Price for {html.escape(p.hardware)}/{html.escape(p.capacity)} is a catalogue default '
         f"(${p.usd_per_hour}/GPU-h, {html.escape(p.reference)}), not your price.</p>"
         for p in s.prices_in_use
         if p.source == "catalogue"
     )
-    warnings += "".join(
+    out += "".join(
         f'<p class="warn">Target {html.escape(t.name)} is down: {html.escape(t.last_error)}</p>'
         for t in s.targets
         if not t.up
     )
     if not s.config_ok:
-        warnings += (
+        out += (
             f'<p class="warn">Config reload failed; last good config kept: {html.escape(s.config_error)}</p>'
         )
-    coverage = "–" if m.coverage is None else f"{m.coverage * 100:.0f} %"
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in (
-            "model",
-            "team",
-            "pod",
-            "hardware",
-            "engine",
-            "$/M input",
-            "$/M output",
-            "$/M total",
-            "tokens/s per user",
-            "$/request",
-            "p99 request",
-            "utilisation",
-            "$/h",
-            "idle $/h",
-        )
-    )
+    return out
+
+
+def render_live(view: ExportView, history: PageHistory, charts: str) -> bytes:
+    """The page's body, swapped in place by the page's script every refresh."""
+    s, m = view.status, view.meter
+    by_owner = sorted(m.lines, key=lambda v: (v.line.owner.model, v.line.owner.pod))
+    inference = [v for v in by_owner if v.line.owner.workload == "inference"]
+    training = [v for v in by_owner if v.line.owner.workload == "training"]
+    idle = [v for v in by_owner if v.line.owner.is_idle]
+    when = datetime.fromtimestamp(m.end_ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     points = {(p.namespace, p.pod, p.model): p for p in s.operating_points}
-    rows = "".join(
-        _row(v, points.get((v.line.owner.namespace, v.line.owner.pod, v.line.owner.model))) for v in served
-    )
-    rows += "".join(_idle_row(v) for v in idle)
-    body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="refresh" content="{refresh}"><title>cpm-exporter — {html.escape(m.node)}</title>
-<style>{_STYLE}</style></head><body>{banner}
-<h1>Cost per million tokens — node {html.escape(m.node)}</h1>
-<p>Window {s.window_seconds:.0f} s · updated {when} · idle burn <b id="idle-burn">{_money(idle_burn, 2)}/h</b>
-· token coverage {coverage} · <a href="/metrics">/metrics</a></p>{warnings}
-<table id="cpm"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
-{_tenant_table(served)}
+    tenants = tenant_table(inference)
+    training_html = f"<h2>Training runs</h2>{training_table(training)}" if training else ""
+    body = f"""<p>Window {s.window_seconds:.0f} s · updated <span id="updated">{when}</span>
+· <a href="/metrics">/metrics</a></p>{_warnings(view)}{_totals(view, history)}
+<section class="charts">{charts}</section>
+<h2>Inference</h2>{inference_table(inference, points)}
+{training_html}
+<h2>GPUs held by no pod</h2>{idle_table(idle)}
+{"<h2>Shared servers by calling team (gateways)</h2><p><small>Cost since the exporter started, claimed by the gateway's counts of each team's tokens; __direct__: tokens no gateway counted (the pod's own team keeps them).</small></p>" + tenants if tenants else ""}
+{legend(INFERENCE, TRAINING, IDLE, TENANTS if tenants else ())}
 <p><small>cpm-exporter {html.escape(s.version)} · catalogue {html.escape(s.pricing.catalogue_date)}
-· CPM is always shown with the tokens/s per user at which it was reached.</small></p>
-</body></html>
-"""  # fmt: skip
+· CPM is always shown with the tokens/s per user at which it was reached.</small></p>"""  # fmt: skip
     return body.encode()
+
+
+def _banner(view: ExportView) -> str:
+    if view.status.mode != "demo":
+        return ""
+    engines = sorted({p.engine for p in view.status.operating_points if p.engine and p.engine != "training"})
+    training = any(v.line.owner.workload == "training" for v in view.meter.lines)
+    what = f"simulated {', '.join(engines) or 'inference'} servers" + (
+        " and a training job" if training else ""
+    )
+    return f'<p class="banner">SIMULATION — cpm-exporter demo: made-up GPUs, {html.escape(what)}.</p>'
+
+
+def render_page(view: ExportView, live: bytes) -> bytes:
+    """The whole page around the live body."""
+    s, m = view.status, view.meter
+    refresh = max(1, round(s.window_seconds / 12)) if s.window_seconds else 5
+    head = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><link rel="icon" href="data:,">
+<noscript><meta http-equiv="refresh" content="{refresh}"></noscript>
+<title>cpm-exporter — {html.escape(m.node)}</title><style>{STYLE}</style></head><body>{_banner(view)}
+<h1>Cost per million tokens — node {html.escape(m.node)}</h1>
+<p id="conn" class="warn" role="status"></p>
+<main id="live" data-refresh="{refresh}">"""  # fmt: skip
+    return head.encode() + live + f"</main><script>{SCRIPT}</script></body></html>\n".encode()
+
+
+class LandingPage:
+    """The page's history and charts, kept across ticks (charts are redrawn only when a point is added)."""
+
+    def __init__(self) -> None:
+        self.history = PageHistory()
+        self._charts = ""
+
+    def render(self, view: ExportView, tick_seconds: float) -> tuple[bytes, bytes]:
+        """(the whole page, its live body) for this tick."""
+        window = view.status.window_seconds
+        if self.history.add(view.meter, window, tick_seconds) or not self._charts:
+            self._charts = page_charts(self.history, window)
+        live = render_live(view, self.history, self._charts)
+        return render_page(view, live), live

@@ -1,6 +1,7 @@
 """The HTTP endpoint: serves bytes rendered once per tick; never computes on a scrape.
 
-Paths: ``/metrics``, ``/`` (landing page), ``/healthz``, ``/readyz``, and ``POST /-/reload``
+Paths: ``/metrics``, ``/`` (landing page) and ``/-/live`` (its body, fetched by the page each
+refresh), ``/healthz``, ``/readyz``, and ``POST /-/reload``
 when enabled (off by default, like Prometheus's ``--web.enable-lifecycle``).
 
 With a ``WebConfig`` (``--web.config.file``): TLS on every accepted connection, the handshake
@@ -27,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from exporter.errors import ConfigError
+from exporter.exposition.page import CONTENT_SECURITY_POLICY
 from exporter.exposition.render import CONTENT_TYPE
 from exporter.exposition.webconfig import REALM, BasicAuth, TLSServerConfig, WebConfig
 
@@ -37,6 +39,8 @@ REQUEST_DEADLINE_S = 30.0
 MAX_CONNECTIONS = 64  # beyond this, a new connection is closed at once: threads and memory stay bounded
 MAX_POST_BODY = 64 * 1024
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # answered without basic auth: probes
+PAGE_HEADERS = (("Content-Security-Policy", CONTENT_SECURITY_POLICY), ("Cache-Control", "no-store"))
+
 # A client gone mid-request (a scraper's timeout, a closed browser tab): not our error, not a traceback.
 GONE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError, ssl.SSLError)
 
@@ -46,6 +50,7 @@ class Rendered:
     metrics: bytes
     metrics_gzip: bytes
     page: bytes
+    live: bytes  # the page's body alone, fetched by the page's script (exposition/page.py)
 
 
 class Published:
@@ -55,8 +60,8 @@ class Published:
         self._current: Rendered | None = None
         self._lock = threading.Lock()
 
-    def publish(self, metrics: bytes, page: bytes) -> None:
-        rendered = Rendered(metrics, gzip.compress(metrics, compresslevel=1), page)
+    def publish(self, metrics: bytes, page: bytes, live: bytes = b"") -> None:
+        rendered = Rendered(metrics, gzip.compress(metrics, compresslevel=1), page, live)
         with self._lock:
             self._current = rendered
 
@@ -95,7 +100,9 @@ def make_handler(
             elif path == "/metrics":
                 self._send_metrics(cur)
             elif path in ("/", "/index.html"):
-                self._send(200, cur.page, "text/html; charset=utf-8")
+                self._send(200, cur.page, "text/html; charset=utf-8", headers=PAGE_HEADERS)
+            elif path == "/-/live":
+                self._send(200, cur.live, "text/html; charset=utf-8", headers=PAGE_HEADERS)
             else:
                 self._send(404, b"not found: try /metrics or /\n", "text/plain; charset=utf-8")
 

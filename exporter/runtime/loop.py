@@ -21,7 +21,7 @@ from exporter.engines.gateways import scrape_gateway, target_name
 from exporter.engines.read import TENANTS_SUFFIX, Fetch, scrape, tenant_counts
 from exporter.errors import ConfigError
 from exporter.exposition.frontier import with_frontier
-from exporter.exposition.page import render_page
+from exporter.exposition.page import LandingPage
 from exporter.exposition.render import render
 from exporter.exposition.server import Published
 from exporter.exposition.status import OperatingPoint, RuntimeStatus, TargetStatus
@@ -77,6 +77,7 @@ class Runtime(Continuity):
             settle_s=self.config.gateway_settle_seconds,
         )
         self.published = Published()
+        self.page = LandingPage()  # the landing page's history of the last minutes
         self._lock = threading.Lock()  # guards the config and its status
         self._reload_lock = threading.Lock()  # one reload at a time, load and swap together
         self._config_ok = True
@@ -183,7 +184,8 @@ class Runtime(Continuity):
                 scrapes + tuple(g for g in gateways if not g.target.endswith(TENANTS_SUFFIX)),
             ),
         )
-        self.published.publish(render(view), render_page(view))
+        page, live = self.page.render(view, cfg.tick_seconds)
+        self.published.publish(render(view), page, live)
         self._tick_seconds = time.perf_counter() - began
         return snapshot
 

@@ -1,0 +1,139 @@
+"""The landing page's history and charts over time: the same definitions as the gauges, unknown
+values as gaps, a bounded history, every label value escaped (exposition/history.py, charts.py,
+page.py). The page in a browser: tests/integration/test_landing_page.py."""
+
+from __future__ import annotations
+
+import html
+import re
+from decimal import Decimal
+
+from exporter.exposition.charts import page_charts
+from exporter.exposition.history import HORIZON_SECONDS, MAX_POINTS, PageHistory, delta
+from exporter.exposition.page import CONTENT_SECURITY_POLICY, SCRIPT, STYLE, LandingPage, _sha256
+from exporter.exposition.status import ExportView, RuntimeStatus
+from exporter.meter.ledger import Meter
+from exporter.meter.snapshot import MeterSnapshot
+from exporter.pricing.prices import GpuPrice, PricingConfig
+from exporter.records import GpuSample, ModelCounters, Owner, Placement, TargetScrape, TickInput
+
+T0 = 1_767_225_600 * 10**9
+TICK_NS = 5 * 10**9
+WINDOW_S = 30
+PRICES = PricingConfig(
+    gpu_prices={("H100", "on_demand"): GpuPrice("H100", "on_demand", Decimal("3.60"), "config", "t")}
+)
+
+
+class Node:
+    """One GPU node ticking through a script of served tokens: ``serve(tick) -> (input, output) or None``
+    (None: the server answered nothing that tick, its counters still)."""
+
+    def __init__(self, owner: Owner, utilization: float = 0.5, tick_ns: int = TICK_NS) -> None:
+        self.meter, self.owner, self.util, self.tick_ns = Meter("n"), owner, utilization, tick_ns
+        self.tokens = [0.0, 0.0]
+
+    def tick(self, k: int, served: tuple[float, float] | None) -> MeterSnapshot:
+        if served:
+            self.tokens = [self.tokens[0] + served[0], self.tokens[1] + served[1]]
+        counters = ModelCounters(
+            self.owner.model, self.tokens[0], self.tokens[1], requests=self.tokens[1] / 50
+        )
+        scrape = (TargetScrape(self.owner.pod, self.owner, "vllm", True, (counters,)),)
+        start = T0 + k * self.tick_ns
+        gpu = (GpuSample("0", "H100", "on_demand", utilization=self.util),)
+        inp = TickInput(start, start + self.tick_ns, "n", gpu, (Placement("0", self.owner),), scrape)
+        return self.meter.tick(inp, PRICES, WINDOW_S)
+
+
+def view(snap: MeterSnapshot) -> ExportView:
+    return ExportView(snap, RuntimeStatus("run", "test", PRICES, window_seconds=WINDOW_S))
+
+
+def run(node: Node, script: list[tuple[float, float] | None]) -> tuple[LandingPage, list[MeterSnapshot]]:
+    page, snaps = LandingPage(), []
+    for k, served in enumerate(script):
+        snaps.append(node.tick(k, served))
+        page.render(view(snaps[-1]), TICK_NS / 1e9)
+    return page, snaps
+
+
+def legend_value(charts: str, chart_id: str, name: str) -> str:
+    figure = charts.split(f'id="{chart_id}"')[1].split("</figure>")[0]
+    m = re.search(rf"</svg>{re.escape(html.escape(name))} <b>([^<]+)</b>", figure)
+    assert m, figure[-800:]
+    return m.group(1)
+
+
+def test_each_chart_ends_on_the_gauge_it_stands_for() -> None:
+    """One number, one definition: after a steady minute, the CPM chart's last value is the line's
+    $/M total gauge, the spend chart's is its $/h, the utilisation chart's its utilisation."""
+    pod = Owner("serve", "llama-0", "platform", "llama")
+    node = Node(pod, utilization=0.8)
+    page, snaps = run(node, [(900.0 + 10 * k, 300.0 + 5 * k) for k in range(20)])
+    (line,) = [v for v in snaps[-1].lines if v.line.owner == pod]
+    charts = page_charts(page.history, WINDOW_S)
+    g = line.gauges
+    assert g.usd_per_million_total is not None and g.burn_usd_per_hour is not None
+    assert legend_value(charts, "chart-cpm", "llama") == f"${g.usd_per_million_total:,.3f}"
+    assert legend_value(charts, "chart-spend", "platform") == f"${g.burn_usd_per_hour:,.2f}/h"
+    assert legend_value(charts, "chart-util", "H100") == "80 %"
+    speed = g.tokens_per_second_per_user
+    assert speed is None or f"at {speed:.1f} tokens/s per user" in charts
+
+
+def test_a_quiet_spell_is_a_gap_in_the_cpm_line_not_a_zero() -> None:
+    """Tokens stop for longer than the window: no CPM (nothing to divide by), drawn as a break
+    in the line; when they come back the line resumes."""
+    node = Node(Owner("serve", "llama-0", "platform", "llama"))
+    script: list[tuple[float, float] | None] = [(1000.0, 200.0)] * 10 + [None] * 10 + [(1000.0, 200.0)] * 10
+    page, _ = run(node, script)
+    figure = page_charts(page.history, WINDOW_S).split('id="chart-cpm"')[1].split("</figure>")[0]
+    assert figure.count("<polyline") == 2, "two runs of values around the quiet spell"
+    assert "$0.000" not in figure.split("</svg>")[1], "no zero in the legend"
+
+
+def test_the_history_is_bounded_by_its_horizon_and_point_count() -> None:
+    history = PageHistory()
+    node = Node(Owner("serve", "llama-0", "platform", "llama"))
+    kept = 0
+    for k in range(400):  # 2 000 s of 5-s ticks
+        kept += history.add(node.tick(k, (100.0, 10.0)), WINDOW_S, 5.0)
+    assert kept == 400  # a 5-s tick is coarser than the finest step (3 s): every tick kept...
+    assert len(history.points) <= MAX_POINTS + 1
+    assert history.points[-1].t - history.points[0].t <= HORIZON_SECONDS  # ...for 15 minutes only
+    fast, second = PageHistory(), Node(Owner("serve", "p", "t", "m"), tick_ns=10**9)
+    kept_fast = [fast.add(second.tick(k, (1.0, 1.0)), WINDOW_S, 1.0) for k in range(12)]
+    assert kept_fast == [k % 3 == 0 for k in range(12)], "1-s ticks: a point every 3 s"
+
+
+def test_every_label_value_is_escaped_in_tables_and_charts() -> None:
+    evil = '<img src=x onerror="alert(1)">'
+    node = Node(Owner("serve", evil, evil, evil))
+    page, snaps = run(node, [(500.0, 50.0)] * 8)
+    whole, live = page.render(view(snaps[-1]), 5.0)
+    text = whole.decode()
+    assert evil not in text
+    assert text.count(html.escape(evil)) >= 4, "model and team in the table, the CPM and spend legends"
+    assert live.decode() in text, "the page is the shell around the live body"
+
+
+def test_the_script_and_style_are_allowed_by_hash_and_nothing_else() -> None:
+    """The CSP names our inline script and style by hash: an injected one would not run."""
+    assert f"script-src '{_sha256(SCRIPT)}'" in CONTENT_SECURITY_POLICY
+    assert f"style-src '{_sha256(STYLE)}'" in CONTENT_SECURITY_POLICY
+    assert "unsafe-inline" not in CONTENT_SECURITY_POLICY and "default-src 'none'" in CONTENT_SECURITY_POLICY
+    node = Node(Owner("serve", "p", "t", "m"))
+    _, snaps = run(node, [(1.0, 1.0)] * 2)
+    page = LandingPage().render(view(snaps[-1]), 5.0)[0].decode()
+    assert page.count("<script>") == 1 and f"<script>{SCRIPT}</script>" in page
+    assert page.count("<style>") == 1 and f"<style>{STYLE}</style>" in page
+    assert ' style="' not in page, "an inline style attribute would be blocked by the CSP"
+
+
+def test_a_total_that_shrinks_is_unknown_for_the_windows_it_spans() -> None:
+    """A line retired after the retention period takes its totals with it: the window across
+    that drop has no value (never a negative spend)."""
+    assert delta({"a": 10}, {"a": 4}, "a") is None
+    assert delta({"a": 10}, {}, "a") is None
+    assert delta({}, {"a": 4}, "a") == 4
