@@ -86,7 +86,7 @@ def test_full_config_round_trips_to_the_expected_records(caplog: pytest.LogCaptu
     assert p.budgets == Budgets(
         models={"meta-llama/Llama-3.3-70B-Instruct": Decimal("0.80")}, teams={"search": Decimal("1.00")}
     )
-    assert p.catalogue_date == "2026-11-23"
+    assert p.catalogue_date == "2026-12-07"
     assert all(isinstance(v.usd_per_hour, Decimal) for v in p.gpu_prices.values())
 
     assert cfg.gpus == (
@@ -656,9 +656,9 @@ def test_catalogue_false_uses_only_the_file_and_names_the_fix() -> None:
 
 
 def test_a_gpu_nobody_prices_is_an_error_even_with_the_catalogue() -> None:
-    assert only(BASE.replace("{on_demand: 4.50}", "{spot: 1}")) == (
-        "inventory.gpus[0] (line 6): no price for H100 on_demand: set pricing.gpus.H100.on_demand "
-        "(the catalogue of 2026-11-23 has none)"
+    assert only(BASE.replace("capacity: on_demand", "capacity: spot")) == (
+        "inventory.gpus[0] (line 6): no price for H100 spot: set pricing.gpus.H100.spot "
+        "(the catalogue of 2026-12-07 has none)"
     )
     owned = only(BASE.replace("capacity: on_demand", "capacity: owned"))
     assert "set pricing.gpus.H100.owned, or pricing.owned.H100 with capex_usd and amortisation_years" in owned
@@ -678,7 +678,7 @@ def test_format_price_table_marks_catalogue_rows() -> None:
     for needle in (
         *("egress      0.09 $/GB", "cross-zone  0.01", "storage     0.08 $/GB-month", "calendar"),
         *("+10 %", "0.50 $/node-hour", "PUE 1.3", "owned A100", "~0.855578371", "20-40 %"),
-        *("meta-llama/Llama-3.3-70B-Instruct: 0.80", "catalogue 2026-11-23 in use"),
+        *("meta-llama/Llama-3.3-70B-Instruct: 0.80", "catalogue 2026-12-07 in use"),
     ):
         assert needle in table, needle
 

@@ -187,7 +187,7 @@ def test_cli_catalogue_price_says_source_and_date(capsys: pytest.CaptureFixture[
     assert main([*argv, "--train-tokens", "1T", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["usd_per_gpu_hour"] == 2.07
-    assert doc["breakdown"][0]["formula"] == "catalogue 2026-11-23: B200 spot, Spheron, April 2026"
+    assert doc["breakdown"][0]["formula"] == "catalogue 2026-12-07: B200 spot, Spheron, April 2026"
     assert doc["train_tokens"] == 10**12
 
 
@@ -199,8 +199,8 @@ def test_cli_unknown_hardware_is_exit_2_naming_what_is_known(capsys: pytest.Capt
 
 
 def test_cli_missing_catalogue_class_names_the_classes_it_has(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["calc", "--hardware", "H100", "--capacity", "on_demand", "--tokens-per-second", "1"]) == 2
-    assert "no catalogue price for H100 on_demand" in capsys.readouterr().err
+    assert main(["calc", "--hardware", "H100", "--capacity", "spot", "--tokens-per-second", "1"]) == 2
+    assert "no catalogue price for H100 spot" in capsys.readouterr().err
 
 
 def test_cli_zero_throughput_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
