@@ -832,6 +832,20 @@ def test_an_ipv6_node_ip_gets_its_brackets(monkeypatch: pytest.MonkeyPatch) -> N
     assert cfg.node_source.cadvisor_url == "https://[fd00::7]:10250/metrics/cadvisor"
 
 
+def test_the_documented_empty_defaults_of_kubernetes_may_be_written_out() -> None:
+    """``node_name: ""`` and ``kubeconfig: ""`` are the defaults ($NODE_NAME, in-cluster), as written
+    in the README's reference; nothing at all (YAML null) is still a value forgotten."""
+    written = load(BASE + "kubernetes: {enabled: true, node_name: \"\", kubeconfig: ''}\n").kubernetes
+    assert (written.node_name, written.kubeconfig) == ("", "")
+    assert written == load(BASE + "kubernetes: {enabled: true}\n").kubernetes
+    named = load(BASE + "kubernetes: {node_name: gpu-7, kubeconfig: /home/me/.kube/config}\n").kubernetes
+    assert (named.node_name, named.kubeconfig) == ("gpu-7", "/home/me/.kube/config")
+    assert problems(BASE + "kubernetes:\n  node_name:\n  kubeconfig: ' '\n") == [
+        "kubernetes.node_name (line 10): is empty",
+        "kubernetes.kubeconfig (line 11): must not be empty",
+    ]
+
+
 def test_a_token_for_pods_is_never_sent_unverified() -> None:
     problem = only(
         BASE + "kubernetes:\n  scrape_https: {insecure_skip_verify: true, bearer_token_file: /t}\n"

@@ -206,6 +206,7 @@ _HINTS = (
     "kv_cache_dtype",
     "model_class",
 )  # what the server runs, where no pod says
+_TARGET = ("url", "server", "name", "token_metric", "adapter_label", "tenant_label", "https", *_HINTS)
 
 
 def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) -> list[Target]:
@@ -214,12 +215,7 @@ def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) ->
     out: list[Target] = []
     for k, item in enumerate(yn.items(p, node, at) or [] if node is not None else []):
         here = yn.index_path(at, k)
-        m = yn.fields(
-            p,
-            item,
-            here,
-            ("url", "server", "name", "token_metric", "adapter_label", "tenant_label", "https", *_HINTS),
-        )
+        m = yn.fields(p, item, here, _TARGET)
         if m is None:
             continue
         url = yn.required(p, m, "url", here, item, lambda path, n: read_url(p, n, path))
