@@ -263,6 +263,9 @@ class Target:
     # caller a sample's tokens were served for; those counts split the model's money like a gateway's.
     tenant_label: str = ""
     hints: OperatingHints = NO_HINTS  # engine version and precision, from the pod or the config
+    # The server's model name → the declared model, where they differ (Triton names its TensorRT-LLM
+    # model "tensorrt_llm"): the reader files the server's samples under the declared name.
+    models: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

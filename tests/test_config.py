@@ -832,6 +832,20 @@ def test_an_ipv6_node_ip_gets_its_brackets(monkeypatch: pytest.MonkeyPatch) -> N
     assert cfg.node_source.cadvisor_url == "https://[fd00::7]:10250/metrics/cadvisor"
 
 
+def test_the_documented_empty_defaults_of_kubernetes_may_be_written_out() -> None:
+    """``node_name: ""`` and ``kubeconfig: ""`` are the defaults ($NODE_NAME, in-cluster), as written
+    in the README's reference; nothing at all (YAML null) is still a value forgotten."""
+    written = load(BASE + "kubernetes: {enabled: true, node_name: \"\", kubeconfig: ''}\n").kubernetes
+    assert (written.node_name, written.kubeconfig) == ("", "")
+    assert written == load(BASE + "kubernetes: {enabled: true}\n").kubernetes
+    named = load(BASE + "kubernetes: {node_name: gpu-7, kubeconfig: /home/me/.kube/config}\n").kubernetes
+    assert (named.node_name, named.kubeconfig) == ("gpu-7", "/home/me/.kube/config")
+    assert problems(BASE + "kubernetes:\n  node_name:\n  kubeconfig: ' '\n") == [
+        "kubernetes.node_name (line 10): is empty",
+        "kubernetes.kubeconfig (line 11): must not be empty",
+    ]
+
+
 def test_a_token_for_pods_is_never_sent_unverified() -> None:
     problem = only(
         BASE + "kubernetes:\n  scrape_https: {insecure_skip_verify: true, bearer_token_file: /t}\n"
@@ -844,6 +858,47 @@ def test_a_token_for_pods_is_never_sent_unverified() -> None:
 def test_https_settings_without_their_url_are_reported() -> None:
     problem = only(BASE + "node_source:\n  cadvisor_https: {insecure_skip_verify: true}\n")
     assert problem == "node_source.cadvisor_https (line 10): has no cadvisor_url to apply to"
+
+
+TARGET = BASE.replace('gpus: ["0"]}', 'gpus: ["0"], targets: [{url: "http://a:1/metrics", %s}]}')
+
+
+def test_a_targets_model_map_is_read_and_each_declared_name_checked() -> None:
+    llama = "meta-llama/Llama-3.1-8B-Instruct"
+    (target,) = load(TARGET % f"models: {{tensorrt_llm: {llama}, ensemble: {llama}}}").targets
+    assert dict(target.models) == {"tensorrt_llm": llama, "ensemble": llama}
+    (target,) = load(TARGET % "server: auto").targets
+    assert dict(target.models) == {}
+    assert problems(TARGET % 'models: {a: "", b: , c: {x: y}, "": m, d: %s}' % ("m" * 129)) == [
+        "inventory.workloads[0].targets[0].models.a (line 8): must not be empty",
+        "inventory.workloads[0].targets[0].models.b (line 8): is empty",
+        "inventory.workloads[0].targets[0].models.c (line 8): expected text, got a mapping",
+        'inventory.workloads[0].targets[0].models[""] (line 8): the server\'s model name must not be empty',
+        "inventory.workloads[0].targets[0].models.d (line 8): the declared model is 129 characters; "
+        "model names are cut at 128",
+    ]
+    assert only(TARGET % "models: [tensorrt_llm]") == (
+        "inventory.workloads[0].targets[0].models (line 8): expected a mapping, got a list"
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "why"),
+    [
+        (
+            "server: tgi, models: {a: b}",
+            "server 'tgi' exports no model name: its tokens are filed under the workload's model",
+        ),
+        (
+            "server: llamacpp, models: {a: b}",
+            "server 'llamacpp' exports no model name: its tokens are filed under the workload's model",
+        ),
+        ("token_metric: job_tokens_total, models: {a: b}", "is for inference targets, not training"),
+        ("server: training, models: {a: b}", "is for inference targets, not training"),
+    ],
+)
+def test_a_model_map_where_no_model_name_is_read_is_refused(target: str, why: str) -> None:
+    assert only(TARGET % target) == f"inventory.workloads[0].targets[0].models (line 8): {why}"
 
 
 def test_gateways_are_read_with_their_tenant_label_and_model_map() -> None:

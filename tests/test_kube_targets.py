@@ -130,6 +130,40 @@ def test_a_tenant_label_annotation_is_checked_and_kept() -> None:
     )
 
 
+def test_a_models_annotation_maps_the_servers_names_and_a_bad_one_is_dropped_alone() -> None:
+    llama = "meta-llama/Llama-3.1-8B-Instruct"
+    notes = {
+        "triton-0": f"tensorrt_llm={llama}",
+        "two-0": f" tensorrt_llm = {llama} , ensemble={llama}",
+        "blank-0": "  ",  # says nothing
+        "bare-0": "tensorrt_llm",
+        "empty-0": "tensorrt_llm=",
+        "nameless-0": f"={llama}",
+        "twice-0": "a=x,a=y",
+        "long-0": "a=" + "m" * 129,
+    }
+    pods = [pod(name, annotations={**SCRAPE, "cpm-exporter.io/models": text}) for name, text in notes.items()]
+    train = {**SCRAPE, "cpm-exporter.io/models": "a=b", "cpm-exporter.io/workload": "training"}
+    targets, problems = targets_of([*pods, pod("train-0", annotations=train)], OwnerRules())
+    assert [(t.name, dict(t.models)) for t in targets] == [
+        ("ml/triton-0", {"tensorrt_llm": llama}),
+        ("ml/two-0", {"tensorrt_llm": llama, "ensemble": llama}),
+        *((f"ml/{name}", {}) for name in list(notes)[2:]),
+        ("ml/train-0", {}),
+    ]  # every pod is still scraped: a bad map only leaves the server's names
+    assert problems == (
+        ("ml/bare-0", "cpm-exporter.io/models: 'tensorrt_llm' is not server-model=declared-model"),
+        ("ml/empty-0", "cpm-exporter.io/models: 'tensorrt_llm': the declared model must not be empty"),
+        ("ml/nameless-0", f"cpm-exporter.io/models: '={llama}' is not server-model=declared-model"),
+        ("ml/twice-0", "cpm-exporter.io/models: 'a': is mapped twice"),
+        (
+            "ml/long-0",
+            "cpm-exporter.io/models: 'a': the declared model is 129 characters; model names are cut at 128",
+        ),
+        ("ml/train-0", "cpm-exporter.io/models: is for inference pods, not training"),
+    )
+
+
 def test_default_path_https_and_ipv6() -> None:
     (plain,), _ = targets_of([pod(annotations=SCRAPE)], OwnerRules())
     assert plain.url == "http://10.0.0.7:8000/metrics" and plain.token_metric == ""
@@ -203,7 +237,16 @@ def test_token_targets_and_roles() -> None:
 def test_documented_annotations_are_in_the_module_docstring() -> None:
     import exporter.engines.targets as module
 
-    for key in ("workload", "token-metric", "model", "team", "target-tokens", "role", "adapter-label"):
+    for key in (
+        "workload",
+        "token-metric",
+        "model",
+        "team",
+        "target-tokens",
+        "role",
+        "adapter-label",
+        "models",
+    ):
         assert f"cpm-exporter.io/{key}" in (module.__doc__ or "")
 
 

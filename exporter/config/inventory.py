@@ -15,7 +15,7 @@ from yaml.nodes import Node, ScalarNode
 from exporter.config.http import read_https, read_url
 from exporter.config.schema import StaticGpu, StaticWorkload
 from exporter.engines.profiles import SERVERS
-from exporter.engines.targets import adapter_label_problem
+from exporter.engines.targets import adapter_label_problem, declared_model_problem
 from exporter.pricing.prices import ZERO
 from exporter.records import (
     CAPACITY_CLASSES,
@@ -26,7 +26,7 @@ from exporter.records import (
     Target,
 )
 from exporter.yamlstrict import readers as yn
-from exporter.yamlstrict.readers import Problems, choice_reader, number_reader, text_reader
+from exporter.yamlstrict.readers import Problems, choice_reader, key_path, number_reader, text_reader
 
 MAX_GPUS = 1024  # per node; a typo like count: 80000000 must not allocate a huge tuple
 _GPU_ENTRY = ("hardware", "count", "ids", "capacity", "utilization", "power_watts")
@@ -206,6 +206,17 @@ _HINTS = (
     "kv_cache_dtype",
     "model_class",
 )  # what the server runs, where no pod says
+_TARGET = (
+    "url",
+    "server",
+    "name",
+    "token_metric",
+    "adapter_label",
+    "tenant_label",
+    "https",
+    "models",
+    *_HINTS,
+)
 
 
 def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) -> list[Target]:
@@ -214,12 +225,7 @@ def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) ->
     out: list[Target] = []
     for k, item in enumerate(yn.items(p, node, at) or [] if node is not None else []):
         here = yn.index_path(at, k)
-        m = yn.fields(
-            p,
-            item,
-            here,
-            ("url", "server", "name", "token_metric", "adapter_label", "tenant_label", "https", *_HINTS),
-        )
+        m = yn.fields(p, item, here, _TARGET)
         if m is None:
             continue
         url = yn.required(p, m, "url", here, item, lambda path, n: read_url(p, n, path))
@@ -240,6 +246,15 @@ def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) ->
             )
         if adapter and (metric or server == "training"):
             p.add(f"{here}.adapter_label", m["adapter_label"], "is for inference targets, not training")
+        models = _model_map(p, m["models"], f"{here}.models") if "models" in m else {}
+        if models and (metric or server == "training"):
+            p.add(f"{here}.models", m["models"], "is for inference targets, not training")
+        elif models and server in SERVERS and not SERVERS[server].model_label:
+            p.add(
+                f"{here}.models",
+                m["models"],
+                f"server {server!r} exports no model name: its tokens are filed under the workload's model",
+            )
         client = read_https(p, m.get("https"), f"{here}.https", url)
         version, precision, kv, model_class = (
             yn.optional(m, f, here, text_reader(p), "") or "" for f in _HINTS
@@ -259,8 +274,26 @@ def _read_targets(p: Problems, node: Node | None, at: str, default_name: str) ->
                     None,
                     tenant or "",
                     hints,
+                    models,
                 )
             )
+    return out
+
+
+def _model_map(p: Problems, node: Node, at: str) -> dict[str, str]:
+    """``models: {server's model name: declared model}``: each value non-empty text a model label
+    can carry whole."""
+    out: dict[str, str] = {}
+    for served, value in (yn.fields(p, node, at, None) or {}).items():
+        here = key_path(at, served)
+        if not served.strip():
+            p.add(here, value, "the server's model name must not be empty")
+            continue
+        declared = yn.text(p, value, here)
+        if declared is not None and (why := declared_model_problem(declared)):
+            p.add(here, value, why)
+        elif declared is not None:
+            out[served] = declared
     return out
 
 

@@ -2,8 +2,8 @@
 
 kubernetes:
   enabled: true
-  node_name: ""              # default: $NODE_NAME, set from the downward API (spec.nodeName)
-  kubeconfig: ""             # default: in-cluster; a path for development
+  node_name: ""              # default ("" or absent): $NODE_NAME, set from the downward API (spec.nodeName)
+  kubeconfig: ""             # default ("" or absent): in-cluster; a path for development
   team_label: team           # pod label naming the team (else namespace_teams, else the namespace)
   model_label: model         # pod label naming the model (else annotation cpm-exporter.io/model)
   namespace_teams: {llm-serving: search}
@@ -49,8 +49,9 @@ def read_kubernetes(p: Problems, node: Node | None) -> KubernetesConfig:
         p.add(key_path(AT, "proc_root"), m["proc_root"], f"must be an absolute path, got {proc_root!r}")
     return KubernetesConfig(
         enabled=yn.optional(m, "enabled", AT, flag, False),
-        node_name=yn.optional(m, "node_name", AT, text, ""),
-        kubeconfig=yn.optional(m, "kubeconfig", AT, text, ""),
+        # "" written out is the documented default ($NODE_NAME; in-cluster), as KubernetesConfig says.
+        node_name=yn.optional(m, "node_name", AT, _text_or_empty(p), ""),
+        kubeconfig=yn.optional(m, "kubeconfig", AT, _text_or_empty(p), ""),
         team_label=yn.optional(m, "team_label", AT, text, "team"),
         model_label=yn.optional(m, "model_label", AT, text, "model"),
         namespace_teams=_teams(p, m.get("namespace_teams")),
@@ -78,7 +79,9 @@ def _scrape_client(p: Problems, node: Node | None) -> HttpClientConfig:
 
 
 def _text_or_empty(p: Problems) -> yn.Reader[str]:
-    """Text, or a quoted "" meaning "off" (e.g. no kubelet socket is mounted)."""
+    """Text, or a quoted "" meaning the field's empty default: "off" for podresources_socket (no
+    kubelet socket is mounted), "$NODE_NAME" for node_name, "in-cluster" for kubeconfig. Unquoted
+    nothing (``node_name:``) is still refused: it is more often a value forgotten than meant."""
 
     def read(at: str, n: Node) -> str | None:
         if isinstance(n, ScalarNode) and n.style in ("'", '"') and n.value == "":

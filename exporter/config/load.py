@@ -51,6 +51,7 @@ The file format (every field is optional unless marked *required*)::
             - {url: "http://127.0.0.1:8001/metrics", server: auto, name: llama-70b-0}
             # training: {url: "file:///shared/cpm/job.prom", token_metric: myjob_tokens_total}
             # LoRA: {url: ..., adapter_label: lora}: tokens labelled lora="sql" count as model sql
+            # Server names: {url: ..., models: {tensorrt_llm: meta-llama/Llama-3.1-8B-Instruct}}
             # TLS: {url: "https://10.0.0.7:8443/metrics", https: {ca_file: /etc/cpm/ca.crt, server_name: vllm.internal}}
 
 Rules worth knowing:

@@ -60,13 +60,17 @@ def read_payload(
     token_metric: str = "",
     adapter_label: str = "",
     max_series: int | None = None,
+    model_names: Mapping[str, str] | None = None,
 ) -> list[ModelCounters]:
     """Cumulative counters per model in one payload of ``server``'s metrics.
 
     With ``adapter_label``, a sample whose label of that name is set counts for that adapter
-    (LoRA) as its own model; samples without it stay with the base model.
+    (LoRA) as its own model; samples without it stay with the base model. ``model_names`` maps the
+    server's model names to the declared ones (a target's ``models``): see ``read_with_tenants``.
     """
-    return read_with_tenants(text, server, max_samples, token_metric, adapter_label, max_series)[0]
+    return read_with_tenants(
+        text, server, max_samples, token_metric, adapter_label, max_series, model_names=model_names
+    )[0]
 
 
 def read_with_tenants(
@@ -77,9 +81,18 @@ def read_with_tenants(
     adapter_label: str = "",
     max_series: int | None = None,
     tenant_label: str = "",
+    model_names: Mapping[str, str] | None = None,
 ) -> tuple[list[ModelCounters], list[ModelCounters]]:
     """``read_payload``'s models, and with ``tenant_label`` the same counters per (model, caller):
-    ``instance`` is the label's value, ``NO_TENANT`` where a request carried none."""
+    ``instance`` is the label's value, ``NO_TENANT`` where a request carried none.
+
+    ``model_names`` (a target's ``models``) renames the server's model label values (Triton's
+    "tensorrt_llm" → the declared model) as the samples are grouped, so every quantity, histogram and
+    caller count of the model carries the declared name; a name it does not list stays as the server
+    says it. Only the grouping changes: the samples keep their labels, so a profile's ``where`` on the
+    model label (Triton's requests of the "tensorrt_llm" model) still matches. Names mapped to one
+    model add up.
+    """
     profile, wanted = profile_of(server, token_metric)
     if adapter_label in (profile.model_label, profile.instance_label, profile.finish_reason_label):
         adapter_label = ""  # a label the profile reads for something else never names an adapter
@@ -90,6 +103,8 @@ def read_with_tenants(
         if model is None:
             unlabelled[sample.name].append(sample)
             continue
+        if model_names:
+            model = model_names.get(model, model)
         if adapter_label:
             model = sample.labels.get(adapter_label) or model
         instance = sample.labels.get(profile.instance_label, "") if profile.instance_label else ""
@@ -270,7 +285,7 @@ def scrape(target: Target, limits: FetchLimits, fetch: Fetch = fetch_text) -> Ta
         server = server or detect(text)
         models, tenants = read_with_tenants(
             text, server, limits.max_samples, target.token_metric, target.adapter_label, limits.max_series,
-            target.tenant_label,
+            target.tenant_label, target.models,
         )  # fmt: skip
     except SourceError as e:
         return _failed(target, server, e.reason, str(e), began)

@@ -9,6 +9,8 @@ Our documented pod annotations (all optional)::
     cpm-exporter.io/target-tokens  training: tokens the whole run is meant to process
     cpm-exporter.io/role           prefill | decode         (disaggregated serving; default unified)
     cpm-exporter.io/adapter-label  a label of the server's token series naming the LoRA adapter
+    cpm-exporter.io/models         the server's model names → the declared model, where they differ:
+                                   "tensorrt_llm=meta-llama/Llama-3.1-8B-Instruct" (pairs split by ",")
 
 Who pays: team from the ``team`` label (``OwnerRules.team_label``), else the
 ``cpm-exporter.io/team`` annotation, else ``OwnerRules.namespace_teams``, else the namespace.
@@ -20,7 +22,8 @@ Which pods are scraped follows the common Prometheus convention: ``prometheus.io
 "true"``, ``prometheus.io/port`` (required), ``prometheus.io/path`` (default /metrics) and
 ``prometheus.io/scheme`` (http or https), for Running pods with an IP that are not being
 deleted. A bad annotation skips the pod and is returned as a problem for the caller to log;
-a bad adapter-label annotation only drops the label (the pod's tokens go to its base model).
+a bad adapter-label annotation only drops the label (the pod's tokens go to its base model), a
+bad models annotation only drops the map (the tokens keep the server's names).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from exporter.engines.operating import hints_from_pod
+from exporter.engines.read import MAX_LABEL_LENGTH
 from exporter.quantity import parse_quantity
 from exporter.records import NO_CLIENT_CONFIG, HttpClientConfig, Owner, PodInfo, Target
 
@@ -46,6 +50,30 @@ def adapter_label_problem(name: str) -> str:
     return ""
 
 
+def declared_model_problem(name: str) -> str:
+    """Why ``name`` cannot be what a server's model name maps to ("" if it can)."""
+    if not name.strip():
+        return "the declared model must not be empty"
+    if len(name) > MAX_LABEL_LENGTH:
+        return f"the declared model is {len(name)} characters; model names are cut at {MAX_LABEL_LENGTH}"
+    return ""
+
+
+def parse_model_map(text: str) -> tuple[dict[str, str], str]:
+    """``cpm-exporter.io/models``: ``served=declared`` pairs split by "," (spaces around either are
+    trimmed), as (the map, "") or ({}, why it cannot be read): a map half read would be a surprise."""
+    found: dict[str, str] = {}
+    for pair in text.split(","):
+        served, equals, declared = (x.strip() for x in pair.partition("="))
+        if not equals or not served:
+            return {}, f"{pair.strip()!r} is not server-model=declared-model"
+        why = declared_model_problem(declared)
+        if why or served in found:
+            return {}, f"{served!r}: {why or 'is mapped twice'}"
+        found[served] = declared
+    return found, ""
+
+
 PREFIX = "cpm-exporter.io/"
 WORKLOAD = PREFIX + "workload"
 MODEL = PREFIX + "model"
@@ -55,6 +83,7 @@ ADAPTER_LABEL = PREFIX + "adapter-label"
 TENANT_LABEL = PREFIX + "tenant-label"
 TARGET_TOKENS = PREFIX + "target-tokens"
 ROLE = PREFIX + "role"
+MODELS = PREFIX + "models"
 SCRAPE, PORT, PATH, SCHEME = (f"prometheus.io/{k}" for k in ("scrape", "port", "path", "scheme"))
 
 Problem = tuple[str, str]  # ("namespace/pod", message)
@@ -122,14 +151,17 @@ def targets_of(
         if why:  # the pod is still scraped: its callers are not told apart
             problems.append((name, f"{TENANT_LABEL}: {why}"))
             tenant_label = ""
+        models, why = parse_model_map(notes[MODELS]) if notes.get(MODELS, "").strip() else ({}, "")
+        if not why and models and (token_metric or owner.workload == "training"):
+            models, why = {}, "is for inference pods, not training"
+        if why:  # the pod is still scraped: its tokens keep the server's model names
+            problems.append((name, f"{MODELS}: {why}"))
         client = https if url.startswith("https://") else NO_CLIENT_CONFIG
         started = pod.started_at(_port(notes))
         hints = hints_from_pod(pod, _port(notes))
-        targets.append(
-            Target(
-                name, url, owner, "auto", token_metric, adapter_label, client, started, tenant_label, hints
-            )
-        )
+        target = Target(name, url, owner, "auto", token_metric, adapter_label, client, started, tenant_label,
+                        hints, models)  # fmt: skip
+        targets.append(target)
     return Discovered(tuple(targets), tuple(problems))
 
 
