@@ -641,6 +641,27 @@ def test_all_catalogue_rows_not_overridden_are_kept_for_hardware_found_at_run_ti
     assert cfg.pricing.gpu_price("H100", "on_demand").source == "config"  # type: ignore[union-attr]
 
 
+def test_a_price_for_a100_prices_both_memory_sizes_the_gpu_names_tell_apart() -> None:
+    """NVML says "A100-SXM4-80GB" → A100-80GB (sources/gpu/names.py). A file that prices plain A100
+    prices both sizes at its own price, over the catalogue's rows for them; without it, the
+    catalogue's rows apply; a plain "A100" in a static inventory is told how to name it."""
+    cfg = load(
+        BASE.replace("{on_demand: 4.50}", "{on_demand: 4.50}\n    A100: {on_demand: 1.10, spot: 0.70}")
+    )
+    for variant in ("A100-40GB", "A100-80GB"):
+        for capacity, usd in (("on_demand", "1.10"), ("spot", "0.70")):
+            price = cfg.pricing.gpu_price(variant, capacity)
+            assert price is not None and price.source == "config" and price.usd_per_hour == Decimal(usd)
+    a80 = cfg.pricing.gpu_price("A100-80GB", "reserved")  # not in the file: the catalogue's row
+    assert a80 is not None and a80.source == "catalogue"
+    plain = load(BASE)
+    assert plain.pricing.gpu_price("A100-80GB", "on_demand").source == "catalogue"  # type: ignore[union-attr]
+    assert plain.pricing.gpu_price("A100", "on_demand") is None
+    message = only(BASE.replace("{hardware: H100, count: 2, capacity: on_demand}",
+                                "{hardware: A100, count: 2, capacity: on_demand}"))  # fmt: skip
+    assert "name the GPUs A100-40GB or A100-80GB: the catalogue prices those" in message, message
+
+
 def test_catalogue_false_uses_only_the_file_and_names_the_fix() -> None:
     text = BASE.replace("pricing:\n", "pricing:\n  catalogue: false\n").replace(
         "capacity: on_demand}", "capacity: on_demand}\n    - {hardware: B200, ids: [b], capacity: on_demand}"

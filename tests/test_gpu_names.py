@@ -17,8 +17,14 @@ from exporter.sources.gpu.names import hardware_of
         ("NVIDIA GH200 480GB", "GH200"),
         ("NVIDIA B200", "B200"),
         ("NVIDIA GB200", "GB200"),
-        ("NVIDIA A100-SXM4-80GB", "A100"),
-        ("NVIDIA A100 80GB PCIe", "A100"),
+        ("NVIDIA A100-SXM4-80GB", "A100-80GB"),  # 40 and 80 GB are priced apart
+        ("NVIDIA A100 80GB PCIe", "A100-80GB"),
+        ("NVIDIA A100-PCIE-40GB", "A100-40GB"),
+        ("NVIDIA A100-SXM4-40GB", "A100-40GB"),
+        ("NVIDIA-A100-SXM4-80GB", "A100-80GB"),
+        ("NVIDIA A100-SXM4-40GB MIG 3g.20gb", "A100-40GB"),
+        ("NVIDIA A100-SXM4-80GB MIG 1g.10gb", "A100-80GB"),
+        ("NVIDIA A100", "A100"),  # memory not said: not guessed
         ("NVIDIA L40S", "L40S"),
         ("NVIDIA L4", "L4"),
         ("NVIDIA A10G", "A10G"),

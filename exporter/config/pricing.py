@@ -18,6 +18,7 @@ from exporter.errors import ConfigError
 from exporter.pricing.catalogue import Catalogue, load_catalogue
 from exporter.pricing.prices import (
     MONTH_CONVENTIONS,
+    PRICE_FAMILIES,
     ZERO,
     Budgets,
     Energy,
@@ -183,6 +184,10 @@ def resolve_prices(p: Problems, own: _FilePrices, gpus: list[LocatedGpu]) -> Pri
     catalogue = _catalogue_or_report(p)
     use_catalogue = own.use_catalogue
     prices = dict(own.config.gpu_prices)
+    for variant, family in PRICE_FAMILIES.items():  # "A100" in the file prices A100-40GB and -80GB
+        for (hw, capacity), price in own.config.gpu_prices.items():
+            if hw == family:
+                prices.setdefault((variant, capacity), price)
     if use_catalogue and catalogue is not None:
         for row in catalogue.rows:
             prices.setdefault((row.hardware, row.capacity), row.price())
@@ -232,4 +237,7 @@ def _unpriced(pair: tuple[str, str], use_catalogue: bool, catalogue: Catalogue |
     if not use_catalogue:
         return f"no price for {hw} {capacity} and pricing.catalogue is false: {fix}"
     date = catalogue.date if catalogue is not None else "?"
+    variants = sorted(v for v, family in PRICE_FAMILIES.items() if family == hw)
+    if variants:  # a static inventory's plain "A100": the catalogue prices its variants only
+        fix += f" (or name the GPUs {' or '.join(variants)}: the catalogue prices those)"
     return f"no price for {hw} {capacity}: {fix} (the catalogue of {date} has none)"

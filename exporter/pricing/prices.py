@@ -66,6 +66,12 @@ class Budgets:
     tenants: Mapping[str, Decimal] = field(default_factory=_frozen)  # gateways' calling teams
 
 
+# Hardware types the GPU names tell apart (sources/gpu/names.py) that a user may price as one: a
+# config that prices the family and not the variant prices the variant at the family's price
+# (over the catalogue's row for the variant: the user's own price always wins).
+PRICE_FAMILIES: Mapping[str, str] = MappingProxyType({"A100-40GB": "A100", "A100-80GB": "A100"})
+
+
 @dataclass(frozen=True, slots=True)
 class PricingConfig:
     gpu_prices: Mapping[tuple[str, str], GpuPrice]

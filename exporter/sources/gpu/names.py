@@ -3,7 +3,8 @@
 NVML and dcgm-exporter report marketing names ("NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe",
 "NVIDIA H100 NVL", "NVIDIA A100-SXM4-80GB", a MIG device's "… MIG 3g.40gb"; dcgm-exporter
 may write blanks as "-"). Prices are per type ("H100"), so every form factor of a type maps
-to it; a user who prices form factors apart names them in ``node_source.hardware_names``.
+to it (but A100 40 GB and 80 GB, whose prices differ); a user who prices form factors apart
+names them in ``node_source.hardware_names``.
 A name no rule knows keeps the driver's name: it is then unpriced, which is counted and shown,
 never guessed.
 """
@@ -24,6 +25,10 @@ _RULES: tuple[tuple[str, str], ...] = (
     (r"H100", "H100"),
     (r"H800", "H800"),
     (r"H20", "H20"),
+    # A100 comes with 40 or 80 GB at list prices 25-40 % apart: priced apart (a config that
+    # prices plain "A100" still prices both: pricing.prices.PRICE_FAMILIES).
+    (r"A100\S*[ -](?:\S+[ -])?80GB", "A100-80GB"),
+    (r"A100\S*[ -](?:\S+[ -])?40GB", "A100-40GB"),
     (r"A100", "A100"),
     (r"A800", "A800"),
     (r"L40S", "L40S"),
