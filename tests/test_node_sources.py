@@ -91,9 +91,9 @@ def test_mig_payload_bills_each_instance_by_its_slices() -> None:
     node, _ = node_over("4.5.3-4.8.2-mig.txt")
     gpus = node.gpus(cfg)
     assert [(g.hardware, g.profile, g.price_share) for g in gpus] == [
-        ("A100", "3g.40gb", Fraction(3, 7)),
-        ("A100", "3g.40gb", Fraction(3, 7)),
-        ("A100", "unused", Fraction(1, 7)),  # the slice no instance uses: idle, and still paid
+        ("A100-80GB", "3g.40gb", Fraction(3, 7)),  # priced by the config's A100 row (PRICE_FAMILIES)
+        ("A100-80GB", "3g.40gb", Fraction(3, 7)),
+        ("A100-80GB", "unused", Fraction(1, 7)),  # the slice no instance uses: idle, and still paid
     ]
     assert len({g.gpu_id for g in gpus}) == 3
     held = node.placements(cfg)

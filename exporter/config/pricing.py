@@ -184,10 +184,13 @@ def resolve_prices(p: Problems, own: _FilePrices, gpus: list[LocatedGpu]) -> Pri
     catalogue = _catalogue_or_report(p)
     use_catalogue = own.use_catalogue
     prices = dict(own.config.gpu_prices)
+    owned = dict(own.config.owned)
     for variant, family in PRICE_FAMILIES.items():  # "A100" in the file prices A100-40GB and -80GB
-        for (hw, capacity), price in own.config.gpu_prices.items():
+        for (hw, capacity), family_price in own.config.gpu_prices.items():
             if hw == family:
-                prices.setdefault((variant, capacity), price)
+                prices.setdefault((variant, capacity), family_price)
+        if family in owned:
+            owned.setdefault(variant, owned[family])
     if use_catalogue and catalogue is not None:
         for row in catalogue.rows:
             prices.setdefault((row.hardware, row.capacity), row.price())
@@ -210,7 +213,9 @@ def resolve_prices(p: Problems, own: _FilePrices, gpus: list[LocatedGpu]) -> Pri
                 *pair, price.usd_per_hour, price.reference, price.date, *pair,
             )  # fmt: skip
     date = catalogue.date if use_catalogue and catalogue is not None else ""
-    return replace(own.config, gpu_prices=MappingProxyType(prices), catalogue_date=date)
+    return replace(
+        own.config, gpu_prices=MappingProxyType(prices), owned=MappingProxyType(owned), catalogue_date=date
+    )
 
 
 def _catalogue_or_report(p: Problems) -> Catalogue | None:
