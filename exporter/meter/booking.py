@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from fractions import Fraction
+from operator import attrgetter
 
 from exporter.meter.attribution import GpuTime, Line
 from exporter.meter.idle import idle_cost
@@ -17,9 +18,10 @@ from exporter.meter.tenants import Booked
 from exporter.meter.tokens import ModelDelta
 from exporter.meter.windows import TickRecord, Window
 from exporter.pricing.prices import PricingConfig
-from exporter.records import TOKEN_AMOUNTS, TickInput
+from exporter.records import LEVELS, TOKEN_AMOUNTS, WINDOWED, TickInput
 
 NS_PER_S = 10**9
+_windowed = attrgetter(*WINDOWED)  # a line's summed deltas → TickRecord's WINDOWED fields
 
 
 class Booking:
@@ -60,33 +62,16 @@ class Booking:
         if d.known - totals.known:
             totals.known |= d.known
         self._bill += cost
-        running = sum(x.running or 0.0 for x in tl.deltas) * inp.dt_ns / NS_PER_S
-        waiting = sum(x.waiting or 0.0 for x in tl.deltas) * inp.dt_ns / NS_PER_S
-        running_ns = inp.dt_ns if any(x.running is not None for x in tl.deltas) else 0
-        waiting_ns = inp.dt_ns if any(x.waiting is not None for x in tl.deltas) else 0
+        levels: list[float] = []
+        for f in LEVELS:  # each gauge integrated over the tick, and the time it was read
+            read = [v for x in tl.deltas if (v := getattr(x, f)) is not None]
+            levels += (sum(read) * inp.dt_ns / NS_PER_S, inp.dt_ns if read else 0)
         if d.itl_count:
             self._itl_method[line] = next(x.itl_method for x in tl.deltas if x.itl_count)
-        record = TickRecord(
-            inp.end_ns,
-            inp.dt_ns,
-            cost,
-            cost_in,
-            cost_out,
-            d.input_tokens,
-            d.output_tokens,
-            d.requests,
-            d.itl_seconds,
-            d.itl_count,
-            running,
-            tl.time[0],
-            tl.time[1],
-            tl.time[2],
-            d.cached_input_tokens,
-            0,
-            running_ns,
-            waiting,
-            waiting_ns,
-        )  # fmt: skip  (positional: this runs for every line every tick)
+        # positional, in TickRecord's order (this runs for every line every tick)
+        record = TickRecord._make(
+            (inp.end_ns, inp.dt_ns, cost, cost_in, cost_out, 0, *tl.time, *_windowed(d), *levels)
+        )
         accrued_ns = int(max((x.accrued_s for x in tl.deltas), default=0.0) * NS_PER_S)
         self._windows.setdefault(line, Window()).add(record, window_ns, accrued_ns=accrued_ns)
         prompt = [x.prompt_lengths for x in tl.deltas if x.prompt_lengths]

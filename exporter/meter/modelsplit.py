@@ -14,7 +14,7 @@ from exporter.meter.attribution import NO_HARDWARE, Attribution, GpuTime, Line
 from exporter.meter.money import allocate, weight
 from exporter.meter.tokens import AMOUNT_FIELDS, ModelDelta
 from exporter.meter.windows import Window
-from exporter.records import IDLE, OVERFLOW, Buckets, Owner
+from exporter.records import IDLE, LEVELS, OVERFLOW, Buckets, Owner
 
 PodKey = tuple[str, str]  # (namespace, pod)
 UNKNOWN_MODEL = "__unknown__"
@@ -63,10 +63,11 @@ def by_kind(d: ModelDelta, held: dict[Kind, int] | None, primary: Kind) -> list[
         amounts: dict[str, Any] = {
             f: columns[f][i] for f in AMOUNT_FIELDS
         }  # Any: replace() has other fields too
+        for f in LEVELS:  # a gauge's requests by the same share
+            level = getattr(d, f)
+            amounts[f] = None if level is None else level * weights[i] / sum(weights)
         part = replace(
             d,
-            running=None if d.running is None else d.running * weights[i] / sum(weights),
-            waiting=None if d.waiting is None else d.waiting * weights[i] / sum(weights),
             requests_by_reason=tuple(
                 (why, r[i]) for (why, _), r in zip(d.requests_by_reason, reasons, strict=True)
             ),
