@@ -14,8 +14,8 @@ from exporter.engines.profiles import SERVERS, ServerProfile
 from exporter.engines.read import read_payload
 from exporter.exposition.families import FAMILIES
 from exporter.meter import state
+from exporter.meter.deltas import AMOUNT_FIELDS, ModelDelta
 from exporter.meter.snapshot import LineTotals
-from exporter.meter.tokens import AMOUNT_FIELDS, ModelDelta
 from exporter.meter.windows import QUANTITY_FIELDS, SPREAD_FIELDS, LiveGauges, TickRecord
 from exporter.records import (
     AMOUNT,

@@ -7,6 +7,7 @@ carried, so rounding never drifts and every tick's bill is split so that Σ allo
 
     ledger.py       the Meter: one tick in, the books and a snapshot out (the tick, retention)
     tokens.py       token deltas per target and model: baselines, restarts, late series
+    deltas.py       what one model served in one tick (ModelDelta), as the ledger books it
     attribution.py  GPU, node and pod money per holder, or idle
     modelsplit.py   a holder's money across its models; a pod's tokens across its GPU kinds; the owner cap
     booking.py      a line's tick into the books and the window; its money into input and output

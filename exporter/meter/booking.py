@@ -9,13 +9,13 @@ from fractions import Fraction
 from operator import attrgetter
 
 from exporter.meter.attribution import GpuTime, Line
+from exporter.meter.deltas import ModelDelta
 from exporter.meter.idle import idle_cost
 from exporter.meter.modelsplit import PodKey, TickLine, sum_deltas
 from exporter.meter.money import allocate, weight
 from exporter.meter.request_cost import LengthWindow
 from exporter.meter.snapshot import LineTotals
 from exporter.meter.tenants import Booked
-from exporter.meter.tokens import ModelDelta
 from exporter.meter.windows import TickRecord, Window
 from exporter.pricing.prices import PricingConfig
 from exporter.records import LEVELS, TOKEN_AMOUNTS, WINDOWED, TickInput

@@ -17,13 +17,14 @@ from fractions import Fraction
 from exporter.meter import state
 from exporter.meter.attribution import Attribution, Charge, GpuAttributor, Line
 from exporter.meter.booking import Booking
+from exporter.meter.deltas import ModelDelta
 from exporter.meter.modelsplit import ModelSplit, PodKey
 from exporter.meter.money import NANO_PER_USD
 from exporter.meter.projection import Projection, project
 from exporter.meter.request_cost import LengthWindow, cost_quantiles
 from exporter.meter.snapshot import LineTotals, LineView, MeterSnapshot, copy_totals
 from exporter.meter.tenants import DEFAULT_HORIZON_S, Booked, TenantBook
-from exporter.meter.tokens import ModelDelta, TokenMeter
+from exporter.meter.tokens import TokenMeter
 from exporter.meter.windows import TOKEN_TIME, LiveGauges, TickRecord, Window, held_and_busy
 from exporter.pricing.prices import PricingConfig
 from exporter.records import Owner, TickInput

@@ -11,8 +11,8 @@ from fractions import Fraction
 from typing import Any
 
 from exporter.meter.attribution import NO_HARDWARE, Attribution, GpuTime, Line
+from exporter.meter.deltas import AMOUNT_FIELDS, ModelDelta
 from exporter.meter.money import allocate, weight
-from exporter.meter.tokens import AMOUNT_FIELDS, ModelDelta
 from exporter.meter.windows import Window
 from exporter.records import IDLE, LEVELS, OVERFLOW, Buckets, Owner
 
