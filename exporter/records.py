@@ -116,14 +116,50 @@ class PodUsage:
 Buckets = tuple[tuple[float, float], ...]
 
 
-# The counters that carry tokens and requests (ModelCounters fields): a bad value in one refuses
-# the scrape, and a model with none of them this scrape is not read. The other counters feed
-# one figure each (phase times, token time).
-TOKEN_COUNTERS = ("input_tokens", "computed_input_tokens", "cached_input_tokens", "output_tokens", "requests")
-# The token quantities a line adds up (computed_input_tokens is a reading only: it becomes
-# input_tokens). One table: the meter's deltas, totals, windows and state file are derived from it,
-# so a new quantity is an entry here, its field in those records, and its tests.
-TOKEN_AMOUNTS = tuple(f for f in TOKEN_COUNTERS if f != "computed_input_tokens")
+# What a quantity is, and so where it flows (the QUANTITIES table):
+AMOUNT = "amount"  # a counter a line adds up: per-tick deltas, cumulative totals, the state file
+READING = "reading"  # a counter only read: it becomes another quantity (computed prompt tokens → input)
+FIGURE = "figure"  # a counter feeding one figure (the direction split, interactivity): deltas, no totals
+LEVEL = "level"  # a gauge read at each tick (requests in the batch): integrated over the tick's time
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity:
+    """One quantity a server exports, declared once: ``name`` is its field in ModelCounters (read from
+    the ServerProfile field of that name unless ``paired``) and, but for a READING, in ModelDelta."""
+
+    name: str
+    kind: str  # AMOUNT | READING | FIGURE | LEVEL
+    # Tokens and requests: a bad value refuses the whole scrape (cpm_target_up 0), and a model with
+    # none of these this scrape is not read. A bad value of another counter drops that figure alone.
+    refuses: bool = False
+    # Summed in the live window (meter.windows.TickRecord, a field of this name; a catch-up after an
+    # outage spreads it back); a LEVEL always is, as ``<name>_seconds`` and ``<name>_ns``.
+    windowed: bool = False
+    paired: bool = False  # read as a (seconds, count) pair from ServerProfile.token_time, not by name
+    gauge: str = ""  # a LEVEL's mean over the window: its LiveGauges field (and cpm_<gauge> family)
+
+
+QUANTITIES: tuple[Quantity, ...] = (
+    Quantity("input_tokens", AMOUNT, refuses=True, windowed=True),  # every prompt token, cached or not
+    Quantity("computed_input_tokens", READING, refuses=True),  # prompt tokens without cache hits (llama.cpp)
+    Quantity("cached_input_tokens", AMOUNT, refuses=True, windowed=True),  # prompt tokens from a prefix cache
+    Quantity("output_tokens", AMOUNT, refuses=True, windowed=True),
+    Quantity("requests", AMOUNT, refuses=True, windowed=True),  # finished requests
+    Quantity("prefill_seconds", FIGURE),  # Σ per-request prefill time: the direction split
+    Quantity("decode_seconds", FIGURE),  # Σ per-request decode time
+    Quantity("itl_seconds", FIGURE, windowed=True, paired=True),  # inter-token latency _sum: interactivity
+    Quantity("itl_count", FIGURE, windowed=True, paired=True),  # ... and _count
+    Quantity("running", LEVEL, gauge="running_requests"),  # requests in the batch: the concurrency
+    Quantity("waiting", LEVEL, gauge="waiting_requests"),  # requests queued for the batch
+)
+# The table's views, in its order (the records' fields are checked against them: tests/test_quantities.py).
+TOKEN_COUNTERS = tuple(q.name for q in QUANTITIES if q.refuses)
+TOKEN_AMOUNTS = tuple(q.name for q in QUANTITIES if q.kind == AMOUNT)  # what a line's totals add up
+FIGURES = tuple(q.name for q in QUANTITIES if q.kind == FIGURE)
+COUNTERS = tuple(q.name for q in QUANTITIES if q.kind != LEVEL)  # cumulative: read as deltas
+WINDOWED = tuple(q.name for q in QUANTITIES if q.windowed)  # summed in the window, spread on a catch-up
+LEVELS = tuple(q.name for q in QUANTITIES if q.kind == LEVEL)
 
 
 @dataclass(frozen=True, slots=True)

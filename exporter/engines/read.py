@@ -12,13 +12,16 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import lru_cache
+from typing import Any
 
 from exporter.engines.profiles import SERVERS, Series, ServerProfile, with_token_metric
 from exporter.errors import ParseError, SourceError
 from exporter.http.textformat import FetchLimits, Sample, fetch_text, has_prefix, parse_wanted
 from exporter.records import (
+    LEVEL,
     NO_TENANT,
     NOBODY,
+    QUANTITIES,
     TOKEN_COUNTERS,
     Buckets,
     HttpClientConfig,
@@ -221,26 +224,26 @@ def _model_counters(key: tuple[str, str], index: Indexed, shared: Indexed, p: Se
     if len(p.token_time) > 1 and token_time[1] is not None:
         sources += [("itl_seconds", token_time[0]), ("itl_count", token_time[0])]
     created = read_first(index, p.created) or read_first(shared, p.created) or ("", None)
+    # records.QUANTITIES, each from the profile's field of its name: counters, and gauges as read now.
+    quantities: dict[str, Any] = {
+        q.name: _gauge(value(index, getattr(p, q.name)))
+        if q.kind == LEVEL
+        else read(q.name, getattr(p, q.name))
+        for q in QUANTITIES
+        if not q.paired
+    }
     return ModelCounters(
         model=key[0],
         instance=key[1],
-        input_tokens=read("input_tokens", p.input_tokens),
-        output_tokens=read("output_tokens", p.output_tokens),
-        cached_input_tokens=read("cached_input_tokens", p.cached_input_tokens),
-        computed_input_tokens=read("computed_input_tokens", p.computed_input_tokens),
-        requests=read("requests", p.requests),
+        **quantities,
         requests_by_reason=by_label(index, p.requests, p.finish_reason_label)
         if p.finish_reason_label
         else (),
         created=created[1] if created[1] is not None and math.isfinite(created[1]) else None,
         created_by=created[0],
-        prefill_seconds=read("prefill_seconds", p.prefill_seconds),
-        decode_seconds=read("decode_seconds", p.decode_seconds),
         itl_seconds=token_time[1],
         itl_count=token_time[2],
         itl_method=p.token_time_method if token_time[1] is not None else "",
-        running=_gauge(value(index, p.running)),
-        waiting=_gauge(value(index, p.waiting)),
         prompt_lengths=buckets(index, p.prompt_lengths),
         generation_lengths=buckets(index, p.generation_lengths),
         sources=tuple(sources),

@@ -101,13 +101,19 @@ def _tenant_tokens(v: LineView) -> Iterable[Values]:
     ]
 
 
-def _known(name: str, value: Callable[[LineView], float]) -> Callable[[LineView], Iterable[Values]]:
-    """A per-line counter exported only where a server ever sent it: unknown is absent, not 0."""
+def _known(name: str) -> Callable[[LineView], Iterable[Values]]:
+    """A line's total of a quantity (records.TOKEN_AMOUNTS), exported only where a server ever sent
+    it: unknown is absent, not 0."""
 
     def rows(v: LineView) -> Iterable[Values]:
-        return [((), value(v))] if name in v.totals.known and not _is_training(v) else []
+        return [((), getattr(v.totals, name))] if name in v.totals.known and not _is_training(v) else []
 
     return rows
+
+
+def _level(gauge: str) -> Callable[[LineView], Iterable[Values]]:
+    """A gauge's mean over the window (records.QUANTITIES' ``gauge``, a LiveGauges field)."""
+    return lambda v: [((), getattr(v.gauges, gauge))]
 
 
 def _training(field: str) -> Callable[[LineView], Iterable[tuple[tuple[str, ...], float | None]]]:
@@ -205,13 +211,13 @@ FAMILIES: tuple[Family, ...] = (
            _on_node(lambda v: [((m, d), n) for (m, d), n in sorted(v.meter.gateway_unmatched.items())])),
     Family("cpm_cached_input_tokens_total", "counter",
            "Input tokens served from a prefix cache (a part of direction=\"input\"), where the server says.",
-           L, _per_line(_known("cached_input_tokens", lambda v: v.totals.cached_input_tokens))),
+           L, _per_line(_known("cached_input_tokens"))),
     Family("cpm_requests_by_finish_reason_total", "counter",
            "Finished requests by why they finished (stop, length, abort, error…), where the server says.",
            (*L, "finish_reason"),
            _per_line(lambda v: [((why,), n) for why, n in sorted(v.totals.requests_by_reason.items())])),
     Family("cpm_requests_total", "counter", "Finished requests (every finish reason).", L,
-           _per_line(_known("requests", lambda v: v.totals.requests))),
+           _per_line(_known("requests"))),
     Family("cpm_gpu_seconds_total", "counter",
            "GPU-seconds: held by an owner, busy within held (where utilisation is known), or idle (held by nobody); "
            "a MIG instance's second counts as one (its price share applies to money, not to time). Only on lines "
@@ -242,10 +248,10 @@ FAMILIES: tuple[Family, ...] = (
     Family("cpm_running_requests", "gauge",
            "Concurrency the CPM was reached at: mean requests in the server's batch over the window (the time its "
            "gauge was read), beside cpm_tokens_per_second_per_user.",
-           L, _per_line(lambda v: [((), v.gauges.running_requests)])),
+           L, _per_line(_level("running_requests"))),
     Family("cpm_waiting_requests", "gauge",
            "Mean requests queued for the server's batch over the window (the time its gauge was read).",
-           L, _per_line(lambda v: [((), v.gauges.waiting_requests)])),
+           L, _per_line(_level("waiting_requests"))),
     Family("cpm_usd_per_request", "gauge", "Cost per finished request over the window, in USD.", L,
            _per_line(lambda v: [((), v.gauges.usd_per_request)])),
     Family("cpm_usd_per_request_percentile", "gauge",

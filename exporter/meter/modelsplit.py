@@ -1,19 +1,24 @@
-"""Splitting one holder's tick: its money across the models it served (``Plan``), a pod's tokens across
-the GPU kinds it held (``by_kind``), and the deltas that land on one line summed (``sum_deltas``)."""
+"""Splitting one holder's tick across the model lines it served: its money by token share (``Plan``, the
+meter's ``ModelSplit`` part), a pod's tokens across the GPU kinds it held (``by_kind``), the deltas that land
+on one line summed (``sum_deltas``), and the cardinality cap on the lines (``ModelSplit._admit``)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
-from exporter.meter.attribution import GpuTime, Line
-from exporter.meter.money import allocate
-from exporter.meter.tokens import AMOUNT_FIELDS, ModelDelta
-from exporter.records import IDLE, Buckets
+from exporter.meter.attribution import NO_HARDWARE, Attribution, GpuTime, Line
+from exporter.meter.deltas import AMOUNT_FIELDS, ModelDelta
+from exporter.meter.money import allocate, weight
+from exporter.meter.windows import Window
+from exporter.records import IDLE, LEVELS, OVERFLOW, Buckets, Owner
 
 PodKey = tuple[str, str]  # (namespace, pod)
+UNKNOWN_MODEL = "__unknown__"
+MAX_TRACKED_FOLDED = 100_000  # distinct folded owners we count (the set must stay bounded too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +63,11 @@ def by_kind(d: ModelDelta, held: dict[Kind, int] | None, primary: Kind) -> list[
         amounts: dict[str, Any] = {
             f: columns[f][i] for f in AMOUNT_FIELDS
         }  # Any: replace() has other fields too
+        for f in LEVELS:  # a gauge's requests by the same share
+            level = getattr(d, f)
+            amounts[f] = None if level is None else level * weights[i] / sum(weights)
         part = replace(
             d,
-            running=None if d.running is None else d.running * weights[i] / sum(weights),
-            waiting=None if d.waiting is None else d.waiting * weights[i] / sum(weights),
             requests_by_reason=tuple(
                 (why, r[i]) for (why, _), r in zip(d.requests_by_reason, reasons, strict=True)
             ),
@@ -100,3 +106,106 @@ def sum_deltas(deltas: list[ModelDelta]) -> ModelDelta:
         f: sum(getattr(x, f) for x in deltas) for f in AMOUNT_FIELDS
     }  # Any: see by_kind
     return ModelDelta(owner=deltas[-1].owner, known=frozenset().union(*(x.known for x in deltas)), **amounts)
+
+
+@dataclass(slots=True)
+class TickLine:
+    """One line's tick as the split leaves it for booking: its money by component, GPU time, deltas."""
+
+    charges: dict[str, int] = field(default_factory=dict)  # plain dicts: Counter is slow here
+    time: list[int] = field(default_factory=lambda: [0, 0, 0])  # held, busy, measured
+    deltas: list[ModelDelta] = field(default_factory=list)
+
+
+class ModelSplit:
+    """The Meter's part that splits a holder's tick across the model lines it served (ledger.Meter)."""
+
+    max_owners: int
+    _windows: dict[Line, Window]
+    _last_model: dict[PodKey, str]
+    _served_lines: dict[PodKey, set[Line]]
+    _admitted: set[Owner]
+    _folded: set[Owner]
+    _overflowed: int
+
+    def _by_model(self, att: Attribution, deltas: tuple[ModelDelta, ...]) -> dict[Line, TickLine]:
+        served: dict[PodKey, dict[Owner, float]] = defaultdict(lambda: defaultdict(float))
+        out: dict[Line, TickLine] = defaultdict(TickLine)
+        spread = held_by_kind(att.times)
+        for d in deltas:
+            pod = (d.owner.namespace, d.owner.pod)
+            served[pod][d.owner] += d.tokens
+            if d.tokens:
+                self._last_model[pod] = d.owner.model
+            primary = att.primary.get(pod, (NO_HARDWARE, NO_HARDWARE))
+            for (hw, cap), share in by_kind(d, spread.get(pod), primary):
+                line = self._admit(Line(d.owner, hw, cap))
+                out[line].deltas.append(share)
+                if share.tokens:
+                    self._served_lines.setdefault(pod, set()).add(line)
+        for pod, models in served.items():  # a single served name is known before any traffic
+            if pod not in self._last_model and len(models) == 1:
+                self._last_model[pod] = next(iter(models)).model
+        plans: dict[Line, Plan] = {}
+        for c in att.charges:
+            plan = plans.get(c.line) or plans.setdefault(c.line, self._model_plan(c.line, served))
+            for line, part in plan.split(c.nano):
+                charges = out[line].charges
+                charges[c.component] = charges.get(c.component, 0) + part
+        for t in att.times:
+            plan = plans.get(t.line) or plans.setdefault(t.line, self._model_plan(t.line, served))
+            for i, amount in enumerate((t.held_ns, t.busy_ns, t.measured_ns)):
+                for line, part in plan.split(amount):
+                    out[line].time[i] += part
+        return out
+
+    def _model_plan(self, line: Line, served: Mapping[PodKey, Mapping[Owner, float]]) -> Plan:
+        """Where a holder's money goes this tick: its models by token share, else one model."""
+        if line.owner.is_idle:
+            return Plan((line,), ())
+        pod = (line.owner.namespace, line.owner.pod)
+        models = {o: w for o, w in served.get(pod, {}).items() if w > 0}
+        if not models and (quiet := self._window_shares(pod, line)) is not None:
+            return quiet
+        if not models:
+            # The name the server last served under wins over the declared one, so quiet ticks
+            # land on the same series as busy ones even if --served-model-name differs.
+            model = self._last_model.get(pod) or line.owner.model or UNKNOWN_MODEL
+            owner = line.owner if model == line.owner.model else line.owner._replace(model=model)
+            return Plan((self._admit(Line(owner, line.hardware, line.capacity)),), ())
+        owners = sorted(models, key=lambda o: o.model)
+        lines = tuple(self._admit(Line(o, line.hardware, line.capacity)) for o in owners)
+        return Plan(lines, tuple(weight(models[o]) for o in owners))
+
+    def _window_shares(self, pod: PodKey, line: Line) -> Plan | None:
+        """A quiet tick of a pod serving several models (LoRA adapters): its money goes to them
+        by their token shares over the window, not all to one of them."""
+        served = self._served_lines.get(pod)
+        if not served or len(served) < 2:
+            return None
+        found = []
+        for model_line in sorted(served, key=lambda x: x.owner.model):
+            window = self._windows.get(model_line)
+            if (
+                window is not None
+                and model_line.hardware == line.hardware
+                and model_line.capacity == line.capacity
+            ):
+                sums = window.sums()
+                if (tokens := sums.input_tokens + sums.output_tokens) > 0:
+                    found.append((model_line, weight(tokens)))
+        if not found:
+            return None
+        return Plan(tuple(x for x, _ in found), tuple(w for _, w in found))
+
+    def _admit(self, line: Line) -> Line:
+        """Bound label cardinality: owners past the cap fold into one overflow owner."""
+        if line.owner in self._admitted or line.owner.is_idle:
+            return line
+        if len(self._admitted) < self.max_owners:
+            self._admitted.add(line.owner)
+            return line
+        if len(self._folded) < MAX_TRACKED_FOLDED and line.owner not in self._folded:
+            self._folded.add(line.owner)
+            self._overflowed += 1
+        return Line(OVERFLOW, line.hardware, line.capacity)

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from exporter.meter.attribution import Line
+from exporter.meter.deltas import ModelDelta
 from exporter.meter.money import allocate, weight
 from exporter.meter.settlement import DIRECT, INPUT, OUTPUT, Claim, Settlement
-from exporter.meter.tokens import ModelDelta
 
 OTHER_TENANTS = "__other__"  # tenants past the cap, their money kept
 DEFAULT_HORIZON_S = 300.0  # how long served tokens wait for a gateway's count before they are direct

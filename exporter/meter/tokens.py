@@ -21,16 +21,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from exporter.meter.counters import bucket_increase, fell, is_valid_counter, valid_buckets
-from exporter.records import TOKEN_AMOUNTS, TOKEN_COUNTERS, Buckets, ModelCounters, Owner, TargetScrape
+from exporter.meter.deltas import ModelDelta
+from exporter.records import COUNTERS, LEVELS, Buckets, ModelCounters, TargetScrape
 
 # Increments beyond this many tokens per second of tick are a bogus upstream value
 # (reliability §b.4): held back one tick, then either a glitch that passed or a new baseline.
 MAX_TOKENS_PER_SECOND = 10_000_000
-# Counters that feed only a gauge or the input/output split: a bad value drops that figure alone.
-FIGURE_FIELDS = ("prefill_seconds", "decode_seconds", "itl_seconds", "itl_count")
-COUNTER_FIELDS = TOKEN_COUNTERS + FIGURE_FIELDS
-# What a ModelDelta counts: the token amounts and the figures' sums.
-AMOUNT_FIELDS = TOKEN_AMOUNTS + FIGURE_FIELDS
 LENGTH_FIELDS = ("prompt_lengths", "generation_lengths")
 REASON = "requests:"  # key prefix of the per-finish-reason request counters
 # A model a target has not exported for this long is forgotten (bounded memory). Servers keep
@@ -39,41 +35,6 @@ STALE_SERIES_S = 3600.0
 # Kubernetes gives a container's start to the second: a start this close before our last
 # reading may still be after it.
 STARTED_AT_RESOLUTION_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class ModelDelta:
-    """What one model served in one tick, already attributed to its owner."""
-
-    owner: Owner
-    input_tokens: float = 0.0
-    cached_input_tokens: float = 0.0  # part of input_tokens the server served from cache
-    output_tokens: float = 0.0
-    requests: float = 0.0
-    prefill_seconds: float = 0.0
-    decode_seconds: float = 0.0
-    itl_seconds: float = 0.0
-    itl_count: float = 0.0
-    running: float | None = None
-    waiting: float | None = None
-    requests_by_reason: tuple[tuple[str, float], ...] = ()  # finished this tick, per reason
-    itl_method: str = ""  # what itl_seconds / itl_count measure (the server's profile says)
-    has_phase_time: bool = False  # the server exports prefill and decode time
-    prompt_lengths: Buckets = ()  # requests finished this tick, per prompt-length bucket
-    generation_lengths: Buckets = ()  # ... per output-length bucket
-    # The COUNTER_FIELDS the server exported this tick: a field never known is unknown, not 0.
-    known: frozenset[str] = frozenset()
-    accrued_s: float = 0.0  # the time these amounts accrued over (longer than a tick after an outage)
-    instance: str = ""  # the counter set read (a vLLM engine; a gateway's tenant: meter/tenants.py)
-
-    @property
-    def computed_input_tokens(self) -> float:
-        """Prompt tokens the GPU actually prefilled: what the input price is spread over."""
-        return max(self.input_tokens - self.cached_input_tokens, 0.0)
-
-    @property
-    def tokens(self) -> float:
-        return self.input_tokens + self.output_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +52,7 @@ class TokenTick:
 class _Series:
     """The last good readings of one (model, instance) of a target."""
 
-    values: dict[str, float]  # COUNTER_FIELDS and REASON + reason → cumulative value
+    values: dict[str, float]  # COUNTERS and REASON + reason → cumulative value
     created: tuple[str, float] | None  # (series, start time): the last one read
     lengths: dict[str, Buckets]
     seen_s: float
@@ -293,7 +254,7 @@ def _readings(m: ModelCounters, target: str, out: _Out) -> dict[str, float]:
     """The counters this scrape carries. A figure-only counter with a bad value (the reader
     refuses bad token counters) is dropped alone and counted as ``bad_value``."""
     found: dict[str, float] = {}
-    for name in COUNTER_FIELDS:
+    for name in COUNTERS:
         value = getattr(m, name)
         if value is None:
             continue
@@ -338,7 +299,7 @@ def _with_input(
 
 
 def _known(readings: dict[str, float]) -> frozenset[str]:
-    known = frozenset(readings) & frozenset(COUNTER_FIELDS)
+    known = frozenset(readings) & frozenset(COUNTERS)
     return known | {"input_tokens"} if "computed_input_tokens" in known else known
 
 
@@ -400,11 +361,10 @@ def _delta(
     known: frozenset[str],
 ) -> ModelDelta:
     fields: dict[str, Any] = {k: v for k, v in amounts.items() if not k.startswith(REASON)}
+    fields.update((f, getattr(m, f)) for f in LEVELS)  # gauges: as read now
     return ModelDelta(
         owner=scrape.holder._replace(model=m.model or scrape.holder.model),
         instance=m.instance,
-        running=m.running,
-        waiting=m.waiting,
         requests_by_reason=tuple(
             (k.removeprefix(REASON), v) for k, v in amounts.items() if k.startswith(REASON)
         ),

@@ -9,35 +9,50 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from exporter.meter.money import NANO_PER_USD
-from exporter.records import TOKEN_AMOUNTS
+from exporter.records import LEVELS, QUANTITIES, WINDOWED
 
 NS_PER_S = 10**9
 TOKEN_TIME = "token_time"  # the ledger names which token-time series it was
 
 
 class TickRecord(NamedTuple):
+    """One line's tick in the window. After the money and the GPU time: records.WINDOWED, then per
+    records.LEVELS ``<name>_seconds`` (Σ gauge × tick seconds, the integral) and ``<name>_ns`` (the tick
+    time it was read: its mean is over that time only), in the table's order (QUANTITY_FIELDS)."""
+
     end_ns: int
     dt_ns: int
     cost: int = 0  # nano-dollars, all components
     cost_input: int = 0
     cost_output: int = 0
+    idle_cost: int = 0  # nano-dollars of ``cost`` that bought idle GPU time (cpm_idle_cost_usd_total)
+    held_ns: int = 0
+    busy_ns: int = 0
+    measured_ns: int = 0
+    # records.WINDOWED
     input_tokens: float = 0.0
+    cached_input_tokens: float = 0.0
     output_tokens: float = 0.0
     requests: float = 0.0
     itl_seconds: float = 0.0
     itl_count: float = 0.0
+    # records.LEVELS
     running_seconds: float = 0.0  # Σ running requests × tick seconds (concurrency integral)
-    held_ns: int = 0
-    busy_ns: int = 0
-    measured_ns: int = 0
-    cached_input_tokens: float = 0.0
-    idle_cost: int = 0  # nano-dollars of ``cost`` that bought idle GPU time (cpm_idle_cost_usd_total)
-    running_ns: int = 0  # tick time the running gauge was read (its mean is over that time only)
-    waiting_seconds: float = 0.0  # Σ waiting requests × tick seconds
-    waiting_ns: int = 0  # tick time the waiting gauge was read
+    running_ns: int = 0
+    waiting_seconds: float = 0.0
+    waiting_ns: int = 0
+
+
+# The fields the quantity table drives, in order: the booking fills them positionally after the first nine.
+QUANTITY_FIELDS = (*WINDOWED, *(f"{name}{unit}" for name in LEVELS for unit in ("_seconds", "_ns")))
+FIRST_QUANTITY = len(TickRecord._fields) - len(QUANTITY_FIELDS)
+if TickRecord._fields[FIRST_QUANTITY:] != QUANTITY_FIELDS:  # a table entry without its field here
+    raise TypeError(
+        f"TickRecord ends {TickRecord._fields[FIRST_QUANTITY:]}, records.QUANTITIES says {QUANTITY_FIELDS}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +86,9 @@ def _per_million(cost_nano: int, tokens: float) -> float | None:
 
 IDLE_FIELD = TickRecord._fields.index("idle_cost")
 # Fields a catch-up after an outage spreads back over the ticks it accrued in.
-SPREAD_FIELDS = tuple(TickRecord._fields.index(f) for f in (*TOKEN_AMOUNTS, "itl_seconds", "itl_count"))
+SPREAD_FIELDS = tuple(TickRecord._fields.index(f) for f in WINDOWED)
+# (LiveGauges field, index of the integral in TickRecord) per records.LEVELS: the mean over the time read.
+LEVEL_GAUGES = tuple((q.gauge, TickRecord._fields.index(f"{q.name}_seconds")) for q in QUANTITIES if q.gauge)
 
 
 class Window:
@@ -144,6 +161,8 @@ class Window:
             return LiveGauges()
         span_s = r.dt_ns / NS_PER_S
         tps, method = _interactivity(r, span_s)
+        # records.LEVELS: each gauge's mean over the window's time it was read (unknown where never read)
+        levels: dict[str, Any] = {gauge: _ratio(r[i], r[i + 1] / NS_PER_S) for gauge, i in LEVEL_GAUGES}
         return LiveGauges(
             # Prefix-cache hits cost next to nothing: they must not dilute the input price.
             usd_per_million_input=_per_million(r.cost_input, r.input_tokens - r.cached_input_tokens),
@@ -159,8 +178,7 @@ class Window:
             idle_burn_usd_per_hour=r.idle_cost / NANO_PER_USD / span_s * 3600,
             utilization=_ratio(r.busy_ns, r.measured_ns),
             window_seconds=span_s,
-            running_requests=_ratio(r.running_seconds, r.running_ns / NS_PER_S),
-            waiting_requests=_ratio(r.waiting_seconds, r.waiting_ns / NS_PER_S),
+            **levels,
         )
 
 
