@@ -78,7 +78,8 @@ def test_the_real_triton_payload_reads_under_the_declared_model() -> None:
     (mapped,) = read_payload(FIXTURE, "triton", 10_000, model_names={"tensorrt_llm": LLAMA})
     assert [m.model for m in plain] == ["tensorrt_llm"]
     assert mapped.model == LLAMA
-    assert mapped == replace(plain[0], model=LLAMA)  # only the name differs
+    # Only the name differs, and the server's own name goes with it (the series the meter follows).
+    assert mapped == replace(plain[0], model=LLAMA, server_names="tensorrt_llm")
     assert (mapped.input_tokens, mapped.output_tokens, mapped.requests) == (IN0, OUT0, BASE_COUNT)
     assert mapped.running == 9 and mapped.generation_lengths[-1] == (math.inf, BASE_COUNT)
     # A map of names the server does not use changes nothing (the other ensemble members carry no tokens).
@@ -155,6 +156,43 @@ def test_a_configured_map_files_every_token_of_a_sequence_under_the_declared_mod
         "cpm_tokens_total", "cpm_requests_total", "cpm_cost_usd_total", "cpm_usd_per_million_tokens",
         "cpm_running_requests", "cpm_usd_per_request_percentile", "cpm_operating_point_info",
     }  # fmt: skip
+
+
+def test_a_map_set_on_a_running_server_renames_its_series_without_counting_them_again() -> None:
+    """The map arrives by a reload while the server runs: its counters go on from where they were
+    under their new name (the meter follows the server's own name), so the pod's tokens over both
+    names are what it served since the baseline, as for the pod that was never mapped; a map
+    taken away again goes back the same way. Nothing is rejected as an implausible jump."""
+    now = [1_767_225_600 * 10**9]
+    body = [triton(*SCRAPES[0])]
+    unmapped = CONFIG.replace(f", models: {{tensorrt_llm: {LLAMA}}}", "")
+    assert unmapped != CONFIG
+    text = [unmapped]
+    rt = Runtime(lambda: load_config_text(text[0]), clock=lambda: now[0], fetch=lambda *_: body[0])
+    grow = [(IN0 + 1000 * k, OUT0 + 100 * k, BASE_COUNT + k) for k in range(9)]
+    for k, step in enumerate(grow):
+        if k in (3, 6):  # the map set, then taken away
+            text[0] = CONFIG if k == 3 else unmapped
+            assert rt.reload()[0]
+        body[0] = triton(*step)
+        rt.tick()
+        now[0] += 5 * 10**9
+    series = _series(rt)
+
+    def tokens(pod: str, model: str) -> float:
+        found = [v for (n, ls), v in series.items() if n == "cpm_tokens_total" and {("pod", pod), ("model", model),
+                 ("direction", "input")} <= ls]  # fmt: skip
+        return sum(found)
+
+    assert tokens("trtllm-0", LLAMA) == 3000  # the ticks it was mapped
+    assert (
+        tokens("trtllm-0", LLAMA) + tokens("trtllm-0", "tensorrt_llm")
+        == tokens("trtllm-1", "tensorrt_llm")
+        == 8000
+    )
+    assert not [
+        k for k in series if k[0] == "cpm_rejected_samples_total" and ("reason", "implausible_jump") in k[1]
+    ]
 
 
 def _config(models: str) -> ExporterConfig:

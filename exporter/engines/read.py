@@ -100,21 +100,23 @@ def read_with_tenants(
     if adapter_label in (profile.model_label, profile.instance_label, profile.finish_reason_label):
         adapter_label = ""  # a label the profile reads for something else never names an adapter
     by_model: dict[tuple[str, str], Indexed] = defaultdict(lambda: defaultdict(list))
+    renamed: dict[str, set[str]] = defaultdict(set)  # declared model → the server's names mapped to it
     unlabelled: Indexed = defaultdict(list)  # e.g. process_start_time_seconds: shared by all
     for sample in parse_wanted(text, wanted, max_samples=max_samples, max_wanted=max_series):
         model = sample.labels.get(profile.model_label) if profile.model_label else ""
         if model is None:
             unlabelled[sample.name].append(sample)
             continue
-        if model_names:
-            model = model_names.get(model, model)
-        if adapter_label:
-            model = sample.labels.get(adapter_label) or model
+        adapter = sample.labels.get(adapter_label) if adapter_label else None
+        if model_names and not adapter and model in model_names:
+            renamed[model_names[model][:MAX_LABEL_LENGTH]].add(model[:MAX_LABEL_LENGTH])
+            model = model_names[model]
+        model = adapter or model
         instance = sample.labels.get(profile.instance_label, "") if profile.instance_label else ""
         by_model[(model[:MAX_LABEL_LENGTH], instance[:MAX_LABEL_LENGTH])][sample.name].append(sample)
     # A model is read when any of its token or request counters is there: a family missing
     # from one scrape is unknown for that scrape (the meter freezes it), never read as 0.
-    read = (_model_counters(k, by_model[k], unlabelled, profile) for k in sorted(by_model))
+    read = (_named(_model_counters(k, by_model[k], unlabelled, profile), renamed) for k in sorted(by_model))
     models = [m for m in read if any(getattr(m, f) is not None for f in TOKEN_COUNTERS)]
     if kv := _kv_cache_dtype(unlabelled, profile):
         models = [replace(m, kv_cache_dtype=kv) for m in models]
@@ -132,11 +134,21 @@ def read_with_tenants(
         raise ParseError(bad, reason="bad_value")
     if not tenant_label or tenant_label in (profile.model_label, profile.instance_label):
         return models, []
-    return models, _per_tenant(by_model, unlabelled, profile, tenant_label)
+    return models, _per_tenant(by_model, unlabelled, profile, tenant_label, renamed)
+
+
+def _named(m: ModelCounters, renamed: Mapping[str, set[str]]) -> ModelCounters:
+    """The server's own names on a model a map renamed: the series the meter follows."""
+    own = renamed.get(m.model)
+    return replace(m, server_names=",".join(sorted(own))) if own else m
 
 
 def _per_tenant(
-    by_model: Mapping[tuple[str, str], Indexed], unlabelled: Indexed, p: ServerProfile, tenant_label: str
+    by_model: Mapping[tuple[str, str], Indexed],
+    unlabelled: Indexed,
+    p: ServerProfile,
+    tenant_label: str,
+    renamed: Mapping[str, set[str]],
 ) -> list[ModelCounters]:
     """The same samples regrouped per (model, the caller ``tenant_label`` names): the counts a gateway
     would give, read from the server itself (engine instances summed)."""
@@ -146,7 +158,7 @@ def _per_tenant(
             by_tenant[(model, x.labels.get(tenant_label, "")[:MAX_LABEL_LENGTH] or NO_TENANT)][x.name].append(
                 x
             )
-    tenants = [_model_counters(k, by_tenant[k], unlabelled, p) for k in sorted(by_tenant)]
+    tenants = [_named(_model_counters(k, by_tenant[k], unlabelled, p), renamed) for k in sorted(by_tenant)]
     return [m for m in tenants if m.input_tokens is not None or m.output_tokens is not None]
 
 

@@ -141,7 +141,7 @@ class TokenMeter:
         elapsed_s: float,
         out: _Out,
     ) -> ModelDelta:
-        key = (m.model, m.instance)
+        key = series_key(m)
         prev = target.series.get(key)
         readings = _readings(m, scrape.target, out)
         valid = _valid_lengths(m)  # checked once: the restart test, the increase and the baseline use it
@@ -189,7 +189,7 @@ class TokenMeter:
         """An implausible increase: hold it back one tick. If the next reading goes on from it,
         it was real and becomes the baseline; if it goes on from before it, it was a glitch."""
         target = self._targets[target_name]
-        key, (now_s, elapsed_s) = (m.model, m.instance), when
+        key, (now_s, elapsed_s) = series_key(m), when
         if prev is None or prev.held is None:
             out.rejected[(target_name, "implausible_jump")] += 1
         if prev is None:  # a series born with a lifetime in it: a baseline, not this tick's
@@ -201,6 +201,12 @@ class TokenMeter:
             return since_held
         prev.held, prev.seen_s = dict(readings), now_s
         return {}
+
+
+def series_key(m: ModelCounters) -> tuple[str, str]:
+    """What a series is followed by: the server's own model name (a target's map may rename it for
+    attribution; the counters are the same), and the instance."""
+    return (m.server_names or m.model, m.instance)
 
 
 def _grown(
