@@ -8,6 +8,8 @@ import html
 import re
 from decimal import Decimal
 
+import pytest
+
 from exporter.exposition.charts import page_charts
 from exporter.exposition.history import HORIZON_SECONDS, MAX_POINTS, PageHistory, delta
 from exporter.exposition.page import CONTENT_SECURITY_POLICY, SCRIPT, STYLE, LandingPage, _sha256
@@ -137,3 +139,29 @@ def test_a_total_that_shrinks_is_unknown_for_the_windows_it_spans() -> None:
     assert delta({"a": 10}, {"a": 4}, "a") is None
     assert delta({"a": 10}, {}, "a") is None
     assert delta({}, {"a": 4}, "a") == 4
+
+
+def test_a_models_tokens_per_second_per_user_is_its_lines_weighted_by_their_output() -> None:
+    """Two pods serve one model at 20 and 50 tokens/s per user, the second with three times the
+    output: the legend's figure is (20 × 1 + 50 × 3) ÷ 4, the recording rule's output-weighted mean."""
+    meter, page = Meter("n"), LandingPage()
+    pods = [Owner("serve", f"llama-{i}", "platform", "llama") for i in range(2)]
+    out_per_tick, itl = (100.0, 300.0), (1 / 20, 1 / 50)
+    gpus = tuple(GpuSample(str(i), "H100", "on_demand", utilization=0.5) for i in range(2))
+    for k in range(12):
+        scrapes = tuple(
+            TargetScrape(p.pod, p, "vllm", True, (ModelCounters(
+                "llama", 1000.0 * k, out_per_tick[i] * k, requests=float(k),
+                itl_seconds=out_per_tick[i] * k * itl[i], itl_count=out_per_tick[i] * k),))
+            for i, p in enumerate(pods)
+        )  # fmt: skip
+        start = T0 + k * TICK_NS
+        placed = tuple(Placement(str(i), p) for i, p in enumerate(pods))
+        snap = meter.tick(TickInput(start, start + TICK_NS, "n", gpus, placed, scrapes), PRICES, WINDOW_S)
+        page.render(view(snap), 5.0)
+    speeds = sorted(
+        v.gauges.tokens_per_second_per_user or 0 for v in snap.lines if v.line.owner.model == "llama"
+    )
+    assert speeds == pytest.approx([20.0, 50.0])
+    charts = page_charts(page.history, WINDOW_S)
+    assert f"at {(20 * 1 + 50 * 3) / 4:.1f} tokens/s per user" in charts

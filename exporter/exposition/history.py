@@ -46,7 +46,6 @@ class HistoryPoint:
     busy_ns: Mapping[str, int]  # hardware → busy GPU time
     measured_ns: Mapping[str, int]  # hardware → held GPU time whose utilisation was known
     held_ns: int  # every line's held GPU time (idle GPUs included)
-    line_output: Mapping[LineKey, float]  # output tokens per inference line (the speed weights)
     speed: Mapping[str, float]  # model → output-weighted tokens/s per user at this tick
 
 
@@ -85,6 +84,9 @@ class PageHistory:
 
     def __init__(self) -> None:
         self.points: deque[HistoryPoint] = deque()
+        # Output tokens per inference line at each point of the last window only (the speed
+        # weights): per line, so kept no longer than needed (a 2 000-owner node × 300 points).
+        self._outputs: deque[tuple[float, Mapping[LineKey, float]]] = deque()
 
     def add(self, snapshot: MeterSnapshot, window_seconds: float, tick_seconds: float) -> bool:
         """Keep this tick as a point when a step has passed since the last; True when kept."""
@@ -94,7 +96,9 @@ class PageHistory:
             return False
         sums = _totals(snapshot.lines)
         line_output = {_key(v): v.totals.output_tokens for v in snapshot.lines if _is_inference(v)}
-        start = self.at_or_before(t - window_seconds)
+        while len(self._outputs) > 1 and self._outputs[1][0] <= t - window_seconds:
+            self._outputs.popleft()  # the first one left is the window's start (or the earliest)
+        then = self._outputs[0][1] if self._outputs else {}
         point = HistoryPoint(
             t=t,
             model_cost=sums["model_cost"],
@@ -104,10 +108,10 @@ class PageHistory:
             busy_ns=sums["busy"],
             measured_ns=sums["measured"],
             held_ns=sum(v.totals.held_ns for v in snapshot.lines),
-            line_output=line_output,
-            speed=_speeds(snapshot.lines, line_output, start.line_output if start else {}),
+            speed=_speeds(snapshot.lines, line_output, then),
         )
         self.points.append(point)
+        self._outputs.append((t, line_output))
         while self.points and self.points[0].t < t - HORIZON_SECONDS:
             self.points.popleft()
         return True
