@@ -10,7 +10,7 @@ a subprocess) and checked against what the store itself says:
 * periods partition: a team's money over 5-second periods sums to its money over the whole range;
 * the gap and the reset are listed in the file's metadata;
 * ``--format focus`` passes the FinOps Foundation's own validator (FOCUS 1.2);
-* ``--format html`` renders in headless Chromium (a screenshot is kept: REPORT_ARTIFACTS or the test's
+* ``--format html`` renders in headless Chromium (a screenshot is kept: TEST_ARTIFACTS or the test's
   temporary directory);
 * an unreachable store, a URL that is not a Prometheus API and a range with no data fail clearly.
 """
@@ -212,7 +212,7 @@ def test_the_html_report_renders_in_chromium(history: History) -> None:
     page = history.work / "report.html"
     done = report(history, "--step", "5s", "--format", "html", "--out", str(page))
     assert done.returncode == 0, done.stderr
-    artefacts = Path(os.environ.get("REPORT_ARTIFACTS") or history.work)
+    artefacts = Path(os.environ.get("TEST_ARTIFACTS") or history.work)
     artefacts.mkdir(parents=True, exist_ok=True)
     with chromium(history.work / "chromium", 1280, 1600) as driver:
         driver.get(page.as_uri())
