@@ -196,10 +196,11 @@ class ModelCounters:
     computed_input_tokens: float | None = None
     # (field, series) for fields read from one of several alternatives: which one it was.
     sources: tuple[tuple[str, str], ...] = ()
-    # The server's own model name(s) where a target's ``models`` map renamed them ("" = ``model``):
-    # the meter follows a series by them, so adding or changing a map on a running server renames
-    # its series instead of starting a new one (whose lifetime would be counted again).
-    server_names: str = ""
+    # The server's own model name where a target's ``models`` map renamed it ("" = ``model``): the
+    # meter follows a series by it, so a map set, changed or taken away on a running server renames
+    # its series instead of starting a new one (whose lifetime would be counted again). Several
+    # names mapped to one model are several series of it, each followed on its own; they add up.
+    server_model: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,7 +79,7 @@ def test_the_real_triton_payload_reads_under_the_declared_model() -> None:
     assert [m.model for m in plain] == ["tensorrt_llm"]
     assert mapped.model == LLAMA
     # Only the name differs, and the server's own name goes with it (the series the meter follows).
-    assert mapped == replace(plain[0], model=LLAMA, server_names="tensorrt_llm")
+    assert mapped == replace(plain[0], model=LLAMA, server_model="tensorrt_llm")
     assert (mapped.input_tokens, mapped.output_tokens, mapped.requests) == (IN0, OUT0, BASE_COUNT)
     assert mapped.running == 9 and mapped.generation_lengths[-1] == (math.inf, BASE_COUNT)
     # A map of names the server does not use changes nothing (the other ensemble members carry no tokens).
@@ -199,18 +199,101 @@ def _config(models: str) -> ExporterConfig:
     return load_config_text(CONFIG.replace(f"models: {{tensorrt_llm: {LLAMA}}}", f"models: {models}"))
 
 
+def with_second_name(payload: str, name: str, input_sum: float, output_sum: float) -> str:
+    """``payload`` with a second model's token sums beside the first's, in the same families."""
+    out = []
+    for line in payload.splitlines(keepends=True):
+        out.append(line)
+        for family, value in (
+            ("nv_llm_input_token_len_sum", input_sum),
+            ("nv_llm_output_token_len_sum", output_sum),
+        ):
+            if line.startswith(family + "{") and 'model="tensorrt_llm"' in line:
+                labels = line[len(family) : line.rindex("}") + 1].replace(
+                    'model="tensorrt_llm"', f'model="{name}"'
+                )
+                out.append(f"{family}{labels} {value:.0f}\n")
+    return "".join(out)
+
+
 def test_names_mapped_to_one_model_add_up() -> None:
-    """Two server names for one model (an alias, a renamed deployment) are one line: their counters add."""
-    doubled = "".join(
-        line + line.replace('model="tensorrt_llm"', 'model="trt_b"')
-        if line.startswith("nv_llm_input_token_len_sum")
-        else line
-        for line in FIXTURE.splitlines(keepends=True)
-    )  # a second model's input series beside the first, in the same family
+    """Two server names for one model (an alias, a renamed deployment): two series of the model, each
+    followed on its own, whose counters add up on its line."""
+    doubled = with_second_name(FIXTURE, "trt_b", IN0, OUT0)
     cfg = _config(f"{{tensorrt_llm: {LLAMA}, trt_b: {LLAMA}}}")
     (target,) = (t for t in cfg.targets if t.name == "trtllm-0")
-    (m,) = read_payload(doubled, "triton", 10_000, model_names=target.models)
-    assert (m.model, m.input_tokens) == (LLAMA, 2 * IN0)
+    got = read_payload(doubled, "triton", 10_000, model_names=target.models)
+    assert [(m.model, m.server_model) for m in got] == [(LLAMA, "tensorrt_llm"), (LLAMA, "trt_b")]
+    assert sum(m.input_tokens or 0 for m in got) == 2 * IN0
+
+
+def _run(configs: dict[int, str], bodies: list[str]) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """A runtime over a sequence of payloads; at tick k (a key of ``configs``) a reload to that config."""
+    now, body, text = [1_767_225_600 * 10**9], [bodies[0]], [configs[0]]
+    rt = Runtime(lambda: load_config_text(text[0]), clock=lambda: now[0], fetch=lambda *_: body[0])
+    for k, payload in enumerate(bodies):
+        if k and k in configs:
+            text[0] = configs[k]
+            assert rt.reload()[0]
+        body[0] = payload
+        rt.tick()
+        now[0] += 5 * 10**9
+    return _series(rt)
+
+
+def _input(series: dict[tuple[str, frozenset[tuple[str, str]]], float], pod: str) -> dict[str, float]:
+    """cpm_tokens_total{direction="input"} of one pod, per model."""
+    out: dict[str, float] = {}
+    for (name, labels), v in series.items():
+        ls = dict(labels)
+        if name == "cpm_tokens_total" and ls.get("pod") == pod and ls.get("direction") == "input":
+            out[ls["model"]] = out.get(ls["model"], 0.0) + v
+    return out
+
+
+def _no_jump(series: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> bool:
+    return not [
+        k for k in series if k[0] == "cpm_rejected_samples_total" and ("reason", "implausible_jump") in k[1]
+    ]
+
+
+def test_a_many_to_one_map_set_then_taken_away_on_a_running_server_counts_each_token_once() -> None:
+    """Two names served since long before the exporter started, growing 1 000 and 10 input tokens a
+    tick: a map of both to one model set at tick 3, taken away at tick 6. Every tick's growth once."""
+    both = _config(f"{{tensorrt_llm: {LLAMA}, trt_b: {LLAMA}}}")
+    del both  # loads: the map is valid
+    mapped = CONFIG.replace(
+        f"models: {{tensorrt_llm: {LLAMA}}}", f"models: {{tensorrt_llm: {LLAMA}, trt_b: {LLAMA}}}"
+    )
+    plain = CONFIG.replace(f", models: {{tensorrt_llm: {LLAMA}}}", "")
+    bodies = [
+        with_second_name(triton(IN0 + 1000 * k, OUT0, BASE_COUNT), "trt_b", 10**6 + 10 * k, 10**5)
+        for k in range(9)
+    ]
+    series = _run({0: plain, 3: mapped, 6: plain}, bodies)
+    got = _input(series, "trtllm-0")
+    assert got[LLAMA] == 3 * 1010  # ticks 3, 4, 5
+    assert got["tensorrt_llm"] + got["trt_b"] == 5 * 1010  # ticks 1, 2, 6, 7, 8
+    assert _no_jump(series)
+
+
+def test_a_name_born_under_a_map_counts_from_zero_and_the_declared_models_own_name_apart() -> None:
+    """Mapped from the start: a second name appearing later counts what it served (its first 5
+    tokens), and a series the server files under the declared name itself stays its own series."""
+    mapped = CONFIG.replace(f"models: {{tensorrt_llm: {LLAMA}}}", f"models: {{trt_b: {LLAMA}}}")
+    bodies = [with_second_name(triton(IN0, OUT0, BASE_COUNT), LLAMA, 10**6, 10**5)]
+    bodies += [
+        with_second_name(with_second_name(triton(IN0, OUT0, BASE_COUNT), LLAMA, 10**6 + 10 * k, 10**5), "trt_b",
+                         5 + 10 * (k - 2), 0) if k >= 2 else
+        with_second_name(triton(IN0, OUT0, BASE_COUNT), LLAMA, 10**6 + 10 * k, 10**5)
+        for k in range(1, 6)
+    ]  # fmt: skip
+    series = _run({0: mapped}, bodies)
+    got = _input(series, "trtllm-0")
+    # The server's own LLAMA series: 10 a tick over 5 ticks; trt_b: born with 5, then 10 a tick (3 more ticks).
+    assert got[LLAMA] == 50 + 5 + 30
+    assert got.get("tensorrt_llm", 0) == 0  # the unmapped name served nothing after the baseline
+    assert _no_jump(series)
 
 
 # ---- Kubernetes: the pod annotation, through the fake API server and the real client ------------

@@ -99,8 +99,10 @@ def read_with_tenants(
     profile, wanted = profile_of(server, token_metric)
     if adapter_label in (profile.model_label, profile.instance_label, profile.finish_reason_label):
         adapter_label = ""  # a label the profile reads for something else never names an adapter
+    # Grouped by the server's own names: a series the meter follows is one name of the server's,
+    # whatever a map makes of it (the map renames the group's model afterwards).
     by_model: dict[tuple[str, str], Indexed] = defaultdict(lambda: defaultdict(list))
-    renamed: dict[str, set[str]] = defaultdict(set)  # declared model → the server's names mapped to it
+    declared: dict[str, str] = {}  # the server's name → the declared model a map gives it
     unlabelled: Indexed = defaultdict(list)  # e.g. process_start_time_seconds: shared by all
     for sample in parse_wanted(text, wanted, max_samples=max_samples, max_wanted=max_series):
         model = sample.labels.get(profile.model_label) if profile.model_label else ""
@@ -108,15 +110,14 @@ def read_with_tenants(
             unlabelled[sample.name].append(sample)
             continue
         adapter = sample.labels.get(adapter_label) if adapter_label else None
+        own = (adapter or model)[:MAX_LABEL_LENGTH]
         if model_names and not adapter and model in model_names:
-            renamed[model_names[model][:MAX_LABEL_LENGTH]].add(model[:MAX_LABEL_LENGTH])
-            model = model_names[model]
-        model = adapter or model
+            declared[own] = model_names[model][:MAX_LABEL_LENGTH]
         instance = sample.labels.get(profile.instance_label, "") if profile.instance_label else ""
-        by_model[(model[:MAX_LABEL_LENGTH], instance[:MAX_LABEL_LENGTH])][sample.name].append(sample)
+        by_model[(own, instance[:MAX_LABEL_LENGTH])][sample.name].append(sample)
     # A model is read when any of its token or request counters is there: a family missing
     # from one scrape is unknown for that scrape (the meter freezes it), never read as 0.
-    read = (_named(_model_counters(k, by_model[k], unlabelled, profile), renamed) for k in sorted(by_model))
+    read = (_named(_model_counters(k, by_model[k], unlabelled, profile), declared) for k in sorted(by_model))
     models = [m for m in read if any(getattr(m, f) is not None for f in TOKEN_COUNTERS)]
     if kv := _kv_cache_dtype(unlabelled, profile):
         models = [replace(m, kv_cache_dtype=kv) for m in models]
@@ -134,13 +135,14 @@ def read_with_tenants(
         raise ParseError(bad, reason="bad_value")
     if not tenant_label or tenant_label in (profile.model_label, profile.instance_label):
         return models, []
-    return models, _per_tenant(by_model, unlabelled, profile, tenant_label, renamed)
+    return models, _per_tenant(by_model, unlabelled, profile, tenant_label, declared)
 
 
-def _named(m: ModelCounters, renamed: Mapping[str, set[str]]) -> ModelCounters:
-    """The server's own names on a model a map renamed: the series the meter follows."""
-    own = renamed.get(m.model)
-    return replace(m, server_names=",".join(sorted(own))) if own else m
+def _named(m: ModelCounters, declared: Mapping[str, str]) -> ModelCounters:
+    """A server's series under the model a map declares for it, its own name kept (the meter follows
+    the series by it, so a map set or changed on a running server renames, never restarts, it)."""
+    name = declared.get(m.model)
+    return replace(m, model=name, server_model=m.model) if name is not None else m
 
 
 def _per_tenant(
@@ -148,7 +150,7 @@ def _per_tenant(
     unlabelled: Indexed,
     p: ServerProfile,
     tenant_label: str,
-    renamed: Mapping[str, set[str]],
+    declared: Mapping[str, str],
 ) -> list[ModelCounters]:
     """The same samples regrouped per (model, the caller ``tenant_label`` names): the counts a gateway
     would give, read from the server itself (engine instances summed)."""
@@ -158,7 +160,7 @@ def _per_tenant(
             by_tenant[(model, x.labels.get(tenant_label, "")[:MAX_LABEL_LENGTH] or NO_TENANT)][x.name].append(
                 x
             )
-    tenants = [_named(_model_counters(k, by_tenant[k], unlabelled, p), renamed) for k in sorted(by_tenant)]
+    tenants = [_named(_model_counters(k, by_tenant[k], unlabelled, p), declared) for k in sorted(by_tenant)]
     return [m for m in tenants if m.input_tokens is not None or m.output_tokens is not None]
 
 

@@ -206,7 +206,7 @@ class TokenMeter:
 def series_key(m: ModelCounters) -> tuple[str, str]:
     """What a series is followed by: the server's own model name (a target's map may rename it for
     attribution; the counters are the same), and the instance."""
-    return (m.server_names or m.model, m.instance)
+    return (m.server_model or m.model, m.instance)
 
 
 def _grown(
