@@ -654,6 +654,7 @@ def test_a_price_for_a100_prices_both_memory_sizes_the_gpu_names_tell_apart() ->
         for capacity, usd in (("on_demand", "1.10"), ("spot", "0.70")):
             price = cfg.pricing.gpu_price(variant, capacity)
             assert price is not None and price.source == "config" and price.usd_per_hour == Decimal(usd)
+            assert price.hardware == variant and "pricing.gpus.A100" in price.reference, price
     a80 = cfg.pricing.gpu_price("A100-80GB", "reserved")  # not in the file: the catalogue's row
     assert a80 is not None and a80.source == "catalogue"
     plain = load(BASE)

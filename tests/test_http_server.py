@@ -217,3 +217,34 @@ def test_a_rotated_tls_certificate_is_served_without_a_restart(
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_a_configured_csp_stays_on_metrics_and_gives_way_to_the_pages_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Browsers enforce every policy they get: a web config's CSP beside the page's would block the
+    page's script and style. The page paths send only their own (said once in the log); the other
+    configured headers and /metrics keep the configured one."""
+    from exporter.exposition.page import CONTENT_SECURITY_POLICY
+    from exporter.exposition.webconfig import WebConfig
+
+    web = WebConfig(
+        "web.yml", headers=(("Content-Security-Policy", "default-src 'self'"), ("X-Frame-Options", "deny"))
+    )
+    published = srv.Published()
+    published.publish(b"x 1\n", b"<html></html>", b"live")
+    httpd = srv.serve("127.0.0.1", 0, published, None, web)
+    port = httpd.server_address[1]
+    try:
+        for path in ("/", "/-/live"):
+            raw = exchange(port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            head = raw.partition(b"\r\n\r\n")[0].decode().lower()
+            assert head.count("content-security-policy:") == 1, head
+            assert f"content-security-policy: {CONTENT_SECURITY_POLICY.lower()}" in head
+            assert "x-frame-options: deny" in head
+        _, headers, _ = get(port, "/metrics")
+        assert headers["content-security-policy"] == "default-src 'self'"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert "replaced on / and /-/live by the page's own" in caplog.text

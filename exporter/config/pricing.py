@@ -188,7 +188,9 @@ def resolve_prices(p: Problems, own: _FilePrices, gpus: list[LocatedGpu]) -> Pri
     for variant, family in PRICE_FAMILIES.items():  # "A100" in the file prices A100-40GB and -80GB
         for (hw, capacity), family_price in own.config.gpu_prices.items():
             if hw == family:
-                prices.setdefault((variant, capacity), family_price)
+                # Under the variant's name (cpm_price_info{hardware} matches the lines'); the
+                # reference still names the family's entry it came from.
+                prices.setdefault((variant, capacity), replace(family_price, hardware=variant))
         if family in owned:
             owned.setdefault(variant, owned[family])
     if use_catalogue and catalogue is not None:

@@ -80,6 +80,15 @@ def make_handler(
     auth = BasicAuth(web.basic_auth_users) if web is not None and web.basic_auth_users else None
     # X-Content-Type-Options: nosniff (its only allowed value) is always sent already.
     extra = tuple((k, v) for k, v in web.headers if k != "X-Content-Type-Options") if web else ()
+    # The page and its live body carry their own policy (their script and style by hash): a configured
+    # one beside it would be enforced too and block them, so it is left off there (and said so).
+    page_extra = tuple((k, v) for k, v in extra if k.lower() != "content-security-policy")
+    if len(page_extra) < len(extra):
+        log.warning(
+            "web config sets Content-Security-Policy: kept on /metrics, replaced on / and /-/live by the "
+            "page's own (%s)",
+            CONTENT_SECURITY_POLICY,
+        )
 
     class Handler(BaseHTTPRequestHandler):
         timeout = REQUEST_TIMEOUT_S
@@ -100,9 +109,9 @@ def make_handler(
             elif path == "/metrics":
                 self._send_metrics(cur)
             elif path in ("/", "/index.html"):
-                self._send(200, cur.page, "text/html; charset=utf-8", headers=PAGE_HEADERS)
+                self._send(200, cur.page, "text/html; charset=utf-8", headers=PAGE_HEADERS, page=True)
             elif path == "/-/live":
-                self._send(200, cur.live, "text/html; charset=utf-8", headers=PAGE_HEADERS)
+                self._send(200, cur.live, "text/html; charset=utf-8", headers=PAGE_HEADERS, page=True)
             else:
                 self._send(404, b"not found: try /metrics or /\n", "text/plain; charset=utf-8")
 
@@ -191,6 +200,7 @@ def make_handler(
             ctype: str,
             encoding: str = "",
             headers: tuple[tuple[str, str], ...] = (),
+            page: bool = False,
         ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
@@ -198,7 +208,7 @@ def make_handler(
             if encoding:
                 self.send_header("Content-Encoding", encoding)
             self.send_header("X-Content-Type-Options", "nosniff")
-            for name, value in (*headers, *extra):
+            for name, value in (*headers, *(page_extra if page else extra)):
                 self.send_header(name, value)
             self.end_headers()
             if self.command != "HEAD":
