@@ -10,7 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from exporter.exposition.charts import page_charts
+from exporter.exposition import charts as charts_module
+from exporter.exposition.charts import MAX_SERIES, page_charts
 from exporter.exposition.history import HORIZON_SECONDS, MAX_POINTS, PageHistory, delta
 from exporter.exposition.page import CONTENT_SECURITY_POLICY, SCRIPT, STYLE, LandingPage, _sha256
 from exporter.exposition.status import ExportView, RuntimeStatus
@@ -93,6 +94,9 @@ def test_a_quiet_spell_is_a_gap_in_the_cpm_line_not_a_zero() -> None:
     figure = page_charts(page.history, WINDOW_S).split('id="chart-cpm"')[1].split("</figure>")[0]
     assert figure.count("<polyline") == 2, "two runs of values around the quiet spell"
     assert "$0.000" not in figure.split("</svg>")[1], "no zero in the legend"
+    # Quiet at the end: the legend says unknown, not the last price it had.
+    page, _ = run(Node(Owner("serve", "llama-0", "platform", "llama")), [(1000.0, 200.0)] * 10 + [None] * 10)
+    assert legend_value(page_charts(page.history, WINDOW_S), "chart-cpm", "llama") == "–"
 
 
 def test_the_history_is_bounded_by_its_horizon_and_point_count() -> None:
@@ -102,8 +106,12 @@ def test_the_history_is_bounded_by_its_horizon_and_point_count() -> None:
     for k in range(400):  # 2 000 s of 5-s ticks
         kept += history.add(node.tick(k, (100.0, 10.0)), WINDOW_S, 5.0)
     assert kept == 400  # a 5-s tick is coarser than the finest step (3 s): every tick kept...
-    assert len(history.points) <= MAX_POINTS + 1
-    assert history.points[-1].t - history.points[0].t <= HORIZON_SECONDS  # ...for 15 minutes only
+    # ...for 15 minutes drawn, and one window before them (the first drawn point's window is whole).
+    assert history.points[-1].t - history.points[0].t <= HORIZON_SECONDS + WINDOW_S
+    assert len(history.points) <= MAX_POINTS + WINDOW_S / 5 + 1
+    spans = history.spans(WINDOW_S)
+    assert spans[-1][1].t - spans[0][1].t <= HORIZON_SECONDS
+    assert all(end.t - start.t == WINDOW_S for start, end in spans)
     fast, second = PageHistory(), Node(Owner("serve", "p", "t", "m"), tick_ns=10**9)
     kept_fast = [fast.add(second.tick(k, (1.0, 1.0)), WINDOW_S, 1.0) for k in range(12)]
     assert kept_fast == [k % 3 == 0 for k in range(12)], "1-s ticks: a point every 3 s"
@@ -165,3 +173,55 @@ def test_a_models_tokens_per_second_per_user_is_its_lines_weighted_by_their_outp
     assert speeds == pytest.approx([20.0, 50.0])
     charts = page_charts(page.history, WINDOW_S)
     assert f"at {(20 * 1 + 50 * 3) / 4:.1f} tokens/s per user" in charts
+
+
+def test_a_retired_line_leaves_its_totals_so_its_teams_spend_stays_exact() -> None:
+    """Pod a of team platform leaves after 15 s and its line is retired 60 s later (the meter's
+    retention): the team's spend chart goes on at pod b's $3.60/h, never dips, never a gap."""
+    meter, history = Meter("n", retention_s=60), PageHistory()
+    a, b = (Owner("serve", p, "platform", "llama") for p in ("a", "b"))
+    gpus = tuple(GpuSample(str(i), "H100", "on_demand", utilization=0.5) for i in range(2))
+    gone_at = None
+    for k in range(60):
+        placed = (Placement("0", a),) * (k < 3) + (Placement("1", b),)
+        start = T0 + k * TICK_NS
+        snap = meter.tick(TickInput(start, start + TICK_NS, "n", gpus, placed, ()), PRICES, WINDOW_S)
+        if gone_at is None and k > 3 and all(v.line.owner != a for v in snap.lines):
+            gone_at = snap.end_ns / 1e9
+        history.add(snap, WINDOW_S, 5.0)
+    assert gone_at is not None, "the line was retired within the run"
+    (series,), _ = charts_module._keyed(history, WINDOW_S, charts_module._spend, lambda t: ["platform"])
+    after = [v for t, v in series.values if t >= 15 + T0 / 1e9 + WINDOW_S]  # a's money out of the window
+    assert after and all(v == pytest.approx(3.60) for v in after), after
+
+
+def test_only_the_largest_series_are_drawn_and_the_rest_counted() -> None:
+    """A node with more models than colours: the MAX_SERIES costliest at the last point are drawn,
+    the others counted under the legend (and computed only at the last point)."""
+    meter, page = Meter("n"), LandingPage()
+    pods = [Owner("serve", f"m{i}", "t", f"model-{i:02d}") for i in range(12)]
+    gpus = tuple(GpuSample(str(i), "H100", "on_demand", utilization=0.5) for i in range(12))
+    placed = tuple(Placement(str(i), p) for i, p in enumerate(pods))
+    for k in range(10):
+        scrapes = tuple(
+            TargetScrape(
+                p.pod, p, "vllm", True, (ModelCounters(p.model, 1000.0 * k * (i + 1), 100.0 * k * (i + 1)),)
+            )
+            for i, p in enumerate(pods)
+        )
+        start = T0 + k * TICK_NS
+        snap = meter.tick(TickInput(start, start + TICK_NS, "n", gpus, placed, scrapes), PRICES, WINDOW_S)
+        page.render(view(snap), 5.0)
+    figure = page_charts(page.history, WINDOW_S).split('id="chart-cpm"')[1].split("</figure>")[0]
+    drawn = re.findall(r"</svg>(model-\d\d) <b>", figure)
+    # CPM falls with tokens: the costliest per token are the models serving least (model-00 … 07).
+    assert drawn == [f"model-{i:02d}" for i in range(MAX_SERIES)], drawn
+    assert f"… and {12 - MAX_SERIES} more" in figure
+
+
+def test_a_window_longer_than_the_charts_is_charted_over_their_window_and_says_so() -> None:
+    node = Node(Owner("serve", "llama-0", "platform", "llama"))
+    history = PageHistory()
+    for k in range(10):
+        history.add(node.tick(k, (100.0, 10.0)), 3600, 5.0)
+    assert "over the last 300 s at each point" in page_charts(history, 3600)

@@ -10,11 +10,11 @@ the common colour-vision deficiencies).
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from exporter.exposition.history import HistoryPoint, PageHistory, delta, per_hour_usd, ratio
+from exporter.exposition.history import PageHistory, Totals, chart_window, delta, per_hour_usd, ratio
 from exporter.meter.money import NANO_PER_USD
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#8C6D1F", "#000000")
@@ -31,7 +31,8 @@ class Series:
 
     @property
     def latest(self) -> float | None:
-        return next((v for _, v in reversed(self.values) if v is not None), None)
+        """The value at the last point: unknown there is shown as unknown, never an older value."""
+        return self.values[-1][1] if self.values else None
 
 
 def _clock(t: float) -> str:
@@ -106,12 +107,11 @@ def _legend(series: list[Series], fmt: Callable[[float], str], hidden: int) -> s
     return f'<ul class="legend">{items}{more}</ul>'
 
 
-def chart(chart_id: str, title: str, caption: str, series: list[Series], fmt: Callable[[float], str],
+def chart(chart_id: str, title: str, caption: str, drawn: Drawn, fmt: Callable[[float], str],
           top: float | None = None, empty: str = "") -> str:  # fmt: skip
-    """One figure: the largest MAX_SERIES series by latest value, a legend with each one's latest."""
-    shown = sorted((s for s in series if s.latest is not None), key=lambda s: (-(s.latest or 0.0), s.name))
-    hidden = max(len(shown) - MAX_SERIES, 0)
-    shown = shown[:MAX_SERIES]
+    """One figure: the series drawn, a legend with each one's value at the last point."""
+    shown, hidden = drawn
+    shown = [s for s in shown if any(v is not None for _, v in s.values)]
     body = (
         _svg(shown, fmt, top) + _legend(shown, fmt, hidden)
         if shown
@@ -123,30 +123,45 @@ def chart(chart_id: str, title: str, caption: str, series: list[Series], fmt: Ca
     )
 
 
-Values = list[tuple[float, float | None]]
+Value = Callable[[Totals, Totals, float, str], float | None]  # (start, end, seconds, key) → value
+Drawn = tuple[list[Series], int]  # the series drawn, how many more there are
 
 
-def _keyed(
-    history: PageHistory,
-    window: float,
-    value: Callable[[HistoryPoint, HistoryPoint, str], float | None],
-    keys: Callable[[HistoryPoint], Iterable[str]],
-) -> dict[str, Values]:
-    """Per key, its value over the window ending at each point (keys seen anywhere in the history)."""
-    out: dict[str, Values] = {}
+def _keyed(history: PageHistory, window: float, value: Value, keys: Callable[[Totals], Iterable[str]],
+           note: Callable[[str], str] = lambda _: "") -> Drawn:  # fmt: skip
+    """The MAX_SERIES keys largest at the last point (known before unknown), each with its value over
+    the window ending at every point; only those are computed (a node may have 2 000 models)."""
     spans = history.spans(window)
-    names = sorted({k for _, b in spans for k in keys(b)})
-    for a, b in spans:
-        for k in names:
-            out.setdefault(k, []).append((b.t, value(a, b, k)))
-    return out
+    if not spans:
+        return [], 0
+    a, b = spans[-1]
+    last = {k: value(a.totals, b.totals, b.t - a.t, k) for k in {k for _, e in spans for k in keys(e.totals)}}
+    ranked = sorted(last, key=lambda k: (last[k] is None, -(last[k] or 0.0), k))
+    top = ranked[:MAX_SERIES]
+    series = [
+        Series(k, tuple((e.t, value(s.totals, e.totals, e.t - s.t, k)) for s, e in spans), note(k))
+        for k in top
+    ]
+    return series, len(ranked) - len(top)
 
 
-def _cpm(a: HistoryPoint, b: HistoryPoint, model: str) -> float | None:
+def _cpm(a: Totals, b: Totals, _: float, model: str) -> float | None:
     cost = delta(a.model_cost, b.model_cost, model)
     return ratio(
         None if cost is None else cost / NANO_PER_USD, delta(a.model_tokens, b.model_tokens, model), 1e6
     )
+
+
+def _spend(a: Totals, b: Totals, seconds: float, team: str) -> float | None:
+    return per_hour_usd(delta(a.team_cost, b.team_cost, team), seconds)
+
+
+def _idle(a: Totals, b: Totals, seconds: float, reason: str) -> float | None:
+    return per_hour_usd(delta(a.idle_cost, b.idle_cost, reason), seconds)
+
+
+def _util(a: Totals, b: Totals, _: float, hardware: str) -> float | None:
+    return ratio(delta(a.busy_ns, b.busy_ns, hardware), delta(a.measured_ns, b.measured_ns, hardware))
 
 
 def _usd(v: float) -> str:
@@ -157,44 +172,23 @@ def _pct(v: float) -> str:
     return f"{v * 100:.0f} %"
 
 
-def page_charts(history: PageHistory, window: float) -> str:
-    """The four charts over the history, each value over the window ending at its point."""
-    cpm = _keyed(history, window, _cpm, lambda p: p.model_tokens)
-    last = history.points[-1] if history.points else None
-    speed: Mapping[str, float] = last.speed if last else {}
-    cpm_series = [
-        Series(m, tuple(v), f"at {speed[m]:.1f} tokens/s per user" if m in speed else "")
-        for m, v in cpm.items()
-    ]
-    spend = _keyed(
-        history,
-        window,
-        lambda a, b, k: per_hour_usd(delta(a.team_cost, b.team_cost, k), b.t - a.t),
-        lambda p: p.team_cost,
-    )
-    idle = _keyed(
-        history,
-        window,
-        lambda a, b, k: per_hour_usd(delta(a.idle_cost, b.idle_cost, k), b.t - a.t),
-        lambda p: p.idle_cost,
-    )
-    util = _keyed(
-        history, window,
-        lambda a, b, k: ratio(delta(a.busy_ns, b.busy_ns, k), delta(a.measured_ns, b.measured_ns, k)),
-        lambda p: p.measured_ns,
-    )  # fmt: skip
-    w = f"over the last {window:.0f} s at each point"
+def page_charts(history: PageHistory, window_seconds: float) -> str:
+    """The four charts over the history, each value over the chart's window ending at its point."""
+    speed = history.speed
+    cpm = _keyed(history, window_seconds, _cpm, lambda t: t.model_tokens,
+                 lambda m: f"at {speed[m]:.1f} tokens/s per user" if m in speed else "")  # fmt: skip
+    w = f"over the last {chart_window(window_seconds):.0f} s at each point"
     return "".join(
         (
             chart("chart-cpm", "$ per million tokens, per model", f"input + output cost ÷ tokens computed, {w}",
-                  cpm_series, lambda v: f"${v:,.3f}", empty="no tokens served in the last minutes"),
+                  cpm, lambda v: f"${v:,.3f}", empty="no tokens served in the last minutes"),
             chart("chart-spend", "Spend per team ($/h)", f"every cost component, {w}",
-                  [Series(k, tuple(v)) for k, v in spend.items()], lambda v: _usd(v) + "/h"),
+                  _keyed(history, window_seconds, _spend, lambda t: t.team_cost), lambda v: _usd(v) + "/h"),
             chart("chart-idle", "Idle money by reason ($/h)", f"GPU money that bought no work, {w}",
-                  [Series(k, tuple(v)) for k, v in idle.items()], lambda v: _usd(v) + "/h",
+                  _keyed(history, window_seconds, _idle, lambda t: t.idle_cost), lambda v: _usd(v) + "/h",
                   empty="no idle GPU money in the last minutes"),
             chart("chart-util", "GPU utilisation per hardware", f"busy ÷ measured GPU time, {w}",
-                  [Series(k, tuple(v)) for k, v in util.items()], _pct, top=1.0,
+                  _keyed(history, window_seconds, _util, lambda t: t.measured_ns), _pct, top=1.0,
                   empty="no GPU whose utilisation is measured"),
         )
     )  # fmt: skip

@@ -15,10 +15,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+from collections.abc import Mapping
 from datetime import datetime, timezone
 
 from exporter.exposition.charts import page_charts
-from exporter.exposition.history import PageHistory, delta, ratio
+from exporter.exposition.history import PageHistory, chart_window, delta, ratio
 from exporter.exposition.pagetables import (
     IDLE,
     INFERENCE,
@@ -53,7 +54,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .grid{stroke:#e4e7ee}.axis{stroke:#99a}.empty{color:#667;font-style:italic}
 .legend{list-style:none;padding:0;margin:.3em 0 0;font-size:12px;columns:2}
 .legend li{break-inside:avoid}.chart .legend svg{width:10px;height:10px;margin-right:.3em}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em;font-size:13px}dt{font-weight:600}dd{margin:0}
+#legend h3{font-size:1em;margin:.6em 0 .2em}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em;font-size:13px}dt{font-weight:600}dd{margin:0}
 """
 
 SCRIPT = """(() => {
@@ -90,7 +91,7 @@ SCRIPT = """(() => {
   });
   async function refresh() {
     try {
-      const r = await fetch('/-/live', {cache: 'no-store'});
+      const r = await fetch('/-/live', {cache: 'no-store', signal: AbortSignal.timeout(Math.max(every, 2000))});
       if (!r.ok) throw new Error('HTTP ' + r.status);
       const body = await r.text();
       const open = live.querySelector('#legend') && live.querySelector('#legend').open;
@@ -123,6 +124,14 @@ def _money(x: float | None, digits: int = 2) -> str:
     return "–" if x is None else f"${x:,.{digits}f}"
 
 
+def _sum_per_second(start: Mapping[str, float], end: Mapping[str, float], seconds: float) -> float | None:
+    """Σ over the keys of the increase, per second; unknown if any key's total shrank or none moved."""
+    parts = [delta(start, end, k) for k in end]
+    if not parts or None in parts or seconds <= 0:
+        return None
+    return sum(x for x in parts if x is not None) / seconds
+
+
 def _totals(view: ExportView, history: PageHistory) -> str:
     """The node's figures: spend and idle rates, the bill so far, tokens/s, utilisation, GPUs."""
     s, m = view.status, view.meter
@@ -130,37 +139,34 @@ def _totals(view: ExportView, history: PageHistory) -> str:
     # Every line's idle money over the window (cpm_idle_cost_usd_total's rate, unallocated GPUs
     # included): one definition with the rules.
     idle = sum(v.gauges.idle_burn_usd_per_hour or 0.0 for v in m.lines)
-    end = history.points[-1] if history.points else None
-    start = history.at_or_before(end.t - s.window_seconds) if end else None
+    spans = history.spans(s.window_seconds)
     tokens = util = gpus = None
-    if start is not None and end is not None and end.t > start.t:
-        made = [delta(start.model_tokens, end.model_tokens, k) for k in end.model_tokens]
-        tokens = (
-            None if not made or None in made else sum(x for x in made if x is not None) / (end.t - start.t)
+    if spans:
+        first, last = spans[-1]
+        seconds, start, end = last.t - first.t, first.totals, last.totals
+        tokens = _sum_per_second(start.model_tokens, end.model_tokens, seconds)
+        util = ratio(
+            _sum_per_second(start.busy_ns, end.busy_ns, 1.0),
+            _sum_per_second(start.measured_ns, end.measured_ns, 1.0),
         )
-        busy = [delta(start.busy_ns, end.busy_ns, k) for k in end.busy_ns]
-        held = [delta(start.measured_ns, end.measured_ns, k) for k in end.measured_ns]
-        if None not in busy and None not in held:
-            util = ratio(sum(x for x in busy if x is not None), sum(x for x in held if x is not None))
-        gpus = (
-            ratio(end.held_ns - start.held_ns, (end.t - start.t) * 1e9)
-            if end.held_ns >= start.held_ns
-            else None
-        )
+        gpus = _sum_per_second(start.held_ns, end.held_ns, seconds * 1e9)
+    w = f"over the last {chart_window(s.window_seconds):.0f} s"
     cards = (
         ("spend", f"{_money(spend)}/h", "Every line's spend rate over the window."),
         ("idle", f"{_money(idle)}/h", "GPU money that bought no work, over the window (idle burn)."),
         ("billed", _money(m.bill_nano / NANO_PER_USD), "Everything charged since the exporter started."),
-        ("tokens/s", "–" if tokens is None else f"{tokens:,.0f}", "Tokens the GPUs computed per second (inference)."),
-        ("utilisation", "–" if util is None else f"{util * 100:.0f} %", "Busy ÷ measured GPU time over the window."),
-        ("GPUs", "–" if gpus is None else f"{gpus:,.1f}", "GPUs priced, on average over the window (held GPU-seconds ÷ seconds)."),
+        ("tokens/s", "–" if tokens is None else f"{tokens:,.0f}", f"Tokens the GPUs computed per second (inference), {w}."),
+        ("utilisation", "–" if util is None else f"{util * 100:.0f} %", f"Busy ÷ measured GPU time, {w}."),
+        ("GPUs", "–" if gpus is None else f"{gpus:,.1f}", f"GPUs priced (held GPU-seconds ÷ seconds), {w}."),
         ("token coverage", "–" if m.coverage is None else f"{m.coverage * 100:.0f} %",
          "Share of held GPU time whose tokens a server reported."),
     )  # fmt: skip
     return (
         '<div class="totals" id="totals">'
         + "".join(
-            f'<div title="{html.escape(tip)}"><small>{html.escape(name)}</small><b>{html.escape(value)}</b></div>'
+            f'<div title="{html.escape(tip)}"><small>{html.escape(name)}</small>'
+            f'<b id="{"idle-burn" if name == "idle" else "total-" + name.replace(" ", "-").replace("/", "-per-")}">'
+            f"{html.escape(value)}</b></div>"
             for name, value, tip in cards
         )
         + "</div>"
@@ -205,7 +211,8 @@ def render_live(view: ExportView, history: PageHistory, charts: str) -> bytes:
 {training_html}
 <h2>GPUs held by no pod</h2>{idle_table(idle)}
 {"<h2>Shared servers by calling team (gateways)</h2><p><small>Cost since the exporter started, claimed by the gateway's counts of each team's tokens; __direct__: tokens no gateway counted (the pod's own team keeps them).</small></p>" + tenants if tenants else ""}
-{legend(INFERENCE, TRAINING, IDLE, TENANTS if tenants else ())}
+{legend(("Inference", INFERENCE), ("Training runs", TRAINING if training else ()), ("GPUs held by no pod", IDLE),
+        ("Shared servers by calling team", TENANTS if tenants else ()))}
 <p><small>cpm-exporter {html.escape(s.version)} · catalogue {html.escape(s.pricing.catalogue_date)}
 · CPM is always shown with the tokens/s per user at which it was reached.</small></p>"""  # fmt: skip
     return body.encode()

@@ -259,11 +259,13 @@ def tenant_table(lines: Sequence[LineView]) -> str:
     return table("tenants", TENANTS, rows, "cost", fixed=waiting)
 
 
-def legend(*tables: Sequence[Column]) -> str:
-    """Every column of every table, once, with what it means."""
-    seen: dict[str, str] = {}
-    for columns in tables:
-        for c in columns:
-            seen.setdefault(c.name, c.meaning)
-    items = "".join(f"<dt>{html.escape(n)}</dt><dd>{html.escape(m)}</dd>" for n, m in seen.items())
-    return f'<details id="legend"><summary>What the columns mean</summary><dl>{items}</dl></details>'
+def legend(*tables: tuple[str, Sequence[Column]]) -> str:
+    """Every column of every table with what it means, table by table (a name means what its table says)."""
+    parts = "".join(
+        f"<h3>{html.escape(title)}</h3><dl>"
+        + "".join(f"<dt>{html.escape(c.name)}</dt><dd>{html.escape(c.meaning)}</dd>" for c in columns)
+        + "</dl>"
+        for title, columns in tables
+        if columns
+    )
+    return f'<details id="legend"><summary>What the columns mean</summary>{parts}</details>'

@@ -153,6 +153,43 @@ inventory:
 """
 
 
+# What OpenCost exports for this fleet (opencost.io/docs/integrations/metrics), in its text format: each
+# node's $/GPU-hour (the nodes' own prices here) and the GPUs each pod requests (the whole GPUs the
+# configs give them). OpenCost needs a cluster and cannot run here; the README's cross-check joins these.
+OPENCOST_PODS = (  # (node, namespace, pod, GPUs requested)
+    ("node-a", "serve", "llama-0", 1),
+    ("node-a", "research", "train-0", 1),
+    ("node-a", "serve", "canary-0", 1),
+    ("node-b", "serve", "llama-1", 1),
+    ("node-b", "research", "train-1", 1),
+)  # fmt: skip  (batch-0 leaves mid-module, the staged test: no OpenCost row, so no ratio for it)
+OPENCOST_METRICS = (
+    "# HELP node_gpu_hourly_cost node_gpu_hourly_cost hourly cost per GPU\n# TYPE node_gpu_hourly_cost gauge\n"
+    + "".join(f'node_gpu_hourly_cost{{instance="{n}",node="{n}",provider_id=""}} {usd}\n'
+              for n, usd in (("node-a", 6), ("node-b", 18)))
+    + "# HELP container_gpu_allocation container_gpu_allocation GPU used\n# TYPE container_gpu_allocation gauge\n"
+    + "".join(f'container_gpu_allocation{{container="main",instance="{n}",namespace="{ns}",node="{n}",pod="{pod}"}} {g}\n'
+              for n, ns, pod, g in OPENCOST_PODS)
+).encode()  # fmt: skip
+
+
+def serve_opencost() -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(OPENCOST_METRICS)))
+            self.end_headers()
+            self.wfile.write(OPENCOST_METRICS)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 def named(alerts: list[dict[str, str]], want: dict[str, str]) -> list[dict[str, str]]:
     """The alerts whose labels include every label of ``want``."""
     return [a for a in alerts if want.items() <= a.items()]
@@ -273,8 +310,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, exporters: ExporterFactory) 
     prometheus.external_labels = {"cluster": CLUSTER}  # on alerts and remote writes, not on local series
     prometheus.start()
     # honor_labels, as the chart's ServiceMonitor sets honorLabels: the workload's namespace and pod stay.
+    opencost = serve_opencost()  # beside us, as the README's "running both" has it (honor_labels too)
     prometheus.set_targets(
-        {"cpm-exporter": [a.address, b.address]}, options={"cpm-exporter": {"honor_labels": True}}
+        {"cpm-exporter": [a.address, b.address], "opencost": [f"127.0.0.1:{opencost.server_address[1]}"]},
+        options={"cpm-exporter": {"honor_labels": True}, "opencost": {"honor_labels": True}},
     )
     prometheus.wait_up("cpm-exporter")
     try:
@@ -289,6 +328,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, exporters: ExporterFactory) 
         for s in servers:
             s.stop()
         gateway.stop()
+        opencost.shutdown()
+        opencost.server_close()
 
 
 def recorded(prometheus: Prometheus, name: str) -> list[dict[str, object]]:
@@ -715,7 +756,9 @@ def test_every_promql_query_in_the_readme_answers_on_the_fleet(fleet: Fleet) -> 
     readme = (REPO / "README.md").read_text()
     blocks = [b.split("```", 1)[0] for b in readme.split("```promql\n")[1:]]
     queries = [" ".join(line.split("#", 1)[0] for line in b.splitlines()).strip() for b in blocks]
-    queries = [q.replace("[1d]", "[1m]") for q in queries if q]  # the fleet is a few minutes old
+    # The fleet is a few minutes old: a rate over a range longer than its history reads low (Prometheus
+    # divides by the whole range), so ranges shrink to what it has.
+    queries = [q.replace("[1d]", "[1m]").replace("[1h]", "[15s]") for q in queries if q]
     assert len(queries) >= 3
     empty = queries
     deadline = time.monotonic() + 60
@@ -723,6 +766,17 @@ def test_every_promql_query_in_the_readme_answers_on_the_fleet(fleet: Fleet) -> 
         empty = [q for q in empty if not fleet.prometheus.query(q)]
         time.sleep(1)
     assert not empty, f"README queries without data: {empty}"
+    # Running both: our GPU money per namespace ÷ OpenCost's requested GPUs × $/GPU-h is about 1 where pods
+    # hold the whole GPUs they request at the same prices (every namespace here).
+    (cross,) = [q for q in queries if "container_gpu_allocation" in q]
+
+    def ratios() -> dict[str, float] | None:
+        """Once the fleet's history covers the query's range (a rate over a longer one reads low)."""
+        got = {r["metric"]["namespace"]: float(r["value"][1]) for r in fleet.prometheus.query(cross)}
+        assert set(got) == {ns for _, ns, _, _ in OPENCOST_PODS}, got
+        return got if all(x == pytest.approx(1.0, rel=0.05) for x in got.values()) else None
+
+    wait_for(ratios, 60, interval=1, what="our GPU money per namespace to equal OpenCost's", consecutive=3)
     (op,) = [q for q in queries if "cpm_operating_point_info" in q]
     engines = {r["metric"].get("engine") for r in fleet.prometheus.query(op)}
     assert engines == {"vllm"}, (
