@@ -1,10 +1,10 @@
-"""The capacity of the persistent volume claims this node's pods mount, looked up by the pod watcher.
+"""The capacity of the persistent volume claims this node's pods mount, looked up for the pod watcher.
 
 A claim is looked up when a pod mounting it first shows, and again at every resync; a failed
-lookup is kept in the watch status (``claims_error``) and does not make the watch down.
+lookup is kept in ``error`` (the watch status's ``claims_error``) and does not make the watch down.
 
-``ClaimLookups`` is a part of ``pods.PodWatcher`` (a base class that owns no state): the
-attributes declared below are the watcher's, set in its ``__init__``.
+``Claims`` owns what it looks up: the capacities, the last failure and the resync timer. The pod
+watcher's thread hands it the pods it sees; any thread reads ``capacity()`` and ``error``.
 """
 
 from __future__ import annotations
@@ -25,42 +25,64 @@ from exporter.quantity import parse_quantity
 from exporter.records import PodInfo
 from exporter.sources.kube.apiclient import _NETWORK_ERRORS
 from exporter.sources.kube.objects import _dict, _str
-from exporter.sources.kube.watchstatus import CLAIMS_RBAC, WatchStatus, _replace, describe_api_error
+from exporter.sources.kube.watchstatus import CLAIMS_RBAC, describe_api_error
 
 log = logging.getLogger(__name__)
 
 
-class ClaimLookups:
-    """The pod watcher's PVC lookups: ``_lookup_claims`` as pods show, ``_resync_if_due`` on a timer."""
+class Claims:
+    """The capacity of each claim the pods mount: looked up as pods show, refreshed every resync."""
 
-    _api: kubernetes.client.CoreV1Api
-    _lock: threading.Lock
-    _view: dict[str, PodInfo]
-    _claims: dict[tuple[str, str], float | None]
-    _status: WatchStatus
-    _resync_seconds: float
-    _request_timeout: float
-    _next_resync: float
+    def __init__(
+        self, api: kubernetes.client.CoreV1Api, *, resync_seconds: float, request_timeout_seconds: float
+    ) -> None:
+        self._api = api
+        self._resync_seconds = resync_seconds
+        self._request_timeout = request_timeout_seconds
+        self._lock = threading.Lock()  # guards the capacities and the error, which readers see
+        self._capacity: dict[tuple[str, str], float | None] = {}
+        self._error = ""  # the last lookup's failure, "" when it worked
+        self._next_resync = 0.0  # only the watcher thread reads and sets it
 
-    def _resync_if_due(self) -> None:
+    # ---- readers (any thread, never block on the network) --------------------------------
+    def capacity(self, namespace: str, claim: str) -> float | None:
+        with self._lock:
+            return self._capacity.get((namespace, claim))
+
+    @property
+    def error(self) -> str:
+        with self._lock:
+            return self._error
+
+    # ---- the watcher thread -------------------------------------------------------------
+    def listed(self, pods: Iterable[PodInfo]) -> None:
+        """A fresh LIST of the node's pods: look up the claims not known yet; the next refresh of
+        them all is one resync period from now."""
+        self.lookup(pods)
+        self._next_resync = time.monotonic() + self._resync_seconds
+
+    def resync_if_due(self, pods: Iterable[PodInfo]) -> None:
+        """Once per resync period: forget the claims no pod mounts any more, look the others up again."""
         if time.monotonic() < self._next_resync:
             return
         self._next_resync = time.monotonic() + self._resync_seconds
-        wanted = {(p.namespace, c) for p in self._view.values() for c in p.claims}
+        pods = list(pods)
+        wanted = {(p.namespace, c) for p in pods for c in p.claims}
         with self._lock:
-            self._claims = {k: v for k, v in self._claims.items() if k in wanted}
-        self._lookup_claims(self._view.values(), refresh=True)
+            self._capacity = {k: v for k, v in self._capacity.items() if k in wanted}
+        self.lookup(pods, refresh=True)
 
-    def _lookup_claims(self, pods: Iterable[PodInfo], *, refresh: bool = False) -> None:
+    def lookup(self, pods: Iterable[PodInfo], *, refresh: bool = False) -> None:
+        """Look up the claims of ``pods`` not known yet (all of them with ``refresh``)."""
         for pod in pods:
             for claim in pod.claims:
                 key = (pod.namespace, claim)
-                if refresh or key not in self._claims:
-                    capacity = self._fetch_claim(*key)
+                if refresh or key not in self._capacity:
+                    capacity = self._fetch(*key)
                     with self._lock:
-                        self._claims[key] = capacity
+                        self._capacity[key] = capacity
 
-    def _fetch_claim(self, namespace: str, claim: str) -> float | None:
+    def _fetch(self, namespace: str, claim: str) -> float | None:
         error = ""
         capacity: float | None = None
         try:
@@ -82,7 +104,7 @@ class ClaimLookups:
         except (*_NETWORK_ERRORS, ValueError) as exc:
             error = f"PVC {namespace}/{claim}: {exc}"
         with self._lock:
-            if error != self._status.claims_error:
+            if error != self._error:
                 (log.warning if error else log.info)("pvc lookup: %s", error or "working again")
-            self._status = _replace(self._status, claims_error=error)
+            self._error = error
         return capacity

@@ -5,6 +5,8 @@ Rule: this module reads pods and their claims, nothing else; who pays is ``engin
 One daemon thread owns the watch. It LISTs ``spec.nodeName=<node>``, WATCHes from the list's
 resourceVersion, and publishes an immutable snapshot; ``pods()``, ``status()`` and
 ``claim_capacity()`` only read that snapshot, so the meter never waits on the network.
+The claims the pods mount are looked up by the watcher's own ``claims.Claims``, fed the pods
+the thread sees.
 
 * A 410 Gone (``ERROR`` event or HTTP status) means the version was compacted away: re-LIST
   and swap the new view in whole, so no reader ever sees it empty.
@@ -38,7 +40,7 @@ from kubernetes.client.exceptions import ApiException
 from exporter.records import PodInfo
 from exporter.sources.kube.apiclient import _NETWORK_ERRORS
 from exporter.sources.kube.backoff import Backoff
-from exporter.sources.kube.claims import ClaimLookups
+from exporter.sources.kube.claims import Claims
 from exporter.sources.kube.objects import _dict, _list, _resource_version, _str, parse_pod
 from exporter.sources.kube.watchstatus import WatchStatus, _replace, describe_api_error
 
@@ -48,7 +50,9 @@ REMOVED_KEPT_SECONDS = 900.0  # how long a removed pod is remembered (longer tha
 
 
 # ---- the watcher ------------------------------------------------------------------------
-class PodWatcher(ClaimLookups):
+class PodWatcher:
+    """The node's pods, kept current by one LIST and a WATCH on a thread; the claims they mount too."""
+
     def __init__(
         self,
         node_name: str,
@@ -63,7 +67,6 @@ class PodWatcher(ClaimLookups):
         self.node_name = node_name
         self._api = api
         self._selector = f"spec.nodeName={node_name}"
-        self._resync_seconds = resync_seconds
         self._watch_timeout = int(watch_timeout_seconds)
         self._request_timeout = request_timeout_seconds
         self._backoff = Backoff(backoff_initial_seconds, backoff_max_seconds)
@@ -71,14 +74,15 @@ class PodWatcher(ClaimLookups):
         self._view: dict[str, PodInfo] = {}  # by uid; only the watcher thread writes
         self._snapshot: tuple[PodInfo, ...] = ()
         self._removed: dict[str, tuple[PodInfo, float]] = {}  # uid → (pod, when it left)
-        self._claims: dict[tuple[str, str], float | None] = {}
+        self._claims = Claims(
+            api, resync_seconds=resync_seconds, request_timeout_seconds=request_timeout_seconds
+        )
         self._status = WatchStatus(up=False, error="not started")
         self._rv = ""  # "" → LIST before watching
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._response: Any = None  # the open watch response, whose socket stop() shuts
         self._connected = False
-        self._next_resync = 0.0
         self._listed = False  # a LIST succeeded once: the next ones are re-LISTs
 
     # ---- readers (any thread, never block on the network) --------------------------------
@@ -88,7 +92,8 @@ class PodWatcher(ClaimLookups):
 
     def status(self) -> WatchStatus:
         with self._lock:
-            return self._status
+            status = self._status
+        return _replace(status, claims_error=self._claims.error)
 
     def removed_since(self, since: float) -> tuple[tuple[PodInfo, float], ...]:
         """Pods that left this node after ``since`` (UNIX seconds), with when they left."""
@@ -97,8 +102,7 @@ class PodWatcher(ClaimLookups):
 
     def claim_capacity(self, namespace: str, claim: str) -> float | None:
         """Bytes of the claim's ``status.capacity.storage``, looked up before its pod showed."""
-        with self._lock:
-            return self._claims.get((namespace, claim))
+        return self._claims.capacity(namespace, claim)
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -131,7 +135,7 @@ class PodWatcher(ClaimLookups):
             try:
                 if not self._rv:
                     self._relist()
-                self._resync_if_due()
+                self._claims.resync_if_due(self._view.values())
                 progressed = self._watch_once()
             except ApiException as exc:
                 if exc.status == HTTPStatus.GONE:
@@ -174,7 +178,7 @@ class PodWatcher(ClaimLookups):
             if self._stopping.is_set():
                 break
             progressed = self._apply(event) or progressed
-            self._resync_if_due()
+            self._claims.resync_if_due(self._view.values())
         return progressed
 
     def _open_watch(self, **kwargs: Any) -> Any:
@@ -199,7 +203,7 @@ class PodWatcher(ClaimLookups):
             if kind in ("ADDED", "MODIFIED"):
                 pod, node = parse_pod(obj)
                 if node == self.node_name:
-                    self._lookup_claims([pod])
+                    self._claims.lookup([pod])
                     self._view[pod.uid] = pod
                 else:  # the field selector should have kept it out
                     self._view.pop(pod.uid, None)
@@ -250,14 +254,13 @@ class PodWatcher(ClaimLookups):
                 continue
             if node == self.node_name:
                 view[pod.uid] = pod
-        self._lookup_claims(view.values())
+        self._claims.listed(view.values())
         self._view = view  # swapped whole: readers see the old view or the new one
         self._rv = rv
         self._publish()
         self._count(relists=1 if self._listed else 0, malformed=malformed)
         self._listed = True
         self._set_up()
-        self._next_resync = time.monotonic() + self._resync_seconds
 
     # ---- status bookkeeping ---------------------------------------------------------------
     def _publish(self) -> None:
