@@ -1,8 +1,8 @@
 """Going on exactly after a restart: resume from the state file, save it every tick, and bill the
 downtime in between (to the holders found at start, or idle when it was too long).
 
-``Continuity`` is a part of ``loop.Runtime`` (a base class that owns no state): the attributes
-declared below are the runtime's, set in its ``__init__``.
+``Continuity`` owns what only it needs (where the saved tick ended, the last write failure); the
+runtime hands it the meter and its own counters, and takes back what a resume restored.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from exporter import statefile
@@ -21,84 +21,85 @@ from exporter.records import TickInput
 log = logging.getLogger(__name__)
 
 
-class Continuity:
-    """The runtime's state-file methods: ``_resume`` at start, ``_save`` and ``_downtime`` every tick."""
+def fresh_meter(cfg: ExporterConfig) -> Meter:
+    """A meter with nothing booked yet, sized by the config."""
+    return Meter(
+        cfg.node,
+        max_owners=cfg.max_owners,
+        max_tenants=cfg.max_tenants,
+        settle_s=cfg.gateway_settle_seconds,
+    )
 
-    config: ExporterConfig
-    mode: str
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """What the runtime goes on from: the meter and its own saved counters (or fresh ones)."""
+
     meter: Meter
-    _clock: Callable[[], int]
-    _target_errors: dict[str, Counter[str]]
-    _ticks: int
-    _resume_ns: int | None
-    _save_error: str
+    target_errors: dict[str, Counter[str]]
+    ticks: int
 
-    def _resume(self) -> None:
+
+class Continuity:
+    """The state file across a restart: ``resume`` at start, ``downtime`` and ``save`` every tick."""
+
+    def __init__(self, clock: Callable[[], int]) -> None:
+        self._clock = clock
+        self._resume_ns: int | None = None  # end of the saved tick to go on from
+        self._save_error = ""  # the last write failure, logged once
+
+    def resume(self, cfg: ExporterConfig, mode: str, meter: Meter) -> Resumed:
         """Go on from the state file, if there is a usable one; else start fresh, saying why."""
-        path = self.config.state_file
+        path = cfg.state_file
         if not path:
-            if self.mode == "run":  # the demo keeps nothing by design
+            if mode == "run":  # the demo keeps nothing by design
                 log.info("no state_file: a restart of this exporter starts its counters from zero and "
                          "bills nothing for its downtime")  # fmt: skip
-            return
+            return Resumed(meter, {}, 0)
         try:
-            saved = statefile.read(path, node=self.config.node, now_ns=self._clock())
+            saved = statefile.read(path, node=cfg.node, now_ns=self._clock())
             if saved is None:
                 log.info("state_file=%s does not exist yet: a first start", path)
-                return
-            self.meter.restore(saved.meter)
-            self._restore_runtime(saved.runtime)
+                return Resumed(meter, {}, 0)
+            meter.restore(saved.meter)
+            resumed = _restore_runtime(meter, saved.runtime)
         except statefile.StateProblem as e:
-            self._state_unusable(path, e.reason, str(e))
+            return _state_unusable(cfg, path, e.reason, str(e))
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:  # valid JSON, wrong shape
-            self._state_unusable(path, "corrupt", f"{type(e).__name__}: {e}")
-        else:
-            self._resume_ns = saved.end_ns
-            log.info("state_file=%s: going on from the tick that ended %.1f s ago", path,
-                     (self._clock() - saved.end_ns) / 1e9)  # fmt: skip
+            return _state_unusable(cfg, path, "corrupt", f"{type(e).__name__}: {e}")
+        self._resume_ns = saved.end_ns
+        log.info("state_file=%s: going on from the tick that ended %.1f s ago", path,
+                 (self._clock() - saved.end_ns) / 1e9)  # fmt: skip
+        return resumed
 
-    def _state_unusable(self, path: str, reason: str, message: str) -> None:
-        self.meter = Meter(
-            self.config.node,
-            max_owners=self.config.max_owners,
-            max_tenants=self.config.max_tenants,
-            settle_s=self.config.gateway_settle_seconds,
-        )  # nothing half-restored
-        self._target_errors, self._ticks = {}, 0
-        aside = statefile.set_aside(path)
-        log.error("state_file=%s is unusable (%s): %s; %s; metering starts fresh", path, reason, message,
-                  f"set aside as {aside}" if aside else "could not set it aside")  # fmt: skip
-        self.meter.reject("state", reason)
-
-    def _restore_runtime(self, saved: dict[str, Any]) -> None:
-        self._target_errors = {
-            str(t): Counter({str(r): int(n) for r, n in e.items()}) for t, e in saved["errors"].items()
-        }
-        self._ticks = int(saved["ticks"])
-
-    def _save(self, cfg: ExporterConfig, end_ns: int) -> None:
+    def save(
+        self,
+        cfg: ExporterConfig,
+        end_ns: int,
+        meter: Meter,
+        target_errors: dict[str, Counter[str]],
+        ticks: int,
+    ) -> None:
         """Save this tick's state; a failed write is logged (once per cause) and counted, never fatal."""
         if not cfg.state_file:
             return
-        runtime = {"errors": {t: dict(e) for t, e in self._target_errors.items()}, "ticks": self._ticks}
+        runtime = {"errors": {t: dict(e) for t, e in target_errors.items()}, "ticks": ticks}
         try:
-            statefile.write(
-                cfg.state_file, statefile.SavedState(cfg.node, end_ns, self.meter.to_state(), runtime)
-            )
+            statefile.write(cfg.state_file, statefile.SavedState(cfg.node, end_ns, meter.to_state(), runtime))
         except OSError as e:
             if str(e) != self._save_error:
                 log.error(
                     "state_file=%s cannot be written: %s (a restart would start from zero)", cfg.state_file, e
                 )
             self._save_error = str(e)
-            self.meter.reject("state", "write_failed")
+            meter.reject("state", "write_failed")
         else:
             self._save_error = ""
 
-    def _downtime(self, inp: TickInput, cfg: ExporterConfig) -> TickInput:
+    def downtime(self, inp: TickInput, cfg: ExporterConfig, meter: Meter) -> TickInput:
         """The first tick after a restart spans the downtime. A short one is billed to the holders
         found at start; a longer one than state_max_gap_seconds is billed idle (exporter_down)
-        in a tick of its own, and this tick starts after it."""
+        in a tick of its own on ``meter``, and this tick starts after it."""
         resume, self._resume_ns = self._resume_ns, None
         if resume is None or resume >= inp.end_ns:
             return inp
@@ -109,5 +110,19 @@ class Continuity:
         log.warning("downtime of %.0f s is longer than state_max_gap_seconds=%s: billed idle (exporter_down), "
                     "not to holders", gap_s, cfg.state_max_gap_seconds)  # fmt: skip
         gap = replace(inp, start_ns=resume, placements=(), scrapes=(), idle_reason="exporter_down")
-        self.meter.tick(gap, cfg.pricing, cfg.window_seconds)
+        meter.tick(gap, cfg.pricing, cfg.window_seconds)
         return inp
+
+
+def _restore_runtime(meter: Meter, saved: dict[str, Any]) -> Resumed:
+    errors = {str(t): Counter({str(r): int(n) for r, n in e.items()}) for t, e in saved["errors"].items()}
+    return Resumed(meter, errors, int(saved["ticks"]))
+
+
+def _state_unusable(cfg: ExporterConfig, path: str, reason: str, message: str) -> Resumed:
+    meter = fresh_meter(cfg)  # nothing half-restored
+    aside = statefile.set_aside(path)
+    log.error("state_file=%s is unusable (%s): %s; %s; metering starts fresh", path, reason, message,
+              f"set aside as {aside}" if aside else "could not set it aside")  # fmt: skip
+    meter.reject("state", reason)
+    return Resumed(meter, {}, 0)

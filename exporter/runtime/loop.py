@@ -4,6 +4,8 @@ Each tick reads the node and every target (in parallel, each bounded by its own
 deadline), runs the meter once, renders /metrics and the landing page once, and swaps
 them in. A reload (SIGHUP, file change, POST /-/reload) validates the whole new config
 before swapping it in; a broken one keeps the last good config and says so.
+The state file (resume at start, save every tick, bill the downtime) is the runtime's
+``continuity.Continuity``, handed the meter and the runtime's counters.
 """
 
 from __future__ import annotations
@@ -26,12 +28,11 @@ from exporter.exposition.render import render
 from exporter.exposition.server import Published
 from exporter.exposition.status import OperatingPoint, RuntimeStatus, TargetStatus
 from exporter.http.textformat import FetchLimits, fetch_text
-from exporter.meter.ledger import Meter
 from exporter.meter.snapshot import MeterSnapshot
 from exporter.pricing.prices import GpuPrice, PricingConfig
 from exporter.pricing.published import load_table
 from exporter.records import Gateway, GpuSample, Target, TargetScrape, TickInput
-from exporter.runtime.continuity import Continuity
+from exporter.runtime.continuity import Continuity, fresh_meter
 from exporter.runtime.filestamp import FileStamp
 from exporter.runtime.operating import OperatingPoints
 from exporter.runtime.plan import Derived, Plan, derive, pod_facts
@@ -43,7 +44,9 @@ log = logging.getLogger(__name__)
 Loader = Callable[[], ExporterConfig]
 
 
-class Runtime(Continuity):
+class Runtime:
+    """One node's exporter: its config (reloaded hot), its sources, its meter and what it publishes."""
+
     def __init__(
         self,
         load: Loader,
@@ -70,12 +73,7 @@ class Runtime(Continuity):
         self._fetch = fetch
         self._watch_path = watch_path
         self._stamp = FileStamp.of(watch_path) if watch_path else None
-        self.meter = Meter(
-            self.config.node,
-            max_owners=self.config.max_owners,
-            max_tenants=self.config.max_tenants,
-            settle_s=self.config.gateway_settle_seconds,
-        )
+        self.meter = fresh_meter(self.config)
         self.published = Published()
         self.page = LandingPage()  # the landing page's history of the last minutes
         self._lock = threading.Lock()  # guards the config and its status
@@ -92,9 +90,9 @@ class Runtime(Continuity):
         self._ticks = 0
         self._tick_seconds = 0.0
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="scrape")
-        self._resume_ns: int | None = None  # end of the saved tick to go on from
-        self._save_error = ""
-        self._resume()
+        self._continuity = Continuity(clock)  # the state file: resumed here, saved every tick
+        resumed = self._continuity.resume(self.config, mode, self.meter)
+        self.meter, self._target_errors, self._ticks = resumed.meter, resumed.target_errors, resumed.ticks
 
     # -- config -------------------------------------------------------------------------------
 
@@ -171,11 +169,11 @@ class Runtime(Continuity):
         )
         with self._lock:
             change, self._price_change = self._price_change, None
-        inp = self._downtime(inp, cfg)
+        inp = self._continuity.downtime(inp, cfg, self.meter)
         snapshot = self.meter.tick(inp, cfg.pricing, cfg.window_seconds, price_change=change)
         self._last_mono = mono
         self._ticks += 1
-        self._save(cfg, end_ns)
+        self._continuity.save(cfg, end_ns, self.meter, self._target_errors, self._ticks)
         view = with_frontier(
             snapshot,
             self._status(
