@@ -1,10 +1,11 @@
 """The meter: one tick of inputs and prices in, cumulative ledger and live gauges out.
 
-Order of one tick: token deltas per model → GPU, node and pod cost lines per holder →
-split each holder's money and GPU time across the models it served (by tokens,
-modelsplit.ModelSplit) → split each line's money into input and output and add it to the
-ledger and the windows (booking.Booking) → retire lines untouched for the retention period
-→ the snapshot. This module runs the tick, keeps the state, retires lines and snapshots.
+Order of one tick: token deltas per model (tokens.TokenMeter) → GPU, node and pod cost lines
+per holder (attribution.GpuAttributor) → split each holder's money and GPU time across the
+models it served, by tokens (modelsplit.ModelSplit) → split each line's money into input and
+output and add it to the ledger and the windows (booking.LineBook) → the gateways' tenants
+(tenants.TenantBook) → retire lines untouched for the retention period → the snapshot.
+This module runs the tick in that order over the parts it owns, and assembles the snapshot.
 """
 
 from __future__ import annotations
@@ -12,27 +13,26 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
-from fractions import Fraction
 
 from exporter.meter import state
 from exporter.meter.attribution import Attribution, Charge, GpuAttributor, Line
-from exporter.meter.booking import Booking
+from exporter.meter.booking import LineBook
 from exporter.meter.deltas import ModelDelta
 from exporter.meter.modelsplit import ModelSplit, PodKey
 from exporter.meter.money import NANO_PER_USD
 from exporter.meter.projection import Projection, project
-from exporter.meter.request_cost import LengthWindow, cost_quantiles
+from exporter.meter.request_cost import LengthWindow
 from exporter.meter.snapshot import LineTotals, LineView, MeterSnapshot, copy_totals
 from exporter.meter.tenants import DEFAULT_HORIZON_S, Booked, TenantBook
 from exporter.meter.tokens import TokenMeter
-from exporter.meter.windows import TOKEN_TIME, LiveGauges, TickRecord, Window, held_and_busy
+from exporter.meter.windows import held_and_busy
 from exporter.pricing.prices import PricingConfig
 from exporter.records import Owner, TickInput
 
 NS_PER_S = 10**9
 
 
-class Meter(ModelSplit, Booking):
+class Meter:
     """Pure with respect to the world: no I/O, no clock; state is in-memory only."""
 
     def __init__(
@@ -45,32 +45,18 @@ class Meter(ModelSplit, Booking):
         settle_s: float = DEFAULT_HORIZON_S,
     ) -> None:
         self.node = node
-        self.max_owners = max_owners
         self.retention_ns = int(retention_s * NS_PER_S)
         self._tokens = TokenMeter()
         self._gateway_tokens = TokenMeter()  # gateways' (model, tenant) counters, a server's rules
         self._tenants = TenantBook(max_tenants, settle_s)  # lines a gateway's tenants called
         self._gpus = GpuAttributor()
-        self._totals: dict[Line, LineTotals] = {}
-        self._windows: dict[Line, Window] = {}
-        self._lengths: dict[Line, LengthWindow] = {}  # lines whose server exports length histograms
-        self._split: dict[Line, str] = {}
-        self._itl_method: dict[Line, str] = {}
+        self._models = ModelSplit(max_owners)  # holders' ticks → model lines; the owner cap
+        self._lines = LineBook()  # each line's totals and window, the bill, retired lines
         self._done: dict[PodKey, float] = {}  # training: tokens each job's counter shows
         self._targets: Mapping[PodKey, float] = {}
-        self._roles: Mapping[PodKey, str] = {}
-        self._last_ratio: dict[Line, tuple[int | Fraction, int | Fraction]] = {}
-        self._last_model: dict[PodKey, str] = {}
-        self._served_lines: dict[PodKey, set[Line]] = {}  # model lines of a pod that served tokens
-        self._admitted: set[Owner] = set()
-        self._folded: set[Owner] = set()  # distinct owners folded into __overflow__
-        self._coverage = Window()
         self._resets: Counter[str] = Counter()
         self._rejected: Counter[tuple[str, str]] = Counter()
-        self._overflowed = 0
         self._unpriced_ns = 0
-        self._bill = 0
-        self._retired = 0  # cost of lines expired after the retention period
         self._snapshot = MeterSnapshot(node=node, end_ns=0)
 
     def tick(
@@ -91,7 +77,6 @@ class Meter(ModelSplit, Booking):
         self._resets.update(tok.resets)
         self._done.update(tok.done)
         self._targets = inp.token_targets
-        self._roles = inp.roles
         self._rejected.update(tok.rejected)
         window_ns = int(window_s * NS_PER_S)
         gw = self._gateway_tokens.tick(inp.gateways, inp.start_ns / NS_PER_S, inp.dt_ns / NS_PER_S)
@@ -100,20 +85,17 @@ class Meter(ModelSplit, Booking):
         att = self._attribute(inp, pricing, price_change)
         if att.bad_readings:
             self._rejected[("gpu", "bad_reading")] += len(att.bad_readings)
-        lines = self._by_model(att, tok.deltas)
+        lines = self._models.by_model(att, tok.deltas, self._lines.windows)
         booked: list[Booked] = []
+        book = self._lines
         for line, tl in lines.items():
-            booked.append(self._book(line, tl, inp, pricing, window_ns))
-            self._book_idle(line, tl, tok.read_pods - tok.baselined, inp)
+            booked.append(book.book(line, tl, inp, pricing, window_ns))
+            book.book_idle(line, tl, tok.read_pods - tok.baselined, inp)
         if inp.gateways or self._tenants.busy():  # no gateway and nothing waiting: no tenant pass at all
             self._tenants.tick(inp.end_ns, window_ns, gw.deltas, self._served_models(tok.deltas), booked,
-                               self._line_totals)  # fmt: skip
-        for line, window in self._windows.items():
-            if line not in lines:  # quiet this tick: its window still slides, so gauges decay
-                window.add(TickRecord(end_ns=inp.end_ns, dt_ns=inp.dt_ns), window_ns)
-                if line in self._lengths:
-                    self._lengths[line].add(inp.end_ns, (), (), window_ns)
-        self._book_coverage(att.times, tok.read_pods, inp, window_ns)
+                               book.line_totals)  # fmt: skip
+        book.slide_quiet(lines, inp, window_ns)
+        book.book_coverage(att.times, tok.read_pods, inp, window_ns)
         self._expire(inp.end_ns, max(self.retention_ns, 2 * window_ns))
         self._snapshot = self._snap(inp.end_ns)
         return self._snapshot
@@ -158,8 +140,22 @@ class Meter(ModelSplit, Booking):
     def _served_models(self, deltas: tuple[ModelDelta, ...]) -> frozenset[str]:
         """The model names this node's servers answer with: this tick's and its lines'."""
         return frozenset(d.owner.model for d in deltas) | {
-            line.owner.model for line in self._totals if not line.owner.is_idle
+            line.owner.model for line in self._lines.totals if not line.owner.is_idle
         }
+
+    @property
+    def max_owners(self) -> int:
+        """Owners with lines of their own; the rest fold into ``__overflow__`` (a reload sets it)."""
+        return self._models.max_owners
+
+    @max_owners.setter
+    def max_owners(self, n: int) -> None:
+        self._models.max_owners = n
+
+    @property
+    def _lengths(self) -> dict[Line, LengthWindow]:
+        """The lines' request-length windows (tests read them)."""
+        return self._lines.lengths
 
     def set_tenant_limits(self, max_tenants: int, settle_s: float) -> None:
         """A reloaded cap (tenants already admitted stay, new ones fold past it) and settle time."""
@@ -174,52 +170,21 @@ class Meter(ModelSplit, Booking):
     # -- retention and the snapshot ----------------------------------------------------------
 
     def _expire(self, now_ns: int, retention_ns: int) -> None:
-        """Forget lines untouched for the retention period, so their series go stale.
-
-        Their money moves to the retired total, so bill = Σ exported lines + retired holds.
-        """
-        old = [line for line, t in self._totals.items() if now_ns - t.last_ns > retention_ns]
-        for line in old:
-            self._retired += sum(self._totals.pop(line).cost.values())
-            self._windows.pop(line, None)
-            self._lengths.pop(line, None)
-            self._split.pop(line, None)
-            self._itl_method.pop(line, None)
-            self._last_ratio.pop(line, None)
+        """Forget lines untouched for the retention period (their money moves to the retired
+        total), and what the tenants, the model split and the carries kept for them."""
+        old = self._lines.expire(now_ns, retention_ns)
         self._tenants.drop(old)
         if old:  # owners whose every line expired leave room under the cardinality cap
-            live = {line.owner for line in self._totals}
-            self._admitted &= live
+            live = {line.owner for line in self._lines.totals}
             self._gpus.accruals.drop(lambda key: (o := _owner_of(key)) is not None and o not in live)
-            pods = {(o.namespace, o.pod) for o in live}
-            self._last_model = {p: m for p, m in self._last_model.items() if p in pods}
-            self._served_lines = {
-                p: {x for x in lines if x in self._totals}
-                for p, lines in self._served_lines.items()
-                if p in pods
-            }
-
-    def _gauges(self, line: Line) -> LiveGauges:
-        gauges = self._windows[line].gauges()
-        if gauges.interactivity_method == TOKEN_TIME:  # say which series: ITL, per-request TPOT…
-            method = self._itl_method.get(line) or "inter_token_latency"
-            gauges = replace(gauges, interactivity_method=method)
-        lengths = self._lengths.get(line)
-        if lengths is not None and not lengths.empty():
-            w = self._windows[line].sums()
-            per_token = (
-                _usd_per_token(w.cost_input, w.input_tokens),
-                _usd_per_token(w.cost_output, w.output_tokens),
-            )
-            gauges = replace(gauges, usd_per_request_quantiles=cost_quantiles(*per_token, lengths))
-        return gauges
+            self._models.forget(live, self._lines.totals)
 
     def _projection(self, line: Line, totals: LineTotals) -> Projection | None:
         pod = (line.owner.namespace, line.owner.pod)
         target = self._targets.get(pod)
         if line.owner.workload != "training" or target is None:
             return None
-        w = self._windows[line].sums()
+        w = self._lines.windows[line].sums()
         return project(
             target=target,
             done=self._done.get(pod, 0.0),
@@ -231,18 +196,19 @@ class Meter(ModelSplit, Booking):
 
     def _snap(self, end_ns: int) -> MeterSnapshot:
         waiting = self._tenants.settlement.pending()
+        book = self._lines
         views = tuple(
             LineView(
                 line,
                 copy_totals(t),
-                self._gauges(line),
-                self._split.get(line, ""),
+                book.gauges(line),
+                book.split_by.get(line, ""),
                 self._projection(line, t),
                 self._tenants.view(line, waiting),
             )
-            for line, t in self._totals.items()
+            for line, t in book.totals.items()
         )
-        cov = held_and_busy(self._coverage)
+        cov = held_and_busy(book.coverage)
         return MeterSnapshot(
             node=self.node,
             end_ns=end_ns,
@@ -250,22 +216,15 @@ class Meter(ModelSplit, Booking):
             resets=dict(self._resets),
             rejected=dict(self._rejected),
             coverage=cov[1] / cov[0] if cov[0] else None,
-            overflowed_owners=self._overflowed,
+            overflowed_owners=self._models.overflowed,
             unpriced_gpu_seconds=self._unpriced_ns / NS_PER_S,
-            bill_nano=self._bill,
-            retired_nano=self._retired,
+            bill_nano=book.bill,
+            retired_nano=book.retired,
             gateway_unmatched={
                 (model, ("input", "output")[d]): n
                 for (model, d), n in self._tenants.settlement.unmatched.items()
             },
         )
-
-
-def _usd_per_token(nano: int, tokens: float) -> float | None:
-    """USD per token of one direction; 0 when it cost nothing, None when money has no tokens."""
-    if nano == 0:
-        return 0.0
-    return nano / NANO_PER_USD / tokens if tokens > 0 else None
 
 
 def _owner_of(key: object) -> Owner | None:

@@ -1,11 +1,12 @@
-"""Splitting one holder's tick across the model lines it served: its money by token share (``Plan``, the
-meter's ``ModelSplit`` part), a pod's tokens across the GPU kinds it held (``by_kind``), the deltas that land
-on one line summed (``sum_deltas``), and the cardinality cap on the lines (``ModelSplit._admit``)."""
+"""Splitting one holder's tick across the model lines it served: its money by token share (``Plan``, made
+by the meter's ``ModelSplit``, which owns what the split remembers across ticks), a pod's tokens across the
+GPU kinds it held (``by_kind``), the deltas that land on one line summed (``sum_deltas``), and the
+cardinality cap on the lines (``ModelSplit._admit``)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
@@ -118,17 +119,26 @@ class TickLine:
 
 
 class ModelSplit:
-    """The Meter's part that splits a holder's tick across the model lines it served (ledger.Meter)."""
+    """Splits each holder's tick across the model lines it served, by token share, and caps how
+    many owners get lines of their own (the rest fold into ``__overflow__``).
 
-    max_owners: int
-    _windows: dict[Line, Window]
-    _last_model: dict[PodKey, str]
-    _served_lines: dict[PodKey, set[Line]]
-    _admitted: set[Owner]
-    _folded: set[Owner]
-    _overflowed: int
+    Owns what that needs across ticks: the model each pod last served, the model lines each pod
+    served tokens on (a quiet tick's split), and the admitted and folded owners."""
 
-    def _by_model(self, att: Attribution, deltas: tuple[ModelDelta, ...]) -> dict[Line, TickLine]:
+    def __init__(self, max_owners: int) -> None:
+        self.max_owners = max_owners
+        self.last_model: dict[PodKey, str] = {}
+        self.served_lines: dict[PodKey, set[Line]] = {}  # model lines of a pod that served tokens
+        self.admitted: set[Owner] = set()
+        self.folded: set[Owner] = set()  # distinct owners folded into __overflow__
+        self.overflowed = 0
+
+    def by_model(
+        self, att: Attribution, deltas: tuple[ModelDelta, ...], windows: Mapping[Line, Window]
+    ) -> dict[Line, TickLine]:
+        """The tick's lines: each holder's money and GPU time split across the models it served,
+        its tokens on the lines of the GPU kinds it held. ``windows``: the lines' live windows,
+        whose token shares split a quiet tick of a pod serving several models."""
         served: dict[PodKey, dict[Owner, float]] = defaultdict(lambda: defaultdict(float))
         out: dict[Line, TickLine] = defaultdict(TickLine)
         spread = held_by_kind(att.times)
@@ -136,56 +146,68 @@ class ModelSplit:
             pod = (d.owner.namespace, d.owner.pod)
             served[pod][d.owner] += d.tokens
             if d.tokens:
-                self._last_model[pod] = d.owner.model
+                self.last_model[pod] = d.owner.model
             primary = att.primary.get(pod, (NO_HARDWARE, NO_HARDWARE))
             for (hw, cap), share in by_kind(d, spread.get(pod), primary):
                 line = self._admit(Line(d.owner, hw, cap))
                 out[line].deltas.append(share)
                 if share.tokens:
-                    self._served_lines.setdefault(pod, set()).add(line)
+                    self.served_lines.setdefault(pod, set()).add(line)
         for pod, models in served.items():  # a single served name is known before any traffic
-            if pod not in self._last_model and len(models) == 1:
-                self._last_model[pod] = next(iter(models)).model
+            if pod not in self.last_model and len(models) == 1:
+                self.last_model[pod] = next(iter(models)).model
         plans: dict[Line, Plan] = {}
         for c in att.charges:
-            plan = plans.get(c.line) or plans.setdefault(c.line, self._model_plan(c.line, served))
+            plan = plans.get(c.line) or plans.setdefault(c.line, self._model_plan(c.line, served, windows))
             for line, part in plan.split(c.nano):
                 charges = out[line].charges
                 charges[c.component] = charges.get(c.component, 0) + part
         for t in att.times:
-            plan = plans.get(t.line) or plans.setdefault(t.line, self._model_plan(t.line, served))
+            plan = plans.get(t.line) or plans.setdefault(t.line, self._model_plan(t.line, served, windows))
             for i, amount in enumerate((t.held_ns, t.busy_ns, t.measured_ns)):
                 for line, part in plan.split(amount):
                     out[line].time[i] += part
         return out
 
-    def _model_plan(self, line: Line, served: Mapping[PodKey, Mapping[Owner, float]]) -> Plan:
+    def forget(self, live: set[Owner], lines: Container[Line]) -> None:
+        """Lines expired: owners with no line left leave room under the cap, and pods with none
+        are forgotten; ``lines`` are those still kept."""
+        self.admitted &= live
+        pods = {(o.namespace, o.pod) for o in live}
+        self.last_model = {p: m for p, m in self.last_model.items() if p in pods}
+        self.served_lines = {
+            p: {x for x in served if x in lines} for p, served in self.served_lines.items() if p in pods
+        }
+
+    def _model_plan(
+        self, line: Line, served: Mapping[PodKey, Mapping[Owner, float]], windows: Mapping[Line, Window]
+    ) -> Plan:
         """Where a holder's money goes this tick: its models by token share, else one model."""
         if line.owner.is_idle:
             return Plan((line,), ())
         pod = (line.owner.namespace, line.owner.pod)
         models = {o: w for o, w in served.get(pod, {}).items() if w > 0}
-        if not models and (quiet := self._window_shares(pod, line)) is not None:
+        if not models and (quiet := self._window_shares(pod, line, windows)) is not None:
             return quiet
         if not models:
             # The name the server last served under wins over the declared one, so quiet ticks
             # land on the same series as busy ones even if --served-model-name differs.
-            model = self._last_model.get(pod) or line.owner.model or UNKNOWN_MODEL
+            model = self.last_model.get(pod) or line.owner.model or UNKNOWN_MODEL
             owner = line.owner if model == line.owner.model else line.owner._replace(model=model)
             return Plan((self._admit(Line(owner, line.hardware, line.capacity)),), ())
         owners = sorted(models, key=lambda o: o.model)
         lines = tuple(self._admit(Line(o, line.hardware, line.capacity)) for o in owners)
         return Plan(lines, tuple(weight(models[o]) for o in owners))
 
-    def _window_shares(self, pod: PodKey, line: Line) -> Plan | None:
+    def _window_shares(self, pod: PodKey, line: Line, windows: Mapping[Line, Window]) -> Plan | None:
         """A quiet tick of a pod serving several models (LoRA adapters): its money goes to them
         by their token shares over the window, not all to one of them."""
-        served = self._served_lines.get(pod)
+        served = self.served_lines.get(pod)
         if not served or len(served) < 2:
             return None
         found = []
         for model_line in sorted(served, key=lambda x: x.owner.model):
-            window = self._windows.get(model_line)
+            window = windows.get(model_line)
             if (
                 window is not None
                 and model_line.hardware == line.hardware
@@ -200,12 +222,12 @@ class ModelSplit:
 
     def _admit(self, line: Line) -> Line:
         """Bound label cardinality: owners past the cap fold into one overflow owner."""
-        if line.owner in self._admitted or line.owner.is_idle:
+        if line.owner in self.admitted or line.owner.is_idle:
             return line
-        if len(self._admitted) < self.max_owners:
-            self._admitted.add(line.owner)
+        if len(self.admitted) < self.max_owners:
+            self.admitted.add(line.owner)
             return line
-        if len(self._folded) < MAX_TRACKED_FOLDED and line.owner not in self._folded:
-            self._folded.add(line.owner)
-            self._overflowed += 1
+        if len(self.folded) < MAX_TRACKED_FOLDED and line.owner not in self.folded:
+            self.folded.add(line.owner)
+            self.overflowed += 1
         return Line(OVERFLOW, line.hardware, line.capacity)

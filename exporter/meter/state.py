@@ -194,17 +194,19 @@ def totals_from(v: Json) -> LineTotals:
 
 def meter_to(m: Meter) -> Json:
     return {
-        "lines": [[line_to(line), totals_to(t)] for line, t in m._totals.items()],
-        "split": [[line_to(line), how] for line, how in m._split.items()],
-        "last_ratio": [[line_to(line), number_to(a), number_to(b)] for line, (a, b) in m._last_ratio.items()],
-        "last_model": [[ns, pod, model] for (ns, pod), model in m._last_model.items()],
-        "served_lines": [[line_to(line) for line in lines] for lines in m._served_lines.values()],
+        "lines": [[line_to(line), totals_to(t)] for line, t in m._lines.totals.items()],
+        "split": [[line_to(line), how] for line, how in m._lines.split_by.items()],
+        "last_ratio": [
+            [line_to(line), number_to(a), number_to(b)] for line, (a, b) in m._lines.last_ratio.items()
+        ],
+        "last_model": [[ns, pod, model] for (ns, pod), model in m._models.last_model.items()],
+        "served_lines": [[line_to(line) for line in lines] for lines in m._models.served_lines.values()],
         "resets": dict(m._resets),
         "rejected": [[source, reason, n] for (source, reason), n in m._rejected.items()],
-        "overflowed": m._overflowed,
+        "overflowed": m._models.overflowed,
         "unpriced_ns": m._unpriced_ns,
-        "bill": m._bill,
-        "retired": m._retired,
+        "bill": m._lines.bill,
+        "retired": m._lines.retired,
         "attribution": attributor_to(m._gpus),
         "tokens": tokens_to(m._tokens),
         "gateway_tokens": tokens_to(m._gateway_tokens),
@@ -214,20 +216,24 @@ def meter_to(m: Meter) -> Json:
 
 def meter_restore(m: Meter, v: Json) -> None:
     """Continue from a saved state: counters go on from their values, baselines from theirs."""
-    m._totals = {line_from(line): totals_from(t) for line, t in v["lines"]}
-    m._windows = {line: Window() for line in m._totals}  # the live gauges refill within a window
-    m._split = {line_from(line): str(how) for line, how in v["split"]}
-    m._last_ratio = {line_from(line): (number_from(a), number_from(b)) for line, a, b in v["last_ratio"]}
-    m._last_model = {(str(ns), str(pod)): str(model) for ns, pod, model in v["last_model"]}
+    m._lines.totals = {line_from(line): totals_from(t) for line, t in v["lines"]}
+    m._lines.windows = {line: Window() for line in m._lines.totals}  # the live gauges refill within a window
+    m._lines.split_by = {line_from(line): str(how) for line, how in v["split"]}
+    m._lines.last_ratio = {
+        line_from(line): (number_from(a), number_from(b)) for line, a, b in v["last_ratio"]
+    }
+    m._models.last_model = {(str(ns), str(pod)): str(model) for ns, pod, model in v["last_model"]}
     for lines in v["served_lines"]:
         restored = {line_from(x) for x in lines}
         for line in restored:
-            m._served_lines.setdefault((line.owner.namespace, line.owner.pod), set()).add(line)
+            m._models.served_lines.setdefault((line.owner.namespace, line.owner.pod), set()).add(line)
     m._resets = Counter({str(k): int(n) for k, n in v["resets"].items()})
     m._rejected = Counter({(str(s), str(r)): int(n) for s, r, n in v["rejected"]})
-    m._overflowed, m._unpriced_ns = int(v["overflowed"]), int(v["unpriced_ns"])
-    m._bill, m._retired = int(v["bill"]), int(v["retired"])
-    m._admitted = {line.owner for line in m._totals if line.owner != OVERFLOW and not line.owner.is_idle}
+    m._models.overflowed, m._unpriced_ns = int(v["overflowed"]), int(v["unpriced_ns"])
+    m._lines.bill, m._lines.retired = int(v["bill"]), int(v["retired"])
+    m._models.admitted = {
+        line.owner for line in m._lines.totals if line.owner != OVERFLOW and not line.owner.is_idle
+    }
     attributor_restore(m._gpus, v["attribution"])
     tokens_restore(m._tokens, v["tokens"])
     # Files from before gateways (issue 17) carry neither: nothing to continue.
