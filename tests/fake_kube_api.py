@@ -44,6 +44,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -128,6 +129,16 @@ class FakeKubeApi:
     @property
     def host(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig (JSON is YAML) pointing at this fake with a bearer token, as the exporter reads one."""
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": self.host}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "u"}}],
+        }))  # fmt: skip
+        return path
 
     def client(self, *, retries: int | None = None) -> kubernetes.client.CoreV1Api:
         """A real ``CoreV1Api`` pointed at this fake (urllib3's default retries, as in production)."""

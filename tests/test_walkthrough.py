@@ -28,7 +28,7 @@ from exporter.config.load import load_config_text
 from exporter.engines.targets import OwnerRules, owner_of, targets_of
 from exporter.exposition.families import FAMILIES
 from exporter.sources.kube.objects import parse_pod
-from tests.test_deploy import CRD_KINDS, KUBE_VERSIONS, validate_crs
+from tests.test_deploy import CRD_KINDS, KUBE_VERSIONS, assert_crs_pass
 from tests.test_helm import render_mod
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,12 +200,7 @@ def test_the_walkthrough_service_monitor_and_rules_pass_their_crds(tmp_path: Pat
     crs = [d for d in rendered_walkthrough_docs() if d["kind"] in CRD_KINDS]
     (monitor,) = [d for d in crs if d["kind"] == "ServiceMonitor"]
     assert all(e["honorLabels"] is True for e in monitor["spec"]["endpoints"])  # the README says why
-    path = tmp_path / "crs.yaml"
-    path.write_text(yaml.safe_dump_all(crs))
-    code, results = validate_crs(path)
-    assert sorted(r["kind"] for r in results) == sorted(CRD_KINDS)
-    assert [r for r in results if not r["ok"]] == []
-    assert code == 0
+    assert_crs_pass(crs, tmp_path)
 
 
 def test_the_walkthrough_config_loads_with_its_prices_and_budgets() -> None:

@@ -15,7 +15,6 @@ The node: GPU 0 and GPU 1 whole, GPU 2 split by MIG three ways (3g + 2g + 2g of 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -141,13 +140,7 @@ def node(tmp_path_factory: pytest.TempPathFactory, exporters: ExporterFactory) -
     kube.add_pod("batch-0", "batch", node=NODE, uid=BATCH_UID, pod_ip=ip)
     kube.add_pod("elsewhere", "serve", node="node-b", pod_ip=ip)  # another node's pod: never ours
 
-    kubeconfig = work / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-        "clusters": [{"name": "fake", "cluster": {"server": kube.host}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "u"}}],
-    }))  # fmt: skip
+    kubeconfig = kube.write_kubeconfig(work / "kubeconfig")
     config = work / "config.yaml"
     config.write_text(
         f"""\

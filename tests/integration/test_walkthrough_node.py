@@ -10,7 +10,6 @@ same labels (values differ run to run).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
@@ -51,13 +50,7 @@ def exporter(tmp_path_factory: pytest.TempPathFactory, exporters: ExporterFactor
     vllm = SimServer(SimEngine(MODEL, load), host=POD_IP, port=port).start()
     kube = FakeKubeApi().start()
     kube.add_raw_pod("llm-serving", POD_NAME, pod)
-    kubeconfig = work / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-        "clusters": [{"name": "fake", "cluster": {"server": kube.host}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "u"}}],
-    }))  # fmt: skip
+    kubeconfig = kube.write_kubeconfig(work / "kubeconfig")
 
     config = yaml.safe_load(rendered_walkthrough_config())  # what the chart mounts; paths of this machine
     config.pop("state_file", None)
