@@ -225,3 +225,24 @@ def test_a_window_longer_than_the_charts_is_charted_over_their_window_and_says_s
     for k in range(10):
         history.add(node.tick(k, (100.0, 10.0)), 3600, 5.0)
     assert "over the last 300 s at each point" in page_charts(history, 3600)
+
+
+def test_a_team_gone_for_longer_than_the_charts_leaves_them() -> None:
+    """Its retired totals are kept while a point remembers the team, then dropped: no flat zero line
+    forever, no key kept forever; and every drawn point's window is whole (7-s ticks)."""
+    meter, history = Meter("n", retention_s=60), PageHistory()
+    ghost, live = Owner("serve", "g", "ghost-team", "llama"), Owner("serve", "b", "platform", "llama")
+    gpus = tuple(GpuSample(str(i), "H100", "on_demand", utilization=0.5) for i in range(2))
+    tick_ns = 7 * 10**9
+    seen_ghost = False
+    for k in range(300):  # 2 100 s
+        placed = (Placement("0", ghost),) * (k < 2) + (Placement("1", live),)
+        start = T0 + k * tick_ns
+        snap = meter.tick(TickInput(start, start + tick_ns, "n", gpus, placed, ()), PRICES, WINDOW_S)
+        history.add(snap, WINDOW_S, 7.0)
+        if k == 100:
+            seen_ghost = "ghost-team" in page_charts(history, WINDOW_S)
+    assert seen_ghost, "charted while the history remembers its spend"
+    assert "ghost-team" not in page_charts(history, WINDOW_S)
+    assert "ghost-team" not in history._retired.team_cost
+    assert all(end.t - start.t >= WINDOW_S for start, end in history.spans(WINDOW_S))

@@ -673,3 +673,21 @@ def test_counts_left_waiting_when_the_gateway_is_removed_still_expire_and_are_co
         snap = meter.tick(TickInput(start, start + 5 * 10**9, "n", (GpuSample("0", "H100", "on_demand"),),
                                     (Placement("0", pod),), server, gateways=gateway), prices, 60)  # fmt: skip
     assert snap.gateway_unmatched == {(LLAMA, "input"): 100.0, (LLAMA, "output"): 0.0}
+
+
+def test_a_gateway_map_set_on_a_running_gateway_renames_its_series_without_counting_them_again() -> None:
+    """A gateway's ``models`` map added by a reload (and a second name mapped to the same model): each
+    of the gateway's own names is followed as it was, so every tick's 100 tokens count once; nothing
+    of their lifetimes (a million each) lands on one tenant as a credit."""
+    meter, gw = TokenMeter(), Owner("", "", "", "")
+    aliases = ("llama-alias", "llama-b")
+    per_tick: list[float] = []
+    for k in range(6):
+        text = litellm([(a, "search", 10**6 + 100 * k, 0) for a in aliases])
+        names = {a: LLAMA for a in aliases} if k >= 2 else {} if k < 1 else {aliases[0]: LLAMA}
+        read = read_gateway(text, GATEWAYS["litellm"], names)
+        tick = meter.tick((TargetScrape("gateway/litellm", gw, "litellm", True, read),), k * 5.0, 5.0)
+        per_tick.append(sum(d.input_tokens for d in tick.deltas))
+        if k >= 2:
+            assert {m.model for m in read} == {LLAMA}, read
+    assert per_tick == [0, 200, 200, 200, 200, 200], per_tick

@@ -89,7 +89,8 @@ def read_gateway(
     limits: FetchLimits = DEFAULT_LIMITS,
 ) -> tuple[ModelCounters, ...]:
     """One ``ModelCounters`` per (gateway model, tenant) the gateway counted, its label sets summed;
-    ``explicit`` renames a model (to the name its servers answer with). Every model is read, served
+    ``explicit`` renames a model (to the name its servers answer with), after grouping: names mapped to
+    one model are several series of it (the meter follows each by its own name; TenantBook adds them). Every model is read, served
     here or not: one that is filtered out now and read later would look born since and count its
     whole life. Which models this node serves is the meter's to say. An unset tenant is ``NO_TENANT``."""
     tenant_key = tenant_label or profile.tenant_label
@@ -101,7 +102,7 @@ def read_gateway(
     def key(labels: Mapping[str, str]) -> tuple[str, str]:
         model = labels.get(profile.model_label, "")
         tenant = labels.get(tenant_key, "")
-        return explicit.get(model, model), NO_TENANT if tenant in profile.unset else tenant
+        return model, NO_TENANT if tenant in profile.unset else tenant  # the gateway's own name
 
     sums: dict[tuple[str, str], list[float]] = {}
     created: dict[tuple[str, str], float] = {}
@@ -118,16 +119,19 @@ def read_gateway(
             raise ParseError(f"{sample.name} is {sample.value!r}, not a token count", "bad_value")
         seen[direction] = True
         sums.setdefault(key(sample.labels), [0.0, 0.0])[0 if direction == "input" else 1] += sample.value
+    # Grouped by the gateway's own names, renamed after: the meter follows each by its own name
+    # (server_model), so a map set or changed on a running gateway renames, never restarts, a series.
     return tuple(
         ModelCounters(
-            model=model,
+            model=explicit.get(own, own),
             instance=tenant,
             input_tokens=pair[0] if seen["input"] else None,
             output_tokens=pair[1] if seen["output"] else None,
-            created=created.get((model, tenant)),
-            created_by=created_name if (model, tenant) in created else "",
+            created=created.get((own, tenant)),
+            created_by=created_name if (own, tenant) in created else "",
+            server_model=own if own in explicit else "",
         )
-        for (model, tenant), pair in sorted(sums.items())
+        for (own, tenant), pair in sorted(sums.items())
     )
 
 

@@ -96,6 +96,7 @@ class PageHistory:
         self.points: deque[HistoryPoint] = deque()
         self.speed: dict[str, float] = {}  # model → output-weighted tokens/s per user, latest point
         self._retired = Totals()  # last totals of lines no longer in the snapshot
+        self._retired_at: dict[tuple[str, str], float] = {}  # (Totals field, key) → when it last grew
         self._last: dict[Line, LineView] = {}  # the previous tick's lines (to see which retired)
         # Output tokens per inference line at each point of the last chart window (the speed weights).
         self._outputs: deque[tuple[float, dict[Line, float]]] = deque()
@@ -103,11 +104,11 @@ class PageHistory:
     def add(self, snapshot: MeterSnapshot, window_seconds: float, tick_seconds: float) -> bool:
         """Keep this tick as a point when a step has passed since the last; True when kept."""
         lines = {v.line: v for v in snapshot.lines}
+        t = snapshot.end_ns / NS_PER_S
         for line, v in self._last.items():
             if line not in lines:
-                self._retired.add(v)
+                self._retire(v, t)
         self._last = lines
-        t = snapshot.end_ns / NS_PER_S
         step = max(tick_seconds, HORIZON_SECONDS / MAX_POINTS)
         if self.points and t - self.points[-1].t < step * 0.9:
             return False
@@ -115,15 +116,34 @@ class PageHistory:
         sums = Totals()
         for v in snapshot.lines:
             sums.add(v)
+        self._forget_retired(sums)
         self.points.append(HistoryPoint(t, sums.plus(self._retired)))
-        while self.points and self.points[0].t < t - HORIZON_SECONDS - window:
-            self.points.popleft()
+        while len(self.points) > 1 and self.points[1].t <= t - HORIZON_SECONDS - window:
+            self.points.popleft()  # the first one left starts the first drawn point's whole window
         outputs = {v.line: v.totals.output_tokens for v in snapshot.lines if _is_inference(v)}
         while len(self._outputs) > 1 and self._outputs[1][0] <= t - window:
             self._outputs.popleft()  # the first one left is the window's start (or the earliest)
         self.speed = _speeds(snapshot.lines, outputs, self._outputs[0][1] if self._outputs else {})
         self._outputs.append((t, outputs))
         return True
+
+    def _retire(self, v: LineView, t: float) -> None:
+        """A line gone from the snapshot (retired after the retention period): its totals stay in."""
+        before = {name: dict(getattr(self._retired, name)) for name in Totals.__slots__}
+        self._retired.add(v)
+        for name in Totals.__slots__:
+            for key, total in getattr(self._retired, name).items():
+                if before[name].get(key) != total:
+                    self._retired_at[(name, key)] = t
+
+    def _forget_retired(self, live: Totals) -> None:
+        """A retired key no live line has, older than every point kept, is dropped: it would otherwise
+        be charted (at 0) and kept forever. Its last points show it as unknown (absent at the end)."""
+        oldest = self.points[0].t if self.points else None
+        for (name, key), at in list(self._retired_at.items()):
+            if oldest is not None and at < oldest and key not in getattr(live, name):
+                del getattr(self._retired, name)[key]
+                del self._retired_at[(name, key)]
 
     def at_or_before(self, t: float) -> HistoryPoint | None:
         """The latest point no later than ``t``, else the earliest (a shorter span while the page is young)."""

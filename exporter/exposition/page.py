@@ -91,7 +91,8 @@ SCRIPT = """(() => {
   });
   async function refresh() {
     try {
-      const r = await fetch('/-/live', {cache: 'no-store', signal: AbortSignal.timeout(Math.max(every, 2000))});
+      const abort = new AbortController(), timer = setTimeout(() => abort.abort(), Math.max(every, 2000));
+      const r = await fetch('/-/live', {cache: 'no-store', signal: abort.signal}).finally(() => clearTimeout(timer));
       if (!r.ok) throw new Error('HTTP ' + r.status);
       const body = await r.text();
       const open = live.querySelector('#legend') && live.querySelector('#legend').open;
@@ -100,7 +101,8 @@ SCRIPT = """(() => {
       sortAll();
       conn.textContent = '';
     } catch (err) {
-      conn.textContent = 'Exporter unreachable (' + err.message + '): the figures below are from the last update.';
+      const why = err.name === 'AbortError' ? 'no answer in time' : err.message;
+      conn.textContent = 'Exporter unreachable (' + why + '): the figures below are from the last update.';
     }
     setTimeout(refresh, every);
   }

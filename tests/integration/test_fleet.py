@@ -165,10 +165,10 @@ OPENCOST_PODS = (  # (node, namespace, pod, GPUs requested)
 )  # fmt: skip  (batch-0 leaves mid-module, the staged test: no OpenCost row, so no ratio for it)
 OPENCOST_METRICS = (
     "# HELP node_gpu_hourly_cost node_gpu_hourly_cost hourly cost per GPU\n# TYPE node_gpu_hourly_cost gauge\n"
-    + "".join(f'node_gpu_hourly_cost{{instance="{n}",node="{n}",provider_id=""}} {usd}\n'
+    + "".join(f'node_gpu_hourly_cost{{instance="opencost:9003",node="{n}",provider_id=""}} {usd}\n'
               for n, usd in (("node-a", 6), ("node-b", 18)))
     + "# HELP container_gpu_allocation container_gpu_allocation GPU used\n# TYPE container_gpu_allocation gauge\n"
-    + "".join(f'container_gpu_allocation{{container="main",instance="{n}",namespace="{ns}",node="{n}",pod="{pod}"}} {g}\n'
+    + "".join(f'container_gpu_allocation{{container="main",instance="opencost:9003",namespace="{ns}",node="{n}",pod="{pod}"}} {g}\n'
               for n, ns, pod, g in OPENCOST_PODS)
 ).encode()  # fmt: skip
 
@@ -758,7 +758,15 @@ def test_every_promql_query_in_the_readme_answers_on_the_fleet(fleet: Fleet) -> 
     queries = [" ".join(line.split("#", 1)[0] for line in b.splitlines()).strip() for b in blocks]
     # The fleet is a few minutes old: a rate over a range longer than its history reads low (Prometheus
     # divides by the whole range), so ranges shrink to what it has.
-    queries = [q.replace("[1d]", "[1m]").replace("[1h]", "[15s]") for q in queries if q]
+    # (The OpenCost cross-check's subquery steps 1 s instead of 1 min: its "/ 60" then becomes "/ 3600".)
+    queries = [
+        q.replace("[1d]", "[1m]")
+        .replace("[1h]", "[15s]")
+        .replace("[1h:1m]", "[15s:1s]")
+        .replace(") / 60", ") / 3600")
+        for q in queries
+        if q
+    ]
     assert len(queries) >= 3
     empty = queries
     deadline = time.monotonic() + 60
