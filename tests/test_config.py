@@ -862,8 +862,8 @@ def test_the_documented_empty_defaults_of_kubernetes_may_be_written_out() -> Non
     written = load(BASE + "kubernetes: {enabled: true, node_name: \"\", kubeconfig: ''}\n").kubernetes
     assert (written.node_name, written.kubeconfig) == ("", "")
     assert written == load(BASE + "kubernetes: {enabled: true}\n").kubernetes
-    named = load(BASE + "kubernetes: {node_name: gpu-7, kubeconfig: /home/me/.kube/config}\n").kubernetes
-    assert (named.node_name, named.kubeconfig) == ("gpu-7", "/home/me/.kube/config")
+    named = load(BASE + "kubernetes: {node_name: gpu-7, kubeconfig: kube/dev-cluster.yaml}\n").kubernetes
+    assert (named.node_name, named.kubeconfig) == ("gpu-7", "kube/dev-cluster.yaml")
     assert problems(BASE + "kubernetes:\n  node_name:\n  kubeconfig: ' '\n") == [
         "kubernetes.node_name (line 10): is empty",
         "kubernetes.kubeconfig (line 11): must not be empty",
