@@ -86,6 +86,20 @@ def wait_for(
         time.sleep(interval)
 
 
+def without_data(
+    items: Sequence[T], answers: Callable[[T], object], timeout: float, interval: float = 1.0
+) -> list[T]:
+    """The items whose ``answers`` is still empty after ``timeout``, each asked again until it answers
+    (a store's queries over series that need a little history)."""
+    empty = list(items)
+    deadline = time.monotonic() + timeout
+    while empty and time.monotonic() < deadline:
+        empty = [x for x in empty if not answers(x)]
+        if empty:
+            time.sleep(interval)
+    return empty
+
+
 def http(method: str, url: str, *, data: bytes | None = None, timeout: float = 10.0) -> tuple[int, bytes]:
     """(status, body) of one request; HTTP error statuses are returned, not raised."""
     req = urllib.request.Request(url, data=data, method=method)

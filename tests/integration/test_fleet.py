@@ -47,6 +47,7 @@ from tests.integration.conftest import (
     http,
     require_tool,
     wait_for,
+    without_data,
 )
 
 RULES = REPO / "deploy" / "rules" / "cpm-exporter.rules.yml"
@@ -465,11 +466,7 @@ def test_every_recording_rule_returns_data(fleet: Fleet) -> None:
         }
     )
     assert records
-    missing = records
-    deadline = time.monotonic() + 60
-    while missing and time.monotonic() < deadline:
-        missing = [name for name in records if not fleet.prometheus.query(name)]
-        time.sleep(1)
+    missing = without_data(sorted(records), fleet.prometheus.query, 60)
     assert not missing, f"recording rules without data: {missing}"
 
 
@@ -513,11 +510,8 @@ def test_every_dashboard_panel_query_returns_data(fleet: Fleet) -> None:
     queries = [(uid, title, expr) for uid, title, expr in panel_queries({})]
     queries += [(uid, f"variable {name} ({label})", expr) for uid, name, label, expr in variable_queries()]
     assert len(queries) > 100
-    empty = queries
-    deadline = time.monotonic() + 90  # [1m] rates and the compressed daily chargeback need a little history
-    while empty and time.monotonic() < deadline:
-        empty = [q for q in empty if not fleet.prometheus.query(q[2])]
-        time.sleep(2)
+    # [1m] rates and the compressed daily chargeback need a little history
+    empty = without_data(queries, lambda q: fleet.prometheus.query(q[2]), 90, interval=2)
     assert not empty, "panels without data:\n" + "\n".join(f"{u} / {t}: {e}" for u, t, e in empty)
     # No shipped query answers Inf or NaN (a ratio with nothing to divide by has no value, issue 15.3).
     odd = [(u, t, r["value"][1]) for u, t, e in queries for r in fleet.prometheus.query(e)
@@ -709,11 +703,7 @@ def _every_panel_answers(central: str, cluster: str) -> None:
     wait_for(per_cluster, 90, interval=1, what="recorded CPM per cluster in the central store")
     picked = {} if cluster == "All" else {"cluster": cluster}
     queries = panel_queries(picked)
-    empty = queries
-    deadline = time.monotonic() + 90
-    while empty and time.monotonic() < deadline:
-        empty = [q for q in empty if not _vm_query(central, q[2])]
-        time.sleep(2)
+    empty = without_data(queries, lambda q: _vm_query(central, q[2]), 90, interval=2)
     assert not empty, "panels without data:\n" + "\n".join(f"{u} / {t}: {e}" for u, t, e in empty)
 
 
@@ -768,11 +758,7 @@ def test_every_promql_query_in_the_readme_answers_on_the_fleet(fleet: Fleet) -> 
         if q
     ]
     assert len(queries) >= 3
-    empty = queries
-    deadline = time.monotonic() + 60
-    while empty and time.monotonic() < deadline:
-        empty = [q for q in empty if not fleet.prometheus.query(q)]
-        time.sleep(1)
+    empty = without_data(queries, fleet.prometheus.query, 60)
     assert not empty, f"README queries without data: {empty}"
     # Running both: our GPU money per namespace ÷ OpenCost's requested GPUs × $/GPU-h is about 1 where pods
     # hold the whole GPUs they request at the same prices (every namespace here).
