@@ -231,8 +231,12 @@ def test_quantiles_cover_the_window_and_a_restart_counts_from_zero() -> None:
         sim.serve(150, 10)
     second = quantiles(tick(meter, sim, T0 + 20 * S))  # twenty requests alike, none negative
     assert first and second and second[0.5] > 0
-    (line,) = meter._lengths
-    assert sum(meter._lengths[line].prompt.values()) == sum(meter._lengths[line].output.values()) == 20
+    (line,) = meter._lines.lengths
+    assert (
+        sum(meter._lines.lengths[line].prompt.values())
+        == sum(meter._lines.lengths[line].output.values())
+        == 20
+    )
     snap = tick(meter, sim, T0 + 90 * S)  # both ticks with requests left the 60 s window
     assert quantiles(snap) == {}
     assert snap.rejected == {}
@@ -289,8 +293,8 @@ def test_data_parallel_engines_merge_into_one_line_bucket_by_bucket() -> None:
     for _ in range(10):
         engines[1].serve(800, 300)  # prompt (500, 1000], output (200, 500]
     snap = both(T0 + 10 * S)
-    (line,) = meter._lengths
-    assert meter._lengths[line].prompt == {**dict.fromkeys(VLLM_BOUNDS, 0.0), 200.0: 30.0, 1000.0: 10.0}
+    (line,) = meter._lines.lengths
+    assert meter._lines.lengths[line].prompt == {**dict.fromkeys(VLLM_BOUNDS, 0.0), 200.0: 30.0, 1000.0: 10.0}
     (view,) = snap.lines
     t = view.totals
     price_in, price_out = t.cost_input / 1e9 / t.input_tokens, t.cost_output / 1e9 / t.output_tokens

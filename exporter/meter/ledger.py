@@ -21,7 +21,6 @@ from exporter.meter.deltas import ModelDelta
 from exporter.meter.modelsplit import ModelSplit, PodKey
 from exporter.meter.money import NANO_PER_USD
 from exporter.meter.projection import Projection, project
-from exporter.meter.request_cost import LengthWindow
 from exporter.meter.snapshot import LineTotals, LineView, MeterSnapshot, copy_totals
 from exporter.meter.tenants import DEFAULT_HORIZON_S, Booked, TenantBook
 from exporter.meter.tokens import TokenMeter
@@ -88,9 +87,10 @@ class Meter:
         lines = self._models.by_model(att, tok.deltas, self._lines.windows)
         booked: list[Booked] = []
         book = self._lines
+        read = tok.read_pods - tok.baselined  # once a tick, not once a line
         for line, tl in lines.items():
             booked.append(book.book(line, tl, inp, pricing, window_ns))
-            book.book_idle(line, tl, tok.read_pods - tok.baselined, inp)
+            book.book_idle(line, tl, read, inp)
         if inp.gateways or self._tenants.busy():  # no gateway and nothing waiting: no tenant pass at all
             self._tenants.tick(inp.end_ns, window_ns, gw.deltas, self._served_models(tok.deltas), booked,
                                book.line_totals)  # fmt: skip
@@ -151,11 +151,6 @@ class Meter:
     @max_owners.setter
     def max_owners(self, n: int) -> None:
         self._models.max_owners = n
-
-    @property
-    def _lengths(self) -> dict[Line, LengthWindow]:
-        """The lines' request-length windows (tests read them)."""
-        return self._lines.lengths
 
     def set_tenant_limits(self, max_tenants: int, settle_s: float) -> None:
         """A reloaded cap (tenants already admitted stay, new ones fold past it) and settle time."""

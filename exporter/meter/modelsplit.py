@@ -98,7 +98,8 @@ _NOTHING_SERVED = ModelDelta(owner=IDLE)  # zeros; the owner is never read
 
 def sum_deltas(deltas: list[ModelDelta]) -> ModelDelta:
     """The deltas one line got this tick, added up field by field (``AMOUNT_FIELDS``: one table,
-    so a new quantity is summed here without a line of its own)."""
+    so a new amount is summed here without a line of its own). LEVELS (running, waiting) are
+    left None on a sum: booking integrates them from the deltas themselves."""
     if len(deltas) == 1:
         return deltas[0]
     if not deltas:

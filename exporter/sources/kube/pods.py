@@ -4,7 +4,8 @@ Rule: this module reads pods and their claims, nothing else; who pays is ``engin
 
 One daemon thread owns the watch. It LISTs ``spec.nodeName=<node>``, WATCHes from the list's
 resourceVersion, and publishes an immutable snapshot; ``pods()``, ``status()`` and
-``claim_capacity()`` only read that snapshot, so the meter never waits on the network.
+``claim_capacity()`` only read snapshots (the claims from ``Claims``, under its own lock), so
+the meter never waits on the network.
 The claims the pods mount are looked up by the watcher's own ``claims.Claims``, fed the pods
 the thread sees.
 
