@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from exporter.engines.read import Fetch
+from exporter.engines.read import Fetch, as_declared
 from exporter.errors import ParseError, SourceError
 from exporter.http.textformat import FetchLimits, fetch_text, parse_wanted
 from exporter.records import NO_TENANT, NOBODY, Gateway, ModelCounters, TargetScrape
@@ -122,14 +122,16 @@ def read_gateway(
     # Grouped by the gateway's own names, renamed after: the meter follows each by its own name
     # (server_model), so a map set or changed on a running gateway renames, never restarts, a series.
     return tuple(
-        ModelCounters(
-            model=explicit.get(own, own),
-            instance=tenant,
-            input_tokens=pair[0] if seen["input"] else None,
-            output_tokens=pair[1] if seen["output"] else None,
-            created=created.get((own, tenant)),
-            created_by=created_name if (own, tenant) in created else "",
-            server_model=own if own in explicit else "",
+        as_declared(
+            ModelCounters(
+                model=own,
+                instance=tenant,
+                input_tokens=pair[0] if seen["input"] else None,
+                output_tokens=pair[1] if seen["output"] else None,
+                created=created.get((own, tenant)),
+                created_by=created_name if (own, tenant) in created else "",
+            ),
+            explicit,
         )
         for (own, tenant), pair in sorted(sums.items())
     )

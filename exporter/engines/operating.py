@@ -65,7 +65,8 @@ def image_version(image: str) -> str:
     name, _, tag = ref.rpartition(":")
     if not name or "/" in tag or not tag or tag == "latest":
         return ""
-    tag = tag.removeprefix("server-").removeprefix("server-cuda-")
+    # llama.cpp's server images: server-b4500, server-cuda-b4500; a bare variant names no version.
+    tag = re.sub(r"^server(?:-(?:cuda|rocm|vulkan|musa|intel))?(?:-|$)", "", tag)
     return tag[1:] if re.match(r"v\d", tag) else tag
 
 

@@ -117,7 +117,9 @@ def read_with_tenants(
         by_model[(own, instance[:MAX_LABEL_LENGTH])][sample.name].append(sample)
     # A model is read when any of its token or request counters is there: a family missing
     # from one scrape is unknown for that scrape (the meter freezes it), never read as 0.
-    read = (_named(_model_counters(k, by_model[k], unlabelled, profile), declared) for k in sorted(by_model))
+    read = (
+        as_declared(_model_counters(k, by_model[k], unlabelled, profile), declared) for k in sorted(by_model)
+    )
     models = [m for m in read if any(getattr(m, f) is not None for f in TOKEN_COUNTERS)]
     if kv := _kv_cache_dtype(unlabelled, profile):
         models = [replace(m, kv_cache_dtype=kv) for m in models]
@@ -138,9 +140,10 @@ def read_with_tenants(
     return models, _per_tenant(by_model, unlabelled, profile, tenant_label, declared)
 
 
-def _named(m: ModelCounters, declared: Mapping[str, str]) -> ModelCounters:
-    """A server's series under the model a map declares for it, its own name kept (the meter follows
-    the series by it, so a map set or changed on a running server renames, never restarts, it)."""
+def as_declared(m: ModelCounters, declared: Mapping[str, str]) -> ModelCounters:
+    """A server's (or gateway's) series under the model a map declares for it, its own name kept in
+    ``server_model``: the meter follows the series by it, so a map set or changed on a running
+    server renames, never restarts, it. A name the map does not list is left as it is."""
     name = declared.get(m.model)
     return replace(m, model=name, server_model=m.model) if name is not None else m
 
@@ -160,7 +163,9 @@ def _per_tenant(
             by_tenant[(model, x.labels.get(tenant_label, "")[:MAX_LABEL_LENGTH] or NO_TENANT)][x.name].append(
                 x
             )
-    tenants = [_named(_model_counters(k, by_tenant[k], unlabelled, p), declared) for k in sorted(by_tenant)]
+    tenants = [
+        as_declared(_model_counters(k, by_tenant[k], unlabelled, p), declared) for k in sorted(by_tenant)
+    ]
     return [m for m in tenants if m.input_tokens is not None or m.output_tokens is not None]
 
 

@@ -58,7 +58,7 @@ def collect(
             f"{client.url} has no cpm_* series between the report's start and end: is this the Prometheus "
             "that scrapes cpm-exporter, and did it run then?"
         )
-    chunks = _chunks(start, end, chunk_s)
+    chunks = [(p.start, p.end) for p in periods_between(start, end, chunk_s)]
     every = "|".join(METRICS)
     for n, (a, b) in enumerate(chunks, 1):  # one query a chunk for every metric: the series say which
         raw = client.samples(f'{{__name__=~"{every}"}}[{_dur(b - a)}]', b)
@@ -133,14 +133,6 @@ def interactivity(client: PrometheusClient, start: float, end: float) -> dict[st
 def _any_after(client: PrometheusClient, start: float, end: float) -> bool:
     """Some cpm_bill_usd_total sample within the range (a store that only now has our series)."""
     return bool(client.query(f"count(count_over_time(cpm_bill_usd_total[{_dur(end - start)}]))", end))
-
-
-def _chunks(start: float, end: float, size: float) -> list[tuple[float, float]]:
-    out, t = [], start
-    while t < end:
-        out.append((t, min(t + size, end)))
-        t += size
-    return out
 
 
 def _dur(seconds: float) -> str:

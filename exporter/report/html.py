@@ -96,7 +96,7 @@ def _stacked(report: Report, spend: Mapping[tuple[int, str], Decimal]) -> str:
                 y -= h
         if n <= 40 or p % max(1, n // 20) == 0:
             shapes.append(
-                f'<text x="{left + p * bar:.1f}" y="{height - 12}">{iso(report.periods[p].start)[5:10]}</text>'
+                f'<text x="{left + p * bar:.1f}" y="{height - 12}">{_tick(report.periods[p].start, report.periods[p].end - report.periods[p].start)}</text>'
             )
     shapes.append(f'<text x="0" y="14">{_usd(top)}</text><text x="0" y="{height - bottom}">$0</text>')
     legend = "".join(f'<span><i style="background:{colour[g]}"></i>{html.escape(g or "(none)")}</span>'
