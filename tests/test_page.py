@@ -81,8 +81,32 @@ def test_each_chart_ends_on_the_gauge_it_stands_for() -> None:
     assert legend_value(charts, "chart-cpm", "llama") == f"${g.usd_per_million_total:,.3f}"
     assert legend_value(charts, "chart-spend", "platform") == f"${g.burn_usd_per_hour:,.2f}/h"
     assert legend_value(charts, "chart-util", "H100") == "80 %"
-    speed = g.tokens_per_second_per_user
-    assert speed is None or f"at {speed:.1f} tokens/s per user" in charts
+
+
+def test_the_charts_leave_out_what_the_rules_leave_out() -> None:
+    """GPU 1 is held by nobody (0 % busy) and llama-1's server never answers: the utilisation chart is
+    held GPUs only (80 % and 50 % → 65 %, node_hardware:cpm_gpu_utilization), and the model's CPM
+    leaves out the money of a line whose tokens were never read (cpm_cost_by_direction_usd_total)."""
+    meter, page = Meter("n"), LandingPage()
+    read, silent = (
+        Owner("serve", "llama-0", "platform", "llama"),
+        Owner("serve", "llama-1", "platform", "llama"),
+    )
+    gpus = tuple(GpuSample(str(i), "H100", "on_demand", utilization=u) for i, u in enumerate((0.8, 0.0, 0.5)))
+    placed = (Placement("0", read), Placement("2", silent))
+    for k in range(12):
+        scrapes = (
+            TargetScrape(read.pod, read, "vllm", True, (ModelCounters("llama", 900.0 * k, 300.0 * k),)),
+            TargetScrape(silent.pod, silent, "vllm", False),
+        )
+        start = T0 + k * TICK_NS
+        snap = meter.tick(TickInput(start, start + TICK_NS, "n", gpus, placed, scrapes), PRICES, WINDOW_S)
+        page.render(view(snap), 5.0)
+    (line,) = [v for v in snap.lines if v.line.owner == read]
+    assert line.gauges.usd_per_million_total is not None
+    charts = page_charts(page.history, WINDOW_S)
+    assert legend_value(charts, "chart-cpm", "llama") == f"${line.gauges.usd_per_million_total:,.3f}"
+    assert legend_value(charts, "chart-util", "H100") == "65 %"
 
 
 def test_a_quiet_spell_is_a_gap_in_the_cpm_line_not_a_zero() -> None:

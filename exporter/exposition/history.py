@@ -15,7 +15,8 @@ of the gauge or recording rule it stands for:
     idle $/h by reason  = 3600 × Δidle cost ÷ Δt   (rate(cpm_idle_cost_usd_total))
     utilisation         = Δbusy ÷ Δmeasured GPU time   (node_hardware:cpm_gpu_utilization:ratio_rate5m)
 
-A value whose denominator did not move is unknown (None), drawn as a gap, never 0.
+The rules' scope too: utilisation counts held GPUs only, and a model's cost only lines whose tokens
+were read. A value whose denominator did not move is unknown (None), drawn as a gap, never 0.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ HORIZON_SECONDS = 15 * 60  # what the charts span
 CHART_WINDOW_MAX_SECONDS = 300  # a longer exporter window is charted over this (history is bounded)
 MAX_POINTS = 300  # points drawn over the horizon (a point every 3 s at least)
 IDLE_TEAM = "idle (no pod)"
+TOKEN_DIRECTIONS = frozenset({"input_tokens", "output_tokens"})
 
 
 @dataclass(slots=True)
@@ -53,10 +55,13 @@ class Totals:
         _add(self.team_cost, IDLE_TEAM if o.is_idle else o.team, sum(t.cost.values()))
         for reason, nano in t.idle_cost.items():
             _add(self.idle_cost, reason, nano)
-        _add(self.busy_ns, v.line.hardware, t.busy_ns)
-        _add(self.measured_ns, v.line.hardware, t.measured_ns)
         _add(self.held_ns, "", t.held_ns)
-        if _is_inference(v):
+        if not o.is_idle:  # utilisation of held GPUs, as the rules' (GPUs no pod holds export no busy time)
+            _add(self.busy_ns, v.line.hardware, t.busy_ns)
+            _add(self.measured_ns, v.line.hardware, t.measured_ns)
+        if _is_inference(v) and t.known & TOKEN_DIRECTIONS:
+            # Money of lines whose tokens were read, as cpm_cost_by_direction_usd_total (the rules'
+            # numerator): a line never read has no input/output split to count.
             _add(self.model_cost, o.model, t.cost_input + t.cost_output)
             _add(self.model_tokens, o.model, t.input_tokens - t.cached_input_tokens + t.output_tokens)
 
