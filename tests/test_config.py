@@ -995,3 +995,10 @@ def test_a_published_table_of_ones_own_is_read_at_load_and_a_bad_one_refused(tmp
     bad = tmp_path / "bad.yaml"
     bad.write_text('date: "2026-12-01"\nrows:\n  - {id: r1, metric: cost}\n')
     assert "published_table" in "\n".join(problems(BASE + f'published_table: "{bad}"\n'))
+    # Not UTF-8, or too large: a problem of the config (a reload keeps the last good one), not a crash.
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b'date: "2026-12-01"\n# caf\xe9\nrows: []\n')
+    assert "is not UTF-8" in "\n".join(problems(BASE + f'published_table: "{latin}"\n'))
+    huge = tmp_path / "huge.yaml"
+    huge.write_bytes(b"#" * (2**20 + 1))
+    assert "larger than" in "\n".join(problems(BASE + f'published_table: "{huge}"\n'))

@@ -133,16 +133,9 @@ def load_config(path: str | Path) -> ExporterConfig:
     """Read, parse and validate a config file; raise one ``ConfigError`` listing every problem."""
     source = str(path)
     try:
-        with Path(path).open("rb") as fh:
-            data = fh.read(yn.MAX_BYTES + 1)
+        text, data = yn.read_file(path)
     except OSError as exc:
         raise ConfigError([f"document: cannot read: {exc.strerror or exc}"], source) from exc
-    if len(data) > yn.MAX_BYTES:
-        raise ConfigError([f"document: is larger than {yn.MAX_BYTES} bytes (1 MiB)"], source)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"document: is not UTF-8 (byte {exc.start})"], source) from exc
     return _load(text, data, source)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 
 from yaml.nodes import Node
 
@@ -93,7 +92,7 @@ def load_table() -> PublishedTable:
 
 def read_table(path: str) -> PublishedTable:
     """A user's table (``compare --table FILE``), same format as the packaged one."""
-    return parse_table(Path(path).read_text(encoding="utf-8"), path)
+    return parse_table(yn.read_file(path)[0], path)  # capped and UTF-8, as the config itself
 
 
 def parse_table(text: str, name: str) -> PublishedTable:

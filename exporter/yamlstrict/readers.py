@@ -22,6 +22,7 @@ import importlib.resources
 import re
 from collections.abc import Callable, Collection
 from decimal import Decimal
+from pathlib import Path
 from typing import TypeVar
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -311,6 +312,19 @@ def read_document(text: str, name: str, reader: Callable[[Problems, Node, str], 
     if problems or document is None:
         raise ConfigError(problems.report() or ["document: unusable"], name)
     return document
+
+
+def read_file(path: str | Path) -> tuple[str, bytes]:
+    """(text, bytes) of a user's YAML file: at most MAX_BYTES, UTF-8, else one ``ConfigError``
+    (``OSError`` passes: the caller says which file it could not read)."""
+    with Path(path).open("rb") as fh:
+        data = fh.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise ConfigError([f"document: is larger than {MAX_BYTES} bytes (1 MiB)"], str(path))
+    try:
+        return data.decode("utf-8"), data
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"document: is not UTF-8 (byte {exc.start})"], str(path)) from exc
 
 
 def newest_packaged(prefix: str, what: str) -> tuple[str, str]:
