@@ -77,6 +77,28 @@ def test_a_change_of_operating_point_is_counted_once_and_a_failed_scrape_changes
     assert points.update([], []) == () and points.changes == {}  # the pod is gone: forgotten
 
 
+def test_a_pod_with_two_targets_one_failing_once_neither_loses_nor_recounts_its_points() -> None:
+    """A server and its sidecar metrics endpoint on one pod, over ticks: the sidecar's scrape fails
+    once; its point stays listed and nothing counts as a change (the last points are per target)."""
+    owner = Owner("ml", "vllm-0", "search", "llama")
+    targets = [Target(name, f"http://10.0.0.1:{port}/metrics", owner, hints=OperatingHints("0.8.5", "fp8", "", "config"))
+               for name, port in (("ml/vllm-0", 8000), ("ml/vllm-0-lora", 8001))]  # fmt: skip
+
+    def scrapes(sidecar_ok: bool) -> list[TargetScrape]:
+        return [
+            TargetScrape("ml/vllm-0", owner, "vllm", True, (ModelCounters("llama", 1.0, 1.0),)),
+            TargetScrape("ml/vllm-0-lora", owner, "vllm", sidecar_ok,
+                         (ModelCounters("llama-lora", 1.0, 1.0),) if sidecar_ok else ()),
+        ]  # fmt: skip
+
+    points = OperatingPoints()
+    first = points.update(targets, scrapes(True))
+    assert {p.model for p in first} == {"llama", "llama-lora"}
+    for ok in (False, True, True):
+        assert points.update(targets, scrapes(ok)) == first
+    assert points.changes == {("ml", "vllm-0"): 0}
+
+
 def test_a_line_is_compared_with_the_published_row_at_its_operating_point() -> None:
     """cpm_frontier_ratio: same hardware, model class and precision family; of several rows the one
     published nearest the line's tokens/s per user; no class, no precision or no row: no ratio."""
