@@ -7,6 +7,7 @@ import itertools
 import json
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -206,3 +207,24 @@ def test_a_rows_cpm_leaves_prefix_cache_hits_out_as_the_gauge_and_the_rules_do()
         flat_rows(report)[[r["team"] for r in flat_rows(report)].index("search")]["cached_input_tokens"]
         == "750"
     )
+
+
+def test_a_token_file_that_is_no_token_is_a_clear_error_not_a_crash(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The report reads a bearer token as our targets do (one line of ASCII, read per request): two
+    lines are refused by name before any request, as an unreadable file is."""
+    import gzip as gz
+
+    from exporter.report.promapi import PrometheusClient, PrometheusError, _gunzip
+
+    two = tmp_path / "token"
+    two.write_text("abc\ndef\n")
+    client = PrometheusClient("https://127.0.0.1:1", bearer_token_file=str(two), timeout_s=1)
+    with pytest.raises(PrometheusError, match="holds no single-line ASCII token"):
+        client.query("up", 0)
+    missing = PrometheusClient("https://127.0.0.1:1", bearer_token_file=str(tmp_path / "nope"), timeout_s=1)
+    with pytest.raises(PrometheusError, match="No such file"):
+        missing.query("up", 0)
+    # A gzip answer is inflated up to a cap (a small body can inflate to anything).
+    assert _gunzip(gz.compress(b"x" * 1000), "here") == b"x" * 1000
+    with pytest.raises(PrometheusError, match="use a smaller --chunk"):
+        _gunzip(gz.compress(b"\0" * 101), "here", cap=100)

@@ -140,19 +140,27 @@ def _headers(url: str, end: _Endpoint, client: HttpClientConfig) -> dict[str, st
     if not end.tls:
         raise FetchError(f"{redact_url(url)}: a bearer token is only sent over https", "auth")
     try:
-        with open(client.bearer_token_file, encoding="utf-8") as f:
-            token = f.read(64 * 1024).strip()
+        token = read_token(client.bearer_token_file)
     except (OSError, UnicodeDecodeError) as e:
         why = getattr(e, "strerror", None) or e
         raise FetchError(
             f"{redact_url(url)}: cannot read bearer_token_file {client.bearer_token_file}: {why}", "auth"
         ) from e
-    if not token or not token.isascii() or not token.isprintable():  # a header value: one line of ASCII
+    except ValueError as e:
         raise FetchError(
-            f"{redact_url(url)}: bearer_token_file {client.bearer_token_file} holds no single-line ASCII token",
-            "auth",
-        )
+            f"{redact_url(url)}: bearer_token_file {client.bearer_token_file} {e}", "auth"
+        ) from e
     return {**_HEADERS, "Authorization": f"Bearer {token}"}
+
+
+def read_token(path: str) -> str:
+    """A token file's one line of ASCII (a header value), read now: tokens rotate. ``OSError`` or
+    ``UnicodeDecodeError`` when it cannot be read; ``ValueError`` when it holds no such line."""
+    with open(path, encoding="utf-8") as f:
+        token = f.read(64 * 1024).strip()
+    if not token or not token.isascii() or not token.isprintable():
+        raise ValueError("holds no single-line ASCII token")
+    return token
 
 
 def _check_server_name(url: str, name: str) -> None:

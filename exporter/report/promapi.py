@@ -10,18 +10,22 @@ act on: unreachable, refused, not a Prometheus API, the query rejected (with the
 from __future__ import annotations
 
 import base64
-import gzip
+import functools
 import json
 import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from exporter import __version__
+from exporter.http.fetch import read_token
 from exporter.redact import redact_url
+
+MAX_ANSWER_BYTES = 2**30  # one chunk's answer: a month of a large fleet is cut into chunks (--chunk)
 
 
 class PrometheusError(Exception):
@@ -73,7 +77,7 @@ class PrometheusClient:
             with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._tls()) as resp:
                 raw = resp.read()
                 if resp.headers.get("Content-Encoding") == "gzip":
-                    raw = gzip.decompress(raw)
+                    raw = _gunzip(raw, self._where())
         except urllib.error.HTTPError as e:
             if e.code in (404, 405):  # no such route: the URL points at something else
                 raise PrometheusError(
@@ -108,7 +112,12 @@ class PrometheusClient:
         if self.bearer_token_file:
             if not url.startswith("https://"):
                 raise PrometheusError("--bearer-token-file is sent over https only (the URL is http)")
-            headers["Authorization"] = f"Bearer {_secret(self.bearer_token_file, 'bearer token')}"
+            try:  # the same reading as our targets' tokens (one line of ASCII, re-read per request)
+                token = read_token(self.bearer_token_file)
+            except (OSError, ValueError) as e:
+                why = getattr(e, "strerror", None) or e
+                raise PrometheusError(f"--bearer-token-file {self.bearer_token_file}: {why}") from None
+            headers["Authorization"] = f"Bearer {token}"
         elif self.basic_auth_user:
             password = (
                 _secret(self.basic_auth_password_file, "password") if self.basic_auth_password_file else ""
@@ -121,13 +130,9 @@ class PrometheusClient:
         if not self.url.startswith("https://"):
             return None
         try:
-            context = ssl.create_default_context(cafile=self.ca_file or None)
+            return _tls_context(self.ca_file, self.insecure_skip_verify)
         except (OSError, ssl.SSLError) as e:
             raise PrometheusError(f"cannot use --ca-file {self.ca_file}: {e}") from None
-        if self.insecure_skip_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
 
     def _where(self) -> str:
         return redact_url(self.url)
@@ -139,6 +144,28 @@ def _secret(path: str, what: str) -> str:
             return f.read().strip()
     except OSError as e:
         raise PrometheusError(f"cannot read the {what} file {path}: {e.strerror}") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _tls_context(ca_file: str, insecure: bool) -> ssl.SSLContext:
+    """Built once per run, not once per chunk; TLS 1.2 at least, as our targets' client."""
+    context = ssl.create_default_context(cafile=ca_file or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _gunzip(raw: bytes, where: str, cap: int = MAX_ANSWER_BYTES) -> bytes:
+    """A gzip body, at most ``cap`` bytes once inflated (a small body can inflate to anything)."""
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out = inflate.decompress(raw, cap)
+    if inflate.unconsumed_tail:
+        raise PrometheusError(
+            f"{where}: an answer larger than {cap} bytes once inflated; use a smaller --chunk"
+        )
+    return out
 
 
 def _api_error(raw: bytes) -> str:
