@@ -104,11 +104,11 @@ def test_a_line_is_compared_with_the_published_row_at_its_operating_point() -> N
     published nearest the line's tokens/s per user; no class, no precision or no row: no ratio."""
     from decimal import Decimal
 
-    from exporter.exposition.frontier import frontier, precision_class
+    from exporter.exposition.frontier import frontier
     from exporter.meter.attribution import Line
     from exporter.meter.snapshot import LineTotals, LineView
     from exporter.meter.windows import LiveGauges
-    from exporter.pricing.published import PublishedRow
+    from exporter.pricing.published import PublishedRow, precision_class
 
     def row(id_: str, tps: int | None, precision: str = "fp8", hardware: str = "H100") -> PublishedRow:
         return PublishedRow(id_, "usd_per_million_tokens", Decimal("0.10"), hardware, "Llama 3.3 70B", "llama-70b",

@@ -386,3 +386,13 @@ def test_plot_draws_cpm_against_tokens_per_second_per_user(tmp_path: Path) -> No
     assert main([*argv, "--point", "1500@18", "--point", "900@40", "--plot", str(out)]) == 0
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000
+
+
+def test_compare_and_the_frontier_ratio_mean_the_same_precision() -> None:
+    """One precision_class for both: a server's fp8_e4m3 or nvfp4 finds the table's fp8 and fp4 rows."""
+    from exporter.pricing.published import load_table
+
+    table = load_table()
+    assert table.matching("llama-70b", "fp8_e4m3") == table.matching("llama-70b", "fp8") != ()
+    assert table.matching("gpt-oss-120b", "NVFP4") == table.matching("gpt-oss-120b", "fp4") != ()
+    assert table.matching("llama-70b", "bfloat16") == ()

@@ -17,18 +17,6 @@ from exporter.exposition.status import ExportView, OperatingPoint, RuntimeStatus
 from exporter.meter.snapshot import LineView, MeterSnapshot
 from exporter.pricing.published import PublishedRow
 
-_SAME = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32"}
-
-
-def precision_class(precision: str) -> str:
-    """A precision as tables name it: bfloat16 → bf16, fp8_e4m3 → fp8, nvfp4/mxfp4 → fp4."""
-    p = precision.strip().lower()
-    p = _SAME.get(p, p)
-    for family in ("fp8", "fp4"):
-        if p.startswith(family) or p.endswith(family):
-            return family
-    return p
-
 
 def with_frontier(snapshot: MeterSnapshot, status: RuntimeStatus) -> ExportView:
     """The view to render, its lines matched with the published rows once for every family."""
@@ -50,8 +38,7 @@ def frontier(
         if cpm is None or point is None or not point.model_class or not point.precision:
             continue
         found = [r for r in priced if r.hardware.lower() == v.line.hardware.lower()
-                 and r.model_class == point.model_class
-                 and precision_class(r.precision) == precision_class(point.precision)]  # fmt: skip
+                 and r.matches(point.model_class, point.precision)]  # fmt: skip
         if not found:
             continue
         speed = v.gauges.tokens_per_second_per_user

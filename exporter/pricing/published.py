@@ -66,6 +66,12 @@ class PublishedRow:
     def usable(self) -> bool:
         return self.precision != UNSPECIFIED
 
+    def matches(self, model_class: str, precision: str) -> bool:
+        """Same model class and the same precision family (bfloat16 is bf16, fp8_e4m3 is fp8)."""
+        return self.model_class == model_class and precision_class(self.precision) == precision_class(
+            precision
+        )
+
     def cite(self) -> str:
         return f"{self.id} ({self.source}, {self.date})"
 
@@ -77,11 +83,21 @@ class PublishedTable:
     rows: tuple[PublishedRow, ...]
 
     def matching(self, model_class: str, precision: str) -> tuple[PublishedRow, ...]:
-        return tuple(
-            r
-            for r in self.rows
-            if r.usable and (r.model_class, r.precision) == (model_class, precision.lower())
-        )
+        return tuple(r for r in self.rows if r.usable and r.matches(model_class, precision))
+
+
+_SAME = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "fp32", "float": "fp32"}
+
+
+def precision_class(precision: str) -> str:
+    """A precision as tables name it: bfloat16 → bf16, fp8_e4m3 → fp8, nvfp4/mxfp4 → fp4 (one
+    definition for ``compare`` and ``cpm_frontier_ratio``)."""
+    p = precision.strip().lower()
+    p = _SAME.get(p, p)
+    for family in ("fp8", "fp4"):
+        if p.startswith(family) or p.endswith(family):
+            return family
+    return p
 
 
 @functools.lru_cache(maxsize=1)
