@@ -228,3 +228,17 @@ def test_a_token_file_that_is_no_token_is_a_clear_error_not_a_crash(tmp_path) ->
     assert _gunzip(gz.compress(b"x" * 1000), "here") == b"x" * 1000
     with pytest.raises(PrometheusError, match="use a smaller --chunk"):
         _gunzip(gz.compress(b"\0" * 101), "here", cap=100)
+
+
+def test_a_teams_cpm_leaves_its_training_out_as_the_rules_do() -> None:
+    """A team that serves and trains: its $/M is inference money over the tokens the GPUs computed
+    (team:cpm_usd_per_million_tokens:rate5m, input|output); a row that only trained, its training CPM."""
+    from exporter.report.rows import Row
+    from exporter.report.tables import usd_per_million
+
+    both = Row(0, ("search",), by_direction={"input": D("1"), "output": D("3"), "training": D("50")},
+               tokens={"input": D("1500000"), "output": D("500000"), "training": D("9000000")},
+               cached=D("500000"))  # fmt: skip
+    assert usd_per_million(both) == D("2.666666667")  # (1 + 3) / (1.5 M − 0.5 M + 0.5 M) × 1 M
+    trained = Row(0, ("research",), by_direction={"training": D("5")}, tokens={"training": D("1000000")})
+    assert usd_per_million(trained) == D("5")

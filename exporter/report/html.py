@@ -14,7 +14,7 @@ from typing import Any
 
 from exporter.report.increase import ZERO
 from exporter.report.rows import Report
-from exporter.report.tables import MILLION, computed_tokens, iso, number
+from exporter.report.tables import MILLION, cpm_parts, iso, number
 
 PALETTE = ("#3b6fb6", "#e07b39", "#5aa469", "#c44e52", "#8172b2", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
            "#64b5cd")  # fmt: skip
@@ -144,8 +144,9 @@ def _cpm_table(report: Report, speed: Mapping[str, float]) -> str:
     read: set[str] = set()  # models whose tokens some server counted: the others' tokens are unknown
     for r in report.rows:
         a = acc.setdefault(r.key[k], [ZERO, ZERO, ZERO])
-        a[0] += sum(r.by_direction.values(), ZERO)
-        a[1] += computed_tokens(r)
+        spent, tokens = cpm_parts(r)
+        a[0] += spent
+        a[1] += tokens
         a[2] += r.total
         if r.tokens:
             read.add(r.key[k])

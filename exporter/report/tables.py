@@ -37,15 +37,22 @@ def number(x: Decimal | None) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def computed_tokens(row: Row) -> Decimal:
-    """The tokens the GPUs computed: prefix-cache hits left out, as cpm_usd_per_million_tokens and the
-    rules count them (one definition of a CPM)."""
-    return sum(row.tokens.values(), ZERO) - (row.cached or ZERO)
+SERVED = ("input", "output", "total")  # "total": a tenant's share of a split line
+
+
+def cpm_parts(row: Row) -> tuple[Decimal, Decimal]:
+    """(money, tokens computed) of a row's CPM, as the gauges and rules count them: inference money
+    over the tokens the GPUs computed (prefix-cache hits left out; training left out, as the rules'
+    input|output); a row that only trained, its training money over its training tokens."""
+    served = [d for d in SERVED if d in row.tokens or d in row.by_direction]
+    directions = served or ["training"]
+    spent = sum((row.by_direction.get(d, ZERO) for d in directions), ZERO)
+    tokens = sum((row.tokens.get(d, ZERO) for d in directions), ZERO)
+    return spent, tokens - (row.cached or ZERO) if served else tokens
 
 
 def usd_per_million(row: Row) -> Decimal | None:
-    tokens = computed_tokens(row)
-    spent = sum(row.by_direction.values(), ZERO)
+    spent, tokens = cpm_parts(row)
     return (spent / tokens * MILLION).quantize(Decimal("1e-9")) if tokens > 0 else None
 
 
